@@ -1,0 +1,1 @@
+//! dataplane: kernel drivers for WireGuard, nftables and routes (stub; see issue 3).

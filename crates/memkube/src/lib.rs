@@ -1,0 +1,1 @@
+//! memkube: an in-memory Kubernetes API server (stub; see issue 4).

@@ -1,0 +1,2 @@
+//! Build script (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! isthmus-api (being written).

@@ -1,0 +1,1 @@
+//! isthmus-ipam (being written).

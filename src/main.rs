@@ -1,0 +1,2 @@
+//! The `isthmus` binary (being written).
+fn main() {}

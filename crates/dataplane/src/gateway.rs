@@ -1,0 +1,204 @@
+//! The gateway entry point: make the kernel match a [`GatewaySpec`] and report what is there.
+//!
+//! `reconcile` validates everything first (bad input changes nothing), then converges the
+//! tunnel peers, the routes into the tunnel and the NAT table, and reads the result back per
+//! peer. The controllers call exactly this; `reconcile_nat` is the fast path for NatMapping
+//! changes; `teardown` removes everything, collecting errors instead of stopping at the first.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ipnet::Ipv4Net;
+
+use crate::firewall::nft::NftFirewall;
+use crate::firewall::{Applied, FirewallDriver, NatPlan};
+use crate::keys::PublicKey;
+use crate::model::{GatewaySpec, ValidSpec};
+use crate::netns::{Netns, NsRuntime};
+use crate::routes::linux::NetlinkRoutes;
+use crate::routes::{self, NextHop, Route, RouteDriver};
+use crate::tunnel::linux::WireguardTunnel;
+use crate::tunnel::{Backend, DeviceConfig, PeerStatus, TunnelDriver, TunnelPeer};
+use crate::{Error, Result};
+
+/// What the kernel holds for one peer after a reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerObserved {
+    /// Peer cluster ID.
+    pub name: String,
+    /// Its public key.
+    pub public_key: PublicKey,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Last handshake.
+    pub last_handshake: Option<SystemTime>,
+    /// Bytes received from it.
+    pub rx_bytes: u64,
+    /// Bytes sent to it.
+    pub tx_bytes: u64,
+    /// AllowedIPs on the device.
+    pub allowed_ips: Vec<Ipv4Net>,
+    /// Our routes into the tunnel for its ranges.
+    pub routes: Vec<Ipv4Net>,
+    /// NatMapping entries in its DNAT map.
+    pub mappings: usize,
+}
+
+/// The result of a reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayStatus {
+    /// Backend carrying the tunnel.
+    pub backend: Backend,
+    /// What the firewall apply did.
+    pub firewall: Applied,
+    /// Per peer, sorted by name.
+    pub peers: Vec<PeerObserved>,
+}
+
+/// The WireGuard peers the spec asks for.
+pub fn tunnel_peers(spec: &ValidSpec) -> Vec<TunnelPeer> {
+    spec.peers
+        .iter()
+        .map(|peer| TunnelPeer {
+            public_key: peer.public_key.clone(),
+            endpoint: peer.endpoint,
+            keepalive: peer.keepalive,
+            allowed_ips: peer.remote.clone(),
+        })
+        .collect()
+}
+
+/// The routes into the tunnel the spec asks for.
+pub fn tunnel_routes(spec: &ValidSpec) -> Vec<Route> {
+    let dev = NextHop::Dev(spec.interface.clone());
+    spec.peers
+        .iter()
+        .flat_map(|peer| peer.remote.iter().map(|dst| Route { dst: *dst, via: dev.clone() }))
+        .collect()
+}
+
+/// Pure diff of WireGuard peers: which to set (new or changed) and which to remove.
+pub fn peer_changes(current: &[PeerStatus], desired: &[TunnelPeer]) -> (Vec<TunnelPeer>, Vec<PublicKey>) {
+    let wanted: BTreeSet<&PublicKey> = desired.iter().map(|p| &p.public_key).collect();
+    let remove = current.iter().filter(|p| !wanted.contains(&p.public_key)).map(|p| p.public_key.clone()).collect();
+    let set = desired
+        .iter()
+        .filter(|want| !current.iter().any(|have| have.public_key == want.public_key && have.matches(want)))
+        .cloned()
+        .collect();
+    (set, remove)
+}
+
+/// A gateway: one tunnel, one NAT table, the routes between them.
+#[derive(Debug)]
+pub struct Gateway<T, F, R> {
+    /// Tunnel driver.
+    pub tunnel: T,
+    /// Firewall driver.
+    pub firewall: F,
+    /// Route driver.
+    pub routes: R,
+}
+
+/// The gateway with the Linux drivers.
+pub type LinuxGateway = Gateway<WireguardTunnel, NftFirewall, NetlinkRoutes>;
+
+impl LinuxGateway {
+    /// Linux drivers on `netns`, the WireGuard backend chosen automatically.
+    pub fn linux(netns: Netns) -> Result<Self> {
+        let ns = NsRuntime::new(netns, 2)?;
+        Self::linux_on(ns.clone(), WireguardTunnel::auto(ns)?.backend())
+    }
+
+    /// Linux drivers on a runtime, with a given backend.
+    pub fn linux_on(ns: Arc<NsRuntime>, backend: Backend) -> Result<Self> {
+        Ok(Gateway {
+            tunnel: WireguardTunnel::with_backend(ns.clone(), backend)?,
+            firewall: NftFirewall::new(ns.clone()),
+            routes: NetlinkRoutes::new(ns)?,
+        })
+    }
+}
+
+impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
+    /// Drivers of your choice (fakes in unit tests).
+    pub fn new(tunnel: T, firewall: F, routes: R) -> Self {
+        Gateway { tunnel, firewall, routes }
+    }
+
+    /// Makes the kernel match `desired` and returns what is there per peer.
+    pub fn reconcile(&mut self, desired: &GatewaySpec) -> Result<GatewayStatus> {
+        let spec = desired.validate()?;
+        let _span = tracing::info_span!("gateway.reconcile", interface = %spec.interface).entered();
+        self.tunnel.ensure_device(&DeviceConfig {
+            ifname: spec.interface.clone(),
+            private_key: spec.private_key.clone(),
+            listen_port: spec.listen_port,
+            mtu: spec.mtu,
+        })?;
+        self.routes.enable_forwarding()?;
+        let (set, remove) = peer_changes(&self.tunnel.peers()?, &tunnel_peers(&spec));
+        for key in &remove {
+            tracing::info!(peer = %key, "removing WireGuard peer");
+            self.tunnel.remove_peer(key)?;
+        }
+        for peer in &set {
+            tracing::info!(peer = %peer.public_key, "setting WireGuard peer");
+            self.tunnel.set_peer(peer)?;
+        }
+        routes::sync(&mut self.routes, &tunnel_routes(&spec))?;
+        if self.firewall.applied().is_some() && !self.firewall.intact()? {
+            tracing::warn!("our nftables table changed outside isthmus; rebuilding it");
+            self.firewall.forget();
+        }
+        let firewall = self.firewall.apply(&NatPlan::from_spec(&spec))?;
+        self.observe(&spec, firewall)
+    }
+
+    /// Fast path for NatMapping changes: validates and applies only the NAT table.
+    pub fn reconcile_nat(&mut self, desired: &GatewaySpec) -> Result<Applied> {
+        let spec = desired.validate()?;
+        self.firewall.apply(&NatPlan::from_spec(&spec))
+    }
+
+    fn observe(&mut self, spec: &ValidSpec, firewall: Applied) -> Result<GatewayStatus> {
+        let device = self.tunnel.peers()?;
+        let installed = self.routes.routes()?;
+        let peers = spec
+            .peers
+            .iter()
+            .map(|peer| {
+                let status = device.iter().find(|s| s.public_key == peer.public_key);
+                PeerObserved {
+                    name: peer.name.clone(),
+                    public_key: peer.public_key.clone(),
+                    endpoint: status.and_then(|s| s.endpoint),
+                    last_handshake: status.and_then(|s| s.last_handshake),
+                    rx_bytes: status.map_or(0, |s| s.rx_bytes),
+                    tx_bytes: status.map_or(0, |s| s.tx_bytes),
+                    allowed_ips: status.map(|s| s.allowed_ips.clone()).unwrap_or_default(),
+                    routes: installed.iter().filter(|r| peer.remote.contains(&r.dst)).map(|r| r.dst).collect(),
+                    mappings: peer.mappings.len(),
+                }
+            })
+            .collect();
+        Ok(GatewayStatus { backend: self.tunnel.backend(), firewall, peers })
+    }
+
+    /// Removes the NAT table, our routes and the tunnel; keeps going past errors.
+    pub fn teardown(&mut self) -> Result<()> {
+        let mut errors = Vec::new();
+        if let Err(err) = self.firewall.remove() {
+            errors.push(err);
+        }
+        if let Err(err) = routes::sync(&mut self.routes, &[]) {
+            errors.push(err);
+        }
+        if let Err(err) = self.tunnel.remove_device() {
+            errors.push(err);
+        }
+        Error::collect(errors)
+    }
+}

@@ -1,0 +1,63 @@
+//! Small rtnetlink helpers shared by the drivers: a connection opened inside a namespace, link
+//! lookup, link up and MTU.
+
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkUnspec};
+
+use crate::netns::NsRuntime;
+use crate::{Error, Result};
+
+/// Opens a netlink connection inside the runtime's namespace; the handle works from anywhere.
+pub(crate) fn connect(ns: &NsRuntime) -> Result<Handle> {
+    ns.run(async {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        Ok::<_, std::io::Error>(handle)
+    })
+    .map_err(Error::from)
+}
+
+/// The index of link `name`, or `None` when it does not exist.
+pub(crate) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(Some(link.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc_enodev() => Ok(None),
+        Err(err) => Err(Error::netlink(format!("get link {name}"), err)),
+    }
+}
+
+const fn libc_enodev() -> i32 {
+    19
+}
+
+/// Sets link `name` up, with `mtu` when given.
+pub(crate) async fn set_up(handle: &Handle, name: &str, mtu: Option<u32>) -> Result<()> {
+    let index = link_index(handle, name)
+        .await?
+        .ok_or_else(|| Error::netlink(format!("set {name} up"), "no such link"))?;
+    let mut message = LinkUnspec::new_with_index(index).up();
+    if let Some(mtu) = mtu {
+        message = message.mtu(mtu);
+    }
+    handle
+        .link()
+        .set(message.build())
+        .execute()
+        .await
+        .map_err(|err| Error::netlink(format!("set {name} up"), err))
+}
+
+/// Deletes link `name` if it exists.
+pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
+    if let Some(index) = link_index(handle, name).await? {
+        handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(|err| Error::netlink(format!("delete link {name}"), err))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! A recording route driver for unit tests.
+
+use std::collections::BTreeSet;
+
+use super::{Route, RouteDriver, VxlanSpec};
+use crate::Result;
+
+/// Keeps routes and links in memory and logs every call.
+#[derive(Debug, Default, Clone)]
+pub struct FakeRoutes {
+    /// Installed routes.
+    pub routes: BTreeSet<Route>,
+    /// Links that are up or created.
+    pub links: BTreeSet<String>,
+    /// Every call, in order (`add 10.1.0.0/24`, ...).
+    pub calls: Vec<String>,
+}
+
+impl RouteDriver for FakeRoutes {
+    fn enable_forwarding(&mut self) -> Result<()> {
+        self.calls.push("forwarding on".into());
+        Ok(())
+    }
+
+    fn link_up(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
+        self.calls.push(format!("up {name} {mtu:?}"));
+        self.links.insert(name.to_owned());
+        Ok(())
+    }
+
+    fn ensure_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        self.calls.push(format!("vxlan {}", spec.name));
+        self.links.insert(spec.name.clone());
+        Ok(())
+    }
+
+    fn delete_link(&mut self, name: &str) -> Result<()> {
+        self.calls.push(format!("delete link {name}"));
+        self.links.remove(name);
+        Ok(())
+    }
+
+    fn routes(&mut self) -> Result<Vec<Route>> {
+        Ok(self.routes.iter().cloned().collect())
+    }
+
+    fn add_route(&mut self, route: &Route) -> Result<()> {
+        self.calls.push(format!("add {}", route.dst));
+        self.routes.insert(route.clone());
+        Ok(())
+    }
+
+    fn del_route(&mut self, route: &Route) -> Result<()> {
+        self.calls.push(format!("del {}", route.dst));
+        self.routes.remove(route);
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! The Linux route driver: rtnetlink on a connection opened inside the namespace.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::{Handle, LinkVxlan, RouteMessageBuilder};
+
+use super::{NextHop, ROUTE_PROTOCOL, Route, RouteDriver, VxlanSpec};
+use crate::netlink::{connect, delete_link, link_index, set_up};
+use crate::netns::NsRuntime;
+use crate::{Error, Result};
+
+/// Routes and links of one namespace through rtnetlink.
+#[derive(Debug)]
+pub struct NetlinkRoutes {
+    ns: Arc<NsRuntime>,
+    handle: Handle,
+}
+
+impl NetlinkRoutes {
+    /// Opens the netlink connection inside the runtime's namespace.
+    pub fn new(ns: Arc<NsRuntime>) -> Result<Self> {
+        let handle = connect(&ns)?;
+        Ok(NetlinkRoutes { ns, handle })
+    }
+
+    fn message(&self, route: &Route) -> Result<RouteMessage> {
+        let handle = self.handle.clone();
+        let route = route.clone();
+        self.ns.run(async move {
+            let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(route.dst.network(), route.dst.prefix_len())
+                .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
+            let dev = match &route.via {
+                NextHop::Dev(dev) => Some(dev.clone()),
+                NextHop::Via(gateway, dev) => {
+                    builder = builder.gateway(*gateway);
+                    dev.clone()
+                }
+            };
+            if let Some(dev) = dev {
+                let index = link_index(&handle, &dev)
+                    .await?
+                    .ok_or_else(|| Error::netlink(format!("route {}", route.dst), format!("no link {dev}")))?;
+                builder = builder.output_interface(index);
+            }
+            Ok(builder.build())
+        })
+    }
+
+    async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>> {
+        let mut names = BTreeMap::new();
+        let mut links = handle.link().get().execute();
+        while let Some(link) = links.try_next().await.map_err(|e| Error::netlink("list links", e))? {
+            for attr in &link.attributes {
+                if let LinkAttribute::IfName(name) = attr {
+                    names.insert(link.header.index, name.clone());
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+fn parse_route(message: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<Route> {
+    let mut dst = None;
+    let mut gateway = None;
+    let mut dev = None;
+    for attr in &message.attributes {
+        match attr {
+            RouteAttribute::Destination(RouteAddress::Inet(addr)) => dst = Some(*addr),
+            RouteAttribute::Gateway(RouteAddress::Inet(addr)) => gateway = Some(*addr),
+            RouteAttribute::Oif(index) => dev = names.get(index).cloned(),
+            _ => {}
+        }
+    }
+    let dst = Ipv4Net::new(dst?, message.header.destination_prefix_length).ok()?;
+    let via = match gateway {
+        Some(gateway) => NextHop::Via(gateway, dev),
+        None => NextHop::Dev(dev?),
+    };
+    Some(Route { dst, via })
+}
+
+impl RouteDriver for NetlinkRoutes {
+    fn enable_forwarding(&mut self) -> Result<()> {
+        // /proc/sys/net is resolved in the network namespace of the thread that opens it.
+        self.ns.run_blocking(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")).map_err(Error::from)
+    }
+
+    fn link_up(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
+        let (handle, name) = (self.handle.clone(), name.to_owned());
+        self.ns.run(async move { set_up(&handle, &name, mtu).await })
+    }
+
+    fn ensure_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        let (handle, spec) = (self.handle.clone(), spec.clone());
+        self.ns.run(async move {
+            if link_index(&handle, &spec.name).await?.is_none() {
+                let dev = link_index(&handle, &spec.dev)
+                    .await?
+                    .ok_or_else(|| Error::netlink(format!("vxlan {}", spec.name), "no underlay link"))?;
+                let message = LinkVxlan::new(&spec.name, spec.vni)
+                    .dev(dev)
+                    .local(spec.local)
+                    .remote(spec.remote)
+                    .port(spec.port)
+                    .mtu(spec.mtu)
+                    .build();
+                handle.link().add(message).execute().await.map_err(|e| Error::netlink("add vxlan", e))?;
+            }
+            let index = link_index(&handle, &spec.name).await?.unwrap_or_default();
+            let addr = IpAddr::V4(spec.address.addr());
+            let added = handle.address().add(index, addr, spec.address.prefix_len()).replace().execute().await;
+            added.map_err(|e| Error::netlink(format!("address {}", spec.address), e))?;
+            set_up(&handle, &spec.name, Some(spec.mtu)).await
+        })
+    }
+
+    fn delete_link(&mut self, name: &str) -> Result<()> {
+        let (handle, name) = (self.handle.clone(), name.to_owned());
+        self.ns.run(async move { delete_link(&handle, &name).await })
+    }
+
+    fn routes(&mut self) -> Result<Vec<Route>> {
+        let handle = self.handle.clone();
+        self.ns.run(async move {
+            let names = Self::link_names(&handle).await?;
+            let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+            let mut stream = handle.route().get(query).execute();
+            let mut out = Vec::new();
+            while let Some(message) = stream.try_next().await.map_err(|e| Error::netlink("list routes", e))? {
+                if message.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL) {
+                    out.extend(parse_route(&message, &names));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn add_route(&mut self, route: &Route) -> Result<()> {
+        let message = self.message(route)?;
+        let (handle, dst) = (self.handle.clone(), route.dst);
+        self.ns.run(async move {
+            let added = handle.route().add(message).replace().execute().await;
+            added.map_err(|e| Error::netlink(format!("add route {dst}"), e))
+        })
+    }
+
+    fn del_route(&mut self, route: &Route) -> Result<()> {
+        let message = self.message(route)?;
+        let (handle, dst) = (self.handle.clone(), route.dst);
+        self.ns.run(async move {
+            let deleted = handle.route().del(message).execute().await;
+            deleted.map_err(|e| Error::netlink(format!("delete route {dst}"), e))
+        })
+    }
+}

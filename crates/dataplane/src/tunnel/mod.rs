@@ -1,0 +1,147 @@
+//! Tunnel: the WireGuard driver trait, its plain-data types, and the choice of backend.
+//!
+//! The kernel backend is used when the `wireguard` module is there (or a test link of kind
+//! `wireguard` can be created); otherwise the userspace engine runs in-process. Both are
+//! configured through `defguard_wireguard_rs` (netlink for the kernel, the UAPI socket for
+//! userspace), so peers are added, updated in place and removed the same way.
+
+pub mod fake;
+pub mod linux;
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use ipnet::Ipv4Net;
+
+use crate::Result;
+use crate::keys::{PrivateKey, PublicKey};
+
+/// Which WireGuard implementation carries the packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The Linux kernel module.
+    Kernel,
+    /// The in-process userspace engine (Mullvad's `gotatun`), chosen by measurement.
+    Userspace,
+    /// Debian's `wireguard-go` as a child process: the benchmark's reference only.
+    WireguardGo,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Kernel => "kernel",
+            Backend::Userspace => "userspace (gotatun)",
+            Backend::WireguardGo => "wireguard-go",
+        })
+    }
+}
+
+/// Device-level settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// Interface name (unique on the host).
+    pub ifname: String,
+    /// Private key (redacted in `Debug`).
+    pub private_key: PrivateKey,
+    /// UDP listen port.
+    pub listen_port: u16,
+    /// MTU.
+    pub mtu: u32,
+}
+
+/// One peer as WireGuard sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelPeer {
+    /// Public key.
+    pub public_key: PublicKey,
+    /// Endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Persistent keepalive seconds.
+    pub keepalive: Option<u16>,
+    /// AllowedIPs.
+    pub allowed_ips: Vec<Ipv4Net>,
+}
+
+/// A peer as read back from the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Public key.
+    pub public_key: PublicKey,
+    /// Current endpoint (updated by roaming).
+    pub endpoint: Option<SocketAddr>,
+    /// Last completed handshake.
+    pub last_handshake: Option<SystemTime>,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Keepalive seconds.
+    pub keepalive: Option<u16>,
+    /// AllowedIPs, sorted.
+    pub allowed_ips: Vec<Ipv4Net>,
+}
+
+impl PeerStatus {
+    /// Whether the device already has `peer` exactly (so no update is needed).
+    pub fn matches(&self, peer: &TunnelPeer) -> bool {
+        let mut want = peer.allowed_ips.clone();
+        want.sort();
+        let endpoint_ok = peer.endpoint.is_none() || peer.endpoint == self.endpoint;
+        endpoint_ok && self.keepalive == peer.keepalive && self.allowed_ips == want
+    }
+}
+
+/// One WireGuard interface in one namespace.
+pub trait TunnelDriver: Send {
+    /// The backend in use.
+    fn backend(&self) -> Backend;
+    /// Creates the interface if needed and sets key, port and MTU; existing peers are kept
+    /// when key and port are unchanged.
+    fn ensure_device(&mut self, config: &DeviceConfig) -> Result<()>;
+    /// Peers and their statistics.
+    fn peers(&self) -> Result<Vec<PeerStatus>>;
+    /// Adds a peer, or updates it in place (its session survives).
+    fn set_peer(&mut self, peer: &TunnelPeer) -> Result<()>;
+    /// Removes a peer; the others are not disturbed.
+    fn remove_peer(&mut self, key: &PublicKey) -> Result<()>;
+    /// Removes the interface (and stops the engine).
+    fn remove_device(&mut self) -> Result<()>;
+}
+
+/// What the host offers for WireGuard.
+pub trait KernelProbe {
+    /// `/sys/module/wireguard` exists.
+    fn module_loaded(&self) -> bool;
+    /// A link of kind `wireguard` can be created (autoloads the module where allowed).
+    fn can_create_link(&self) -> bool;
+}
+
+/// Kernel when the module is there or can be loaded, the userspace engine otherwise.
+pub fn select_backend(probe: &dyn KernelProbe) -> Backend {
+    if probe.module_loaded() || probe.can_create_link() { Backend::Kernel } else { Backend::Userspace }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tunnel::fake::FakeProbe;
+
+    #[test]
+    fn kernel_is_chosen_when_the_module_is_loaded() {
+        let probe = FakeProbe { module: true, create: false };
+        assert_eq!(select_backend(&probe), Backend::Kernel);
+    }
+
+    #[test]
+    fn kernel_is_chosen_when_a_link_can_be_created() {
+        let probe = FakeProbe { module: false, create: true };
+        assert_eq!(select_backend(&probe), Backend::Kernel);
+    }
+
+    #[test]
+    fn userspace_is_the_fallback() {
+        let probe = FakeProbe { module: false, create: false };
+        assert_eq!(select_backend(&probe), Backend::Userspace);
+    }
+}

@@ -1,0 +1,35 @@
+//! [`IpamError`]: every way an IPAM request or configuration can be refused. Each variant says
+//! what was wrong; none leaves the state changed.
+
+use std::net::Ipv4Addr;
+
+use crate::{Cidr, ClusterId};
+
+/// Why the IPAM refused a request. The state is unchanged whenever one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("{network} ({what}) overlaps {other}")]
+    Overlap {
+        network: Cidr,
+        what: String,
+        other: String,
+    },
+    #[error("unknown peer cluster {0}")]
+    UnknownPeer(ClusterId),
+    #[error("no free /{prefix_len} network left in the pools to remap {network} of peer {cluster}")]
+    PoolsExhausted {
+        cluster: ClusterId,
+        network: Cidr,
+        prefix_len: u8,
+    },
+    #[error("ExternalCIDR {0} has no free address left")]
+    ExternalExhausted(Cidr),
+    #[error("invalid endpoint IP {ip}: {reason}")]
+    InvalidEndpoint { ip: Ipv4Addr, reason: String },
+    #[error("invalid network for peer {cluster}: {reason}")]
+    InvalidPeerNetwork { cluster: ClusterId, reason: String },
+    #[error("corrupt IPAM log or snapshot: {0}")]
+    Corrupt(String),
+}

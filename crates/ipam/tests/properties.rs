@@ -89,7 +89,7 @@ fn id(i: usize) -> ClusterId {
 
 /// Endpoints: half local pods (pure translations), half external addresses.
 fn endpoint(i: usize) -> Ipv4Addr {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Ipv4Addr::new(10, 0, 0, i as u8 + 1)
     } else {
         Ipv4Addr::new(172, 30, 0, i as u8)

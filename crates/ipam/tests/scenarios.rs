@@ -248,10 +248,10 @@ fn snapshots_rebuild_the_same_state() {
     let mut ipam = Ipam::new(&config()).unwrap();
     peer(&mut ipam, "b", "10.0.0.0/16", "10.2.0.0/16");
     peer(&mut ipam, "c", "10.0.0.0/16", "10.2.0.0/16");
-    for i in 1..=20 {
+    for i in 1u32..=20 {
         map(
             &mut ipam,
-            if i % 2 == 0 { "b" } else { "c" },
+            if i.is_multiple_of(2) { "b" } else { "c" },
             &format!("172.20.0.{i}"),
         );
     }

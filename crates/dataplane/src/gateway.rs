@@ -109,7 +109,8 @@ impl LinuxGateway {
     /// Linux drivers on `netns`, the WireGuard backend chosen automatically.
     pub fn linux(netns: Netns) -> Result<Self> {
         let ns = NsRuntime::new(netns, 2)?;
-        Self::linux_on(ns.clone(), WireguardTunnel::auto(ns)?.backend())
+        let backend = crate::tunnel::linux::detect_backend(&ns);
+        Self::linux_on(ns, backend)
     }
 
     /// Linux drivers on a runtime, with a given backend.

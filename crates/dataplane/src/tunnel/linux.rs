@@ -14,7 +14,6 @@ use defguard_wireguard_rs::net::IpAddrMask;
 use defguard_wireguard_rs::peer::Peer;
 use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, Userspace, WGApi, WireguardInterfaceApi};
 use gotatun::device::{DefaultDeviceTransports, Device, DeviceBuilder, uapi::UapiServer};
-use gotatun::x25519::StaticSecret;
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{Handle, LinkWireguard};
 
@@ -85,6 +84,11 @@ impl KernelProbe for LinuxProbe {
     }
 }
 
+/// The backend this namespace's kernel supports: kernel if possible, userspace otherwise.
+pub fn detect_backend(ns: &Arc<NsRuntime>) -> Backend {
+    select_backend(&LinuxProbe::new(ns.clone()))
+}
+
 fn tunnel_err(ifname: &str) -> impl Fn(defguard_wireguard_rs::error::WireguardInterfaceError) -> Error + '_ {
     move |err| Error::tunnel(ifname, err)
 }
@@ -129,7 +133,7 @@ fn socket_path(ifname: &str) -> PathBuf {
 impl WireguardTunnel {
     /// A driver with the backend chosen by probing the namespace's kernel.
     pub fn auto(ns: Arc<NsRuntime>) -> Result<Self> {
-        let backend = select_backend(&LinuxProbe::new(ns.clone()));
+        let backend = detect_backend(&ns);
         Self::with_backend(ns, backend)
     }
 
@@ -157,13 +161,13 @@ impl WireguardTunnel {
                 api.create_interface().map_err(tunnel_err(&name))
             })?,
             Backend::Userspace => {
-                let secret = StaticSecret::from(config.private_key.secret_bytes());
-                let port = config.listen_port;
+                // Key and port are set afterwards over UAPI: only a change of them makes the
+                // engine bind its UDP socket (on this namespace's threads).
                 let device = self.ns.run(async move {
                     let uapi = UapiServer::default_unix_socket(&name, None, None).map_err(|e| Error::tunnel(&name, e))?;
                     let builder = DeviceBuilder::new().with_default_udp().create_tun(&name);
                     let builder = builder.map_err(|e| Error::tunnel(&name, e))?;
-                    let builder = builder.with_uapi(uapi).with_private_key(secret).with_listen_port(port);
+                    let builder = builder.with_uapi(uapi);
                     builder.build().await.map_err(|e| Error::tunnel(&name, e))
                 })?;
                 self.engine = Engine::Gotatun(device);

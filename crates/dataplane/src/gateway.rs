@@ -164,6 +164,11 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         self.firewall.apply(&NatPlan::from_spec(&spec))
     }
 
+    /// Forgets what the firewall applied, so the next apply rebuilds the table (benchmarks, repair).
+    pub fn firewall_forget(&mut self) {
+        self.firewall.forget();
+    }
+
     fn observe(&mut self, spec: &ValidSpec, firewall: Applied) -> Result<GatewayStatus> {
         let device = self.tunnel.peers()?;
         let installed = self.routes.routes()?;

@@ -1,0 +1,386 @@
+//! [`DurableIpam`]: the IPAM behind a mutex, with every change made durable before its reply.
+//!
+//! A request locks the state, plans, applies the effect in memory and queues it for the committer
+//! thread, all under the lock (so the queue order is the apply order); it then waits, without the
+//! lock, for the committer to report its batch durable. The committer takes everything queued,
+//! writes it with one store call (one fsync), and wakes every waiter: group commit. A request
+//! that changes nothing but read state another request has not yet made durable waits for that
+//! state too (a barrier), so nothing is ever acknowledged before it is durable.
+//!
+//! A store failure stops the service: the state in memory may then hold changes that are not
+//! durable, so every later request is refused until a restart recovers the durable state.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use isthmus_ipam::{
+    Cidr, ClusterId, Effect, Ipam, IpamConfig, IpamError, IpamSnapshot, PeerNetworks,
+};
+use tokio::sync::oneshot;
+
+use crate::{ServiceError, Store, StoreError};
+
+/// Most jobs the committer folds into one write.
+const MAX_BATCH: usize = 16_384;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+enum Job {
+    Append(Effect, Waiter),
+    Barrier(Waiter),
+    Compact(Box<IpamSnapshot>),
+}
+
+struct Core {
+    ipam: Ipam,
+    queue: mpsc::Sender<Job>,
+    enqueued: u64,
+}
+
+struct Shared {
+    core: Mutex<Core>,
+    durable: AtomicU64,
+    compaction_wanted: AtomicBool,
+    failure: OnceLock<String>,
+    store_name: String,
+}
+
+/// The durable, concurrent IPAM. Cheap to clone.
+#[derive(Clone)]
+pub struct DurableIpam {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for DurableIpam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableIpam")
+            .field("store", &self.shared.store_name)
+            .finish()
+    }
+}
+
+/// The answer to `MapEndpointIP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapReply {
+    pub new_ip: Ipv4Addr,
+    /// The peer's NAT mapping entry `(new IP, endpoint)` when an ExternalCIDR address was used.
+    pub nat_entry: Option<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// The answer to `UnmapEndpointIP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmapReply {
+    /// The NAT mapping entry (its new IP) that disappeared, if any.
+    pub removed_new_ip: Option<Ipv4Addr>,
+}
+
+impl DurableIpam {
+    /// Recovers the state from `store` (or initialises it from `config` and stores it), checks it
+    /// against `config`, and starts the committer thread.
+    pub async fn open<S: Store>(config: &IpamConfig, store: S) -> Result<Self, ServiceError> {
+        let config = config.clone();
+        let job = tokio::task::spawn_blocking(move || recover(&config, store));
+        let (ipam, store) = job
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+        let store_name = store.describe();
+        let (queue, jobs) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                ipam,
+                queue,
+                enqueued: 0,
+            }),
+            durable: AtomicU64::new(0),
+            compaction_wanted: AtomicBool::new(false),
+            failure: OnceLock::new(),
+            store_name,
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("ipam-commit".into())
+            .spawn(move || commit_loop(store, jobs, weak))
+            .map_err(|e| ServiceError::Unavailable(format!("cannot start committer: {e}")))?;
+        Ok(DurableIpam { shared })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Core>, ServiceError> {
+        if let Some(f) = self.shared.failure.get() {
+            return Err(ServiceError::Unavailable(f.clone()));
+        }
+        self.shared
+            .core
+            .lock()
+            .map_err(|_| ServiceError::Unavailable("state lock poisoned".into()))
+    }
+
+    /// Plans with `plan`; applies and durably logs its effect; replies once durable.
+    async fn mutate<T>(
+        &self,
+        plan: impl FnOnce(&Ipam) -> Result<(T, Option<Effect>), IpamError>,
+    ) -> Result<T, ServiceError> {
+        let (value, wait) = {
+            let mut core = self.lock()?;
+            let (value, effect) = plan(&core.ipam)?;
+            let wait = match effect {
+                Some(e) => Some(self.enqueue(&mut core, e)?),
+                None if self.shared.durable.load(Ordering::Acquire) < core.enqueued => {
+                    let (tx, rx) = oneshot::channel();
+                    send(&core.queue, Job::Barrier(tx))?;
+                    Some(rx)
+                }
+                None => None,
+            };
+            (value, wait)
+        };
+        if let Some(rx) = wait {
+            let outcome = rx
+                .await
+                .map_err(|_| ServiceError::Unavailable("committer gone".into()))?;
+            outcome.map_err(ServiceError::Unavailable)?;
+        }
+        Ok(value)
+    }
+
+    fn enqueue(
+        &self,
+        core: &mut Core,
+        effect: Effect,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, ServiceError> {
+        core.ipam.apply(&effect)?;
+        core.enqueued += 1;
+        let (tx, rx) = oneshot::channel();
+        send(&core.queue, Job::Append(effect, tx))?;
+        if self.shared.compaction_wanted.swap(false, Ordering::AcqRel) {
+            send(&core.queue, Job::Compact(Box::new(core.ipam.snapshot())))?;
+        }
+        Ok(rx)
+    }
+
+    /// `MapEndpointIP` (seed Algorithm 3).
+    pub async fn map_endpoint_ip(
+        &self,
+        cluster: &ClusterId,
+        ip: Ipv4Addr,
+    ) -> Result<MapReply, ServiceError> {
+        self.mutate(|ipam| {
+            let out = ipam.plan_map(cluster, ip)?;
+            let nat_entry = out.nat_entry.then_some((out.new_ip, ip));
+            Ok((
+                MapReply {
+                    new_ip: out.new_ip,
+                    nat_entry,
+                },
+                out.effect,
+            ))
+        })
+        .await
+    }
+
+    /// `UnmapEndpointIP` (seed Algorithm 4).
+    pub async fn unmap_endpoint_ip(
+        &self,
+        cluster: &ClusterId,
+        ip: Ipv4Addr,
+    ) -> Result<UnmapReply, ServiceError> {
+        self.mutate(|ipam| {
+            let out = ipam.plan_unmap(cluster, ip)?;
+            Ok((
+                UnmapReply {
+                    removed_new_ip: out.removed_new_ip,
+                },
+                out.effect,
+            ))
+        })
+        .await
+    }
+
+    /// `GetHomePodIP`: how we address a pod of `cluster`.
+    pub async fn home_pod_ip(
+        &self,
+        cluster: &ClusterId,
+        ip: Ipv4Addr,
+    ) -> Result<Ipv4Addr, ServiceError> {
+        self.mutate(|ipam| Ok((ipam.home_pod_ip(cluster, ip)?, None)))
+            .await
+    }
+
+    /// `BelongsToPodCIDR`. The Pod CIDR never changes at run time, so no barrier is needed.
+    pub fn belongs_to_pod_cidr(&self, ip: Ipv4Addr) -> Result<bool, ServiceError> {
+        Ok(self.lock()?.ipam.belongs_to_pod_cidr(ip))
+    }
+
+    /// Decides (or repeats the decision) how we address `cluster`'s networks.
+    pub async fn upsert_peer(
+        &self,
+        cluster: &ClusterId,
+        pod: Cidr,
+        external: Cidr,
+    ) -> Result<PeerNetworks, ServiceError> {
+        self.mutate(|ipam| {
+            let effect = ipam.plan_peer(cluster, pod, external)?;
+            let unchanged = ipam.peer(cluster).is_some_and(
+                |p| matches!(&effect, Effect::PeerSet { networks, .. } if networks == p),
+            );
+            let networks = match &effect {
+                Effect::PeerSet { networks, .. } => networks.clone(),
+                _ => return Err(IpamError::Corrupt("plan_peer gave no PeerSet".into())),
+            };
+            Ok((networks, (!unchanged).then_some(effect)))
+        })
+        .await
+    }
+
+    /// Records how `cluster` addresses our networks (`None` = as-is).
+    pub async fn set_peer_view(
+        &self,
+        cluster: &ClusterId,
+        pod_nat: Option<Cidr>,
+        external_nat: Option<Cidr>,
+    ) -> Result<PeerNetworks, ServiceError> {
+        self.mutate(|ipam| {
+            let effect = ipam.plan_peer_view(cluster, pod_nat, external_nat)?;
+            let Effect::PeerSet { networks, .. } = &effect else {
+                return Err(IpamError::Corrupt("plan_peer_view gave no PeerSet".into()));
+            };
+            let unchanged = ipam.peer(cluster) == Some(networks);
+            Ok((networks.clone(), (!unchanged).then_some(effect)))
+        })
+        .await
+    }
+
+    /// Removes `cluster` and frees everything of it. Removing an unknown peer is a no-op.
+    pub async fn remove_peer(&self, cluster: &ClusterId) -> Result<(), ServiceError> {
+        self.mutate(|ipam| match ipam.plan_remove_peer(cluster) {
+            Ok(e) => Ok(((), Some(e))),
+            Err(IpamError::UnknownPeer(_)) => Ok(((), None)),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    /// Reads the current state (which may include changes still being made durable; use it for
+    /// status and metrics, never to answer a request).
+    pub fn read<R>(&self, f: impl FnOnce(&Ipam) -> R) -> Result<R, ServiceError> {
+        Ok(f(&self.lock()?.ipam))
+    }
+
+    /// Whether the service still accepts requests (false after a store failure).
+    pub fn is_healthy(&self) -> bool {
+        self.shared.failure.get().is_none()
+    }
+
+    /// The store in use, for logs.
+    pub fn store_name(&self) -> &str {
+        &self.shared.store_name
+    }
+}
+
+fn send(queue: &mpsc::Sender<Job>, job: Job) -> Result<(), ServiceError> {
+    queue
+        .send(job)
+        .map_err(|_| ServiceError::Unavailable("committer thread stopped".into()))
+}
+
+/// Loads and replays the store, or initialises it; runs on a blocking thread.
+fn recover<S: Store>(config: &IpamConfig, mut store: S) -> Result<(Ipam, S), ServiceError> {
+    let ipam = match store.load()? {
+        None => {
+            let ipam = Ipam::new(config)?;
+            store.compact(&ipam.snapshot())?;
+            tracing::info!(store = %store.describe(), "initialised a new IPAM state");
+            ipam
+        }
+        Some(rec) => {
+            let mut ipam = Ipam::from_snapshot(&rec.snapshot)?;
+            for e in &rec.log {
+                ipam.apply(e).map_err(|err| StoreError::Corrupt {
+                    path: store.describe(),
+                    message: format!("replaying {e:?}: {err}"),
+                })?;
+            }
+            ipam.check_config(config)?;
+            tracing::info!(
+                store = %store.describe(),
+                peers = ipam.peers().count(),
+                endpoints = ipam.endpoint_count(),
+                replayed = rec.log.len(),
+                "recovered the IPAM state"
+            );
+            ipam
+        }
+    };
+    Ok((ipam, store))
+}
+
+/// The committer: drains the queue, writes each batch with one store call, wakes the waiters.
+fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::sync::Weak<Shared>) {
+    let mut effects = Vec::new();
+    let mut waiters = Vec::new();
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter().take(MAX_BATCH));
+        let Some(sh) = shared.upgrade() else { return };
+        if let Some(f) = sh.failure.get() {
+            fail_all(batch, f);
+            continue;
+        }
+        let mut written = 0u64;
+        let mut result = Ok(());
+        for job in batch {
+            match job {
+                Job::Append(e, w) => {
+                    effects.push(e);
+                    waiters.push(w);
+                }
+                Job::Barrier(w) => waiters.push(w),
+                Job::Compact(snap) => {
+                    result = result.and_then(|()| flush(&mut store, &mut effects, &mut written));
+                    result = result.and_then(|()| store.compact(&snap));
+                }
+            }
+        }
+        result = result.and_then(|()| flush(&mut store, &mut effects, &mut written));
+        let reply = match result {
+            Ok(()) => {
+                sh.durable.fetch_add(written, Ordering::AcqRel);
+                sh.compaction_wanted
+                    .store(store.wants_compaction(), Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("{} failed: {e}", store.describe());
+                tracing::error!(error = %msg, "IPAM store failed; refusing further requests");
+                let _ = sh.failure.set(msg.clone());
+                Err(msg)
+            }
+        };
+        for w in waiters.drain(..) {
+            let _ = w.send(reply.clone());
+        }
+    }
+}
+
+fn flush<S: Store>(
+    store: &mut S,
+    effects: &mut Vec<Effect>,
+    written: &mut u64,
+) -> Result<(), StoreError> {
+    if effects.is_empty() {
+        return Ok(());
+    }
+    let r = store.append(effects);
+    *written += effects.len() as u64;
+    effects.clear();
+    r
+}
+
+fn fail_all(batch: Vec<Job>, failure: &str) {
+    for job in batch {
+        if let Job::Append(_, w) | Job::Barrier(w) = job {
+            let _ = w.send(Err(failure.to_owned()));
+        }
+    }
+}

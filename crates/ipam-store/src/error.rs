@@ -1,0 +1,36 @@
+//! Errors of the durable layer: [`StoreError`] (the store could not read or write) and
+//! [`ServiceError`] (what a caller of [`crate::DurableIpam`] gets back).
+
+use isthmus_ipam::IpamError;
+
+/// A store failure. After one, the service refuses further requests (crash-only recovery).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("corrupt store {path}: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("IpamStorage {name} was changed by another writer (resourceVersion conflict)")]
+    Conflict { name: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a request to [`crate::DurableIpam`] can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The IPAM refused the request; nothing changed.
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    /// The store could not be read or written at start.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The change could not be made durable; the service is stopped.
+    #[error("IPAM storage failed, the service is stopped: {0}")]
+    Unavailable(String),
+}

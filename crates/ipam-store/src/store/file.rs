@@ -1,0 +1,234 @@
+//! [`FileStore`]: a directory holding `snapshot.json` (replaced atomically) and `journal.log`
+//! (one JSON effect per line, each with its sequence number, fsync'd per batch).
+//!
+//! Recovery: read the snapshot, then replay journal lines whose sequence is past the snapshot's.
+//! A torn last line (a crash mid-write, never acknowledged) is cut off; a bad line anywhere else
+//! is corruption and refuses the start.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use isthmus_ipam::{Effect, IpamSnapshot};
+use serde::{Deserialize, Serialize};
+
+use super::{Recovered, Store};
+use crate::StoreError;
+
+const SNAPSHOT: &str = "snapshot.json";
+const JOURNAL: &str = "journal.log";
+
+/// Compact once the journal holds this many effects.
+const COMPACT_AFTER: u64 = 200_000;
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    seq: u64,
+    state: IpamSnapshot,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalLine<'a> {
+    seq: u64,
+    effect: std::borrow::Cow<'a, Effect>,
+}
+
+/// A snapshot and a journal in one directory.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+    journal: Option<File>,
+    /// Sequence number of the last effect made durable.
+    seq: u64,
+    journal_len: u64,
+    compact_after: u64,
+    buf: Vec<u8>,
+}
+
+impl FileStore {
+    /// A store in `dir` (created if missing).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(FileStore {
+            dir,
+            journal: None,
+            seq: 0,
+            journal_len: 0,
+            compact_after: COMPACT_AFTER,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Compacts once the journal holds `effects` effects (default 200,000).
+    pub fn with_compaction_after(mut self, effects: u64) -> Self {
+        self.compact_after = effects.max(1);
+        self
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read_snapshot(&self) -> Result<Option<SnapshotFile>, StoreError> {
+        let path = self.path(SNAPSHOT);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Reads the journal, truncating a torn tail; returns effects past `after`.
+    fn read_journal(&mut self, after: u64) -> Result<Vec<Effect>, StoreError> {
+        let path = self.path(JOURNAL);
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut reader = BufReader::new(&file);
+        let (mut good_len, mut effects, mut line) = (0u64, Vec::new(), String::new());
+        let mut torn = false;
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line).map_err(io(&path))?;
+            if n == 0 {
+                break;
+            }
+            if torn {
+                return Err(corrupt(
+                    &path,
+                    "an unreadable journal line is followed by more",
+                ));
+            }
+            let parsed = serde_json::from_str::<JournalLine>(line.trim_end());
+            match (line.ends_with('\n'), parsed) {
+                (true, Ok(l)) => {
+                    self.seq = self.seq.max(l.seq);
+                    self.journal_len += 1;
+                    if l.seq > after {
+                        effects.push(l.effect.into_owned());
+                    }
+                    good_len += n as u64;
+                }
+                _ => torn = true,
+            }
+        }
+        if torn {
+            tracing::warn!(path = %path.display(), "cutting a torn journal tail (unacknowledged)");
+            file.set_len(good_len).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+        }
+        Ok(effects)
+    }
+
+    fn journal(&mut self) -> Result<&mut File, StoreError> {
+        if self.journal.is_none() {
+            let path = self.path(JOURNAL);
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            sync_dir(&self.dir)?;
+            self.journal = Some(f);
+        }
+        self.journal
+            .as_mut()
+            .ok_or_else(|| StoreError::Other("journal not open".into()))
+    }
+}
+
+impl Store for FileStore {
+    fn load(&mut self) -> Result<Option<Recovered>, StoreError> {
+        let Some(snap) = self.read_snapshot()? else {
+            if self.path(JOURNAL).exists() {
+                return Err(corrupt(&self.path(JOURNAL), "journal without a snapshot"));
+            }
+            return Ok(None);
+        };
+        self.seq = snap.seq;
+        let log = self.read_journal(snap.seq)?;
+        Ok(Some(Recovered {
+            snapshot: snap.state,
+            log,
+        }))
+    }
+
+    fn append(&mut self, effects: &[Effect]) -> Result<(), StoreError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut seq = self.seq;
+        for effect in effects {
+            seq += 1;
+            let line = JournalLine {
+                seq,
+                effect: std::borrow::Cow::Borrowed(effect),
+            };
+            serde_json::to_writer(&mut buf, &line).map_err(|e| StoreError::Other(e.to_string()))?;
+            buf.push(b'\n');
+        }
+        let path = self.path(JOURNAL);
+        let journal = self.journal()?;
+        let res = journal.write_all(&buf).and_then(|()| journal.sync_data());
+        self.buf = buf;
+        res.map_err(io(&path))?;
+        self.seq = seq;
+        self.journal_len += effects.len() as u64;
+        Ok(())
+    }
+
+    fn compact(&mut self, snapshot: &IpamSnapshot) -> Result<(), StoreError> {
+        let path = self.path(SNAPSHOT);
+        let tmp = self.path("snapshot.json.tmp");
+        let body = serde_json::to_vec(&SnapshotFile {
+            seq: self.seq,
+            state: snapshot.clone(),
+        })
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&body)
+            .and_then(|()| f.sync_all())
+            .map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        sync_dir(&self.dir)?;
+        // The snapshot now covers every journal line; empty the journal. A crash before this
+        // point is harmless: lines at or below the snapshot's sequence are skipped on load.
+        let journal = self.journal()?;
+        journal
+            .set_len(0)
+            .and_then(|()| journal.sync_all())
+            .map_err(io(&path))?;
+        self.journal_len = 0;
+        Ok(())
+    }
+
+    fn wants_compaction(&self) -> bool {
+        self.journal_len >= self.compact_after
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.dir.display())
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}

@@ -1,0 +1,33 @@
+//! The [`Store`] trait: how the durable layer persists IPAM effects, and its two
+//! implementations.
+
+mod file;
+mod kube_store;
+
+use isthmus_ipam::{Effect, IpamSnapshot};
+
+pub use file::FileStore;
+pub use kube_store::KubeStore;
+
+use crate::StoreError;
+
+/// What a store hands back at start: the last snapshot and the effects logged after it.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub snapshot: IpamSnapshot,
+    pub log: Vec<Effect>,
+}
+
+/// Durable storage of the IPAM. Called from one committer thread; each call may block.
+pub trait Store: Send + 'static {
+    /// The stored state, or `None` for an empty store.
+    fn load(&mut self) -> Result<Option<Recovered>, StoreError>;
+    /// Makes `effects` durable, in order, before returning.
+    fn append(&mut self, effects: &[Effect]) -> Result<(), StoreError>;
+    /// Replaces everything stored with `snapshot` (which already holds every appended effect).
+    fn compact(&mut self, snapshot: &IpamSnapshot) -> Result<(), StoreError>;
+    /// Whether the log has grown enough that a compaction would pay off.
+    fn wants_compaction(&self) -> bool;
+    /// A short name for logs (`file:/path`, `kube:ns/name`).
+    fn describe(&self) -> String;
+}

@@ -1,1 +1,209 @@
-//! memkube: an in-memory Kubernetes API server (stub; see issue 4).
+//! memkube: an in-memory Kubernetes API server, with watch, for controller tests and the lab.
+//!
+//! One [`MemKube`] is one simulated cluster's API. It is a `tower::Service` that
+//! `kube::Client::new` accepts ([`MemKube::client`]), and it can also serve itself over HTTP on
+//! 127.0.0.1 for `kubectl` ([`MemKube::serve_http`]). Custom resources are served once their
+//! CustomResourceDefinition is registered ([`MemKube::register_crd`]) or created through the
+//! API. See the crate README for exactly what is and is not supported.
+//!
+//! This file owns the public handle and its `tower::Service` implementation; requests are
+//! dispatched in `handler`, state lives in `store`.
+
+mod apply;
+mod body;
+mod builtin;
+mod discovery;
+mod error;
+mod handler;
+mod managed;
+mod meta;
+mod patch;
+mod resource;
+mod route;
+mod schema;
+mod selector;
+mod server;
+mod store;
+mod table;
+mod watch_stream;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+pub use body::ResponseBody;
+pub use error::{ApiError, Error, Result};
+pub use resource::{PrinterColumn, ResourceType};
+pub use server::HttpServer;
+
+/// Tunables of one instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How many events the watch history keeps; a watch resuming from an older
+    /// resourceVersion gets `410 Expired` and must relist.
+    pub history_limit: usize,
+    /// How often a watch with `allowWatchBookmarks=true` receives a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// Watch duration when the client gives no `timeoutSeconds`.
+    pub default_watch_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            history_limit: 1000,
+            bookmark_interval: Duration::from_secs(5),
+            default_watch_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// State shared by every clone of a [`MemKube`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<store::State>,
+    config: Config,
+}
+
+impl Shared {
+    /// Locks the state (a panic while holding the lock does not make it unusable).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, store::State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One simulated cluster's API: a cheap, cloneable, thread-safe handle.
+#[derive(Debug, Clone)]
+pub struct MemKube {
+    shared: Arc<Shared>,
+}
+
+impl Default for MemKube {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemKube {
+    /// A fresh cluster with the built-in types and namespaces `default`, `kube-system`,
+    /// `kube-public` and `kube-node-lease`.
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    /// A fresh cluster with the given tunables.
+    pub fn with_config(config: Config) -> Self {
+        let state = store::State::new(config.history_limit, chrono::Utc::now());
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                config,
+            }),
+        }
+    }
+
+    /// Serves a custom resource type, storing the CRD object itself too (so it is listed as a
+    /// `customresourcedefinitions.apiextensions.k8s.io`). Registering again replaces the type.
+    pub fn register_crd(&self, crd: &CustomResourceDefinition) -> Result<()> {
+        let defined = ResourceType::from_crd(crd)?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let mut body = serde_json::to_value(crd).map_err(|e| Error::InvalidCrd {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut state = self.shared.lock();
+        let crd_type = state
+            .registry
+            .lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .cloned()
+            .expect("builtin");
+        let ctx = store::WriteCtx::new("memkube", chrono::Utc::now());
+        let result = match state.get(&crd_type, None, &name) {
+            Ok(existing) => {
+                body["metadata"]["resourceVersion"] =
+                    existing["metadata"]["resourceVersion"].clone();
+                state.replace(&crd_type, None, &name, body, &ctx)
+            }
+            Err(_) => state.create(&crd_type, None, body, &ctx),
+        };
+        result.map_err(|e| Error::InvalidCrd {
+            name,
+            reason: e.to_string(),
+        })?;
+        state.registry.insert(defined);
+        Ok(())
+    }
+
+    /// A `kube::Client` talking to this instance; its default namespace is `default`.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.clone(), "default")
+    }
+
+    /// The latest resourceVersion issued (strictly increasing across all types).
+    pub fn resource_version(&self) -> u64 {
+        self.shared.lock().resource_version()
+    }
+
+    /// Forgets the watch history, as etcd compaction does: watches resuming from any earlier
+    /// resourceVersion get `410 Expired` and their clients relist.
+    pub fn compact_history(&self) {
+        self.shared.lock().compact();
+    }
+
+    /// Ends every open watch with a `410 Expired` error event and compacts the history, as a
+    /// real API server does to a watcher that fell too far behind: clients must relist.
+    pub fn expire_watches(&self) {
+        self.shared.lock().expire_watches();
+    }
+
+    /// Number of open watch streams.
+    pub fn watch_count(&self) -> usize {
+        self.shared.lock().watcher_count()
+    }
+
+    /// Serves this instance over HTTP/1.1 on `addr` (use port 0 for a random port) until the
+    /// returned handle is shut down or dropped.
+    pub async fn serve_http(&self, addr: std::net::SocketAddr) -> Result<HttpServer> {
+        server::serve(self.clone(), addr).await
+    }
+
+    fn respond(&self, parts: &http::request::Parts, body: &[u8]) -> Response<ResponseBody> {
+        handler::handle(&self.shared, parts, body, chrono::Utc::now())
+    }
+}
+
+impl<B> tower::Service<Request<B>> for MemKube
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::fmt::Display,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, std::result::Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            match body.collect().await {
+                Ok(collected) => Ok(this.respond(&parts, &collected.to_bytes())),
+                Err(e) => Ok(body::error_response(&ApiError::BadRequest(format!(
+                    "reading the request body: {e}"
+                )))),
+            }
+        })
+    }
+}

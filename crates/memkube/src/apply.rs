@@ -1,0 +1,270 @@
+//! Server-side apply (pure), at the leaf granularity described in [`crate::managed`]:
+//!
+//! 1. Every leaf in the applied configuration whose value differs from the live object and is
+//!    owned by *another* manager (any operation), or overlaps such a leaf (a parent/child path),
+//!    is a conflict. Conflicts fail the request with 409 unless `force=true`, which moves the
+//!    leaves to the applier.
+//! 2. Leaves the applier owned from its previous apply but left out of this configuration are
+//!    removed from the object, unless another manager also owns them; emptied parent objects
+//!    are removed with them.
+//! 3. The configuration is merged in: objects recursively, lists and scalars replaced whole;
+//!    `null` values and empty objects in the configuration are merged but never owned.
+//! 4. The applier's `Apply` entry becomes exactly the configuration's leaves; equal values
+//!    stay shared with their other owners.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::managed::{self, FieldPath, ManagedEntry, Writer};
+
+/// A field another manager owns with a different value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The leaf.
+    pub path: FieldPath,
+    /// Its current owner.
+    pub manager: String,
+}
+
+impl Conflict {
+    /// `.spec.port`-style rendering, as the API server writes conflict causes.
+    pub fn field(&self) -> String {
+        self.path.iter().map(|s| format!(".{s}")).collect()
+    }
+}
+
+/// The merged object (with `managedFields` written) or the conflicts.
+pub fn apply(
+    live: &Value,
+    config: &Value,
+    w: &Writer<'_>,
+    force: bool,
+) -> Result<Value, Vec<Conflict>> {
+    let empty_object = Value::Object(serde_json::Map::new());
+    let cfg: managed::Leaves = managed::leaves(config)
+        .into_iter()
+        .filter(|(_, v)| !v.is_null() && *v != empty_object)
+        .collect();
+    let live_leaves = managed::leaves(live);
+    let mut entries = managed::read(live);
+    let conflicts = find_conflicts(&cfg, &live_leaves, &entries, w.manager);
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts);
+    }
+    let is_writer = |e: &ManagedEntry| {
+        e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource
+    };
+    let previous: BTreeSet<FieldPath> = entries
+        .iter()
+        .filter(|e| is_writer(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let mut object = live.clone();
+    for path in previous.iter().filter(|p| !cfg.contains_key(*p)) {
+        let shared = entries
+            .iter()
+            .any(|e| !is_writer(e) && e.fields.contains(path));
+        if !shared {
+            remove_path(&mut object, path);
+        }
+    }
+    merge_into(&mut object, config);
+    let taken: BTreeSet<FieldPath> = conflicts.iter().map(|c| c.path.clone()).collect();
+    for e in entries.iter_mut().filter(|e| !is_writer(e)) {
+        e.fields.retain(|f| !taken.contains(f));
+    }
+    entries.retain(|e| !is_writer(e));
+    let present = managed::leaves(&object);
+    for e in &mut entries {
+        e.fields.retain(|f| present.contains_key(f));
+    }
+    entries.push(ManagedEntry {
+        manager: w.manager.into(),
+        operation: "Apply".into(),
+        subresource: w.subresource.into(),
+        api_version: w.api_version.into(),
+        time: w.time.into(),
+        fields: cfg.into_keys().collect(),
+    });
+    entries.retain(|e| !e.fields.is_empty());
+    managed::write(&mut object, &entries);
+    Ok(object)
+}
+
+fn overlaps(a: &FieldPath, b: &FieldPath) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+fn find_conflicts(
+    cfg: &managed::Leaves,
+    live: &managed::Leaves,
+    entries: &[ManagedEntry],
+    manager: &str,
+) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for (path, value) in cfg {
+        let differs = match live.get(path) {
+            Some(live_value) => live_value != value,
+            None => live.keys().any(|p| overlaps(p, path)),
+        };
+        if !differs {
+            continue;
+        }
+        for e in entries.iter().filter(|e| e.manager != manager) {
+            if let Some(owned) = e.fields.iter().find(|f| overlaps(f, path)) {
+                out.push(Conflict {
+                    path: owned.clone(),
+                    manager: e.manager.clone(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.path, &a.manager).cmp(&(&b.path, &b.manager)));
+    out.dedup();
+    out
+}
+
+/// Removes the leaf at `path`, then any parent objects it left empty (never `metadata`).
+fn remove_path(obj: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = &mut *obj;
+    for seg in parents {
+        match node.get_mut(seg) {
+            Some(child) => node = child,
+            None => return,
+        }
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.remove(last);
+        let emptied = map.is_empty();
+        if emptied && !parents.is_empty() && parents != ["metadata"] {
+            remove_path(obj, parents);
+        }
+    }
+}
+
+/// Recursive merge: objects merge key by key, everything else replaces; nulls are skipped.
+pub fn merge_into(target: &mut Value, config: &Value) {
+    match (target, config) {
+        (Value::Object(t), Value::Object(c)) => {
+            for (k, v) in c {
+                if v.is_null() {
+                    continue;
+                }
+                match t.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        merge_into(existing, v)
+                    }
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (t, c) => *t = c.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn w(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            operation: "Apply",
+            subresource: "",
+            api_version: "x/v1",
+            time: "t",
+        }
+    }
+
+    fn spec(obj: &Value) -> &Value {
+        &obj["spec"]
+    }
+
+    #[test]
+    fn first_apply_owns_its_fields() {
+        let obj = apply(
+            &json!({}),
+            &json!({"spec": {"a": 1, "l": [1]}}),
+            &w("alice"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(spec(&obj), &json!({"a": 1, "l": [1]}));
+        let entries = managed::read(&obj);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].operation, "Apply");
+        assert_eq!(entries[0].fields.len(), 2);
+    }
+
+    #[test]
+    fn differing_value_owned_by_other_manager_conflicts_unless_forced() {
+        let live = apply(&json!({}), &json!({"spec": {"a": 1}}), &w("alice"), false).unwrap();
+        let err = apply(&live, &json!({"spec": {"a": 2}}), &w("bob"), false).unwrap_err();
+        assert_eq!(
+            err,
+            vec![Conflict {
+                path: vec!["spec".into(), "a".into()],
+                manager: "alice".into()
+            }]
+        );
+        assert_eq!(err[0].field(), ".spec.a");
+        let forced = apply(&live, &json!({"spec": {"a": 2}}), &w("bob"), true).unwrap();
+        assert_eq!(spec(&forced)["a"], 2);
+        let owners: Vec<_> = managed::read(&forced)
+            .into_iter()
+            .map(|e| e.manager)
+            .collect();
+        assert_eq!(owners, vec!["bob"]);
+    }
+
+    #[test]
+    fn equal_values_are_shared_without_conflict() {
+        let live = apply(&json!({}), &json!({"spec": {"a": 1}}), &w("alice"), false).unwrap();
+        let shared = apply(&live, &json!({"spec": {"a": 1, "b": 2}}), &w("bob"), false).unwrap();
+        assert_eq!(managed::read(&shared).len(), 2);
+        // alice drops a: bob still owns it, so it stays
+        let after = apply(&shared, &json!({"spec": {}}), &w("alice"), false).unwrap();
+        assert_eq!(spec(&after)["a"], 1);
+    }
+
+    #[test]
+    fn fields_dropped_from_config_are_removed() {
+        let live = apply(
+            &json!({}),
+            &json!({"spec": {"a": 1, "b": {"c": 1}}}),
+            &w("alice"),
+            false,
+        )
+        .unwrap();
+        let after = apply(&live, &json!({"spec": {"a": 1}}), &w("alice"), false).unwrap();
+        assert_eq!(spec(&after), &json!({"a": 1}));
+    }
+
+    #[test]
+    fn same_manager_never_conflicts_with_itself() {
+        let live = apply(&json!({}), &json!({"spec": {"a": 1}}), &w("alice"), false).unwrap();
+        let after = apply(&live, &json!({"spec": {"a": 5}}), &w("alice"), false).unwrap();
+        assert_eq!(spec(&after)["a"], 5);
+    }
+
+    #[test]
+    fn type_change_overlapping_owned_subtree_conflicts() {
+        let live = apply(
+            &json!({}),
+            &json!({"spec": {"a": {"b": 1}}}),
+            &w("alice"),
+            false,
+        )
+        .unwrap();
+        let err = apply(&live, &json!({"spec": {"a": 3}}), &w("bob"), false).unwrap_err();
+        assert_eq!(err[0].manager, "alice");
+    }
+}

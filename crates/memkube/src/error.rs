@@ -1,0 +1,273 @@
+//! Errors: the library's [`Error`] (setup and serving problems) and [`ApiError`], a request that
+//! failed with a Kubernetes `Status`. `ApiError::to_status` is the one place an error becomes a
+//! `metav1.Status` body with its `reason`, `code` and `details`.
+
+use serde_json::{Value, json};
+
+/// Errors from setting up or serving a [`crate::MemKube`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A CustomResourceDefinition could not be registered.
+    #[error("invalid CustomResourceDefinition {name}: {reason}")]
+    InvalidCrd {
+        /// `metadata.name` of the CRD.
+        name: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The HTTP listener could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// Address we tried to bind.
+        addr: std::net::SocketAddr,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The object a `Status` error is about (`details.group`, `details.kind`, `details.name`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// API group ("" for core).
+    pub group: String,
+    /// Resource plural, as the real API server reports it in `details.kind` for most errors.
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+}
+
+/// One invalid field in a 422 response (`details.causes[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueForbidden`...
+    pub reason: String,
+    /// Path of the field, e.g. `spec.port`.
+    pub field: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// A request that failed; rendered as a Kubernetes `Status` object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 404 NotFound.
+    #[error("{} \"{}\" not found", qualified(&.0.kind, &.0.group), .0.name)]
+    NotFound(Subject),
+    /// 409 AlreadyExists.
+    #[error("{} \"{}\" already exists", qualified(&.0.kind, &.0.group), .0.name)]
+    AlreadyExists(Subject),
+    /// 409 Conflict (stale resourceVersion, failed precondition, apply conflict).
+    #[error("Operation cannot be fulfilled on {} \"{}\": {message}", qualified(&.subject.kind, &.subject.group), .subject.name)]
+    Conflict {
+        /// The object.
+        subject: Subject,
+        /// Why.
+        message: String,
+        /// Per-field causes (server-side apply conflicts).
+        causes: Vec<Cause>,
+    },
+    /// 410 Expired: the resourceVersion is older than the retained event history.
+    #[error("too old resource version: {requested} ({oldest})")]
+    Expired {
+        /// The version the client asked for.
+        requested: u64,
+        /// The oldest version we can still resume from.
+        oldest: u64,
+    },
+    /// 422 Invalid.
+    #[error("{} \"{}\" is invalid: {}", .subject.kind, .subject.name, join_causes(.causes))]
+    Invalid {
+        /// The object (here `kind` is the object's Kind, as the API server reports it).
+        subject: Subject,
+        /// The invalid fields.
+        causes: Vec<Cause>,
+    },
+    /// 400 BadRequest.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 403 Forbidden (used for writes into a terminating namespace).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 NotFound for a path that addresses nothing.
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    /// 405 MethodNotAllowed.
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    /// 406 NotAcceptable.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// 415 UnsupportedMediaType.
+    #[error("the body of the request was in an unknown format - accepted media types include: {0}")]
+    UnsupportedMediaType(String),
+    /// 500 InternalError.
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
+}
+
+fn qualified(kind: &str, group: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
+fn join_causes(causes: &[Cause]) -> String {
+    let parts: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        format!("[{}]", parts.join(", "))
+    }
+}
+
+impl ApiError {
+    /// HTTP status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::NotFound(_) | Self::NoRoute => 404,
+            Self::AlreadyExists(_) | Self::Conflict { .. } => 409,
+            Self::Expired { .. } => 410,
+            Self::Invalid { .. } => 422,
+            Self::BadRequest(_) => 400,
+            Self::Forbidden(_) => 403,
+            Self::MethodNotAllowed => 405,
+            Self::NotAcceptable(_) => 406,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// `Status.reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) | Self::NoRoute => "NotFound",
+            Self::AlreadyExists(_) => "AlreadyExists",
+            Self::Conflict { .. } => "Conflict",
+            Self::Expired { .. } => "Expired",
+            Self::Invalid { .. } => "Invalid",
+            Self::BadRequest(_) => "BadRequest",
+            Self::Forbidden(_) => "Forbidden",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::NotAcceptable(_) => "NotAcceptable",
+            Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Self::Internal(_) => "InternalError",
+        }
+    }
+
+    /// A single-cause 422.
+    pub fn invalid(subject: Subject, reason: &str, field: &str, message: String) -> Self {
+        let cause = Cause {
+            reason: reason.into(),
+            field: field.into(),
+            message,
+        };
+        Self::Invalid {
+            subject,
+            causes: vec![cause],
+        }
+    }
+
+    /// A 409 Conflict without causes.
+    pub fn conflict(subject: Subject, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            subject,
+            message: message.into(),
+            causes: Vec::new(),
+        }
+    }
+
+    /// The `metav1.Status` body.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        if let Some(details) = self.details() {
+            status["details"] = details;
+        }
+        status
+    }
+
+    fn details(&self) -> Option<Value> {
+        let (subject, causes) = match self {
+            Self::NotFound(s) | Self::AlreadyExists(s) => (s, &[][..]),
+            Self::Conflict {
+                subject, causes, ..
+            }
+            | Self::Invalid { subject, causes } => (subject, causes.as_slice()),
+            _ => return None,
+        };
+        let mut details = json!({ "name": subject.name, "kind": subject.kind });
+        if !subject.group.is_empty() {
+            details["group"] = json!(subject.group);
+        }
+        if !causes.is_empty() {
+            let causes: Vec<Value> = causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect();
+            details["causes"] = Value::Array(causes);
+        }
+        Some(details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> Subject {
+        Subject {
+            group: "example.io".into(),
+            kind: "widgets".into(),
+            name: "w1".into(),
+        }
+    }
+
+    #[test]
+    fn not_found_status_has_reason_code_and_details() {
+        let status = ApiError::NotFound(subject()).to_status();
+        assert_eq!(status["code"], 404);
+        assert_eq!(status["reason"], "NotFound");
+        assert_eq!(status["message"], "widgets.example.io \"w1\" not found");
+        assert_eq!(status["details"]["group"], "example.io");
+        assert_eq!(status["details"]["name"], "w1");
+    }
+
+    #[test]
+    fn invalid_lists_causes() {
+        let mut s = subject();
+        s.kind = "Widget".into();
+        let err = ApiError::invalid(s, "FieldValueInvalid", "spec.x", "bad".into());
+        let status = err.to_status();
+        assert_eq!(status["code"], 422);
+        assert_eq!(status["details"]["causes"][0]["field"], "spec.x");
+        assert_eq!(status["message"], "Widget \"w1\" is invalid: spec.x: bad");
+    }
+
+    #[test]
+    fn expired_is_410_without_details() {
+        let status = ApiError::Expired {
+            requested: 3,
+            oldest: 9,
+        }
+        .to_status();
+        assert_eq!(status["code"], 410);
+        assert_eq!(status["reason"], "Expired");
+        assert!(status.get("details").is_none());
+    }
+}

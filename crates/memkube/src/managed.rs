@@ -1,0 +1,313 @@
+//! Field ownership (`metadata.managedFields`), pure.
+//!
+//! Ownership is tracked per (manager, operation, subresource) at *leaf* granularity: a leaf is a
+//! path of object keys ending at a scalar, a list (lists are atomic: the whole list is one leaf)
+//! or an empty object. Under `metadata` only `labels.<key>`, `annotations.<key>`, `finalizers`
+//! and `ownerReferences` are owned. Sets are stored in the real `FieldsV1` shape
+//! (`{"f:spec": {"f:port": {}}}`) so `kubectl get -o yaml --show-managed-fields` reads them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+/// A path of object keys from the root to a leaf.
+pub type FieldPath = Vec<String>;
+
+/// The leaves of an object with their values.
+pub type Leaves = BTreeMap<FieldPath, Value>;
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedEntry {
+    /// Field manager name.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// `""` or `"status"`.
+    pub subresource: String,
+    /// `apiVersion` the manager wrote with.
+    pub api_version: String,
+    /// Time of the manager's last change.
+    pub time: String,
+    /// Owned leaves.
+    pub fields: BTreeSet<FieldPath>,
+}
+
+fn collect_leaves(value: &Value, path: &mut FieldPath, out: &mut Leaves) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                path.push(k.clone());
+                collect_leaves(v, path, out);
+                path.pop();
+            }
+        }
+        _ => {
+            out.insert(path.clone(), value.clone());
+        }
+    }
+}
+
+/// The owned leaves of an object (see the module doc for what is owned under `metadata`).
+pub fn leaves(obj: &Value) -> Leaves {
+    let mut out = Leaves::new();
+    let Some(map) = obj.as_object() else {
+        return out;
+    };
+    for (k, v) in map {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                for (mk, mv) in v.as_object().into_iter().flatten() {
+                    let path = vec!["metadata".to_string(), mk.clone()];
+                    match mk.as_str() {
+                        "labels" | "annotations" => collect_leaves(mv, &mut path.clone(), &mut out),
+                        "finalizers" | "ownerReferences" => {
+                            out.insert(path, mv.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => collect_leaves(v, &mut vec![k.clone()], &mut out),
+        }
+    }
+    out
+}
+
+/// Leaves whose value differs between two objects (added, removed or changed).
+pub fn changed_leaves(old: &Value, new: &Value) -> BTreeSet<FieldPath> {
+    let (a, b) = (leaves(old), leaves(new));
+    let mut changed: BTreeSet<FieldPath> = BTreeSet::new();
+    for (path, value) in &b {
+        if a.get(path) != Some(value) {
+            changed.insert(path.clone());
+        }
+    }
+    changed.extend(a.keys().filter(|p| !b.contains_key(*p)).cloned());
+    changed
+}
+
+/// Renders a set of leaves as `FieldsV1`.
+pub fn to_fields_v1(fields: &BTreeSet<FieldPath>) -> Value {
+    let mut root = Map::new();
+    for path in fields {
+        let mut node = &mut root;
+        for seg in path {
+            let entry = node.entry(format!("f:{seg}")).or_insert_with(|| json!({}));
+            node = entry.as_object_mut().expect("fields nodes are objects");
+        }
+    }
+    Value::Object(root)
+}
+
+/// Parses `FieldsV1` back into leaves (nodes without `f:` children are leaves).
+pub fn from_fields_v1(value: &Value) -> BTreeSet<FieldPath> {
+    fn walk(node: &Map<String, Value>, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+        let children: Vec<_> = node
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("f:")?, v)))
+            .collect();
+        if children.is_empty() && !path.is_empty() {
+            out.insert(path.clone());
+        }
+        for (k, v) in children {
+            path.push(k.to_string());
+            walk(v.as_object().unwrap_or(&Map::new()), path, out);
+            path.pop();
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(
+        value.as_object().unwrap_or(&Map::new()),
+        &mut Vec::new(),
+        &mut out,
+    );
+    out
+}
+
+/// Reads `metadata.managedFields`.
+pub fn read(obj: &Value) -> Vec<ManagedEntry> {
+    let list = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array);
+    let text = |e: &Value, k: &str| {
+        e.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    list.into_iter()
+        .flatten()
+        .map(|e| ManagedEntry {
+            manager: text(e, "manager"),
+            operation: text(e, "operation"),
+            subresource: text(e, "subresource"),
+            api_version: text(e, "apiVersion"),
+            time: text(e, "time"),
+            fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Writes `metadata.managedFields` (entries with no fields are dropped, as the API server does).
+pub fn write(obj: &mut Value, entries: &[ManagedEntry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
+                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields),
+            });
+            if !e.subresource.is_empty() {
+                v["subresource"] = json!(e.subresource);
+            }
+            v
+        })
+        .collect();
+    let meta = crate::meta::metadata_mut(obj);
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+/// Identity of the entry a write is recorded under.
+#[derive(Debug, Clone)]
+pub struct Writer<'a> {
+    /// Field manager.
+    pub manager: &'a str,
+    /// `Apply` or `Update`.
+    pub operation: &'a str,
+    /// `""` or `"status"`.
+    pub subresource: &'a str,
+    /// apiVersion written.
+    pub api_version: &'a str,
+    /// Timestamp.
+    pub time: &'a str,
+}
+
+/// Moves ownership of `taken` leaves to `writer` (removing them from every other entry) and
+/// returns the updated entry list.
+pub fn take_ownership(
+    mut entries: Vec<ManagedEntry>,
+    taken: &BTreeSet<FieldPath>,
+    w: &Writer<'_>,
+) -> Vec<ManagedEntry> {
+    let is_writer = |e: &ManagedEntry| {
+        e.manager == w.manager && e.operation == w.operation && e.subresource == w.subresource
+    };
+    for e in entries.iter_mut().filter(|e| !is_writer(e)) {
+        e.fields.retain(|f| !taken.contains(f));
+    }
+    match entries.iter_mut().find(|e| is_writer(e)) {
+        Some(e) => {
+            e.fields.extend(taken.iter().cloned());
+            e.time = w.time.to_string();
+            e.api_version = w.api_version.to_string();
+        }
+        None if !taken.is_empty() => entries.push(ManagedEntry {
+            manager: w.manager.into(),
+            operation: w.operation.into(),
+            subresource: w.subresource.into(),
+            api_version: w.api_version.into(),
+            time: w.time.into(),
+            fields: taken.clone(),
+        }),
+        None => {}
+    }
+    entries.retain(|e| !e.fields.is_empty());
+    entries
+}
+
+/// Records a non-apply write (create, replace, patch): the writer takes ownership of every leaf
+/// it changed; leaves that disappeared are dropped from every entry.
+pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
+    let empty = json!({});
+    let old_obj = old.unwrap_or(&empty);
+    let changed = changed_leaves(old_obj, new);
+    let present = leaves(new);
+    let taken: BTreeSet<FieldPath> = changed
+        .iter()
+        .filter(|p| present.contains_key(*p))
+        .cloned()
+        .collect();
+    let mut entries = old.map(read).unwrap_or_default();
+    for e in &mut entries {
+        e.fields.retain(|f| present.contains_key(f));
+    }
+    let entries = take_ownership(entries, &taken, w);
+    write(new, &entries);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> FieldPath {
+        s.split('.').map(String::from).collect()
+    }
+
+    fn writer(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            operation: "Update",
+            subresource: "",
+            api_version: "v1",
+            time: "t",
+        }
+    }
+
+    #[test]
+    fn leaves_treat_lists_as_atomic_and_pick_metadata_fields() {
+        let obj = json!({"apiVersion": "v1", "kind": "X",
+            "metadata": {"name": "a", "labels": {"app": "x"}, "finalizers": ["f"]},
+            "spec": {"ports": [1, 2], "nested": {"a": 1, "empty": {}}}});
+        let keys: Vec<_> = leaves(&obj).into_keys().collect();
+        let expected: Vec<_> = [
+            "metadata.finalizers",
+            "metadata.labels.app",
+            "spec.nested.a",
+            "spec.nested.empty",
+            "spec.ports",
+        ]
+        .iter()
+        .map(|s| path(s))
+        .collect();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn fields_v1_round_trips() {
+        let set: BTreeSet<_> = [path("spec.a"), path("spec.b.c"), path("metadata.labels.x")].into();
+        let v1 = to_fields_v1(&set);
+        assert_eq!(v1["f:spec"]["f:b"]["f:c"], json!({}));
+        assert_eq!(from_fields_v1(&v1), set);
+    }
+
+    #[test]
+    fn update_takes_changed_fields_from_other_managers() {
+        let mut v1 = json!({"spec": {"a": 1, "b": 1}});
+        record_update(None, &mut v1, &writer("alice"));
+        let mut v2 = json!({"spec": {"a": 2, "b": 1}});
+        record_update(Some(&v1), &mut v2, &writer("bob"));
+        let entries = read(&v2);
+        let alice = entries.iter().find(|e| e.manager == "alice").unwrap();
+        let bob = entries.iter().find(|e| e.manager == "bob").unwrap();
+        assert_eq!(alice.fields, [path("spec.b")].into());
+        assert_eq!(bob.fields, [path("spec.a")].into());
+    }
+
+    #[test]
+    fn removed_fields_lose_their_owner_and_empty_entries_disappear() {
+        let mut v1 = json!({"spec": {"a": 1}});
+        record_update(None, &mut v1, &writer("alice"));
+        let mut v2 = json!({"spec": {"b": 1}});
+        record_update(Some(&v1), &mut v2, &writer("bob"));
+        let entries = read(&v2);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].manager, "bob");
+    }
+}

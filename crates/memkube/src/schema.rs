@@ -1,0 +1,355 @@
+//! Validation, pruning and defaulting of custom resources against their CRD's OpenAPI v3 schema
+//! (pure). Checked: `type` (object, array, string, integer, number, boolean), `nullable`,
+//! `required`, `enum`, `pattern`, `minLength`/`maxLength`, `minimum`/`maximum` (with the
+//! boolean `exclusiveMinimum`/`exclusiveMaximum`), `minItems`/`maxItems`,
+//! `minProperties`/`maxProperties`, `items`, `properties`, `additionalProperties` (schema form),
+//! `allOf`/`anyOf`/`oneOf`/`not`, `x-kubernetes-int-or-string`,
+//! `x-kubernetes-preserve-unknown-fields`. Unknown fields are pruned and `null` values of
+//! non-nullable fields dropped, as the API server does; `default` values fill missing
+//! properties. Not checked: `format`, `multipleOf`, `uniqueItems`, list-type/map-keys,
+//! CEL `x-kubernetes-validations`, and the schema of `metadata`.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, Cause, Subject};
+use crate::resource::ResourceType;
+
+/// Validates a custom resource (in place: pruning and defaulting) against the schema of its
+/// preferred version; built-in types and CRDs without a schema pass unchanged.
+pub fn validate_object(ty: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(schema) = ty.schemas.get(ty.preferred_version()) else {
+        return Ok(());
+    };
+    let Some(map) = obj.as_object_mut() else {
+        return Ok(());
+    };
+    let kept: Vec<(String, Value)> = ["apiVersion", "kind", "metadata"]
+        .iter()
+        .filter_map(|k| map.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    let mut causes = Vec::new();
+    check(schema, obj, "", &mut causes, true);
+    let map = obj.as_object_mut().expect("still an object");
+    for (k, v) in kept {
+        map.insert(k, v);
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = crate::meta::meta_str(obj, "name")
+        .unwrap_or_default()
+        .to_string();
+    let subject = Subject {
+        group: ty.group.clone(),
+        kind: ty.kind.clone(),
+        name,
+    };
+    Err(ApiError::Invalid { subject, causes })
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn cause(causes: &mut Vec<Cause>, reason: &str, path: &str, message: String) {
+    causes.push(Cause {
+        reason: reason.into(),
+        field: path.into(),
+        message,
+    });
+}
+
+fn flag(schema: &Value, key: &str) -> bool {
+    schema.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn type_matches(ty: &str, value: &Value) -> bool {
+    match ty {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "number" => value.is_number(),
+        "integer" => {
+            value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
+        _ => true,
+    }
+}
+
+/// Validates `value` at `path`, pruning and defaulting when `prune` (not inside `anyOf` etc.).
+fn check(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>, prune: bool) {
+    if value.is_null() {
+        if !flag(schema, "nullable") && schema.get("type").is_some() {
+            cause(causes, "FieldValueRequired", path, "Required value".into());
+        }
+        return;
+    }
+    let int_or_string = flag(schema, "x-kubernetes-int-or-string");
+    if int_or_string {
+        if !(value.is_string() || type_matches("integer", value)) {
+            let msg =
+                format!("Invalid value: {value}: {path} in body must be of type integer or string");
+            cause(causes, "FieldValueTypeInvalid", path, msg);
+            return;
+        }
+    } else if let Some(ty) = schema.get("type").and_then(Value::as_str) {
+        if !type_matches(ty, value) {
+            let msg = format!("Invalid value: {value}: {path} in body must be of type {ty}");
+            cause(causes, "FieldValueTypeInvalid", path, msg);
+            return;
+        }
+    }
+    check_enum(schema, value, path, causes);
+    check_scalar_bounds(schema, value, path, causes);
+    check_combinators(schema, value, path, causes);
+    match value {
+        Value::Object(map) => check_object(schema, map, path, causes, prune),
+        Value::Array(items) => check_array(schema, items, path, causes, prune),
+        _ => {}
+    }
+}
+
+fn check_enum(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let Some(allowed) = schema.get("enum").and_then(Value::as_array) else {
+        return;
+    };
+    if !allowed.contains(value) {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        let msg = format!(
+            "Unsupported value: {value}: supported values: {}",
+            list.join(", ")
+        );
+        cause(causes, "FieldValueNotSupported", path, msg);
+    }
+}
+
+fn check_scalar_bounds(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let mut invalid = |msg: String| {
+        cause(
+            causes,
+            "FieldValueInvalid",
+            path,
+            format!("Invalid value: {value}: {path} in body {msg}"),
+        )
+    };
+    if let Some(s) = value.as_str() {
+        let len = s.chars().count() as u64;
+        if let Some(min) = schema
+            .get("minLength")
+            .and_then(Value::as_u64)
+            .filter(|m| len < *m)
+        {
+            invalid(format!("should be at least {min} chars long"));
+        }
+        if let Some(max) = schema
+            .get("maxLength")
+            .and_then(Value::as_u64)
+            .filter(|m| len > *m)
+        {
+            invalid(format!("may not be more than {max} characters"));
+        }
+        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+            match regex::Regex::new(pattern) {
+                Ok(re) if !re.is_match(s) => invalid(format!("should match '{pattern}'")),
+                Ok(_) => {}
+                Err(_) => invalid(format!("cannot be checked: invalid pattern '{pattern}'")),
+            }
+        }
+    }
+    if let Some(n) = value.as_f64().filter(|_| value.is_number()) {
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+            let exclusive = flag(schema, "exclusiveMinimum");
+            if n < min || (exclusive && n == min) {
+                let op = if exclusive {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                invalid(format!("should be {op} {}", schema["minimum"]));
+            }
+        }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+            let exclusive = flag(schema, "exclusiveMaximum");
+            if n > max || (exclusive && n == max) {
+                let op = if exclusive {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                invalid(format!("should be {op} {}", schema["maximum"]));
+            }
+        }
+    }
+}
+
+fn check_combinators(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let passes = |s: &Value| {
+        let mut scratch = Vec::new();
+        check(s, &mut value.clone(), path, &mut scratch, false);
+        scratch.is_empty()
+    };
+    let list = |k: &str| {
+        schema
+            .get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for sub in list("allOf") {
+        check(&sub, &mut value.clone(), path, causes, false);
+    }
+    let any = list("anyOf");
+    if !any.is_empty() && !any.iter().any(passes) {
+        cause(
+            causes,
+            "FieldValueInvalid",
+            path,
+            format!(
+                "Invalid value: {value}: {path} in body must match at least one schema (anyOf)"
+            ),
+        );
+    }
+    let one = list("oneOf");
+    if !one.is_empty() && one.iter().filter(|s| passes(s)).count() != 1 {
+        cause(
+            causes,
+            "FieldValueInvalid",
+            path,
+            format!("Invalid value: {value}: {path} in body must match exactly one schema (oneOf)"),
+        );
+    }
+    if schema.get("not").is_some_and(passes) {
+        cause(
+            causes,
+            "FieldValueInvalid",
+            path,
+            format!("Invalid value: {value}: {path} in body must not match the schema (not)"),
+        );
+    }
+}
+
+fn check_object(
+    schema: &Value,
+    map: &mut Map<String, Value>,
+    path: &str,
+    causes: &mut Vec<Cause>,
+    prune: bool,
+) {
+    let props = schema.get("properties").and_then(Value::as_object);
+    let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+    if prune {
+        for (k, prop) in props.into_iter().flatten() {
+            if let Some(default) = prop.get("default").filter(|_| !map.contains_key(k)) {
+                map.insert(k.clone(), default.clone());
+            }
+        }
+    }
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for k in keys {
+        let sub = props.and_then(|p| p.get(&k)).or(additional);
+        match sub {
+            Some(sub) if prune && map[&k].is_null() && !flag(sub, "nullable") => {
+                map.remove(&k);
+            }
+            Some(sub) => check(
+                sub,
+                map.get_mut(&k).expect("key present"),
+                &join(path, &k),
+                causes,
+                prune,
+            ),
+            None if prune && !preserve && (props.is_some() || schema.get("type").is_some()) => {
+                map.remove(&k);
+            }
+            None => {}
+        }
+    }
+    for req in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(k) = req.as_str().filter(|k| !map.contains_key(*k)) {
+            cause(
+                causes,
+                "FieldValueRequired",
+                &join(path, k),
+                "Required value".into(),
+            );
+        }
+    }
+    let n = map.len() as u64;
+    if let Some(min) = schema
+        .get("minProperties")
+        .and_then(Value::as_u64)
+        .filter(|m| n < *m)
+    {
+        cause(
+            causes,
+            "FieldValueInvalid",
+            path,
+            format!("{path} in body should have at least {min} properties"),
+        );
+    }
+    if let Some(max) = schema
+        .get("maxProperties")
+        .and_then(Value::as_u64)
+        .filter(|m| n > *m)
+    {
+        cause(
+            causes,
+            "FieldValueInvalid",
+            path,
+            format!("{path} in body should have at most {max} properties"),
+        );
+    }
+}
+
+fn check_array(
+    schema: &Value,
+    items: &mut [Value],
+    path: &str,
+    causes: &mut Vec<Cause>,
+    prune: bool,
+) {
+    let n = items.len() as u64;
+    if let Some(min) = schema
+        .get("minItems")
+        .and_then(Value::as_u64)
+        .filter(|m| n < *m)
+    {
+        cause(
+            causes,
+            "FieldValueInvalid",
+            path,
+            format!("{path} in body should have at least {min} items"),
+        );
+    }
+    if let Some(max) = schema
+        .get("maxItems")
+        .and_then(Value::as_u64)
+        .filter(|m| n > *m)
+    {
+        cause(
+            causes,
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {n}: must have at most {max} items"),
+        );
+    }
+    if let Some(item_schema) = schema.get("items").filter(|s| s.is_object()) {
+        for (i, item) in items.iter_mut().enumerate() {
+            check(item_schema, item, &format!("{path}[{i}]"), causes, prune);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -58,10 +58,11 @@ pub fn patch_document(kind: PatchKind, doc: &Value, patch: &Value) -> Result<Val
             for op in &ops.0 {
                 // As the API server does, a `test` for null passes on a missing path
                 // (kube_runtime's finalizer helper relies on it).
-                if let json_patch::PatchOperation::Test(t) = op {
-                    if t.value.is_null() && doc.pointer(t.path.as_str()).is_none() {
-                        continue;
-                    }
+                if let json_patch::PatchOperation::Test(t) = op
+                    && t.value.is_null()
+                    && doc.pointer(t.path.as_str()).is_none()
+                {
+                    continue;
                 }
                 json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|e| e.to_string())?;
             }

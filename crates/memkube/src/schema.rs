@@ -89,20 +89,19 @@ fn check(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>,
         }
         return;
     }
-    let int_or_string = flag(schema, "x-kubernetes-int-or-string");
-    if int_or_string {
-        if !(value.is_string() || type_matches("integer", value)) {
-            let msg =
-                format!("Invalid value: {value}: {path} in body must be of type integer or string");
-            cause(causes, "FieldValueTypeInvalid", path, msg);
-            return;
-        }
-    } else if let Some(ty) = schema.get("type").and_then(Value::as_str) {
-        if !type_matches(ty, value) {
-            let msg = format!("Invalid value: {value}: {path} in body must be of type {ty}");
-            cause(causes, "FieldValueTypeInvalid", path, msg);
-            return;
-        }
+    let expected = if flag(schema, "x-kubernetes-int-or-string") {
+        Some("integer or string")
+    } else {
+        schema.get("type").and_then(Value::as_str)
+    };
+    let type_ok = |ty: &str| match ty {
+        "integer or string" => value.is_string() || type_matches("integer", value),
+        ty => type_matches(ty, value),
+    };
+    if let Some(ty) = expected.filter(|ty| !type_ok(ty)) {
+        let msg = format!("Invalid value: {value}: {path} in body must be of type {ty}");
+        cause(causes, "FieldValueTypeInvalid", path, msg);
+        return;
     }
     check_enum(schema, value, path, causes);
     check_scalar_bounds(schema, value, path, causes);

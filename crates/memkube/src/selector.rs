@@ -1,7 +1,10 @@
 //! Label and field selectors: parsing the query-string syntax and matching objects (pure).
 //!
 //! Labels: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k` (exists), `!k` (absent),
-//! comma-separated (AND). Fields: `metadata.name` and `metadata.namespace` with `=`, `==`, `!=`.
+//! comma-separated (AND). Fields: `metadata.name` and `metadata.namespace` with `=`, `==`, `!=`
+//! for custom resources; any dotted path to a scalar (`involvedObject.name`, `type`,
+//! `spec.nodeName`) for built-in types, which stand in for the per-kind field sets of the real
+//! API server.
 
 use std::collections::BTreeMap;
 
@@ -141,21 +144,22 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// One field requirement: (path, expected value, negated).
+/// One field requirement: (JSON pointer, expected value, negated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FieldReq {
-    pointer: &'static str,
+    pointer: String,
     value: String,
     negated: bool,
 }
 
-/// A parsed field selector over `metadata.name` and `metadata.namespace`.
+/// A parsed field selector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<FieldReq>);
 
 impl FieldSelector {
-    /// Parses the `fieldSelector` query syntax; other fields are a 400 as for custom resources.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// Parses the `fieldSelector` query syntax. Unless `any_field`, only `metadata.name` and
+    /// `metadata.namespace` are accepted (the rule for custom resources).
+    pub fn parse(s: &str, any_field: bool) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (field, value, negated) = if let Some((f, v)) = part.split_once("!=") {
@@ -167,11 +171,13 @@ impl FieldSelector {
                     "invalid selector: {part:?}; can't understand {part:?}"
                 ));
             };
-            let pointer = match field.trim() {
-                "metadata.name" => "/metadata/name",
-                "metadata.namespace" => "/metadata/namespace",
-                other => return Err(format!("field label not supported: {other}")),
-            };
+            let field = field.trim();
+            let known = matches!(field, "metadata.name" | "metadata.namespace");
+            let well_formed = !field.is_empty() && field.split('.').all(|s| !s.is_empty());
+            if !(known || any_field && well_formed) {
+                return Err(format!("field label not supported: {field}"));
+            }
+            let pointer = format!("/{}", field.replace('.', "/"));
             reqs.push(FieldReq {
                 pointer,
                 value: value.trim().into(),
@@ -184,7 +190,11 @@ impl FieldSelector {
     /// Whether the object satisfies every requirement (a missing field counts as "").
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|r| {
-            let actual = obj.pointer(r.pointer).and_then(Value::as_str).unwrap_or("");
+            let actual = match obj.pointer(&r.pointer) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
             (actual == r.value) != r.negated
         })
     }
@@ -248,17 +258,33 @@ mod tests {
     #[test]
     fn field_selectors_on_name_and_namespace() {
         let o = obj(json!({}));
-        assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&o));
         assert!(
-            FieldSelector::parse("metadata.namespace==ns1")
+            FieldSelector::parse("metadata.name=a", false)
                 .unwrap()
                 .matches(&o)
         );
         assert!(
-            !FieldSelector::parse("metadata.name!=a")
+            FieldSelector::parse("metadata.namespace==ns1", false)
                 .unwrap()
                 .matches(&o)
         );
-        assert!(FieldSelector::parse("spec.x=1").is_err());
+        assert!(
+            !FieldSelector::parse("metadata.name!=a", false)
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(FieldSelector::parse("spec.x=1", false).is_err());
+        let event = json!({"involvedObject": {"name": "w1", "uid": "u"}, "count": 2});
+        assert!(
+            FieldSelector::parse("involvedObject.name=w1,count=2", true)
+                .unwrap()
+                .matches(&event)
+        );
+        assert!(
+            !FieldSelector::parse("involvedObject.uid=x", true)
+                .unwrap()
+                .matches(&event)
+        );
+        assert!(FieldSelector::parse("a..b=1", true).is_err());
     }
 }

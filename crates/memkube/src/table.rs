@@ -107,7 +107,7 @@ fn cell(col: &PrinterColumn, obj: &Value, now: DateTime<Utc>) -> Value {
             None => Value::Null,
         },
         "string" if values.len() > 1 => {
-            let parts: Vec<String> = values.iter().map(|v| plain(v)).collect();
+            let parts: Vec<String> = values.iter().map(plain).collect();
             json!(parts.join(","))
         }
         "string" => json!(plain(first)),

@@ -32,7 +32,8 @@ pub fn get(
 
 fn selectors(req: &ResourceRequest<'_>) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(&req.query.label_selector).map_err(ApiError::BadRequest)?;
-    let fields = FieldSelector::parse(&req.query.field_selector).map_err(ApiError::BadRequest)?;
+    let fields = FieldSelector::parse(&req.query.field_selector, !req.ty.custom)
+        .map_err(ApiError::BadRequest)?;
     Ok((labels, fields))
 }
 
@@ -129,8 +130,8 @@ pub fn watch(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (labels, mut fields) = selectors(req)?;
     if let Some(name) = req.target.name.as_deref() {
-        fields =
-            FieldSelector::parse(&format!("metadata.name={name}")).map_err(ApiError::BadRequest)?;
+        fields = FieldSelector::parse(&format!("metadata.name={name}"), false)
+            .map_err(ApiError::BadRequest)?;
     }
     let start = match (
         req.query.resource_version.as_deref(),

@@ -164,7 +164,8 @@ pub fn delete_collection(
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let labels = LabelSelector::parse(&req.query.label_selector).map_err(ApiError::BadRequest)?;
-    let fields = FieldSelector::parse(&req.query.field_selector).map_err(ApiError::BadRequest)?;
+    let fields = FieldSelector::parse(&req.query.field_selector, !req.ty.custom)
+        .map_err(ApiError::BadRequest)?;
     let opts = delete_options(req)?;
     let mut state = shared.lock();
     let outcomes = state.delete_collection(&req.ty, req.ns(), &labels, &fields, &opts)?;

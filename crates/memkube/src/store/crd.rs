@@ -45,10 +45,10 @@ impl State {
 
     /// Registers the type a stored CRD object defines.
     pub(super) fn after_crd_write(&mut self, ty: &ResourceType, obj: &Value) {
-        if is_crd_type(ty) {
-            if let Ok(defined) = parse(obj) {
-                self.registry.insert(defined);
-            }
+        if is_crd_type(ty)
+            && let Ok(defined) = parse(obj)
+        {
+            self.registry.insert(defined);
         }
     }
 

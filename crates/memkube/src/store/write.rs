@@ -92,10 +92,11 @@ impl State {
         if self.get(ty, ns, &name).is_ok() {
             return Err(ApiError::AlreadyExists(subject(ty, &name)));
         }
-        if ty.status_subresource && !ctx.status {
-            if let Some(map) = obj.as_object_mut() {
-                map.remove("status");
-            }
+        if ty.status_subresource
+            && !ctx.status
+            && let Some(map) = obj.as_object_mut()
+        {
+            map.remove("status");
         }
         let now = meta::timestamp(ctx.now);
         let m = meta::metadata_mut(&mut obj);
@@ -427,10 +428,10 @@ fn same_ownership(a: &Value, b: &Value) -> bool {
 /// What `generation` tracks: everything but metadata, and but status when it is a subresource.
 fn generation_part(ty: &ResourceType, obj: &Value) -> serde_json::Map<String, Value> {
     let mut part = meta::spec_part(obj);
-    if !ty.status_subresource {
-        if let Some(status) = obj.get("status") {
-            part.insert("status".into(), status.clone());
-        }
+    if !ty.status_subresource
+        && let Some(status) = obj.get("status")
+    {
+        part.insert("status".into(), status.clone());
     }
     part
 }

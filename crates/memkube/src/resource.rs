@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -105,33 +107,6 @@ impl ResourceType {
             return Err(invalid("no served version"));
         }
         served.sort_by_key(|v| !v.storage);
-        let mut schemas = BTreeMap::new();
-        let mut printer_columns = BTreeMap::new();
-        let mut status_subresource = false;
-        for v in &served {
-            if let Some(schema) = v
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-            {
-                let value = serde_json::to_value(schema).map_err(|e| invalid(&e.to_string()))?;
-                schemas.insert(v.name.clone(), value);
-            }
-            let columns = v
-                .additional_printer_columns
-                .iter()
-                .flatten()
-                .map(|c| PrinterColumn {
-                    name: c.name.clone(),
-                    type_: c.type_.clone(),
-                    format: c.format.clone().unwrap_or_default(),
-                    description: c.description.clone().unwrap_or_default(),
-                    json_path: c.json_path.clone(),
-                    priority: c.priority.unwrap_or(0),
-                });
-            printer_columns.insert(v.name.clone(), columns.collect());
-            status_subresource |= v.subresources.as_ref().is_some_and(|s| s.status.is_some());
-        }
         let names = &spec.names;
         if names.plural.is_empty() || names.kind.is_empty() || spec.group.is_empty() {
             return Err(invalid("group, names.plural and names.kind are required"));
@@ -141,7 +116,7 @@ impl ResourceType {
             "Cluster" => false,
             other => return Err(invalid(&format!("unknown scope {other:?}"))),
         };
-        Ok(Self {
+        let mut ty = Self {
             group: spec.group.clone(),
             versions: served.iter().map(|v| v.name.clone()).collect(),
             kind: names.kind.clone(),
@@ -153,11 +128,43 @@ impl ResourceType {
             short_names: names.short_names.clone().unwrap_or_default(),
             categories: names.categories.clone().unwrap_or_default(),
             namespaced,
-            status_subresource,
+            status_subresource: false,
             custom: true,
-            schemas,
-            printer_columns,
-        })
+            schemas: BTreeMap::new(),
+            printer_columns: BTreeMap::new(),
+        };
+        for v in served {
+            ty.add_version(v).map_err(|e| invalid(&e))?;
+        }
+        Ok(ty)
+    }
+
+    /// Records one served CRD version's schema, printer columns and status subresource.
+    fn add_version(&mut self, v: &CustomResourceDefinitionVersion) -> Result<(), String> {
+        if let Some(schema) = v
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+        {
+            let value = serde_json::to_value(schema).map_err(|e| e.to_string())?;
+            self.schemas.insert(v.name.clone(), value);
+        }
+        let columns = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| PrinterColumn {
+                name: c.name.clone(),
+                type_: c.type_.clone(),
+                format: c.format.clone().unwrap_or_default(),
+                description: c.description.clone().unwrap_or_default(),
+                json_path: c.json_path.clone(),
+                priority: c.priority.unwrap_or(0),
+            });
+        self.printer_columns
+            .insert(v.name.clone(), columns.collect());
+        self.status_subresource |= v.subresources.as_ref().is_some_and(|s| s.status.is_some());
+        Ok(())
     }
 }
 

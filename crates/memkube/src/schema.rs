@@ -240,8 +240,6 @@ fn check_object(
     prune: bool,
 ) {
     let props = schema.get("properties").and_then(Value::as_object);
-    let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
     if prune {
         for (k, prop) in props.into_iter().flatten() {
             if let Some(default) = prop.get("default").filter(|_| !map.contains_key(k)) {
@@ -249,33 +247,10 @@ fn check_object(
             }
         }
     }
-    let keys: Vec<String> = map.keys().cloned().collect();
-    for k in keys {
-        let sub = props.and_then(|p| p.get(&k)).or(additional);
-        match sub {
-            Some(sub) if prune && map[&k].is_null() && !flag(sub, "nullable") => {
-                map.remove(&k);
-            }
-            Some(sub) => check(
-                sub,
-                map.get_mut(&k).expect("key present"),
-                &join(path, &k),
-                causes,
-                prune,
-            ),
-            None if prune && !preserve && (props.is_some() || schema.get("type").is_some()) => {
-                map.remove(&k);
-            }
-            None => {}
-        }
-    }
-    for req in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(k) = req.as_str().filter(|k| !map.contains_key(*k)) {
+    check_properties(schema, map, path, causes, prune);
+    let required = schema.get("required").and_then(Value::as_array);
+    for k in required.into_iter().flatten().filter_map(Value::as_str) {
+        if !map.contains_key(k) {
             cause(
                 causes,
                 "FieldValueRequired",
@@ -285,29 +260,45 @@ fn check_object(
         }
     }
     let n = map.len() as u64;
-    if let Some(min) = schema
-        .get("minProperties")
-        .and_then(Value::as_u64)
-        .filter(|m| n < *m)
-    {
-        cause(
-            causes,
-            "FieldValueInvalid",
-            path,
-            format!("{path} in body should have at least {min} properties"),
-        );
+    let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
+    if let Some(min) = bound("minProperties").filter(|m| n < *m) {
+        let msg = format!("{path} in body should have at least {min} properties");
+        cause(causes, "FieldValueInvalid", path, msg);
     }
-    if let Some(max) = schema
-        .get("maxProperties")
-        .and_then(Value::as_u64)
-        .filter(|m| n > *m)
-    {
-        cause(
-            causes,
-            "FieldValueInvalid",
-            path,
-            format!("{path} in body should have at most {max} properties"),
-        );
+    if let Some(max) = bound("maxProperties").filter(|m| n > *m) {
+        let msg = format!("{path} in body should have at most {max} properties");
+        cause(causes, "FieldValueInvalid", path, msg);
+    }
+}
+
+/// Checks each present property against `properties`/`additionalProperties`, pruning unknown
+/// fields and nulls of non-nullable fields.
+fn check_properties(
+    schema: &Value,
+    map: &mut Map<String, Value>,
+    path: &str,
+    causes: &mut Vec<Cause>,
+    prune: bool,
+) {
+    let props = schema.get("properties").and_then(Value::as_object);
+    let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+    let structural = props.is_some() || schema.get("type").is_some();
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for k in keys {
+        match props.and_then(|p| p.get(&k)).or(additional) {
+            Some(sub) if prune && map[&k].is_null() && !flag(sub, "nullable") => {
+                map.remove(&k);
+            }
+            Some(sub) => {
+                let value = map.get_mut(&k).expect("key present");
+                check(sub, value, &join(path, &k), causes, prune);
+            }
+            None if prune && !preserve && structural => {
+                map.remove(&k);
+            }
+            None => {}
+        }
     }
 }
 

@@ -156,7 +156,7 @@ fn serve_resource(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let named = req.target.name.is_some();
     match (&req.parts.method, named) {
-        (&Method::GET, false) if req.query.watch => read::watch(shared, &req),
+        (&Method::GET, _) if req.query.watch => read::watch(shared, &req),
         (&Method::GET, false) => read::list(shared, &req),
         (&Method::GET, true) => read::get(shared, &req),
         (&Method::POST, false) if !req.ty.namespaced || req.ns.is_some() => {

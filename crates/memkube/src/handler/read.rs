@@ -60,20 +60,49 @@ pub fn list(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (labels, fields) = selectors(req)?;
     let (items, current) = shared.lock().list(&req.ty, req.ns(), &labels, &fields);
-    if let Some(rv) = req
+    let asked = req
         .query
         .resource_version
         .as_deref()
-        .filter(|rv| *rv != "0")
+        .filter(|rv| *rv != "0");
+    let exact = req.query.resource_version_match.as_deref() == Some("Exact");
+    if let Some(rv) = asked.map(parse_rv).transpose()?
+        && exact
+        && rv != current
     {
-        let rv = parse_rv(rv)?;
-        if req.query.resource_version_match.as_deref() == Some("Exact") && rv != current {
-            return Err(ApiError::Expired {
-                requested: rv,
-                oldest: current,
-            });
-        }
+        return Err(ApiError::Expired {
+            requested: rv,
+            oldest: current,
+        });
     }
+    let (page, meta) = paginate(&items, current, req)?;
+    let presented: Vec<Value> = page
+        .iter()
+        .map(|o| present(&req.ty, req.version(), o))
+        .collect();
+    let doc = match req.table {
+        Some(include) => {
+            let mut t = table(&req.ty, req.version(), &presented, include, None, req.now);
+            t["metadata"] = meta;
+            t
+        }
+        None => json!({
+            "kind": format!("{}List", req.ty.kind),
+            "apiVersion": req.ty.api_version(req.version()),
+            "metadata": meta,
+            "items": presented,
+        }),
+    };
+    Ok(json_response(StatusCode::OK, &doc))
+}
+
+/// Applies `continue` and `limit`; returns the page and the list metadata. Pages are cut from
+/// the current state in (namespace, name) order, not from a snapshot at the first page.
+fn paginate<'a>(
+    items: &'a [Arc<Value>],
+    current: u64,
+    req: &ResourceRequest<'_>,
+) -> Result<(Vec<&'a Arc<Value>>, Value), ApiError> {
     let (mut list_rv, mut after) = (current, None);
     if let Some(token) = &req.query.continue_token {
         let (rv, ns, name) = parse_continue(token)?;
@@ -88,38 +117,14 @@ pub fn list(
         .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
         .collect();
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
-    if req.query.limit > 0 && page.len() > req.query.limit {
-        let remaining = page.len() - req.query.limit;
-        page.truncate(req.query.limit);
-        let (ns, name) = key(page[page.len() - 1]);
+    let limit = req.query.limit;
+    if limit > 0 && page.len() > limit {
+        meta["remainingItemCount"] = json!(page.len() - limit);
+        page.truncate(limit);
+        let (ns, name) = key(page[limit - 1]);
         meta["continue"] = json!(format!("{list_rv}/{ns}/{name}"));
-        meta["remainingItemCount"] = json!(remaining);
     }
-    let presented: Vec<Value> = page
-        .iter()
-        .map(|o| present(&req.ty, req.version(), o))
-        .collect();
-    let doc = match req.table {
-        Some(include) => {
-            let mut t = table(
-                &req.ty,
-                req.version(),
-                &presented,
-                include,
-                Some(list_rv),
-                req.now,
-            );
-            t["metadata"] = meta;
-            t
-        }
-        None => json!({
-            "kind": format!("{}List", req.ty.kind),
-            "apiVersion": req.ty.api_version(req.version()),
-            "metadata": meta,
-            "items": presented,
-        }),
-    };
-    Ok(json_response(StatusCode::OK, &doc))
+    Ok((page, meta))
 }
 
 /// WATCH (`watch=true`): a streaming 200 response. An expired resourceVersion is reported as

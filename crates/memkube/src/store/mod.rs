@@ -9,6 +9,7 @@
 
 mod crd;
 mod delete;
+mod rules;
 mod watch;
 mod write;
 

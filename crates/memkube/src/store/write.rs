@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::rules::{
+    apply_scope, check_kind, check_no_new_finalizers, check_owner_references, generation_part,
+    keep_server_metadata, object_subject, patch_error, same_ownership, stale, writable_part,
+};
 use super::{EventKind, ObjKey, State, subject};
 use crate::error::{ApiError, Cause};
 use crate::managed::{self, Writer};
@@ -53,18 +57,6 @@ pub enum FieldOwnership {
     /// Server-side apply: the `managedFields` already computed on the candidate are kept.
     Apply,
 }
-
-const IMMUTABLE_META: &[&str] = &[
-    "name",
-    "namespace",
-    "uid",
-    "creationTimestamp",
-    "generation",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "resourceVersion",
-    "managedFields",
-];
 
 impl State {
     /// Creates an object. `ns` is the namespace from the URL (namespaced types only).
@@ -261,26 +253,7 @@ impl State {
     ) -> Result<Value, ApiError> {
         let name = meta::meta_str(old, "name").unwrap_or_default().to_string();
         let mut new = writable_part(ty, old, candidate, ctx.status);
-        let old_meta = old
-            .get("metadata")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let new_meta = meta::metadata_mut(&mut new);
-        for k in IMMUTABLE_META.iter().filter(|k| **k != "managedFields") {
-            match old_meta.get(*k) {
-                Some(v) => new_meta.insert((*k).into(), v.clone()),
-                None => new_meta.remove(*k),
-            };
-        }
-        if matches!(ownership, FieldOwnership::Update) {
-            new_meta.insert(
-                "managedFields".into(),
-                old_meta.get("managedFields").cloned().unwrap_or(json!([])),
-            );
-        }
-        new["apiVersion"] = old["apiVersion"].clone();
-        new["kind"] = old["kind"].clone();
+        keep_server_metadata(old, &mut new, matches!(ownership, FieldOwnership::Update));
         check_no_new_finalizers(ty, old, &new)?;
         check_owner_references(ty, &new)?;
         crate::schema::validate_object(ty, &mut new)?;
@@ -288,11 +261,9 @@ impl State {
             return Ok((**old).clone());
         }
         if generation_part(ty, old) != generation_part(ty, &new) {
-            let generation = old
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            meta::metadata_mut(&mut new).insert("generation".into(), json!(generation + 1));
+            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
+            let next = json!(generation.unwrap_or(0) + 1);
+            meta::metadata_mut(&mut new).insert("generation".into(), next);
         }
         if matches!(ownership, FieldOwnership::Update) {
             let now = meta::timestamp(ctx.now);
@@ -412,161 +383,4 @@ fn writer<'a>(
         api_version,
         time,
     }
-}
-
-/// Whether two objects have the same field owners (ignoring timestamps and apiVersions).
-fn same_ownership(a: &Value, b: &Value) -> bool {
-    let sets = |o: &Value| -> Vec<_> {
-        managed::read(o)
-            .into_iter()
-            .map(|e| (e.manager, e.operation, e.subresource, e.fields))
-            .collect()
-    };
-    sets(a) == sets(b)
-}
-
-/// What `generation` tracks: everything but metadata, and but status when it is a subresource.
-fn generation_part(ty: &ResourceType, obj: &Value) -> serde_json::Map<String, Value> {
-    let mut part = meta::spec_part(obj);
-    if !ty.status_subresource
-        && let Some(status) = obj.get("status")
-    {
-        part.insert("status".into(), status.clone());
-    }
-    part
-}
-
-/// The subject of 422s, which name the Kind rather than the plural.
-fn object_subject(ty: &ResourceType, name: &str) -> crate::error::Subject {
-    crate::error::Subject {
-        group: ty.group.clone(),
-        kind: ty.kind.clone(),
-        name: name.into(),
-    }
-}
-
-fn stale(ty: &ResourceType, name: &str) -> ApiError {
-    ApiError::conflict(
-        subject(ty, name),
-        "the object has been modified; please apply your changes to the latest version and try again",
-    )
-}
-
-fn patch_error(ty: &ResourceType, name: &str, kind: PatchKind, message: String) -> ApiError {
-    match kind {
-        PatchKind::Json => {
-            ApiError::invalid(object_subject(ty, name), "FieldValueInvalid", "", message)
-        }
-        _ => ApiError::BadRequest(message),
-    }
-}
-
-fn check_kind(ty: &ResourceType, obj: &Value) -> Result<(), ApiError> {
-    if !obj.is_object() {
-        return Err(ApiError::BadRequest(
-            "the request body must be a JSON object".into(),
-        ));
-    }
-    match obj.get("kind").and_then(Value::as_str) {
-        Some(kind) if !kind.is_empty() && kind != ty.kind => Err(ApiError::BadRequest(format!(
-            "the kind of the body ({kind}) does not match the resource ({})",
-            ty.kind
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Which part of a candidate a write may change: `/status` writes change only `status`; main
-/// writes to types with a status subresource keep the old `status`.
-fn writable_part(ty: &ResourceType, old: &Value, candidate: Value, status_write: bool) -> Value {
-    let (mut base, source) = if status_write {
-        ((*old).clone(), candidate)
-    } else {
-        (candidate, old.clone())
-    };
-    if status_write || ty.status_subresource {
-        let status = source.get("status").cloned();
-        let map = base.as_object_mut().expect("objects are JSON objects");
-        match status {
-            Some(s) => map.insert("status".into(), s),
-            None => map.remove("status"),
-        };
-    }
-    if status_write {
-        // status writes keep metadata, except that server-side apply records its managedFields
-        if let Some(mf) = source.pointer("/metadata/managedFields").cloned() {
-            meta::metadata_mut(&mut base).insert("managedFields".into(), mf);
-        }
-    }
-    base
-}
-
-/// The part of an apply configuration that the endpoint writes.
-fn apply_scope(ty: &ResourceType, config: &Value, status_write: bool) -> Value {
-    let mut config = config.clone();
-    let map = config.as_object_mut().expect("checked to be an object");
-    map.remove("apiVersion");
-    map.remove("kind");
-    if status_write {
-        map.retain(|k, _| k == "status");
-    } else if ty.status_subresource {
-        map.remove("status");
-    }
-    if let Some(m) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.retain(|k, _| {
-            matches!(
-                k.as_str(),
-                "labels" | "annotations" | "finalizers" | "ownerReferences"
-            )
-        });
-    }
-    config
-}
-
-fn check_no_new_finalizers(ty: &ResourceType, old: &Value, new: &Value) -> Result<(), ApiError> {
-    if old.pointer("/metadata/deletionTimestamp").is_none() {
-        return Ok(());
-    }
-    let before = meta::finalizers(old);
-    let added: Vec<String> = meta::finalizers(new)
-        .into_iter()
-        .filter(|f| !before.contains(f))
-        .collect();
-    if added.is_empty() {
-        return Ok(());
-    }
-    let name = meta::meta_str(old, "name").unwrap_or_default();
-    let message = format!(
-        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
-    );
-    Err(ApiError::invalid(
-        object_subject(ty, name),
-        "FieldValueForbidden",
-        "metadata.finalizers",
-        message,
-    ))
-}
-
-fn check_owner_references(ty: &ResourceType, obj: &Value) -> Result<(), ApiError> {
-    let refs = obj
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array);
-    for (i, r) in refs.into_iter().flatten().enumerate() {
-        for field in ["apiVersion", "kind", "name", "uid"] {
-            if r.get(field)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                let name = meta::meta_str(obj, "name").unwrap_or_default();
-                let path = format!("metadata.ownerReferences[{i}].{field}");
-                return Err(ApiError::invalid(
-                    object_subject(ty, name),
-                    "FieldValueRequired",
-                    &path,
-                    "Required value".into(),
-                ));
-            }
-        }
-    }
-    Ok(())
 }

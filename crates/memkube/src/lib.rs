@@ -14,6 +14,7 @@ mod body;
 mod builtin;
 mod discovery;
 mod error;
+mod format;
 mod handler;
 mod managed;
 mod meta;

@@ -21,18 +21,9 @@ use tokio::time::{Instant, Interval};
 
 use crate::Shared;
 use crate::body::ResponseBody;
+use crate::format::Format;
 use crate::resource::ResourceType;
-use crate::store::{WatchMsg, present};
-use crate::table::{IncludeObject, table};
-
-/// How events are rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Objects.
-    Json,
-    /// One-row `Table`s (kubectl `get -w`).
-    Table(IncludeObject),
-}
+use crate::store::WatchMsg;
 
 /// Everything a stream needs besides the receiver.
 #[derive(Debug, Clone)]
@@ -130,18 +121,9 @@ fn render(params: &StreamParams, msg: &WatchMsg) -> Bytes {
             json!({"type": "ERROR", "object": status})
         }
         WatchMsg::Event(kind, obj) => {
-            let obj = present(&params.ty, &params.version, obj);
-            let object = match params.format {
-                Format::Json => obj,
-                Format::Table(include) => table(
-                    &params.ty,
-                    &params.version,
-                    &[obj],
-                    include,
-                    None,
-                    Utc::now(),
-                ),
-            };
+            let object = params
+                .format
+                .one(&params.ty, &params.version, obj, Utc::now());
             json!({"type": kind.as_str(), "object": object})
         }
     };

@@ -321,3 +321,39 @@ async fn runtime_watcher_streaming_list_mode() {
         .unwrap();
     assert_eq!(collect_names(&mut stream, 1).await, ["b"]);
 }
+
+#[tokio::test]
+async fn metadata_api_and_metadata_watcher() {
+    let (_kube, client) = setup();
+    let api = widgets(&client);
+    api.create(&PostParams::default(), &widget("a", 80))
+        .await
+        .unwrap();
+    let meta = api.get_metadata("a").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("a"));
+    assert_eq!(meta.types.unwrap().kind, "PartialObjectMetadata");
+    let list = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let mut stream =
+        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        match timeout(STEP, stream.try_next())
+            .await
+            .expect("in time")
+            .expect("ok")
+        {
+            Some(watcher::Event::InitApply(m) | watcher::Event::Apply(m)) => {
+                names.push(m.metadata.name.unwrap());
+                if names.len() == 1 {
+                    api.create(&PostParams::default(), &widget("b", 80))
+                        .await
+                        .unwrap();
+                }
+            }
+            Some(_) => {}
+            None => panic!("ended"),
+        }
+    }
+    assert_eq!(names, ["a", "b"]);
+}

@@ -14,9 +14,9 @@ use crate::Shared;
 use crate::body::{ResponseBody, error_response, json_response, text_response};
 use crate::discovery;
 use crate::error::ApiError;
+use crate::format::Format;
 use crate::resource::ResourceType;
 use crate::route::{Query, Route, Target, parse_path};
-use crate::table::IncludeObject;
 
 /// A parsed request addressed to a resource.
 #[derive(Debug)]
@@ -31,8 +31,8 @@ struct ResourceRequest<'a> {
     ns: Option<String>,
     /// Addressed through `/status`.
     status: bool,
-    /// `Accept` asked for a Table.
-    table: Option<IncludeObject>,
+    /// Representation asked for by `Accept`.
+    format: Format,
 }
 
 impl ResourceRequest<'_> {
@@ -129,9 +129,7 @@ fn resource_request<'a>(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let table = accept
-        .contains("as=Table")
-        .then(|| IncludeObject::parse(query.include_object.as_deref()));
+    let format = Format::from_accept(accept, query.include_object.as_deref());
     let ns = if ty.namespaced {
         target.namespace.clone()
     } else {
@@ -146,7 +144,7 @@ fn resource_request<'a>(
         target,
         ns,
         status,
-        table,
+        format,
     })
 }
 

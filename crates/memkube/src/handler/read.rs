@@ -12,9 +12,8 @@ use crate::Shared;
 use crate::body::{ResponseBody, json_response};
 use crate::error::ApiError;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{WatchStart, present};
-use crate::table::table;
-use crate::watch_stream::{Format, StreamParams, error_body, watch_body};
+use crate::store::WatchStart;
+use crate::watch_stream::{StreamParams, error_body, watch_body};
 
 /// GET of one object.
 pub fn get(
@@ -22,11 +21,7 @@ pub fn get(
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let obj = shared.lock().get(&req.ty, req.ns(), req.name())?;
-    let obj = present(&req.ty, req.version(), &obj);
-    let doc = match req.table {
-        Some(include) => table(&req.ty, req.version(), &[obj], include, None, req.now),
-        None => obj,
-    };
+    let doc = req.format.one(&req.ty, req.version(), &obj, req.now);
     Ok(json_response(StatusCode::OK, &doc))
 }
 
@@ -76,23 +71,10 @@ pub fn list(
         });
     }
     let (page, meta) = paginate(&items, current, req)?;
-    let presented: Vec<Value> = page
-        .iter()
-        .map(|o| present(&req.ty, req.version(), o))
-        .collect();
-    let doc = match req.table {
-        Some(include) => {
-            let mut t = table(&req.ty, req.version(), &presented, include, None, req.now);
-            t["metadata"] = meta;
-            t
-        }
-        None => json!({
-            "kind": format!("{}List", req.ty.kind),
-            "apiVersion": req.ty.api_version(req.version()),
-            "metadata": meta,
-            "items": presented,
-        }),
-    };
+    let page: Vec<&Value> = page.into_iter().map(|o| &**o).collect();
+    let doc = req
+        .format
+        .list(&req.ty, req.version(), &page, meta, req.now);
     Ok(json_response(StatusCode::OK, &doc))
 }
 
@@ -163,7 +145,7 @@ pub fn watch(
                     .query
                     .timeout_seconds
                     .map_or(config.default_watch_timeout, Duration::from_secs),
-                format: req.table.map_or(Format::Json, Format::Table),
+                format: req.format,
             };
             watch_body(shared.clone(), rx, params)
         }

@@ -171,19 +171,15 @@ pub fn delete_collection(
     let outcomes = state.delete_collection(&req.ty, req.ns(), &labels, &fields, &opts)?;
     let rv = state.resource_version();
     drop(state);
-    let items: Vec<Value> = outcomes
+    let items: Vec<&Value> = outcomes
         .iter()
         .map(|o| match o {
-            DeleteOutcome::Pending(obj) | DeleteOutcome::Deleted(obj) => {
-                present(&req.ty, req.version(), obj)
-            }
+            DeleteOutcome::Pending(obj) | DeleteOutcome::Deleted(obj) => obj,
         })
         .collect();
-    let list = json!({
-        "kind": format!("{}List", req.ty.kind),
-        "apiVersion": req.ty.api_version(req.version()),
-        "metadata": {"resourceVersion": rv.to_string()},
-        "items": items,
-    });
+    let meta = json!({"resourceVersion": rv.to_string()});
+    let list = req
+        .format
+        .list(&req.ty, req.version(), &items, meta, req.now);
     Ok(json_response(StatusCode::OK, &list))
 }

@@ -216,3 +216,23 @@ pub(super) fn check_owner_references(ty: &ResourceType, obj: &Value) -> Result<(
     }
     Ok(())
 }
+
+/// Built-in write-time conversions: a Secret's `stringData` is merged into `data` (base64),
+/// as the API server does.
+pub(super) fn normalize_builtin(ty: &ResourceType, obj: &mut Value) {
+    if !(ty.group.is_empty() && ty.plural == "secrets") {
+        return;
+    }
+    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    else {
+        return;
+    };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in string_data {
+        let bytes = v.as_str().unwrap_or_default().as_bytes().to_vec();
+        let encoded = serde_json::to_value(k8s_openapi::ByteString(bytes)).unwrap_or_default();
+        obj["data"][k] = encoded;
+    }
+}

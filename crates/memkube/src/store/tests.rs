@@ -330,3 +330,16 @@ fn client_supplied_server_metadata_is_ignored() {
     assert_eq!(updated["metadata"]["generation"], 2);
     assert_eq!(updated["data"]["k"], "v");
 }
+
+#[test]
+fn secret_string_data_becomes_base64_data() {
+    let mut st = state();
+    let secrets = ty(&st, "", "secrets");
+    let body =
+        json!({"metadata": {"name": "s"}, "data": {"a": "YQ=="}, "stringData": {"b": "hello"}});
+    let created = st
+        .create(&secrets, Some("default"), body, &ctx("t"))
+        .unwrap();
+    assert_eq!(created["data"], json!({"a": "YQ==", "b": "aGVsbG8="}));
+    assert!(created.get("stringData").is_none());
+}

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::rules::{
     apply_scope, check_kind, check_no_new_finalizers, check_owner_references, generation_part,
-    keep_server_metadata, object_subject, patch_error, same_ownership, stale, writable_part,
+    keep_server_metadata, normalize_builtin, object_subject, patch_error, same_ownership, stale,
+    writable_part,
 };
 use super::{EventKind, ObjKey, State, subject};
 use crate::error::{ApiError, Cause};
@@ -114,6 +115,7 @@ impl State {
         m.insert("generation".into(), json!(1));
         obj["apiVersion"] = json!(ty.api_version(ty.preferred_version()));
         obj["kind"] = json!(ty.kind);
+        normalize_builtin(ty, &mut obj);
         check_owner_references(ty, &obj)?;
         crate::schema::validate_object(ty, &mut obj)?;
         if matches!(ownership, FieldOwnership::Update) {
@@ -254,6 +256,7 @@ impl State {
         let name = meta::meta_str(old, "name").unwrap_or_default().to_string();
         let mut new = writable_part(ty, old, candidate, ctx.status);
         keep_server_metadata(old, &mut new, matches!(ownership, FieldOwnership::Update));
+        normalize_builtin(ty, &mut new);
         check_no_new_finalizers(ty, old, &new)?;
         check_owner_references(ty, &new)?;
         crate::schema::validate_object(ty, &mut new)?;

@@ -334,8 +334,9 @@ async fn metadata_api_and_metadata_watcher() {
     assert_eq!(meta.types.unwrap().kind, "PartialObjectMetadata");
     let list = api.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 1);
-    let mut stream =
-        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()).boxed();
+    let meta_api: kube::Api<kube::core::PartialObjectMeta<Widget>> =
+        kube::Api::namespaced(client.clone(), "default");
+    let mut stream = watcher(meta_api, watcher::Config::default()).boxed();
     let mut names = Vec::new();
     while names.len() < 2 {
         match timeout(STEP, stream.try_next())

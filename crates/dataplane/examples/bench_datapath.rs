@@ -4,7 +4,10 @@
 use isthmus_dataplane::bench::{self, DatapathBenchOptions};
 
 fn main() -> Result<(), isthmus_dataplane::Error> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let mut options = DatapathBenchOptions::default();
     if let Some(requests) = args.first() {
         options.requests = *requests;

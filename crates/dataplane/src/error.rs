@@ -55,7 +55,11 @@ pub enum Error {
 }
 
 fn join(errors: &[Error]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
@@ -64,15 +68,25 @@ impl Error {
     }
 
     pub(crate) fn tunnel(ifname: &str, message: impl ToString) -> Self {
-        Error::Tunnel { ifname: ifname.to_owned(), message: message.to_string() }
+        Error::Tunnel {
+            ifname: ifname.to_owned(),
+            message: message.to_string(),
+        }
     }
 
     pub(crate) fn netlink(op: impl Into<String>, message: impl ToString) -> Self {
-        Error::Netlink { op: op.into(), message: message.to_string() }
+        Error::Netlink {
+            op: op.into(),
+            message: message.to_string(),
+        }
     }
 
     /// Turns a list of teardown errors into one result.
     pub(crate) fn collect(errors: Vec<Error>) -> Result<()> {
-        if errors.is_empty() { Ok(()) } else { Err(Error::Teardown(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Teardown(errors))
+        }
     }
 }

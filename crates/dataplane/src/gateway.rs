@@ -25,6 +25,7 @@ use crate::{Error, Result};
 
 /// What the kernel holds for one peer after a reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerObserved {
     /// Peer cluster ID.
     pub name: String,
@@ -75,17 +76,33 @@ pub fn tunnel_routes(spec: &ValidSpec) -> Vec<Route> {
     let dev = NextHop::Dev(spec.interface.clone());
     spec.peers
         .iter()
-        .flat_map(|peer| peer.remote.iter().map(|dst| Route { dst: *dst, via: dev.clone() }))
+        .flat_map(|peer| {
+            peer.remote.iter().map(|dst| Route {
+                dst: *dst,
+                via: dev.clone(),
+            })
+        })
         .collect()
 }
 
 /// Pure diff of WireGuard peers: which to set (new or changed) and which to remove.
-pub fn peer_changes(current: &[PeerStatus], desired: &[TunnelPeer]) -> (Vec<TunnelPeer>, Vec<PublicKey>) {
+pub fn peer_changes(
+    current: &[PeerStatus],
+    desired: &[TunnelPeer],
+) -> (Vec<TunnelPeer>, Vec<PublicKey>) {
     let wanted: BTreeSet<&PublicKey> = desired.iter().map(|p| &p.public_key).collect();
-    let remove = current.iter().filter(|p| !wanted.contains(&p.public_key)).map(|p| p.public_key.clone()).collect();
+    let remove = current
+        .iter()
+        .filter(|p| !wanted.contains(&p.public_key))
+        .map(|p| p.public_key.clone())
+        .collect();
     let set = desired
         .iter()
-        .filter(|want| !current.iter().any(|have| have.public_key == want.public_key && have.matches(want)))
+        .filter(|want| {
+            !current
+                .iter()
+                .any(|have| have.public_key == want.public_key && have.matches(want))
+        })
         .cloned()
         .collect();
     (set, remove)
@@ -126,7 +143,11 @@ impl LinuxGateway {
 impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
     /// Drivers of your choice (fakes in unit tests).
     pub fn new(tunnel: T, firewall: F, routes: R) -> Self {
-        Gateway { tunnel, firewall, routes }
+        Gateway {
+            tunnel,
+            firewall,
+            routes,
+        }
     }
 
     /// Makes the kernel match `desired` and returns what is there per peer.
@@ -185,12 +206,26 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
                     rx_bytes: status.map_or(0, |s| s.rx_bytes),
                     tx_bytes: status.map_or(0, |s| s.tx_bytes),
                     allowed_ips: status.map(|s| s.allowed_ips.clone()).unwrap_or_default(),
-                    routes: installed.iter().filter(|r| peer.remote.contains(&r.dst)).map(|r| r.dst).collect(),
+                    routes: installed
+                        .iter()
+                        .filter(|r| peer.remote.contains(&r.dst))
+                        .map(|r| r.dst)
+                        .collect(),
                     mappings: peer.mappings.len(),
                 }
             })
             .collect();
-        Ok(GatewayStatus { backend: self.tunnel.backend(), firewall, peers })
+        Ok(GatewayStatus {
+            backend: self.tunnel.backend(),
+            firewall,
+            peers,
+        })
+    }
+
+    /// Clean shutdown on SIGTERM: stops the tunnel engine and leaves the rest for the next start,
+    /// whose first reconcile converges (the NAT table is rebuilt, routes and peers re-synced).
+    pub fn shutdown(&mut self) -> Result<()> {
+        self.tunnel.stop()
     }
 
     /// Removes the NAT table, our routes and the tunnel; keeps going past errors.
@@ -206,5 +241,122 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
             errors.push(err);
         }
         Error::collect(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PrivateKey;
+    use crate::firewall::fake::FakeFirewall;
+    use crate::model::PeerSpec;
+    use crate::routes::fake::FakeRoutes;
+    use crate::tunnel::fake::FakeTunnel;
+
+    type FakeGateway = Gateway<FakeTunnel, FakeFirewall, FakeRoutes>;
+
+    fn fake() -> FakeGateway {
+        Gateway::new(
+            FakeTunnel::new(Backend::Userspace),
+            FakeFirewall::default(),
+            FakeRoutes::default(),
+        )
+    }
+
+    fn peer(name: &str, remote: &str) -> PeerSpec {
+        PeerSpec {
+            name: name.into(),
+            public_key: PrivateKey::generate().public_key().to_string(),
+            endpoint: None,
+            keepalive: None,
+            remote: vec![remote.parse().unwrap()],
+            local_nat: vec![],
+            mappings: vec![],
+        }
+    }
+
+    fn spec(peers: Vec<PeerSpec>) -> GatewaySpec {
+        GatewaySpec {
+            interface: "wg-test".into(),
+            private_key: PrivateKey::generate(),
+            listen_port: 51820,
+            mtu: 1420,
+            transit_source: None,
+            peers,
+        }
+    }
+
+    #[test]
+    fn second_reconcile_changes_nothing() {
+        let mut gw = fake();
+        let desired = spec(vec![peer("b", "10.1.0.0/24"), peer("c", "10.2.0.0/24")]);
+        let first = gw.reconcile(&desired).unwrap();
+        assert_eq!(first.firewall, Applied::Replaced);
+        assert_eq!(
+            first.peers[0].routes,
+            vec!["10.1.0.0/24".parse::<Ipv4Net>().unwrap()]
+        );
+        let calls = (gw.tunnel.calls.len(), gw.routes.calls.len());
+        assert_eq!(gw.reconcile(&desired).unwrap().firewall, Applied::Unchanged);
+        let sets = gw.tunnel.calls[calls.0..]
+            .iter()
+            .filter(|c| c.starts_with("set"))
+            .count();
+        assert_eq!(sets, 0);
+        assert!(
+            gw.routes.calls[calls.1..]
+                .iter()
+                .all(|c| !c.starts_with("add"))
+        );
+    }
+
+    #[test]
+    fn removing_a_peer_removes_its_wireguard_peer_routes_and_rules() {
+        let mut gw = fake();
+        let mut desired = spec(vec![peer("b", "10.1.0.0/24"), peer("c", "10.2.0.0/24")]);
+        gw.reconcile(&desired).unwrap();
+        let gone = desired.peers.pop().unwrap();
+        let status = gw.reconcile(&desired).unwrap();
+        assert_eq!(status.peers.len(), 1);
+        assert!(
+            gw.tunnel
+                .calls
+                .contains(&format!("remove {}", gone.public_key))
+        );
+        assert!(gw.routes.calls.contains(&"del 10.2.0.0/24".to_owned()));
+        assert_eq!(gw.firewall.applied().unwrap().peers.len(), 1);
+    }
+
+    #[test]
+    fn outside_flush_is_repaired_and_bad_input_touches_nothing() {
+        let mut gw = fake();
+        let desired = spec(vec![peer("b", "10.1.0.0/24")]);
+        gw.reconcile(&desired).unwrap();
+        gw.firewall.log.lock().unwrap().flushed = true;
+        assert_eq!(gw.reconcile(&desired).unwrap().firewall, Applied::Replaced);
+
+        let before = (
+            gw.tunnel.calls.len(),
+            gw.routes.calls.len(),
+            gw.firewall.log.lock().unwrap().batches.len(),
+        );
+        let mut bad = desired.clone();
+        bad.peers.push(peer("c", "10.1.0.0/16"));
+        assert!(matches!(gw.reconcile(&bad), Err(Error::Invalid(_))));
+        let after = (
+            gw.tunnel.calls.len(),
+            gw.routes.calls.len(),
+            gw.firewall.log.lock().unwrap().batches.len(),
+        );
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn shutdown_stops_the_engine() {
+        let mut gw = fake();
+        gw.reconcile(&spec(vec![peer("b", "10.1.0.0/24")])).unwrap();
+        gw.shutdown().unwrap();
+        assert_eq!(gw.tunnel.calls.last().unwrap(), "stop");
+        assert!(gw.tunnel.device.is_none());
     }
 }

@@ -76,7 +76,11 @@ impl PrivateKey {
     pub fn write_file(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("tmp");
         let _ = fs::remove_file(&tmp);
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         writeln!(file, "{}", Key::new(self.0))?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

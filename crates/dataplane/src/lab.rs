@@ -23,7 +23,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Fails loudly unless running as root (kernel tests never skip).
 pub fn require_root() {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root (network namespaces, nft, TUN)");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, nft, TUN)"
+    );
 }
 
 /// A short name unique on the host: `prefix` + pid + a per-process counter (≤ 15 characters
@@ -35,10 +38,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Runs a command, returning stdout or an error with stderr.
 pub fn run(args: &[&str]) -> Result<String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| Error::Command {
-        command: args.join(" "),
-        message: e.to_string(),
-    })?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| Error::Command {
+            command: args.join(" "),
+            message: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(Error::Command {
             command: args.join(" "),
@@ -119,7 +125,11 @@ impl Lab {
         let wan = NsGuard::new(format!("{tag}-wan"))?;
         ip(&wan.name, "link add br0 type bridge")?;
         ip(&wan.name, "link set br0 up")?;
-        Ok(Lab { sites: Vec::new(), wan, tag })
+        Ok(Lab {
+            sites: Vec::new(),
+            wan,
+            tag,
+        })
     }
 
     /// Adds a site whose pods live in `pod_cidr` (gateway .1, pod .10).
@@ -128,21 +138,44 @@ impl Lab {
         let gw = NsGuard::new(format!("{}-gw{i}", self.tag))?;
         let pod = NsGuard::new(format!("{}-pod{i}", self.tag))?;
         let underlay = Ipv4Addr::new(192, 168, 100, 10 + i);
-        ip(&gw.name, &format!("link add u0 type veth peer name u{i} netns {}", self.wan.name))?;
+        ip(
+            &gw.name,
+            &format!(
+                "link add u0 type veth peer name u{i} netns {}",
+                self.wan.name
+            ),
+        )?;
         ip(&self.wan.name, &format!("link set u{i} master br0 up"))?;
         ip(&gw.name, &format!("addr add {underlay}/24 dev u0"))?;
         ip(&gw.name, "link set u0 up")?;
         let host = |n: u32| Ipv4Addr::from(u32::from(pod_cidr.network()) + n);
-        ip(&gw.name, &format!("link add p0 type veth peer name eth0 netns {}", pod.name))?;
-        ip(&gw.name, &format!("addr add {}/{} dev p0", host(1), pod_cidr.prefix_len()))?;
+        ip(
+            &gw.name,
+            &format!("link add p0 type veth peer name eth0 netns {}", pod.name),
+        )?;
+        ip(
+            &gw.name,
+            &format!("addr add {}/{} dev p0", host(1), pod_cidr.prefix_len()),
+        )?;
         ip(&gw.name, "link set p0 up")?;
-        ip(&pod.name, &format!("addr add {}/{} dev eth0", host(10), pod_cidr.prefix_len()))?;
+        ip(
+            &pod.name,
+            &format!("addr add {}/{} dev eth0", host(10), pod_cidr.prefix_len()),
+        )?;
         ip(&pod.name, "link set eth0 up")?;
         ip(&pod.name, &format!("route add default via {}", host(1)))?;
         let gw_rt = NsRuntime::new(gw.netns(), 2)?;
         let pod_rt = NsRuntime::new(pod.netns(), 1)?;
         let ifname = unique("iw");
-        self.sites.push(Site { gw, pod, underlay, pod_ip: host(10), ifname, gw_rt, pod_rt });
+        self.sites.push(Site {
+            gw,
+            pod,
+            underlay,
+            pod_ip: host(10),
+            ifname,
+            gw_rt,
+            pod_rt,
+        });
         Ok(self.sites.last().expect("just pushed"))
     }
 }
@@ -150,7 +183,8 @@ impl Lab {
 /// Starts a TCP server in `rt`'s namespace that answers every connection with the source
 /// address it sees, then closes. Runs until the runtime is dropped.
 pub fn start_whoami(rt: &NsRuntime, port: u16) -> Result<()> {
-    let listener = rt.run_blocking(move || TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))))?;
+    let listener =
+        rt.run_blocking(move || TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))))?;
     rt.handle().spawn_blocking(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
@@ -162,6 +196,36 @@ pub fn start_whoami(rt: &NsRuntime, port: u16) -> Result<()> {
     Ok(())
 }
 
+/// Like [`tcp_whoami`], with the client socket bound to `src` first.
+pub fn tcp_whoami_from(rt: &NsRuntime, src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Result<IpAddr> {
+    rt.run_blocking(move || {
+        let addr = SocketAddr::V4(SocketAddrV4::new(dst, port));
+        let mut last = String::new();
+        for _ in 0..5 {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            socket.bind(&SocketAddr::V4(SocketAddrV4::new(src, 0)).into())?;
+            match socket.connect_timeout(&addr.into(), Duration::from_secs(2)) {
+                Ok(()) => return read_whoami(socket.into(), addr),
+                Err(err) => last = err.to_string(),
+            }
+        }
+        Err(Error::Command {
+            command: format!("tcp connect {addr} from {src}"),
+            message: last,
+        })
+    })
+}
+
+fn read_whoami(mut stream: TcpStream, addr: SocketAddr) -> Result<IpAddr> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    text.trim().parse::<IpAddr>().map_err(|e| Error::Command {
+        command: format!("whoami {addr}"),
+        message: e.to_string(),
+    })
+}
+
 /// Connects from `rt`'s namespace to a whoami server and returns the source it saw.
 /// Retries a few times: the first packet may wait for a WireGuard handshake.
 pub fn tcp_whoami(rt: &NsRuntime, dst: Ipv4Addr, port: u16) -> Result<IpAddr> {
@@ -170,24 +234,22 @@ pub fn tcp_whoami(rt: &NsRuntime, dst: Ipv4Addr, port: u16) -> Result<IpAddr> {
         let mut last = String::new();
         for _ in 0..5 {
             match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                Ok(mut stream) => {
-                    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    let mut text = String::new();
-                    stream.read_to_string(&mut text)?;
-                    return text.trim().parse::<IpAddr>().map_err(|e| Error::Command {
-                        command: format!("whoami {addr}"),
-                        message: e.to_string(),
-                    });
-                }
+                Ok(stream) => return read_whoami(stream, addr),
                 Err(err) => last = err.to_string(),
             }
         }
-        Err(Error::Command { command: format!("tcp connect {addr}"), message: last })
+        Err(Error::Command {
+            command: format!("tcp connect {addr}"),
+            message: last,
+        })
     })
 }
 
 fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -224,7 +286,12 @@ fn got_reply(socket: &Socket, dst: Ipv4Addr, ident: u16) -> Result<bool> {
         // A raw IPv4 socket receives the whole IP header: source at bytes 12..16.
         let len = match (&*socket).read(&mut buf) {
             Ok(len) => len,
-            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(false);
             }
             Err(err) => return Err(err.into()),
@@ -233,7 +300,11 @@ fn got_reply(socket: &Socket, dst: Ipv4Addr, ident: u16) -> Result<bool> {
         let header = usize::from(bytes[0] & 0x0f) * 4;
         let from = Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]);
         let icmp = &bytes[header..];
-        if from == dst && icmp.len() >= 8 && icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == ident {
+        if from == dst
+            && icmp.len() >= 8
+            && icmp[0] == 0
+            && u16::from_be_bytes([icmp[4], icmp[5]]) == ident
+        {
             return Ok(true);
         }
     }

@@ -127,16 +127,28 @@ fn v4addr(addr: &IpAddr, what: &str, peer: &str) -> Result<Ipv4Addr> {
 fn check_interface(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 15
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok { Ok(()) } else { Err(Error::invalid(format!("bad interface name {name:?}"))) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("bad interface name {name:?}")))
+    }
 }
 
 fn check_peer_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 24
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok { Ok(()) } else { Err(Error::invalid(format!("bad peer name {name:?}"))) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("bad peer name {name:?}")))
+    }
 }
 
 impl PeerSpec {
@@ -171,8 +183,13 @@ impl PeerSpec {
         for mapping in &self.mappings {
             let new_ip = v4addr(&mapping.new_ip, "mapping address", name)?;
             let target = v4addr(&mapping.target, "mapping target", name)?;
-            if mappings.insert(new_ip, target).is_some_and(|old| old != target) {
-                return Err(Error::invalid(format!("peer {name}: {new_ip} mapped twice")));
+            if mappings
+                .insert(new_ip, target)
+                .is_some_and(|old| old != target)
+            {
+                return Err(Error::invalid(format!(
+                    "peer {name}: {new_ip} mapped twice"
+                )));
             }
         }
         Ok(ValidPeer {
@@ -191,7 +208,11 @@ impl GatewaySpec {
     /// Validates the whole spec: every peer, then what must hold across peers.
     pub fn validate(&self) -> Result<ValidSpec> {
         check_interface(&self.interface)?;
-        let mut peers = self.peers.iter().map(PeerSpec::validate).collect::<Result<Vec<_>>>()?;
+        let mut peers = self
+            .peers
+            .iter()
+            .map(PeerSpec::validate)
+            .collect::<Result<Vec<_>>>()?;
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         check_unique(&peers, &self.private_key.public_key())?;
         check_no_overlap(&peers)?;
@@ -218,7 +239,10 @@ fn check_unique(peers: &[ValidPeer], own: &PublicKey) -> Result<()> {
             return Err(Error::invalid(format!("peer {} listed twice", peer.name)));
         }
         if &peer.public_key == own || !keys.insert(&peer.public_key) {
-            return Err(Error::invalid(format!("peer {}: public key already in use", peer.name)));
+            return Err(Error::invalid(format!(
+                "peer {}: public key already in use",
+                peer.name
+            )));
         }
     }
     Ok(())
@@ -280,7 +304,13 @@ mod tests {
         assert!(err.to_string().contains("wrong address family"), "{err}");
         let mut bad = peer("a", "10.1.0.0/24");
         bad.public_key = "xyz".into();
-        assert!(spec(vec![bad]).validate().unwrap_err().to_string().contains("public key"));
+        assert!(
+            spec(vec![bad])
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("public key")
+        );
     }
 
     #[test]

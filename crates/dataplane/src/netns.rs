@@ -65,13 +65,18 @@ impl NsRuntime {
     pub fn new(netns: Netns, workers: usize) -> Result<Arc<Self>> {
         let ns_file = match netns.path() {
             None => None,
-            Some(path) => Some(Arc::new(File::open(&path).map_err(|source| Error::Netns {
-                name: netns.label().to_owned(),
-                source,
+            Some(path) => Some(Arc::new(File::open(&path).map_err(|source| {
+                Error::Netns {
+                    name: netns.label().to_owned(),
+                    source,
+                }
             })?)),
         };
         let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(workers.max(1)).enable_all().thread_name("isthmus-netns");
+        builder
+            .worker_threads(workers.max(1))
+            .enable_all()
+            .thread_name("isthmus-netns");
         if let Some(file) = ns_file {
             // Every thread of this runtime (workers and blocking pool) enters the namespace before
             // it runs anything. A failure here would leave a thread in the wrong namespace, so it
@@ -83,7 +88,10 @@ impl NsRuntime {
             });
         }
         let runtime = builder.build()?;
-        Ok(Arc::new(NsRuntime { netns, runtime: Some(runtime) }))
+        Ok(Arc::new(NsRuntime {
+            netns,
+            runtime: Some(runtime),
+        }))
     }
 
     /// The namespace this runtime lives in.
@@ -92,7 +100,9 @@ impl NsRuntime {
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("runtime is only taken on drop")
+        self.runtime
+            .as_ref()
+            .expect("runtime is only taken on drop")
     }
 
     /// Handle to spawn long-lived tasks (servers, engines) inside the namespace.

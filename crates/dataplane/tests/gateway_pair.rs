@@ -18,8 +18,14 @@ fn pair() -> (isthmus_dataplane::lab::Lab, Vec<Cluster>) {
 #[test]
 fn two_gateways_carry_tcp_and_icmp_both_ways() {
     let (lab, mut c) = pair();
-    assert_eq!(whoami(&lab.sites[0].pod_rt, v4("10.1.0.10")).to_string(), "10.0.0.10");
-    assert_eq!(whoami(&lab.sites[1].pod_rt, v4("10.0.0.10")).to_string(), "10.1.0.10");
+    assert_eq!(
+        whoami(&lab.sites[0].pod_rt, v4("10.1.0.10")).to_string(),
+        "10.0.0.10"
+    );
+    assert_eq!(
+        whoami(&lab.sites[1].pod_rt, v4("10.0.0.10")).to_string(),
+        "10.1.0.10"
+    );
     assert_ping(&lab.sites[0].pod_rt, v4("10.1.0.10"));
     assert_ping(&lab.sites[1].pod_rt, v4("10.0.0.10"));
     let spec_a = spec(&lab, &c[0], vec![peer(&lab, &c[1], &["10.1.0.0/24"], &[])]);
@@ -45,12 +51,29 @@ fn restart_converges_without_duplicates_and_repairs_an_outside_flush() {
     c[0].gateway.reconcile(&spec_a).unwrap();
     assert_eq!(kernel_state(&lab.sites[0]), before);
     assert_eq!(wg_peers(&lab.sites[0]), peers_before);
-    assert_eq!(whoami(&lab.sites[0].pod_rt, v4("10.1.0.10")).to_string(), "10.0.0.10");
+    assert_eq!(
+        whoami(&lab.sites[0].pod_rt, v4("10.1.0.10")).to_string(),
+        "10.0.0.10"
+    );
 
     // Someone flushes our table: the next reconcile rebuilds it.
-    isthmus_dataplane::lab::run(&["ip", "netns", "exec", &lab.sites[0].gw.name, "nft", "flush", "table", "inet", "isthmus"]).unwrap();
+    isthmus_dataplane::lab::run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.sites[0].gw.name,
+        "nft",
+        "flush",
+        "table",
+        "inet",
+        "isthmus",
+    ])
+    .unwrap();
     assert_ne!(kernel_state(&lab.sites[0]), before);
-    assert_eq!(c[0].gateway.reconcile(&spec_a).unwrap().firewall, Applied::Replaced);
+    assert_eq!(
+        c[0].gateway.reconcile(&spec_a).unwrap().firewall,
+        Applied::Replaced
+    );
     assert_eq!(kernel_state(&lab.sites[0]), before);
 }
 
@@ -70,16 +93,27 @@ fn bad_input_is_rejected_with_no_change() {
 
     let mut overlap = good.clone();
     let mut p = other.clone();
-    (p.name, p.public_key) = ("cluster-y".into(), isthmus_dataplane::PrivateKey::generate().public_key().to_string());
+    (p.name, p.public_key) = (
+        "cluster-y".into(),
+        isthmus_dataplane::PrivateKey::generate()
+            .public_key()
+            .to_string(),
+    );
     p.remote = vec![net("10.1.0.128/25")];
     overlap.peers.push(p);
     let err = c[0].gateway.reconcile(&overlap).unwrap_err().to_string();
     assert!(err.contains("overlap"), "{err}");
 
     let mut family = good.clone();
-    family.peers[0].local_nat = vec![isthmus_dataplane::PrefixNat { real: net("10.0.0.0/24"), view: net("fd00::/120") }];
+    family.peers[0].local_nat = vec![isthmus_dataplane::PrefixNat {
+        real: net("10.0.0.0/24"),
+        view: net("fd00::/120"),
+    }];
     let err = c[0].gateway.reconcile(&family).unwrap_err().to_string();
     assert!(err.contains("wrong address family"), "{err}");
 
-    assert_eq!((kernel_state(&lab.sites[0]), wg_peers(&lab.sites[0])), before);
+    assert_eq!(
+        (kernel_state(&lab.sites[0]), wg_peers(&lab.sites[0])),
+        before
+    );
 }

@@ -58,15 +58,27 @@ impl Throughput {
     pub fn from_runs(runs_mbps: Vec<f64>) -> Throughput {
         let mut sorted = runs_mbps.clone();
         sorted.sort_by(f64::total_cmp);
-        let kept = if sorted.len() >= 3 { &sorted[1..sorted.len() - 1] } else { &sorted[..] };
-        let trimmed_mean_mbps = if kept.is_empty() { 0.0 } else { kept.iter().sum::<f64>() / kept.len() as f64 };
-        Throughput { trimmed_mean_mbps, runs_mbps }
+        let kept = if sorted.len() >= 3 {
+            &sorted[1..sorted.len() - 1]
+        } else {
+            &sorted[..]
+        };
+        let trimmed_mean_mbps = if kept.is_empty() {
+            0.0
+        } else {
+            kept.iter().sum::<f64>() / kept.len() as f64
+        };
+        Throughput {
+            trimmed_mean_mbps,
+            runs_mbps,
+        }
     }
 }
 
 /// A minimal HTTP/1.1 server in `rt`'s namespace: one `200 ok` per connection, then close.
 pub fn start_http_server(rt: &NsRuntime) -> Result<()> {
-    let listener = rt.run_blocking(|| TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], HTTP_PORT))))?;
+    let listener =
+        rt.run_blocking(|| TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], HTTP_PORT))))?;
     rt.handle().spawn_blocking(move || {
         for mut stream in listener.incoming().flatten() {
             let _ = stream.set_nodelay(true);
@@ -78,7 +90,8 @@ pub fn start_http_server(rt: &NsRuntime) -> Result<()> {
                     Ok(n) => seen.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
     Ok(())
@@ -132,7 +145,10 @@ impl IperfServer {
                 .stderr(Stdio::null())
                 .spawn()
         });
-        let child = child.map_err(|e| Error::Command { command: "iperf3 -s".into(), message: e.to_string() })?;
+        let child = child.map_err(|e| Error::Command {
+            command: "iperf3 -s".into(),
+            message: e.to_string(),
+        })?;
         std::thread::sleep(Duration::from_millis(300));
         Ok(IperfServer(child))
     }
@@ -157,19 +173,44 @@ pub fn iperf_once(rt: &NsRuntime, dst: Ipv4Addr, seconds: u32) -> Result<f64> {
         "-J".into(),
     ];
     let out = rt.run_blocking(move || Command::new("iperf3").args(&args).output());
-    let out = out.map_err(|e| Error::Command { command: "iperf3 -c".into(), message: e.to_string() })?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Command { command: "iperf3 -c".into(), message: e.to_string() })?;
-    json["end"]["sum_received"]["bits_per_second"].as_f64().map(|bps| bps / 1e6).ok_or_else(|| Error::Command {
-        command: format!("iperf3 -c {dst}"),
-        message: json["error"].as_str().unwrap_or("no result").to_owned(),
-    })
+    let out = out.map_err(|e| Error::Command {
+        command: "iperf3 -c".into(),
+        message: e.to_string(),
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| Error::Command {
+            command: "iperf3 -c".into(),
+            message: e.to_string(),
+        })?;
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|bps| bps / 1e6)
+        .ok_or_else(|| Error::Command {
+            command: format!("iperf3 -c {dst}"),
+            message: json["error"].as_str().unwrap_or("no result").to_owned(),
+        })
+}
+
+/// One run, retried while the server still reports the previous test ("server is busy").
+fn iperf_retrying(rt: &NsRuntime, dst: Ipv4Addr, seconds: u32) -> Result<f64> {
+    let mut attempt = 0;
+    loop {
+        match iperf_once(rt, dst, seconds) {
+            Err(Error::Command { message, .. }) if message.contains("busy") && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `runs` iperf3 runs (the first preceded by a short warm-up that is not counted).
 pub fn iperf_runs(rt: &NsRuntime, dst: Ipv4Addr, runs: usize, seconds: u32) -> Result<Throughput> {
-    iperf_once(rt, dst, 1)?;
-    let runs = (0..runs).map(|_| iperf_once(rt, dst, seconds)).collect::<Result<Vec<_>>>()?;
+    iperf_retrying(rt, dst, 1)?;
+    let runs = (0..runs)
+        .map(|_| iperf_retrying(rt, dst, seconds))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Throughput::from_runs(runs))
 }
 

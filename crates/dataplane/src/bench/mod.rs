@@ -104,7 +104,11 @@ pub fn run(options: &DatapathBenchOptions) -> Result<DatapathReport> {
         reports.push(measure_path(path, options)?);
     }
     let mappings = measure_mappings(options)?;
-    Ok(DatapathReport { options: options.clone(), paths: reports, mappings })
+    Ok(DatapathReport {
+        options: options.clone(),
+        paths: reports,
+        mappings,
+    })
 }
 
 /// Measures one path in a topology of its own.
@@ -114,8 +118,17 @@ pub fn measure_path(path: Path, options: &DatapathBenchOptions) -> Result<PathRe
     measure::start_http_server(server)?;
     let latency = measure::http_request_response(client, topology.target, options.requests)?;
     let _iperf = IperfServer::start(server)?;
-    let throughput = measure::iperf_runs(client, topology.target, options.iperf_runs, options.iperf_seconds)?;
-    Ok(PathReport { path, latency, throughput })
+    let throughput = measure::iperf_runs(
+        client,
+        topology.target,
+        options.iperf_runs,
+        options.iperf_seconds,
+    )?;
+    Ok(PathReport {
+        path,
+        latency,
+        throughput,
+    })
 }
 
 /// Times NatMapping applies on a gateway of its own (the peer need not answer).
@@ -141,7 +154,9 @@ pub fn measure_mappings(options: &DatapathBenchOptions) -> Result<MappingReport>
     let singles = Latency::from_samples(samples);
     spec.peers[0].mappings.clear();
     gateway.reconcile_nat(&spec)?;
-    spec.peers[0].mappings = (0..options.bulk_mappings as u32).map(|i| scenario::map_entry(i, target)).collect();
+    spec.peers[0].mappings = (0..options.bulk_mappings as u32)
+        .map(|i| scenario::map_entry(i, target))
+        .collect();
     let start = Instant::now();
     expect(gateway.reconcile_nat(&spec)?, Applied::Incremental)?;
     let bulk_incremental_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -164,36 +179,65 @@ fn scenario_peer(lab: &Lab, key: &PrivateKey) -> crate::PeerSpec {
     crate::PeerSpec {
         name: "site-1".into(),
         public_key: key.public_key().to_string(),
-        endpoint: Some(std::net::SocketAddr::new(lab.sites[1].underlay.into(), 51820)),
+        endpoint: Some(std::net::SocketAddr::new(
+            lab.sites[1].underlay.into(),
+            51820,
+        )),
         keepalive: None,
-        remote: vec!["10.1.0.0/24".parse().expect("v4"), "10.50.0.0/16".parse().expect("v4")],
+        remote: vec![
+            "10.1.0.0/24".parse().expect("v4"),
+            "10.50.0.0/16".parse().expect("v4"),
+        ],
         local_nat: Vec::new(),
         mappings: Vec::new(),
     }
 }
 
 fn expect(got: Applied, want: Applied) -> Result<()> {
-    if got == want { Ok(()) } else { Err(Error::invalid(format!("mapping apply was {got:?}, expected {want:?}"))) }
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "mapping apply was {got:?}, expected {want:?}"
+        )))
+    }
 }
 
 impl DatapathReport {
     /// Throughput of a path, if measured.
     pub fn mbps(&self, path: Path) -> Option<f64> {
-        self.paths.iter().find(|p| p.path == path).map(|p| p.throughput.trimmed_mean_mbps)
+        self.paths
+            .iter()
+            .find(|p| p.path == path)
+            .map(|p| p.throughput.trimmed_mean_mbps)
     }
 
     /// Latency of a path, if measured.
     pub fn latency(&self, path: Path) -> Option<Latency> {
-        self.paths.iter().find(|p| p.path == path).map(|p| p.latency)
+        self.paths
+            .iter()
+            .find(|p| p.path == path)
+            .map(|p| p.latency)
     }
 }
 
 impl fmt::Display for DatapathReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.options;
-        writeln!(f, "Request-response: {} sequential HTTP requests, one TCP connection each (µs).", o.requests)?;
-        writeln!(f, "Throughput: iperf3 TCP, {} runs of {} s, best and worst dropped (Mbit/s).\n", o.iperf_runs, o.iperf_seconds)?;
-        writeln!(f, "| path | mean | p50 | p99 | max | Mbit/s (trimmed mean) | min | max |")?;
+        writeln!(
+            f,
+            "Request-response: {} sequential HTTP requests, one TCP connection each (µs).",
+            o.requests
+        )?;
+        writeln!(
+            f,
+            "Throughput: iperf3 TCP, {} runs of {} s, best and worst dropped (Mbit/s).\n",
+            o.iperf_runs, o.iperf_seconds
+        )?;
+        writeln!(
+            f,
+            "| path | mean | p50 | p99 | max | Mbit/s (trimmed mean) | min | max |"
+        )?;
         writeln!(f, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
         for p in &self.paths {
             let (l, t) = (&p.latency, &p.throughput);
@@ -202,27 +246,61 @@ impl fmt::Display for DatapathReport {
             writeln!(
                 f,
                 "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
-                p.path.label(), l.mean_us, l.p50_us, l.p99_us, l.max_us, t.trimmed_mean_mbps, lo, hi
+                p.path.label(),
+                l.mean_us,
+                l.p50_us,
+                l.p99_us,
+                l.max_us,
+                t.trimmed_mean_mbps,
+                lo,
+                hi
             )?;
         }
         write_targets(self, f)?;
         let m = &self.mappings;
-        writeln!(f, "\nNatMapping applies: 1 entry p50 {:.2} ms, p99 {:.2} ms (over {});", m.single_p50_ms, m.single_p99_ms, m.singles)?;
-        writeln!(f, "{} entries in one element batch {:.1} ms; whole table rebuilt with them {:.1} ms.", m.bulk, m.bulk_incremental_ms, m.bulk_rebuild_ms)
+        writeln!(
+            f,
+            "\nNatMapping applies: 1 entry p50 {:.2} ms, p99 {:.2} ms (over {});",
+            m.single_p50_ms, m.single_p99_ms, m.singles
+        )?;
+        writeln!(
+            f,
+            "{} entries in one element batch {:.1} ms; whole table rebuilt with them {:.1} ms.",
+            m.bulk, m.bulk_incremental_ms, m.bulk_rebuild_ms
+        )
     }
 }
 
 fn write_targets(r: &DatapathReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f)?;
-    if let (Some(ours), Some(go)) = (r.mbps(Path::Tunnel(Backend::Userspace)), r.mbps(Path::Tunnel(Backend::WireguardGo))) {
-        writeln!(f, "userspace engine / wireguard-go throughput: {:.2}x (target >= 2.5x)", ours / go)?;
+    if let (Some(ours), Some(go)) = (
+        r.mbps(Path::Tunnel(Backend::Userspace)),
+        r.mbps(Path::Tunnel(Backend::WireguardGo)),
+    ) {
+        writeln!(
+            f,
+            "userspace engine / wireguard-go throughput: {:.2}x (target >= 2.5x)",
+            ours / go
+        )?;
     }
-    if let (Some(t), Some(v)) = (r.latency(Path::Tunnel(Backend::Userspace)), r.latency(Path::PlainVeth)) {
-        writeln!(f, "tunnel p50 overhead over plain veth: {:.3} ms (target <= 0.5 ms)", (t.p50_us - v.p50_us) / 1e3)?;
+    if let (Some(t), Some(v)) = (
+        r.latency(Path::Tunnel(Backend::Userspace)),
+        r.latency(Path::PlainVeth),
+    ) {
+        writeln!(
+            f,
+            "tunnel p50 overhead over plain veth: {:.3} ms (target <= 0.5 ms)",
+            (t.p50_us - v.p50_us) / 1e3
+        )?;
     }
     let big = Path::DnatMap(r.options.bulk_mappings.max(1));
     if let (Some(one), Some(many)) = (r.mbps(Path::DnatMap(1)), r.mbps(big)) {
-        writeln!(f, "DNAT map {} entries vs 1: {:+.1}% throughput (target >= -5%)", r.options.bulk_mappings, (many / one - 1.0) * 100.0)?;
+        writeln!(
+            f,
+            "DNAT map {} entries vs 1: {:+.1}% throughput (target >= -5%)",
+            r.options.bulk_mappings,
+            (many / one - 1.0) * 100.0
+        )?;
     }
     Ok(())
 }

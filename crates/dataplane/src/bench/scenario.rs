@@ -30,7 +30,10 @@ impl Path {
             Path::Tunnel(Backend::WireguardGo) => "tunnel, Debian wireguard-go (reference)".into(),
             Path::Tunnel(backend) => format!("tunnel, {backend}"),
             Path::PrefixNat => "tunnel + prefix NAT (both 10.0.0.0/24)".into(),
-            Path::DnatMap(n) => format!("tunnel + DNAT map, {n} entr{}", if *n == 1 { "y" } else { "ies" }),
+            Path::DnatMap(n) => format!(
+                "tunnel + DNAT map, {n} entr{}",
+                if *n == 1 { "y" } else { "ies" }
+            ),
         }
     }
 }
@@ -53,14 +56,26 @@ fn net(text: &str) -> ipnet::IpNet {
     text.parse().expect("static CIDR")
 }
 
-fn peer_spec(lab: &Lab, to: usize, key: &PrivateKey, remote: &[&str], nat: &[(&str, &str)]) -> PeerSpec {
+fn peer_spec(
+    lab: &Lab,
+    to: usize,
+    key: &PrivateKey,
+    remote: &[&str],
+    nat: &[(&str, &str)],
+) -> PeerSpec {
     PeerSpec {
         name: format!("site-{to}"),
         public_key: key.public_key().to_string(),
         endpoint: Some(SocketAddr::new(IpAddr::V4(lab.sites[to].underlay), PORT)),
         keepalive: None,
         remote: remote.iter().map(|s| net(s)).collect(),
-        local_nat: nat.iter().map(|(r, v)| PrefixNat { real: net(r), view: net(v) }).collect(),
+        local_nat: nat
+            .iter()
+            .map(|(r, v)| PrefixNat {
+                real: net(r),
+                view: net(v),
+            })
+            .collect(),
         mappings: Vec::new(),
     }
 }
@@ -70,7 +85,7 @@ pub fn build(path: Path) -> Result<Topology> {
     lab::require_root();
     let nat = path == Path::PrefixNat;
     let mut lab = Lab::new()?;
-    lab.add_site(net("10.0.0.0/24").to_string().parse().expect("v4"))?;
+    lab.add_site("10.0.0.0/24".parse().expect("v4"))?;
     let server_cidr = if nat { "10.0.0.0/24" } else { "10.1.0.0/24" };
     lab.add_site(server_cidr.parse().expect("v4"))?;
     let backend = match path {
@@ -81,15 +96,33 @@ pub fn build(path: Path) -> Result<Topology> {
     let keys = [PrivateKey::generate(), PrivateKey::generate()];
     let (client_peer, server_peer, target) = match path {
         Path::PrefixNat => (
-            peer_spec(&lab, 1, &keys[1], &["10.101.0.0/24"], &[("10.0.0.0/24", "10.110.0.0/24")]),
-            peer_spec(&lab, 0, &keys[0], &["10.110.0.0/24"], &[("10.0.0.0/24", "10.101.0.0/24")]),
+            peer_spec(
+                &lab,
+                1,
+                &keys[1],
+                &["10.101.0.0/24"],
+                &[("10.0.0.0/24", "10.110.0.0/24")],
+            ),
+            peer_spec(
+                &lab,
+                0,
+                &keys[0],
+                &["10.110.0.0/24"],
+                &[("10.0.0.0/24", "10.101.0.0/24")],
+            ),
             Ipv4Addr::new(10, 101, 0, 10),
         ),
         Path::DnatMap(entries) => {
             let mut server_peer = peer_spec(&lab, 0, &keys[0], &["10.0.0.0/24"], &[]);
-            server_peer.mappings = (0..entries as u32).map(|i| map_entry(i, Ipv4Addr::new(10, 1, 0, 10))).collect();
+            server_peer.mappings = (0..entries as u32)
+                .map(|i| map_entry(i, Ipv4Addr::new(10, 1, 0, 10)))
+                .collect();
             let last = Ipv4Addr::from(MAP_BASE + entries as u32 - 1);
-            (peer_spec(&lab, 1, &keys[1], &["10.1.0.0/24", "10.50.0.0/16"], &[]), server_peer, last)
+            (
+                peer_spec(&lab, 1, &keys[1], &["10.1.0.0/24", "10.50.0.0/16"], &[]),
+                server_peer,
+                last,
+            )
         }
         _ => (
             peer_spec(&lab, 1, &keys[1], &["10.1.0.0/24"], &[]),
@@ -103,12 +136,19 @@ pub fn build(path: Path) -> Result<Topology> {
         gateway.reconcile(&gateway_spec(&lab, i, &keys[i], peer))?;
         gateways.push(gateway);
     }
-    Ok(Topology { lab, gateways, target })
+    Ok(Topology {
+        lab,
+        gateways,
+        target,
+    })
 }
 
 /// NatMapping entry number `i`: 10.50.0.0 + i -> `target`.
 pub fn map_entry(i: u32, target: Ipv4Addr) -> Mapping {
-    Mapping { new_ip: IpAddr::V4(Ipv4Addr::from(MAP_BASE + i)), target: IpAddr::V4(target) }
+    Mapping {
+        new_ip: IpAddr::V4(Ipv4Addr::from(MAP_BASE + i)),
+        target: IpAddr::V4(target),
+    }
 }
 
 /// The spec of site `i`'s gateway with one peer.
@@ -124,10 +164,28 @@ pub fn gateway_spec(lab: &Lab, i: usize, key: &PrivateKey, peer: PeerSpec) -> Ga
 }
 
 fn plain(lab: Lab) -> Result<Topology> {
-    for (i, (dst, via)) in [("10.1.0.0/24", "192.168.100.11"), ("10.0.0.0/24", "192.168.100.10")].iter().enumerate() {
+    for (i, (dst, via)) in [
+        ("10.1.0.0/24", "192.168.100.11"),
+        ("10.0.0.0/24", "192.168.100.10"),
+    ]
+    .iter()
+    .enumerate()
+    {
         let gw = &lab.sites[i].gw.name;
-        lab::run(&["ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        lab::run(&[
+            "ip",
+            "netns",
+            "exec",
+            gw,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])?;
         lab::ip(gw, &format!("route add {dst} via {via}"))?;
     }
-    Ok(Topology { lab, gateways: Vec::new(), target: Ipv4Addr::new(10, 1, 0, 10) })
+    Ok(Topology {
+        lab,
+        gateways: Vec::new(),
+        target: Ipv4Addr::new(10, 1, 0, 10),
+    })
 }

@@ -81,7 +81,11 @@ impl NatPlan {
                 }
             })
             .collect();
-        NatPlan { table: TABLE.into(), tunnel: spec.interface.clone(), peers }
+        NatPlan {
+            table: TABLE.into(),
+            tunnel: spec.interface.clone(),
+            peers,
+        }
     }
 
     /// The plan without any map element: what a full replace is keyed on.
@@ -121,13 +125,18 @@ pub enum Change {
 
 /// Pure diff between what was applied and what is wanted.
 pub fn changes(applied: Option<&NatPlan>, desired: &NatPlan) -> Change {
-    let Some(applied) = applied else { return Change::Replace };
+    let Some(applied) = applied else {
+        return Change::Replace;
+    };
     if applied.skeleton() != desired.skeleton() {
         return Change::Replace;
     }
     let mut out = Vec::new();
     for (old, new) in applied.peers.iter().zip(&desired.peers) {
-        let mut change = ElementChange { map: new.map_name(), ..Default::default() };
+        let mut change = ElementChange {
+            map: new.map_name(),
+            ..Default::default()
+        };
         for (key, target) in &new.mappings {
             match old.mappings.get(key) {
                 Some(current) if current == target => {}
@@ -138,12 +147,20 @@ pub fn changes(applied: Option<&NatPlan>, desired: &NatPlan) -> Change {
                 None => change.upsert.push((*key, *target)),
             }
         }
-        change.delete.extend(old.mappings.keys().filter(|k| !new.mappings.contains_key(k)));
+        change.delete.extend(
+            old.mappings
+                .keys()
+                .filter(|k| !new.mappings.contains_key(k)),
+        );
         if !change.upsert.is_empty() || !change.delete.is_empty() {
             out.push(change);
         }
     }
-    if out.is_empty() { Change::None } else { Change::Elements(out) }
+    if out.is_empty() {
+        Change::None
+    } else {
+        Change::Elements(out)
+    }
 }
 
 /// How an apply went.
@@ -169,6 +186,35 @@ pub trait FirewallDriver: Send {
     fn forget(&mut self);
     /// Deletes our table. Other tables are never touched.
     fn remove(&mut self) -> Result<()>;
+}
+
+/// The apply logic both drivers share: diff, send one batch, record on success.
+///
+/// An element batch that fails (say the map vanished under us) falls back to a full replace.
+pub(crate) fn apply_with(
+    applied: &mut Option<NatPlan>,
+    plan: &NatPlan,
+    mut send: impl FnMut(&serde_json::Value) -> Result<()>,
+) -> Result<Applied> {
+    let outcome = match changes(applied.as_ref(), plan) {
+        Change::None => return Ok(Applied::Unchanged),
+        Change::Elements(list) => match send(&render::render_elements(&plan.table, &list)) {
+            Ok(()) => Applied::Incremental,
+            Err(err) => {
+                tracing::warn!(error = %err, "element batch failed; rebuilding the table");
+                *applied = None;
+                send(&render::render(plan))?;
+                Applied::Replaced
+            }
+        },
+        Change::Replace => {
+            *applied = None;
+            send(&render::render(plan))?;
+            Applied::Replaced
+        }
+    };
+    *applied = Some(plan.clone());
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -200,12 +246,20 @@ mod tests {
     #[test]
     fn element_only_changes_are_incremental() {
         let change = changes(Some(&plan(&[(1, 1), (2, 2)])), &plan(&[(2, 9), (3, 3)]));
-        let Change::Elements(list) = change else { panic!("{change:?}") };
+        let Change::Elements(list) = change else {
+            panic!("{change:?}")
+        };
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].map, "dnat_cluster_b");
-        assert_eq!(list[0].delete, [Ipv4Addr::new(10, 201, 0, 2), Ipv4Addr::new(10, 201, 0, 1)]);
+        assert_eq!(
+            list[0].delete,
+            [Ipv4Addr::new(10, 201, 0, 2), Ipv4Addr::new(10, 201, 0, 1)]
+        );
         assert_eq!(list[0].upsert.len(), 2);
-        assert_eq!(changes(Some(&plan(&[(1, 1)])), &plan(&[(1, 1)])), Change::None);
+        assert_eq!(
+            changes(Some(&plan(&[(1, 1)])), &plan(&[(1, 1)])),
+            Change::None
+        );
     }
 
     #[test]
@@ -219,35 +273,9 @@ mod tests {
     fn transit_source_is_translated_into_the_peer_view() {
         let real: Ipv4Net = "10.200.0.0/24".parse().unwrap();
         let view: Ipv4Net = "10.210.0.0/24".parse().unwrap();
-        assert_eq!(translate(Ipv4Addr::new(10, 200, 0, 1), real, view), Ipv4Addr::new(10, 210, 0, 1));
+        assert_eq!(
+            translate(Ipv4Addr::new(10, 200, 0, 1), real, view),
+            Ipv4Addr::new(10, 210, 0, 1)
+        );
     }
-}
-
-/// The apply logic both drivers share: diff, send one batch, record on success.
-///
-/// An element batch that fails (say the map vanished under us) falls back to a full replace.
-pub(crate) fn apply_with(
-    applied: &mut Option<NatPlan>,
-    plan: &NatPlan,
-    mut send: impl FnMut(&serde_json::Value) -> Result<()>,
-) -> Result<Applied> {
-    let outcome = match changes(applied.as_ref(), plan) {
-        Change::None => return Ok(Applied::Unchanged),
-        Change::Elements(list) => match send(&render::render_elements(&plan.table, &list)) {
-            Ok(()) => Applied::Incremental,
-            Err(err) => {
-                tracing::warn!(error = %err, "element batch failed; rebuilding the table");
-                *applied = None;
-                send(&render::render(plan))?;
-                Applied::Replaced
-            }
-        },
-        Change::Replace => {
-            *applied = None;
-            send(&render::render(plan))?;
-            Applied::Replaced
-        }
-    };
-    *applied = Some(plan.clone());
-    Ok(outcome)
 }

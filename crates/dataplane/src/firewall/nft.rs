@@ -22,7 +22,11 @@ impl NftFirewall {
     /// A driver for the table `isthmus` in the runtime's namespace. Nothing is applied yet:
     /// the first apply rebuilds the table, which is how a restarted gateway converges.
     pub fn new(ns: Arc<NsRuntime>) -> Self {
-        NftFirewall { ns, table: TABLE.into(), applied: None }
+        NftFirewall {
+            ns,
+            table: TABLE.into(),
+            applied: None,
+        }
     }
 
     fn send(&self, batch: &Value) -> Result<()> {
@@ -41,7 +45,9 @@ impl NftFirewall {
             helper::get_current_ruleset_raw(DEFAULT_NFT, args)
         });
         match out {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::Firewall(e.to_string())),
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::Firewall(e.to_string())),
             Err(NftablesError::NftFailed { .. }) => Ok(None),
             Err(err) => Err(Error::Firewall(describe(err))),
         }
@@ -79,8 +85,12 @@ impl FirewallDriver for NftFirewall {
     }
 
     fn intact(&mut self) -> Result<bool> {
-        let Some(plan) = &self.applied else { return Ok(false) };
-        let Some(listing) = self.list_terse()? else { return Ok(false) };
+        let Some(plan) = &self.applied else {
+            return Ok(false);
+        };
+        let Some(listing) = self.list_terse()? else {
+            return Ok(false);
+        };
         let (rules, maps) = census(&listing);
         let want_maps: BTreeSet<String> = plan.peers.iter().map(|p| p.map_name()).collect();
         Ok(rules == render::rule_counts(plan) && maps == want_maps)

@@ -9,8 +9,13 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use nftables::expr::{Expression, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, RT, RTKey, TcpOption};
-use nftables::schema::{self, Chain, NfCmd, NfListObject, NfObject, Rule, SetType, SetTypeValue, Table};
+use nftables::expr::{
+    Expression, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, RT, RTKey,
+    TcpOption,
+};
+use nftables::schema::{
+    self, Chain, NfCmd, NfListObject, NfObject, Rule, SetType, SetTypeValue, Table,
+};
 use nftables::stmt::{Mangle, Match, NAT, NATFamily, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde_json::{Value, json};
@@ -26,10 +31,20 @@ pub const POSTROUTING: &str = "postrouting";
 pub const FORWARD: &str = "forward";
 
 fn table(name: &str) -> NfListObject<'static> {
-    NfListObject::Table(Table { family: FAMILY, name: name.to_owned().into(), handle: None })
+    NfListObject::Table(Table {
+        family: FAMILY,
+        name: name.to_owned().into(),
+        handle: None,
+    })
 }
 
-fn base_chain(table: &str, name: &'static str, kind: NfChainType, hook: NfHook, prio: i32) -> NfListObject<'static> {
+fn base_chain(
+    table: &str,
+    name: &'static str,
+    kind: NfChainType,
+    hook: NfHook,
+    prio: i32,
+) -> NfListObject<'static> {
     NfListObject::Chain(Chain {
         family: FAMILY,
         table: table.to_owned().into(),
@@ -43,7 +58,11 @@ fn base_chain(table: &str, name: &'static str, kind: NfChainType, hook: NfHook, 
 }
 
 fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match { left, right, op: Operator::EQ })
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
 }
 
 fn meta(key: MetaKey) -> Expression<'static> {
@@ -51,10 +70,12 @@ fn meta(key: MetaKey) -> Expression<'static> {
 }
 
 fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
-        protocol: protocol.into(),
-        field: field.into(),
-    })))
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
 }
 
 fn prefix(net: Ipv4Net) -> Expression<'static> {
@@ -69,11 +90,17 @@ fn addr(ip: Ipv4Addr) -> Expression<'static> {
 }
 
 fn iif(name: &str) -> Statement<'static> {
-    eq(meta(MetaKey::Iifname), Expression::String(name.to_owned().into()))
+    eq(
+        meta(MetaKey::Iifname),
+        Expression::String(name.to_owned().into()),
+    )
 }
 
 fn oif(name: &str) -> Statement<'static> {
-    eq(meta(MetaKey::Oifname), Expression::String(name.to_owned().into()))
+    eq(
+        meta(MetaKey::Oifname),
+        Expression::String(name.to_owned().into()),
+    )
 }
 
 fn rule(plan: &NatPlan, chain: &'static str, expr: Vec<Statement<'static>>) -> Value {
@@ -90,14 +117,23 @@ fn rule(plan: &NatPlan, chain: &'static str, expr: Vec<Statement<'static>>) -> V
 }
 
 /// A rule whose last statement is raw JSON the crate cannot express.
-fn rule_with_raw(plan: &NatPlan, chain: &'static str, expr: Vec<Statement<'static>>, raw: Value) -> Value {
+fn rule_with_raw(
+    plan: &NatPlan,
+    chain: &'static str,
+    expr: Vec<Statement<'static>>,
+    raw: Value,
+) -> Value {
     let mut value = rule(plan, chain, expr);
-    value["add"]["rule"]["expr"].as_array_mut().expect("rule has expr").push(raw);
+    value["add"]["rule"]["expr"]
+        .as_array_mut()
+        .expect("rule has expr")
+        .push(raw);
     value
 }
 
 fn add(object: NfListObject<'static>) -> Value {
-    serde_json::to_value(NfObject::CmdObject(NfCmd::Add(object))).expect("nftables objects serialize")
+    serde_json::to_value(NfObject::CmdObject(NfCmd::Add(object)))
+        .expect("nftables objects serialize")
 }
 
 fn prefix_nat(kind: &str, to: Ipv4Net) -> Value {
@@ -110,8 +146,11 @@ fn prefix_nat(kind: &str, to: Ipv4Net) -> Value {
 }
 
 fn dnat_map(plan: &NatPlan, peer: &PeerNat) -> NfListObject<'static> {
-    let elem: Vec<Expression<'static>> =
-        peer.mappings.iter().map(|(k, v)| Expression::List(vec![addr(*k), addr(*v)])).collect();
+    let elem: Vec<Expression<'static>> = peer
+        .mappings
+        .iter()
+        .map(|(k, v)| Expression::List(vec![addr(*k), addr(*v)]))
+        .collect();
     NfListObject::Map(Box::new(schema::Map {
         family: FAMILY,
         table: plan.table.clone().into(),
@@ -130,15 +169,28 @@ fn prerouting(plan: &NatPlan, peer: &PeerNat, out: &mut Vec<Value>) {
             key: payload("ip", "daddr"),
             data: Expression::String(format!("@{}", peer.map_name()).into()),
         })));
-        let dnat = NAT { addr: Some(lookup), family: Some(NATFamily::IP), port: None, flags: None };
-        let base = vec![iif(&plan.tunnel), eq(payload("ip", "saddr"), prefix(*range))];
+        let dnat = NAT {
+            addr: Some(lookup),
+            family: Some(NATFamily::IP),
+            port: None,
+            flags: None,
+        };
+        let base = vec![
+            iif(&plan.tunnel),
+            eq(payload("ip", "saddr"), prefix(*range)),
+        ];
         let mut expr = base.clone();
         expr.push(Statement::DNAT(Some(dnat)));
         out.push(rule(plan, PREROUTING, expr));
         for (real, view) in &peer.prefix_nat {
             let mut expr = base.clone();
             expr.push(eq(payload("ip", "daddr"), prefix(*view)));
-            out.push(rule_with_raw(plan, PREROUTING, expr, prefix_nat("dnat", *real)));
+            out.push(rule_with_raw(
+                plan,
+                PREROUTING,
+                expr,
+                prefix_nat("dnat", *real),
+            ));
         }
     }
 }
@@ -146,18 +198,31 @@ fn prerouting(plan: &NatPlan, peer: &PeerNat, out: &mut Vec<Value>) {
 /// Postrouting, per peer range: transit SNAT for tunnel-to-tunnel traffic, then prefix SNAT.
 fn postrouting(plan: &NatPlan, peer: &PeerNat, out: &mut Vec<Value>) {
     for range in &peer.ranges {
-        let to_peer = vec![oif(&plan.tunnel), eq(payload("ip", "daddr"), prefix(*range))];
+        let to_peer = vec![
+            oif(&plan.tunnel),
+            eq(payload("ip", "daddr"), prefix(*range)),
+        ];
         if let Some(source) = peer.transit_snat {
             let mut expr = vec![iif(&plan.tunnel)];
             expr.extend(to_peer.clone());
-            let snat = NAT { addr: Some(addr(source)), family: Some(NATFamily::IP), port: None, flags: None };
+            let snat = NAT {
+                addr: Some(addr(source)),
+                family: Some(NATFamily::IP),
+                port: None,
+                flags: None,
+            };
             expr.push(Statement::SNAT(Some(snat)));
             out.push(rule(plan, POSTROUTING, expr));
         }
         for (real, view) in &peer.prefix_nat {
             let mut expr = to_peer.clone();
             expr.push(eq(payload("ip", "saddr"), prefix(*real)));
-            out.push(rule_with_raw(plan, POSTROUTING, expr, prefix_nat("snat", *view)));
+            out.push(rule_with_raw(
+                plan,
+                POSTROUTING,
+                expr,
+                prefix_nat("snat", *view),
+            ));
         }
     }
 }
@@ -174,10 +239,17 @@ fn forward(plan: &NatPlan, out: &mut Vec<Value>) {
             name: "maxseg".into(),
             field: Some("size".into()),
         })),
-        value: Expression::Named(NamedExpression::RT(RT { key: RTKey::MTU, family: None })),
+        value: Expression::Named(NamedExpression::RT(RT {
+            key: RTKey::MTU,
+            family: None,
+        })),
     });
     for side in [iif(&plan.tunnel), oif(&plan.tunnel)] {
-        out.push(rule(plan, FORWARD, vec![side.clone(), syn.clone(), clamp.clone()]));
+        out.push(rule(
+            plan,
+            FORWARD,
+            vec![side.clone(), syn.clone(), clamp.clone()],
+        ));
     }
     for side in [iif(&plan.tunnel), oif(&plan.tunnel)] {
         out.push(rule(plan, FORWARD, vec![side, Statement::Accept(None)]));
@@ -186,10 +258,32 @@ fn forward(plan: &NatPlan, out: &mut Vec<Value>) {
 
 /// The whole table as one atomic batch: ensure, delete, recreate with every rule and element.
 pub fn render(plan: &NatPlan) -> Value {
-    let mut out = vec![add(table(&plan.table)), delete_table_cmd(&plan.table), add(table(&plan.table))];
-    out.push(add(base_chain(&plan.table, PREROUTING, NfChainType::NAT, NfHook::Prerouting, -100)));
-    out.push(add(base_chain(&plan.table, POSTROUTING, NfChainType::NAT, NfHook::Postrouting, 100)));
-    out.push(add(base_chain(&plan.table, FORWARD, NfChainType::Filter, NfHook::Forward, 0)));
+    let mut out = vec![
+        add(table(&plan.table)),
+        delete_table_cmd(&plan.table),
+        add(table(&plan.table)),
+    ];
+    out.push(add(base_chain(
+        &plan.table,
+        PREROUTING,
+        NfChainType::NAT,
+        NfHook::Prerouting,
+        -100,
+    )));
+    out.push(add(base_chain(
+        &plan.table,
+        POSTROUTING,
+        NfChainType::NAT,
+        NfHook::Postrouting,
+        100,
+    )));
+    out.push(add(base_chain(
+        &plan.table,
+        FORWARD,
+        NfChainType::Filter,
+        NfHook::Forward,
+        0,
+    )));
     for peer in &plan.peers {
         out.push(add(dnat_map(plan, peer)));
     }
@@ -227,7 +321,11 @@ pub fn render_elements(table_name: &str, changes: &[ElementChange]) -> Value {
         out.push(serde_json::to_value(NfObject::CmdObject(cmd)).expect("serializes"));
     }
     for change in changes.iter().filter(|c| !c.upsert.is_empty()) {
-        let pairs = change.upsert.iter().map(|(k, v)| Expression::List(vec![addr(*k), addr(*v)])).collect();
+        let pairs = change
+            .upsert
+            .iter()
+            .map(|(k, v)| Expression::List(vec![addr(*k), addr(*v)]))
+            .collect();
         out.push(add(NfListObject::Element(element(&change.map, pairs))));
     }
     json!({ "nftables": out })
@@ -261,14 +359,21 @@ mod tests {
                 PeerNat {
                     name: "cluster-a".into(),
                     ranges: vec![net("10.110.0.0/24")],
-                    prefix_nat: vec![(net("10.0.0.0/24"), net("10.101.0.0/24")), (net("10.200.0.0/24"), net("10.201.0.0/24"))],
+                    prefix_nat: vec![
+                        (net("10.0.0.0/24"), net("10.101.0.0/24")),
+                        (net("10.200.0.0/24"), net("10.201.0.0/24")),
+                    ],
                     transit_snat: Some(Ipv4Addr::new(10, 201, 0, 1)),
-                    mappings: [(Ipv4Addr::new(10, 201, 0, 7), Ipv4Addr::new(10, 112, 0, 10))].into(),
+                    mappings: [(Ipv4Addr::new(10, 201, 0, 7), Ipv4Addr::new(10, 112, 0, 10))]
+                        .into(),
                 },
                 PeerNat {
                     name: "cluster-c".into(),
                     ranges: vec![net("10.112.0.0/24")],
-                    prefix_nat: vec![(net("10.0.0.0/24"), net("10.121.0.0/24")), (net("10.200.0.0/24"), net("10.210.0.0/24"))],
+                    prefix_nat: vec![
+                        (net("10.0.0.0/24"), net("10.121.0.0/24")),
+                        (net("10.200.0.0/24"), net("10.210.0.0/24")),
+                    ],
                     transit_snat: Some(Ipv4Addr::new(10, 210, 0, 1)),
                     mappings: Default::default(),
                 },
@@ -277,13 +382,20 @@ mod tests {
     }
 
     fn check_snapshot(name: &str, value: &Value) {
-        let path = format!("{}/src/firewall/snapshots/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/src/firewall/snapshots/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = serde_json::to_string_pretty(value).unwrap() + "\n";
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(&path, &text).unwrap();
         }
-        let expected = std::fs::read_to_string(&path).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
-        assert!(expected == text, "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 and review the diff");
+        let expected =
+            std::fs::read_to_string(&path).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
+        assert!(
+            expected == text,
+            "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 and review the diff"
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ impl RouteDriver for FakeRoutes {
 
     fn add_route(&mut self, route: &Route) -> Result<()> {
         self.calls.push(format!("add {}", route.dst));
+        self.routes.retain(|r| r.dst != route.dst);
         self.routes.insert(route.clone());
         Ok(())
     }

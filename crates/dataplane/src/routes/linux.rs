@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::{Handle, LinkVxlan, RouteMessageBuilder};
 
 use super::{NextHop, ROUTE_PROTOCOL, Route, RouteDriver, VxlanSpec};
@@ -44,9 +44,9 @@ impl NetlinkRoutes {
                 }
             };
             if let Some(dev) = dev {
-                let index = link_index(&handle, &dev)
-                    .await?
-                    .ok_or_else(|| Error::netlink(format!("route {}", route.dst), format!("no link {dev}")))?;
+                let index = link_index(&handle, &dev).await?.ok_or_else(|| {
+                    Error::netlink(format!("route {}", route.dst), format!("no link {dev}"))
+                })?;
                 builder = builder.output_interface(index);
             }
             Ok(builder.build())
@@ -56,7 +56,11 @@ impl NetlinkRoutes {
     async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>> {
         let mut names = BTreeMap::new();
         let mut links = handle.link().get().execute();
-        while let Some(link) = links.try_next().await.map_err(|e| Error::netlink("list links", e))? {
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink("list links", e))?
+        {
             for attr in &link.attributes {
                 if let LinkAttribute::IfName(name) = attr {
                     names.insert(link.header.index, name.clone());
@@ -90,21 +94,24 @@ fn parse_route(message: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<
 impl RouteDriver for NetlinkRoutes {
     fn enable_forwarding(&mut self) -> Result<()> {
         // /proc/sys/net is resolved in the network namespace of the thread that opens it.
-        self.ns.run_blocking(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")).map_err(Error::from)
+        self.ns
+            .run_blocking(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))
+            .map_err(Error::from)
     }
 
     fn link_up(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
         let (handle, name) = (self.handle.clone(), name.to_owned());
-        self.ns.run(async move { set_up(&handle, &name, mtu).await })
+        self.ns
+            .run(async move { set_up(&handle, &name, mtu).await })
     }
 
     fn ensure_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
         let (handle, spec) = (self.handle.clone(), spec.clone());
         self.ns.run(async move {
             if link_index(&handle, &spec.name).await?.is_none() {
-                let dev = link_index(&handle, &spec.dev)
-                    .await?
-                    .ok_or_else(|| Error::netlink(format!("vxlan {}", spec.name), "no underlay link"))?;
+                let dev = link_index(&handle, &spec.dev).await?.ok_or_else(|| {
+                    Error::netlink(format!("vxlan {}", spec.name), "no underlay link")
+                })?;
                 let message = LinkVxlan::new(&spec.name, spec.vni)
                     .dev(dev)
                     .local(spec.local)
@@ -112,11 +119,21 @@ impl RouteDriver for NetlinkRoutes {
                     .port(spec.port)
                     .mtu(spec.mtu)
                     .build();
-                handle.link().add(message).execute().await.map_err(|e| Error::netlink("add vxlan", e))?;
+                handle
+                    .link()
+                    .add(message)
+                    .execute()
+                    .await
+                    .map_err(|e| Error::netlink("add vxlan", e))?;
             }
             let index = link_index(&handle, &spec.name).await?.unwrap_or_default();
             let addr = IpAddr::V4(spec.address.addr());
-            let added = handle.address().add(index, addr, spec.address.prefix_len()).replace().execute().await;
+            let added = handle
+                .address()
+                .add(index, addr, spec.address.prefix_len())
+                .replace()
+                .execute()
+                .await;
             added.map_err(|e| Error::netlink(format!("address {}", spec.address), e))?;
             set_up(&handle, &spec.name, Some(spec.mtu)).await
         })
@@ -124,7 +141,8 @@ impl RouteDriver for NetlinkRoutes {
 
     fn delete_link(&mut self, name: &str) -> Result<()> {
         let (handle, name) = (self.handle.clone(), name.to_owned());
-        self.ns.run(async move { delete_link(&handle, &name).await })
+        self.ns
+            .run(async move { delete_link(&handle, &name).await })
     }
 
     fn routes(&mut self) -> Result<Vec<Route>> {
@@ -134,7 +152,11 @@ impl RouteDriver for NetlinkRoutes {
             let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
             let mut stream = handle.route().get(query).execute();
             let mut out = Vec::new();
-            while let Some(message) = stream.try_next().await.map_err(|e| Error::netlink("list routes", e))? {
+            while let Some(message) = stream
+                .try_next()
+                .await
+                .map_err(|e| Error::netlink("list routes", e))?
+            {
                 if message.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL) {
                     out.extend(parse_route(&message, &names));
                 }

@@ -74,6 +74,38 @@ pub trait RouteDriver: Send {
     fn del_route(&mut self, route: &Route) -> Result<()>;
 }
 
+/// How a non-gateway node reaches the gateway node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodePath {
+    /// Same L2: the gateway node's address is the next hop.
+    Direct {
+        /// Gateway node address.
+        gateway: Ipv4Addr,
+    },
+    /// Over a VXLAN link to the gateway node.
+    Vxlan {
+        /// The VXLAN link (see [`VxlanSpec`]).
+        link: String,
+        /// The gateway node's overlay address on it.
+        gateway: Ipv4Addr,
+    },
+}
+
+/// The routes a non-gateway node needs for the remote ranges.
+pub fn node_routes(remote: &[Ipv4Net], path: &NodePath) -> Vec<Route> {
+    let via = match path {
+        NodePath::Direct { gateway } => NextHop::Via(*gateway, None),
+        NodePath::Vxlan { link, gateway } => NextHop::Via(*gateway, Some(link.clone())),
+    };
+    remote
+        .iter()
+        .map(|dst| Route {
+            dst: *dst,
+            via: via.clone(),
+        })
+        .collect()
+}
+
 /// What changed in a sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteDiff {
@@ -83,14 +115,33 @@ pub struct RouteDiff {
     pub removed: Vec<Route>,
 }
 
-/// Pure diff: what to add and what to remove to go from `current` to `desired`.
+/// Whether an installed route does what a wanted one asks (a wanted next hop without a device
+/// accepts the device the kernel picked).
+fn satisfies(have: &Route, want: &Route) -> bool {
+    have.dst == want.dst
+        && match (&have.via, &want.via) {
+            (NextHop::Via(a, _), NextHop::Via(b, None)) => a == b,
+            (have, want) => have == want,
+        }
+}
+
+/// Pure diff: routes to add (added with "replace", so a changed next hop overwrites the old one)
+/// and routes to remove (their destination is no longer wanted).
 pub fn diff(current: &[Route], desired: &[Route]) -> RouteDiff {
-    let have: BTreeSet<&Route> = current.iter().collect();
-    let want: BTreeSet<&Route> = desired.iter().collect();
-    RouteDiff {
-        added: want.difference(&have).map(|r| (*r).clone()).collect(),
-        removed: have.difference(&want).map(|r| (*r).clone()).collect(),
-    }
+    let wanted: BTreeSet<Ipv4Net> = desired.iter().map(|r| r.dst).collect();
+    let mut added: Vec<Route> = desired
+        .iter()
+        .filter(|want| !current.iter().any(|have| satisfies(have, want)))
+        .cloned()
+        .collect();
+    added.sort();
+    added.dedup();
+    let removed = current
+        .iter()
+        .filter(|have| !wanted.contains(&have.dst))
+        .cloned()
+        .collect();
+    RouteDiff { added, removed }
 }
 
 /// Makes our routes exactly `desired`. Removal keeps going past errors and reports them all.
@@ -100,7 +151,11 @@ pub fn sync(driver: &mut dyn RouteDriver, desired: &[Route]) -> Result<RouteDiff
     for route in &change.added {
         driver.add_route(route)?;
     }
-    let errors: Vec<Error> = change.removed.iter().filter_map(|r| driver.del_route(r).err()).collect();
+    let errors: Vec<Error> = change
+        .removed
+        .iter()
+        .filter_map(|r| driver.del_route(r).err())
+        .collect();
     Error::collect(errors)?;
     Ok(change)
 }
@@ -110,7 +165,10 @@ mod tests {
     use super::*;
 
     fn dev(dst: &str) -> Route {
-        Route { dst: dst.parse().unwrap(), via: NextHop::Dev("wg0".into()) }
+        Route {
+            dst: dst.parse().unwrap(),
+            via: NextHop::Dev("wg0".into()),
+        }
     }
 
     #[test]
@@ -121,5 +179,49 @@ mod tests {
         assert_eq!(sync(&mut driver, &desired).unwrap(), RouteDiff::default());
         let diff = sync(&mut driver, &desired[..1]).unwrap();
         assert_eq!(diff.removed, vec![dev("10.102.0.0/24")]);
+    }
+
+    #[test]
+    fn a_next_hop_without_device_accepts_the_kernel_device() {
+        let gateway = Ipv4Addr::new(172, 16, 0, 1);
+        let want = Route {
+            dst: "10.1.0.0/24".parse().unwrap(),
+            via: NextHop::Via(gateway, None),
+        };
+        let have = Route {
+            via: NextHop::Via(gateway, Some("eth0".into())),
+            ..want.clone()
+        };
+        assert_eq!(
+            diff(std::slice::from_ref(&have), std::slice::from_ref(&want)),
+            RouteDiff::default()
+        );
+        let moved = Route {
+            via: NextHop::Dev("vx0".into()),
+            ..want.clone()
+        };
+        assert_eq!(
+            diff(&[have], std::slice::from_ref(&moved)),
+            RouteDiff {
+                added: vec![moved],
+                removed: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn node_routes_point_at_the_gateway_node() {
+        let remote = ["10.101.0.0/24".parse().unwrap()];
+        let gateway = Ipv4Addr::new(172, 17, 0, 1);
+        let routes = node_routes(
+            &remote,
+            &NodePath::Vxlan {
+                link: "vx0".into(),
+                gateway,
+            },
+        );
+        assert_eq!(routes[0].via, NextHop::Via(gateway, Some("vx0".into())));
+        let routes = node_routes(&remote, &NodePath::Direct { gateway });
+        assert_eq!(routes[0].via, NextHop::Via(gateway, None));
     }
 }

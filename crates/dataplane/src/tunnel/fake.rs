@@ -40,7 +40,12 @@ pub struct FakeTunnel {
 impl FakeTunnel {
     /// A fake of the given backend.
     pub fn new(backend: Backend) -> Self {
-        FakeTunnel { backend, device: None, peers: BTreeMap::new(), calls: Vec::new() }
+        FakeTunnel {
+            backend,
+            device: None,
+            peers: BTreeMap::new(),
+            calls: Vec::new(),
+        }
     }
 }
 
@@ -51,7 +56,11 @@ impl TunnelDriver for FakeTunnel {
 
     fn ensure_device(&mut self, config: &DeviceConfig) -> Result<()> {
         self.calls.push(format!("ensure {}", config.ifname));
-        if self.device.as_ref().is_some_and(|d| d.private_key != config.private_key) {
+        if self
+            .device
+            .as_ref()
+            .is_some_and(|d| d.private_key != config.private_key)
+        {
             self.peers.clear();
         }
         self.device = Some(config.clone());
@@ -87,6 +96,15 @@ impl TunnelDriver for FakeTunnel {
     fn remove_peer(&mut self, key: &PublicKey) -> Result<()> {
         self.calls.push(format!("remove {key}"));
         self.peers.remove(key);
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.calls.push("stop".into());
+        if self.backend != Backend::Kernel {
+            self.device = None;
+            self.peers.clear();
+        }
         Ok(())
     }
 

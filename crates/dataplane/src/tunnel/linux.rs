@@ -12,12 +12,16 @@ use defguard_wireguard_rs::host::Host;
 use defguard_wireguard_rs::key::Key;
 use defguard_wireguard_rs::net::IpAddrMask;
 use defguard_wireguard_rs::peer::Peer;
-use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, Userspace, WGApi, WireguardInterfaceApi};
+use defguard_wireguard_rs::{
+    InterfaceConfiguration, Kernel, Userspace, WGApi, WireguardInterfaceApi,
+};
 use gotatun::device::{DefaultDeviceTransports, Device, DeviceBuilder, uapi::UapiServer};
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{Handle, LinkWireguard};
 
-use super::{Backend, DeviceConfig, KernelProbe, PeerStatus, TunnelDriver, TunnelPeer, select_backend};
+use super::{
+    Backend, DeviceConfig, KernelProbe, PeerStatus, TunnelDriver, TunnelPeer, select_backend,
+};
 use crate::keys::PublicKey;
 use crate::netlink::{connect, delete_link, link_index, set_up};
 use crate::netns::NsRuntime;
@@ -25,6 +29,9 @@ use crate::{Error, Result};
 
 /// Directory of the userspace UAPI sockets (shared by every namespace on the host).
 pub const UAPI_DIR: &str = "/var/run/wireguard";
+
+/// UDP socket buffers of the userspace engine (wireguard-go uses 7 MiB; rmem_max caps it).
+const UDP_BUFFER: usize = 4 << 20;
 
 /// What runs the packets for a userspace interface.
 enum Engine {
@@ -72,10 +79,17 @@ impl KernelProbe for LinuxProbe {
     }
 
     fn can_create_link(&self) -> bool {
-        let Ok(handle) = connect(&self.ns) else { return false };
+        let Ok(handle) = connect(&self.ns) else {
+            return false;
+        };
         let name = format!("istprobe{}", std::process::id() % 100_000);
         self.ns.run(async move {
-            let created = handle.link().add(LinkWireguard::new(&name).build()).execute().await.is_ok();
+            let created = handle
+                .link()
+                .add(LinkWireguard::new(&name).build())
+                .execute()
+                .await
+                .is_ok();
             if created {
                 let _ = delete_link(&handle, &name).await;
             }
@@ -89,7 +103,9 @@ pub fn detect_backend(ns: &Arc<NsRuntime>) -> Backend {
     select_backend(&LinuxProbe::new(ns.clone()))
 }
 
-fn tunnel_err(ifname: &str) -> impl Fn(defguard_wireguard_rs::error::WireguardInterfaceError) -> Error + '_ {
+fn tunnel_err(
+    ifname: &str,
+) -> impl Fn(defguard_wireguard_rs::error::WireguardInterfaceError) -> Error + '_ {
     move |err| Error::tunnel(ifname, err)
 }
 
@@ -140,16 +156,27 @@ impl WireguardTunnel {
     /// A driver with a given backend.
     pub fn with_backend(ns: Arc<NsRuntime>, backend: Backend) -> Result<Self> {
         let handle = connect(&ns)?;
-        Ok(WireguardTunnel { ns, handle, backend, ifname: None, engine: Engine::None })
+        Ok(WireguardTunnel {
+            ns,
+            handle,
+            backend,
+            ifname: None,
+            engine: Engine::None,
+        })
     }
 
     fn ifname(&self) -> Result<String> {
-        self.ifname.clone().ok_or_else(|| Error::tunnel("(none)", "device not created yet"))
+        self.ifname
+            .clone()
+            .ok_or_else(|| Error::tunnel("(none)", "device not created yet"))
     }
 
     fn exists(&self, ifname: &str) -> Result<bool> {
         let (handle, name) = (self.handle.clone(), ifname.to_owned());
-        Ok(self.ns.run(async move { link_index(&handle, &name).await })?.is_some())
+        Ok(self
+            .ns
+            .run(async move { link_index(&handle, &name).await })?
+            .is_some())
     }
 
     /// Creates the interface: a kernel link, or a userspace engine on the namespace's threads.
@@ -164,8 +191,13 @@ impl WireguardTunnel {
                 // Key and port are set afterwards over UAPI: only a change of them makes the
                 // engine bind its UDP socket (on this namespace's threads).
                 let device = self.ns.run(async move {
-                    let uapi = UapiServer::default_unix_socket(&name, None, None).map_err(|e| Error::tunnel(&name, e))?;
-                    let builder = DeviceBuilder::new().with_default_udp().create_tun(&name);
+                    let uapi = UapiServer::default_unix_socket(&name, None, None)
+                        .map_err(|e| Error::tunnel(&name, e))?;
+                    let udp = DeviceBuilder::new().with_default_udp();
+                    let udp = udp
+                        .udp_recv_buffer_size(UDP_BUFFER)
+                        .udp_send_buffer_size(UDP_BUFFER);
+                    let builder = udp.create_tun(&name);
                     let builder = builder.map_err(|e| Error::tunnel(&name, e))?;
                     let builder = builder.with_uapi(uapi);
                     builder.build().await.map_err(|e| Error::tunnel(&name, e))
@@ -174,7 +206,12 @@ impl WireguardTunnel {
             }
             Backend::WireguardGo => {
                 let child = self.ns.run_blocking(move || {
-                    Command::new("wireguard-go").arg("-f").arg(&name).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+                    Command::new("wireguard-go")
+                        .arg("-f")
+                        .arg(&name)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
                 })?;
                 self.engine = Engine::WireguardGo(child);
                 wait_for_socket(&config.ifname)?;
@@ -218,7 +255,8 @@ impl WireguardTunnel {
                 api.configure_interface(&config).map_err(tunnel_err(&name))
             } else {
                 let api = WGApi::<Userspace>::new(name.clone()).map_err(tunnel_err(&name))?;
-                api.write_host(&Host::new(port, key)).map_err(|e| Error::tunnel(&name, e))
+                api.write_host(&Host::new(port, key))
+                    .map_err(|e| Error::tunnel(&name, e))
             }
         })
     }
@@ -244,7 +282,10 @@ fn wait_for_socket(ifname: &str) -> Result<()> {
     let start = Instant::now();
     while !path.exists() {
         if start.elapsed() > Duration::from_secs(10) {
-            return Err(Error::tunnel(ifname, "wireguard-go did not open its UAPI socket"));
+            return Err(Error::tunnel(
+                ifname,
+                "wireguard-go did not open its UAPI socket",
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -263,18 +304,23 @@ impl TunnelDriver for WireguardTunnel {
         };
         if !running {
             if self.backend != Backend::Kernel && self.exists(&config.ifname)? {
-                return Err(Error::tunnel(&config.ifname, "an interface with this name already exists"));
+                return Err(Error::tunnel(
+                    &config.ifname,
+                    "an interface with this name already exists",
+                ));
             }
             self.create(config)?;
         }
         self.ifname = Some(config.ifname.clone());
         let host = self.read_host(&config.ifname)?;
-        let key_ok = host.private_key.as_ref().map(Key::as_array) == Some(config.private_key.secret_bytes());
+        let key_ok =
+            host.private_key.as_ref().map(Key::as_array) == Some(config.private_key.secret_bytes());
         if !key_ok || host.listen_port != config.listen_port {
             self.write_host(config)?;
         }
         let (handle, name, mtu) = (self.handle.clone(), config.ifname.clone(), config.mtu);
-        self.ns.run(async move { set_up(&handle, &name, Some(mtu)).await })
+        self.ns
+            .run(async move { set_up(&handle, &name, Some(mtu)).await })
     }
 
     fn peers(&self) -> Result<Vec<PeerStatus>> {
@@ -313,15 +359,27 @@ impl TunnelDriver for WireguardTunnel {
         })
     }
 
+    fn stop(&mut self) -> Result<()> {
+        match self.ifname.clone() {
+            Some(ifname) if !matches!(self.engine, Engine::None) => self.stop_engine(&ifname),
+            _ => Ok(()),
+        }
+    }
+
     fn remove_device(&mut self) -> Result<()> {
-        let Some(ifname) = self.ifname.take() else { return Ok(()) };
+        let Some(ifname) = self.ifname.take() else {
+            return Ok(());
+        };
         let mut errors = Vec::new();
         if let Err(err) = self.stop_engine(&ifname) {
             errors.push(err);
         }
         let handle = self.handle.clone();
         let name = ifname.clone();
-        if let Err(err) = self.ns.run(async move { delete_link(&handle, &name).await }) {
+        if let Err(err) = self
+            .ns
+            .run(async move { delete_link(&handle, &name).await })
+        {
             errors.push(err);
         }
         Error::collect(errors)

@@ -107,6 +107,9 @@ pub trait TunnelDriver: Send {
     fn remove_peer(&mut self, key: &PublicKey) -> Result<()>;
     /// Removes the interface (and stops the engine).
     fn remove_device(&mut self) -> Result<()>;
+    /// Clean shutdown (SIGTERM): stops a userspace engine, whose interface goes with it, and
+    /// removes its socket; a kernel interface stays so traffic flows across a restart.
+    fn stop(&mut self) -> Result<()>;
 }
 
 /// What the host offers for WireGuard.
@@ -119,7 +122,11 @@ pub trait KernelProbe {
 
 /// Kernel when the module is there or can be loaded, the userspace engine otherwise.
 pub fn select_backend(probe: &dyn KernelProbe) -> Backend {
-    if probe.module_loaded() || probe.can_create_link() { Backend::Kernel } else { Backend::Userspace }
+    if probe.module_loaded() || probe.can_create_link() {
+        Backend::Kernel
+    } else {
+        Backend::Userspace
+    }
 }
 
 #[cfg(test)]
@@ -129,19 +136,28 @@ mod tests {
 
     #[test]
     fn kernel_is_chosen_when_the_module_is_loaded() {
-        let probe = FakeProbe { module: true, create: false };
+        let probe = FakeProbe {
+            module: true,
+            create: false,
+        };
         assert_eq!(select_backend(&probe), Backend::Kernel);
     }
 
     #[test]
     fn kernel_is_chosen_when_a_link_can_be_created() {
-        let probe = FakeProbe { module: false, create: true };
+        let probe = FakeProbe {
+            module: false,
+            create: true,
+        };
         assert_eq!(select_backend(&probe), Backend::Kernel);
     }
 
     #[test]
     fn userspace_is_the_fallback() {
-        let probe = FakeProbe { module: false, create: false };
+        let probe = FakeProbe {
+            module: false,
+            create: false,
+        };
         assert_eq!(select_backend(&probe), Backend::Userspace);
     }
 }

@@ -37,7 +37,12 @@ pub fn clusters(pod_cidrs: &[&str]) -> (Lab, Vec<Cluster>) {
         isthmus_dataplane::lab::start_whoami(&site.pod_rt, WHOAMI).unwrap();
         let gateway = gateway_on(site);
         let name = format!("cluster-{}", (b'a' + index as u8) as char);
-        out.push(Cluster { name, key: PrivateKey::generate(), gateway, index });
+        out.push(Cluster {
+            name,
+            key: PrivateKey::generate(),
+            gateway,
+            index,
+        });
     }
     (lab, out)
 }
@@ -58,7 +63,13 @@ pub fn peer(lab: &Lab, to: &Cluster, remote: &[&str], local_nat: &[(&str, &str)]
         endpoint: Some(SocketAddr::new(IpAddr::V4(site.underlay), PORT)),
         keepalive: Some(25),
         remote: remote.iter().map(|s| net(s)).collect(),
-        local_nat: local_nat.iter().map(|(real, view)| PrefixNat { real: net(real), view: net(view) }).collect(),
+        local_nat: local_nat
+            .iter()
+            .map(|(real, view)| PrefixNat {
+                real: net(real),
+                view: net(view),
+            })
+            .collect(),
         mappings: Vec::new(),
     }
 }
@@ -75,26 +86,53 @@ pub fn spec(lab: &Lab, me: &Cluster, peers: Vec<PeerSpec>) -> GatewaySpec {
 }
 
 pub fn mapping(new_ip: Ipv4Addr, target: Ipv4Addr) -> Mapping {
-    Mapping { new_ip: IpAddr::V4(new_ip), target: IpAddr::V4(target) }
+    Mapping {
+        new_ip: IpAddr::V4(new_ip),
+        target: IpAddr::V4(target),
+    }
 }
 
 /// TCP from a pod to `dst`: the source address the server saw.
 pub fn whoami(rt: &NsRuntime, dst: Ipv4Addr) -> IpAddr {
-    isthmus_dataplane::lab::tcp_whoami(rt, dst, WHOAMI).unwrap_or_else(|e| panic!("TCP to {dst}: {e}"))
+    isthmus_dataplane::lab::tcp_whoami(rt, dst, WHOAMI)
+        .unwrap_or_else(|e| panic!("TCP to {dst}: {e}"))
 }
 
 pub fn assert_ping(rt: &NsRuntime, dst: Ipv4Addr) {
-    assert!(isthmus_dataplane::lab::ping(rt, dst, 5).unwrap(), "no ICMP echo reply from {dst}");
+    assert!(
+        isthmus_dataplane::lab::ping(rt, dst, 5).unwrap(),
+        "no ICMP echo reply from {dst}"
+    );
 }
 
 /// Our table as text, and our routes, for before/after comparisons.
 pub fn kernel_state(site: &Site) -> (String, String) {
     let table = isthmus_dataplane::lab::ip(&site.gw.name, "route show proto 153").unwrap();
-    let nft = isthmus_dataplane::lab::run(&["ip", "netns", "exec", &site.gw.name, "nft", "list", "table", "inet", "isthmus"])
-        .unwrap_or_default();
+    let nft = isthmus_dataplane::lab::run(&[
+        "ip",
+        "netns",
+        "exec",
+        &site.gw.name,
+        "nft",
+        "list",
+        "table",
+        "inet",
+        "isthmus",
+    ])
+    .unwrap_or_default();
     (nft, table)
 }
 
 pub fn wg_peers(site: &Site) -> String {
-    isthmus_dataplane::lab::run(&["ip", "netns", "exec", &site.gw.name, "wg", "show", &site.ifname, "allowed-ips"]).unwrap()
+    isthmus_dataplane::lab::run(&[
+        "ip",
+        "netns",
+        "exec",
+        &site.gw.name,
+        "wg",
+        "show",
+        &site.ifname,
+        "allowed-ips",
+    ])
+    .unwrap()
 }

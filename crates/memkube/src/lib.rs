@@ -18,6 +18,7 @@ mod format;
 mod handler;
 mod managed;
 mod meta;
+mod openapi;
 mod patch;
 mod resource;
 mod route;

@@ -22,6 +22,15 @@ pub enum Route {
     },
     /// `/healthz`, `/readyz`, `/livez`
     Health,
+    /// `/openapi/v3`
+    OpenApiIndex,
+    /// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`
+    OpenApi {
+        /// API group ("" for core).
+        group: String,
+        /// Version.
+        version: String,
+    },
     /// A resource collection, object, or subresource.
     Resource(Target),
     /// Anything else.
@@ -52,6 +61,15 @@ pub fn parse_path(path: &str, is_namespaced: impl Fn(&str, &str, &str) -> bool) 
     match segs.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez", ..] => Route::Health,
+        ["openapi", "v3"] => Route::OpenApiIndex,
+        ["openapi", "v3", "api", version] => Route::OpenApi {
+            group: String::new(),
+            version: version.to_string(),
+        },
+        ["openapi", "v3", "apis", group, version] => Route::OpenApi {
+            group: group.to_string(),
+            version: version.to_string(),
+        },
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", group] => Route::Group(group.to_string()),
@@ -130,6 +148,8 @@ pub struct Query {
     pub force: bool,
     /// `dryRun=All`
     pub dry_run: bool,
+    /// `fieldValidation=Strict`
+    pub strict: bool,
     /// `includeObject` for Table output: `None`, `Metadata` (default) or `Object`.
     pub include_object: Option<String>,
     /// `propagationPolicy` given as a query parameter (kubectl sends it in the body).
@@ -165,6 +185,7 @@ impl Query {
                 "fieldManager" if !v.is_empty() => q.field_manager = Some(v.clone()),
                 "force" => q.force = truthy(v),
                 "dryRun" => q.dry_run = v == "All",
+                "fieldValidation" => q.strict = v == "Strict",
                 "includeObject" => q.include_object = Some(v.clone()),
                 "propagationPolicy" => q.propagation_policy = Some(v.clone()),
                 _ => {}
@@ -205,6 +226,18 @@ mod tests {
             }
         );
         assert_eq!(parse_path("/nope/x", core_namespaced), Route::Unknown);
+        assert_eq!(
+            parse_path("/openapi/v3", core_namespaced),
+            Route::OpenApiIndex
+        );
+        assert_eq!(
+            parse_path("/openapi/v3/apis/x.io/v1", core_namespaced),
+            Route::OpenApi {
+                group: "x.io".into(),
+                version: "v1".into()
+            }
+        );
+        assert_eq!(parse_path("/openapi/v2", core_namespaced), Route::Unknown);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! `minProperties`/`maxProperties`, `items`, `properties`, `additionalProperties` (schema form),
 //! `allOf`/`anyOf`/`oneOf`/`not`, `x-kubernetes-int-or-string`,
 //! `x-kubernetes-preserve-unknown-fields`. Unknown fields are pruned and `null` values of
-//! non-nullable fields dropped, as the API server does; `default` values fill missing
-//! properties. Not checked: `format`, `multipleOf`, `uniqueItems`, list-type/map-keys,
+//! non-nullable fields dropped, as the API server does (with `fieldValidation=Strict` unknown
+//! fields are a 400 BadRequest instead); `default` values fill missing properties. Not checked: `format`, `multipleOf`, `uniqueItems`, list-type/map-keys,
 //! CEL `x-kubernetes-validations`, and the schema of `metadata`.
 
 use serde_json::{Map, Value};
@@ -15,8 +15,9 @@ use crate::error::{ApiError, Cause, Subject};
 use crate::resource::ResourceType;
 
 /// Validates a custom resource (in place: pruning and defaulting) against the schema of its
-/// preferred version; built-in types and CRDs without a schema pass unchanged.
-pub fn validate_object(ty: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+/// preferred version; built-in types and CRDs without a schema pass unchanged. With `strict`
+/// (`fieldValidation=Strict`) unknown fields are a 400 instead of being pruned.
+pub fn validate_object(ty: &ResourceType, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
     let Some(schema) = ty.schemas.get(ty.preferred_version()) else {
         return Ok(());
     };
@@ -33,6 +34,21 @@ pub fn validate_object(ty: &ResourceType, obj: &mut Value) -> Result<(), ApiErro
     for (k, v) in kept {
         map.insert(k, v);
     }
+    let (unknown, causes): (Vec<Cause>, Vec<Cause>) =
+        causes.into_iter().partition(|c| c.reason == UNKNOWN_FIELD);
+    if strict && !unknown.is_empty() {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|c| format!("unknown field \"{}\"", c.field))
+            .collect();
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            ty.kind,
+            ty.preferred_version(),
+            ty.kind,
+            fields.join(", ")
+        )));
+    }
     if causes.is_empty() {
         return Ok(());
     }
@@ -46,6 +62,9 @@ pub fn validate_object(ty: &ResourceType, obj: &mut Value) -> Result<(), ApiErro
     };
     Err(ApiError::Invalid { subject, causes })
 }
+
+/// Internal cause reason for a pruned field (an error only with `fieldValidation=Strict`).
+const UNKNOWN_FIELD: &str = "UnknownField";
 
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
@@ -296,6 +315,12 @@ fn check_properties(
             }
             None if prune && !preserve && structural => {
                 map.remove(&k);
+                cause(
+                    causes,
+                    UNKNOWN_FIELD,
+                    &join(path, &k),
+                    "unknown field".into(),
+                );
             }
             None => {}
         }

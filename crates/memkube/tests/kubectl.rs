@@ -1,6 +1,7 @@
-//! kubectl smoke test against memkube's HTTP server: `get` (server-side Table with the CRD's
-//! printer columns), `get -o yaml`, `get -w` seeing a change, and `delete`. Needs the machine's
-//! `kubectl` and fails loudly when it is missing.
+//! kubectl smoke tests against memkube's HTTP server: `get` (server-side Table with the CRD's
+//! printer columns), `get -o yaml`, `get -w` seeing a change, `delete`; and `create`/`apply`
+//! from files with kubectl's default (server-side, strict) field validation. Needs the
+//! machine's `kubectl` and fails loudly when it is missing.
 
 mod common;
 
@@ -36,7 +37,8 @@ fn kubectl(server: &str, home: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-async fn run(server: &str, home: &Path, args: &[&str]) -> String {
+/// Runs kubectl; returns (success, stdout, stderr).
+async fn try_run(server: &str, home: &Path, args: &[&str]) -> (bool, String, String) {
     let out = timeout(
         Duration::from_secs(30),
         kubectl(server, home, args).output(),
@@ -45,11 +47,13 @@ async fn run(server: &str, home: &Path, args: &[&str]) -> String {
     .expect("kubectl finished in time")
     .expect("kubectl runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {stderr}\n{stdout}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status.success(), stdout, stderr)
+}
+
+async fn run(server: &str, home: &Path, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = try_run(server, home, args).await;
+    assert!(ok, "kubectl {args:?} failed: {stderr}\n{stdout}");
     stdout
 }
 
@@ -115,5 +119,57 @@ async fn kubectl_get_yaml_watch_delete() {
     assert_eq!(code(api.get("w1").await.unwrap_err()), 404);
     let empty = run(&url, home.path(), &["get", "widgets", "-o", "name"]).await;
     assert!(empty.trim().is_empty(), "{empty}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_apply_with_strict_validation() {
+    let (kube, client) = setup();
+    let server = kube
+        .serve_http("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = server.url();
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("w.yaml");
+    let manifest = |port: u32, extra: &str| {
+        format!(
+            "apiVersion: example.io/v1\nkind: Widget\nmetadata:\n  name: w2\n  namespace: default\nspec:\n  port: {port}\n{extra}"
+        )
+    };
+    let path = file.to_str().unwrap();
+    std::fs::write(&file, manifest(80, "")).unwrap();
+    let created = run(&url, home.path(), &["create", "-f", path]).await;
+    assert!(
+        created.contains("widget.example.io/w2 created"),
+        "{created}"
+    );
+    std::fs::write(&file, manifest(81, "")).unwrap();
+    let applied = run(&url, home.path(), &["apply", "-f", path]).await;
+    assert!(applied.contains("configured"), "{applied}");
+    assert_eq!(widgets(&client).get("w2").await.unwrap().spec.port, 81);
+
+    std::fs::write(&file, manifest(82, "  surprise: 1\n")).unwrap();
+    let (ok, _, stderr) = try_run(&url, home.path(), &["apply", "-f", path]).await;
+    assert!(!ok && stderr.contains("unknown field"), "{stderr}");
+    let (ok, _, stderr) = try_run(
+        &url,
+        home.path(),
+        &["apply", "-f", path, "--validate=false"],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let stored = widgets(&client).get("w2").await.unwrap();
+    assert_eq!(
+        stored.spec.port, 82,
+        "unknown fields are pruned without strict validation"
+    );
+
+    std::fs::write(&file, manifest(0, "")).unwrap();
+    let (ok, _, stderr) = try_run(&url, home.path(), &["apply", "-f", path]).await;
+    assert!(
+        !ok && stderr.contains("spec.port"),
+        "schema minimum is enforced: {stderr}"
+    );
     server.shutdown().await;
 }

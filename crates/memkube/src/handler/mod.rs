@@ -12,11 +12,11 @@ use http::{Method, Response, StatusCode, header};
 
 use crate::Shared;
 use crate::body::{ResponseBody, error_response, json_response, text_response};
-use crate::discovery;
 use crate::error::ApiError;
 use crate::format::Format;
 use crate::resource::ResourceType;
 use crate::route::{Query, Route, Target, parse_path};
+use crate::{discovery, openapi};
 
 /// A parsed request addressed to a resource.
 #[derive(Debug)]
@@ -94,6 +94,10 @@ fn dispatch(
         Route::Group(g) => discovery::group(registry, &g).map_or(Err(ApiError::NoRoute), ok),
         Route::ResourceList { group, version } => {
             discovery::resource_list(registry, &group, &version).map_or(Err(ApiError::NoRoute), ok)
+        }
+        Route::OpenApiIndex => ok(openapi::root(registry)),
+        Route::OpenApi { group, version } => {
+            openapi::group_version(registry, &group, &version).map_or(Err(ApiError::NoRoute), ok)
         }
         Route::Unknown => Err(ApiError::NoRoute),
         Route::Resource(target) => {

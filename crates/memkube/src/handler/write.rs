@@ -32,6 +32,7 @@ fn write_ctx(req: &ResourceRequest<'_>) -> WriteCtx {
         status: req.status,
         dry_run: req.query.dry_run,
         force: req.query.force,
+        strict: req.query.strict,
         now: req.now,
     }
 }

@@ -24,7 +24,7 @@ fn obj(spec: Value) -> Value {
 
 /// The (field, reason) pairs of a failed validation.
 fn causes(ty: &ResourceType, mut o: Value) -> Vec<(String, String)> {
-    match validate_object(ty, &mut o) {
+    match validate_object(ty, &mut o, false) {
         Ok(()) => Vec::new(),
         Err(ApiError::Invalid { causes, .. }) => {
             causes.into_iter().map(|c| (c.field, c.reason)).collect()
@@ -129,7 +129,7 @@ fn unknown_fields_are_pruned_unless_preserved() {
         "map": {"type": "object", "additionalProperties": {"type": "integer"}}}}));
     let mut o = obj(json!({"known": "k", "extra": 1, "free": {"anything": [1]}, "map": {"a": 1}}));
     o["toplevel"] = json!(true);
-    validate_object(&t, &mut o).unwrap();
+    validate_object(&t, &mut o, false).unwrap();
     assert_eq!(
         o["spec"],
         json!({"known": "k", "free": {"anything": [1]}, "map": {"a": 1}})
@@ -146,7 +146,7 @@ fn defaults_fill_and_nulls_drop() {
         "opt": {"type": "string", "nullable": true},
         "plain": {"type": "string"}}}));
     let mut o = obj(json!({"opt": null, "plain": null}));
-    validate_object(&t, &mut o).unwrap();
+    validate_object(&t, &mut o, false).unwrap();
     assert_eq!(o["spec"], json!({"replicas": 1, "opt": null}));
 }
 
@@ -178,6 +178,20 @@ fn types_without_schema_pass_unchanged() {
     let mut t = spec_schema(json!({}));
     t.schemas.clear();
     let mut o = obj(json!({"anything": 1}));
-    validate_object(&t, &mut o).unwrap();
+    validate_object(&t, &mut o, false).unwrap();
     assert_eq!(o["spec"]["anything"], 1);
+}
+
+#[test]
+fn strict_field_validation_rejects_unknown_fields() {
+    let t = spec_schema(json!({"type": "object", "properties": {"known": {"type": "string"}}}));
+    let mut o = obj(json!({"known": "k", "extra": 1}));
+    match validate_object(&t, &mut o, true) {
+        Err(ApiError::BadRequest(msg)) => {
+            assert!(msg.contains("unknown field \"spec.extra\""), "{msg}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut fine = obj(json!({"known": "k"}));
+    assert!(validate_object(&t, &mut fine, true).is_ok());
 }

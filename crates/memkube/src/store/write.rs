@@ -29,6 +29,8 @@ pub struct WriteCtx {
     pub dry_run: bool,
     /// `force=true` for server-side apply.
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown fields are rejected rather than pruned.
+    pub strict: bool,
     /// The request time.
     pub now: chrono::DateTime<chrono::Utc>,
 }
@@ -41,6 +43,7 @@ impl WriteCtx {
             status: false,
             dry_run: false,
             force: false,
+            strict: false,
             now,
         }
     }
@@ -117,7 +120,7 @@ impl State {
         obj["kind"] = json!(ty.kind);
         normalize_builtin(ty, &mut obj);
         check_owner_references(ty, &obj)?;
-        crate::schema::validate_object(ty, &mut obj)?;
+        crate::schema::validate_object(ty, &mut obj, ctx.strict)?;
         if matches!(ownership, FieldOwnership::Update) {
             let api_version = ty.api_version(ty.preferred_version());
             managed::record_update(None, &mut obj, &writer(ctx, "Update", &api_version, &now));
@@ -259,7 +262,7 @@ impl State {
         normalize_builtin(ty, &mut new);
         check_no_new_finalizers(ty, old, &new)?;
         check_owner_references(ty, &new)?;
-        crate::schema::validate_object(ty, &mut new)?;
+        crate::schema::validate_object(ty, &mut new, ctx.strict)?;
         if meta::comparable(old) == meta::comparable(&new) && same_ownership(old, &new) {
             return Ok((**old).clone());
         }

@@ -427,3 +427,36 @@ async fn discovery_and_dynamic_api() {
         .unwrap();
     assert_eq!(lease_ar.version, "v1");
 }
+
+#[tokio::test]
+async fn event_recorder_creates_then_patches_a_series() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (_kube, client) = setup();
+    let w = widgets(&client)
+        .create(&PostParams::default(), &widget("w", 80))
+        .await
+        .unwrap();
+    let reporter = Reporter {
+        controller: "test-controller".into(),
+        instance: None,
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some("all good".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &w.object_ref(&())).await.unwrap();
+    recorder.publish(&event, &w.object_ref(&())).await.unwrap();
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let list = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(
+        list.items[0].regarding.as_ref().unwrap().name.as_deref(),
+        Some("w")
+    );
+    assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(2));
+}

@@ -217,9 +217,15 @@ pub(super) fn check_owner_references(ty: &ResourceType, obj: &Value) -> Result<(
     Ok(())
 }
 
-/// Built-in write-time conversions: a Secret's `stringData` is merged into `data` (base64),
-/// as the API server does.
+/// Built-in write-time conversions, as the API server does: a Secret's `stringData` is merged
+/// into `data` (base64); a Namespace without a phase is `Active`.
 pub(super) fn normalize_builtin(ty: &ResourceType, obj: &mut Value) {
+    if ty.group.is_empty() && ty.plural == "namespaces" && obj.pointer("/status/phase").is_none() {
+        if !obj.get("status").is_some_and(Value::is_object) {
+            obj["status"] = json!({});
+        }
+        obj["status"]["phase"] = json!("Active");
+    }
     if !(ty.group.is_empty() && ty.plural == "secrets") {
         return;
     }

@@ -48,6 +48,7 @@ fn fresh_state_has_initial_namespaces_at_increasing_versions() {
     let versions: Vec<u64> = items.iter().map(|o| rv(o)).collect();
     assert_eq!(items.len(), 4);
     assert_eq!(current, 4);
+    assert!(items.iter().all(|ns| ns["status"]["phase"] == "Active"));
     let mut sorted = versions.clone();
     sorted.sort();
     sorted.dedup();

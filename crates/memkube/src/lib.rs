@@ -144,7 +144,8 @@ impl MemKube {
         Ok(())
     }
 
-    /// A `kube::Client` talking to this instance; its default namespace is `default`.
+    /// A `kube::Client` talking to this instance; its default namespace is `default`. Call it
+    /// inside a tokio runtime (the client spawns its request buffer there).
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.clone(), "default")
     }

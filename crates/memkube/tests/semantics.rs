@@ -460,3 +460,38 @@ async fn event_recorder_creates_then_patches_a_series() {
     );
     assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(2));
 }
+
+/// A type registered only through the API, never with `register_crd`.
+#[derive(
+    kube::CustomResource, serde::Deserialize, serde::Serialize, Clone, Debug, schemars::JsonSchema,
+)]
+#[kube(group = "other.io", version = "v1alpha1", kind = "Doohickey")]
+pub struct DoohickeySpec {
+    /// Anything.
+    pub note: String,
+}
+
+#[tokio::test]
+async fn crds_created_through_the_api_are_served_until_deleted() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    let (kube, client) = setup();
+    kube.register_crd(&Widget::crd())
+        .expect("registering again replaces");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &Doohickey::crd())
+        .await
+        .unwrap();
+    let api: Api<Doohickey> = Api::all(client.clone());
+    let d = Doohickey::new("d1", DoohickeySpec { note: "hi".into() });
+    api.create(&PostParams::default(), &d).await.unwrap();
+    assert_eq!(api.get("d1").await.unwrap().spec.note, "hi");
+    crds.delete("doohickeys.other.io", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        code(api.list(&ListParams::default()).await.unwrap_err()),
+        404
+    );
+    assert!(widgets(&client).list(&ListParams::default()).await.is_ok());
+}

@@ -58,12 +58,14 @@ pub fn watch_body(
     params: StreamParams,
 ) -> ResponseBody {
     let period = params.bookmark_interval.max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let state = StreamState {
         shared,
         rx,
         pending: VecDeque::new(),
         deadline: Instant::now() + params.timeout,
-        ticker: tokio::time::interval_at(Instant::now() + period, period),
+        ticker,
         params,
     };
     let stream = futures::stream::unfold(state, |mut st| async move {

@@ -249,7 +249,8 @@ impl State {
         self.finish_namespace_if_empty(ns, now);
     }
 
-    fn finish_namespace_if_empty(&mut self, ns: &str, now: &str) {
+    /// Removes a terminating namespace once it is empty and has no finalizers of its own.
+    pub(super) fn finish_namespace_if_empty(&mut self, ns: &str, now: &str) {
         if ns.is_empty() || self.namespace_state(ns) != Some(true) {
             return;
         }
@@ -260,8 +261,11 @@ impl State {
             return;
         };
         let okey = (String::new(), ns.to_string());
-        if let Ok(last) = self.get(&ty, None, ns) {
-            self.remove_object(&ty, &okey, (*last).clone(), now);
+        match self.get(&ty, None, ns) {
+            Ok(last) if meta::finalizers(&last).is_empty() => {
+                self.remove_object(&ty, &okey, (*last).clone(), now);
+            }
+            _ => {}
         }
     }
 }

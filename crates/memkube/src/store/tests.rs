@@ -344,3 +344,27 @@ fn secret_string_data_becomes_base64_data() {
     assert_eq!(created["data"], json!({"a": "YQ==", "b": "aGVsbG8="}));
     assert!(created.get("stringData").is_none());
 }
+
+#[test]
+fn namespace_with_its_own_finalizer_waits_for_it() {
+    let mut st = state();
+    let nss = ty(&st, "", "namespaces");
+    let body = json!({"metadata": {"name": "held", "finalizers": ["x/y"]}});
+    st.create(&nss, None, body, &ctx("t")).unwrap();
+    let opts = DeleteOptions {
+        now: "2026-01-01T00:00:00Z".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        st.delete(&nss, None, "held", &opts),
+        Ok(DeleteOutcome::Pending(_))
+    ));
+    assert_eq!(
+        st.get(&nss, None, "held").unwrap()["status"]["phase"],
+        "Terminating"
+    );
+    let release = json!({"metadata": {"finalizers": null}});
+    st.patch(&nss, None, "held", PatchKind::Merge, &release, &ctx("t"))
+        .unwrap();
+    assert!(st.get(&nss, None, "held").is_err());
+}

@@ -372,7 +372,12 @@ impl State {
         if deleting && meta::finalizers(&new).is_empty() && !is_namespace {
             return self.remove_object(ty, okey, new, now);
         }
-        self.commit(&ty.key(), EventKind::Modified, new, Some(old))
+        let stored = self.commit(&ty.key(), EventKind::Modified, new, Some(old));
+        if deleting && is_namespace {
+            // a terminating namespace whose own finalizers are now gone may be removable
+            self.finish_namespace_if_empty(&okey.1, now);
+        }
+        stored
     }
 }
 

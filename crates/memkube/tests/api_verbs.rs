@@ -72,9 +72,8 @@ async fn generate_name_creates_unique_names() {
     assert_ne!(a.name_any(), b.name_any());
 }
 
-#[tokio::test]
-async fn list_with_label_and_field_selectors_across_namespaces() {
-    let (_kube, client) = setup();
+/// Widgets a (default, app=web), b (default, app=db), c (other, app=web).
+async fn seed_labelled_widgets(client: &kube::Client) {
     let nss: Api<Namespace> = Api::all(client.clone());
     let mut ns = Namespace::default();
     ns.metadata.name = Some("other".into());
@@ -89,61 +88,37 @@ async fn list_with_label_and_field_selectors_across_namespaces() {
         w.metadata.labels = Some([("app".to_string(), app.to_string())].into());
         api.create(&PostParams::default(), &w).await.unwrap();
     }
+}
+
+async fn names(api: &Api<Widget>, lp: ListParams) -> Vec<String> {
+    api.list(&lp)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|w| w.name_any())
+        .collect()
+}
+
+#[tokio::test]
+async fn list_with_label_and_field_selectors_across_namespaces() {
+    let (_kube, client) = setup();
+    seed_labelled_widgets(&client).await;
     let all: Api<Widget> = Api::all(client.clone());
-    let names = |l: kube::core::ObjectList<Widget>| {
-        l.items.iter().map(|w| w.name_any()).collect::<Vec<_>>()
-    };
+    let lp = ListParams::default;
+    assert_eq!(names(&all, lp()).await, ["a", "b", "c"]);
+    assert_eq!(names(&all, lp().labels("app=web")).await, ["a", "c"]);
+    assert_eq!(names(&all, lp().labels("app notin (web)")).await, ["b"]);
+    assert!(names(&all, lp().labels("!app")).await.is_empty());
     assert_eq!(
-        names(all.list(&ListParams::default()).await.unwrap()),
-        ["a", "b", "c"]
-    );
-    assert_eq!(
-        names(
-            all.list(&ListParams::default().labels("app=web"))
-                .await
-                .unwrap()
-        ),
-        ["a", "c"]
-    );
-    assert_eq!(
-        names(
-            all.list(&ListParams::default().labels("app notin (web)"))
-                .await
-                .unwrap()
-        ),
-        ["b"]
-    );
-    assert_eq!(
-        names(
-            all.list(&ListParams::default().labels("!app"))
-                .await
-                .unwrap()
-        ),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        names(
-            all.list(&ListParams::default().fields("metadata.namespace=other"))
-                .await
-                .unwrap()
-        ),
+        names(&all, lp().fields("metadata.namespace=other")).await,
         ["c"]
     );
-    let default = widgets(&client);
     assert_eq!(
-        names(
-            default
-                .list(&ListParams::default().fields("metadata.name!=a"))
-                .await
-                .unwrap()
-        ),
+        names(&widgets(&client), lp().fields("metadata.name!=a")).await,
         ["b"]
     );
-    let bad = status(
-        all.list(&ListParams::default().fields("spec.port=1"))
-            .await
-            .unwrap_err(),
-    );
+    let bad = status(all.list(&lp().fields("spec.port=1")).await.unwrap_err());
     assert_eq!(bad.code, 400);
 }
 

@@ -57,6 +57,38 @@ async fn run(server: &str, home: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// `kubectl get -w` prints the current row, then the row after a status change.
+async fn watch_sees_status_change(url: &str, home: &Path, api: &kube::Api<Widget>) {
+    let mut watch = kubectl(url, home, &["get", "widgets", "-w", "--no-headers"]);
+    let mut child = watch
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = timeout(Duration::from_secs(30), out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("w1"), "{first}");
+    let status = Patch::Merge(json!({"status": {"ready": true}}));
+    api.patch_status("w1", &PatchParams::default(), &status)
+        .await
+        .unwrap();
+    let changed = timeout(Duration::from_secs(30), out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        changed.split_whitespace().collect::<Vec<_>>(),
+        ["w1", "80", "true"],
+        "{changed}"
+    );
+    child.kill().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_yaml_watch_delete() {
     let (kube, client) = setup();
@@ -85,34 +117,7 @@ async fn kubectl_get_yaml_watch_delete() {
     assert_eq!(doc["spec"]["port"], 80);
     assert_eq!(doc["kind"], "Widget");
 
-    let mut watch = kubectl(&url, home.path(), &["get", "widgets", "-w", "--no-headers"]);
-    let mut child = watch
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = timeout(Duration::from_secs(30), out.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.starts_with("w1"), "{first}");
-    let status = Patch::Merge(json!({"status": {"ready": true}}));
-    api.patch_status("w1", &PatchParams::default(), &status)
-        .await
-        .unwrap();
-    let changed = timeout(Duration::from_secs(30), out.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        changed.split_whitespace().collect::<Vec<_>>(),
-        ["w1", "80", "true"],
-        "{changed}"
-    );
-    child.kill().await.unwrap();
+    watch_sees_status_change(&url, home.path(), &api).await;
 
     let deleted = run(&url, home.path(), &["delete", "widget", "w1"]).await;
     assert!(deleted.contains("\"w1\" deleted"), "{deleted}");

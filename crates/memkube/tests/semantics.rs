@@ -260,17 +260,31 @@ async fn concurrent_writers_lose_no_update() {
     println!("{conflicts} conflicts retried");
 }
 
+fn apply_cfg(port: i64, colour: &str) -> Patch<serde_json::Value> {
+    Patch::Apply(
+        json!({"apiVersion": "example.io/v1", "kind": "Widget", "spec": {"port": port, "colour": colour}}),
+    )
+}
+
+async fn apply_as(
+    api: &Api<Widget>,
+    manager: &str,
+    force: bool,
+    patch: Patch<serde_json::Value>,
+) -> kube::Result<Widget> {
+    let pp = if force {
+        PatchParams::apply(manager).force()
+    } else {
+        PatchParams::apply(manager)
+    };
+    api.patch("w", &pp, &patch).await
+}
+
 #[tokio::test]
-async fn server_side_apply_tracks_owners_and_conflicts() {
+async fn server_side_apply_conflicts_unless_forced() {
     let (_kube, client) = setup();
     let api = widgets(&client);
-    let cfg = |port: i64, colour: &str| json!({"apiVersion": "example.io/v1", "kind": "Widget", "spec": {"port": port, "colour": colour}});
-    let created = api
-        .patch(
-            "w",
-            &PatchParams::apply("alice"),
-            &Patch::Apply(cfg(80, "red")),
-        )
+    let created = apply_as(&api, "alice", false, apply_cfg(80, "red"))
         .await
         .unwrap();
     assert_eq!(created.spec.port, 80);
@@ -281,41 +295,50 @@ async fn server_side_apply_tracks_owners_and_conflicts() {
         .collect();
     assert_eq!(managers, ["alice"]);
     let err = status(
-        api.patch(
-            "w",
-            &PatchParams::apply("bob"),
-            &Patch::Apply(cfg(81, "red")),
-        )
-        .await
-        .unwrap_err(),
+        apply_as(&api, "bob", false, apply_cfg(81, "red"))
+            .await
+            .unwrap_err(),
     );
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     let causes = err.details.unwrap().causes;
     assert_eq!(causes.len(), 1);
     assert_eq!(causes[0].field, ".spec.port");
     assert!(causes[0].message.contains("alice"));
-    let forced = api
-        .patch(
-            "w",
-            &PatchParams::apply("bob").force(),
-            &Patch::Apply(cfg(81, "red")),
-        )
+    let forced = apply_as(&api, "bob", true, apply_cfg(81, "red"))
         .await
         .unwrap();
     assert_eq!(forced.spec.port, 81);
+    let no_manager = api
+        .patch("w", &PatchParams::default(), &apply_cfg(1, "x"))
+        .await;
+    assert!(no_manager.is_err());
+}
+
+#[tokio::test]
+async fn server_side_apply_shares_fields_and_respects_update_managers() {
+    let (_kube, client) = setup();
+    let api = widgets(&client);
+    apply_as(&api, "alice", false, apply_cfg(80, "red"))
+        .await
+        .unwrap();
+    apply_as(&api, "bob", false, apply_cfg(80, "red"))
+        .await
+        .unwrap();
     // alice re-applies without colour: bob co-owns it, so it stays
-    let alice_only_port =
-        json!({"apiVersion": "example.io/v1", "kind": "Widget", "spec": {"port": 81}});
-    let after = api
-        .patch(
-            "w",
-            &PatchParams::apply("alice"),
-            &Patch::Apply(alice_only_port),
-        )
+    let alice_only_port = Patch::Apply(
+        json!({"apiVersion": "example.io/v1", "kind": "Widget", "spec": {"port": 80}}),
+    );
+    let after = apply_as(&api, "alice", false, alice_only_port)
         .await
         .unwrap();
     assert_eq!(after.spec.colour.as_deref(), Some("red"));
-    // a merge patch by carol takes the field; bob's next apply of a different value conflicts with carol
+    // bob drops colour too: nobody owns it any more, so it is removed
+    let bob_only_port = Patch::Apply(
+        json!({"apiVersion": "example.io/v1", "kind": "Widget", "spec": {"port": 80}}),
+    );
+    let removed = apply_as(&api, "bob", false, bob_only_port).await.unwrap();
+    assert_eq!(removed.spec.colour, None);
+    // a merge patch by carol takes the field; bob's apply of a different value conflicts with carol
     let pp = PatchParams {
         field_manager: Some("carol".into()),
         ..Default::default()
@@ -324,19 +347,11 @@ async fn server_side_apply_tracks_owners_and_conflicts() {
         .await
         .unwrap();
     let err = status(
-        api.patch(
-            "w",
-            &PatchParams::apply("bob"),
-            &Patch::Apply(cfg(81, "green")),
-        )
-        .await
-        .unwrap_err(),
+        apply_as(&api, "bob", false, apply_cfg(80, "green"))
+            .await
+            .unwrap_err(),
     );
     assert!(err.message.contains("carol"), "{}", err.message);
-    let no_manager = api
-        .patch("w", &PatchParams::default(), &Patch::Apply(cfg(1, "x")))
-        .await;
-    assert!(no_manager.is_err());
 }
 
 #[tokio::test]

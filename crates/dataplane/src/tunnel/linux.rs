@@ -387,12 +387,26 @@ impl TunnelDriver for WireguardTunnel {
 }
 
 impl Drop for WireguardTunnel {
-    /// A userspace engine dies with its driver; its socket file must not outlive it.
+    /// A userspace engine dies with its driver; its socket file must not outlive it. Inside an
+    /// async context the engine is stopped in the background instead of blocking.
     fn drop(&mut self) {
-        if let Some(ifname) = self.ifname.clone()
-            && !matches!(self.engine, Engine::None)
-        {
+        let Some(ifname) = self.ifname.clone() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
             let _ = self.stop_engine(&ifname);
+            return;
         }
+        match std::mem::replace(&mut self.engine, Engine::None) {
+            Engine::Gotatun(device) => {
+                drop(self.ns.handle().spawn(async move { device.stop().await }))
+            }
+            Engine::WireguardGo(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Engine::None => return,
+        }
+        let _ = std::fs::remove_file(socket_path(&ifname));
     }
 }

@@ -182,7 +182,7 @@ impl State {
     }
 
     /// Deletes every object that has ownerReferences of which none exists any more.
-    fn collect_dependents(&mut self, now: &str) {
+    pub(super) fn collect_dependents(&mut self, now: &str) {
         let uids: BTreeSet<String> = self
             .all_objects()
             .filter_map(|(_, _, o)| meta::meta_str(o, "uid").map(String::from))

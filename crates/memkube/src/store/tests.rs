@@ -368,3 +368,31 @@ fn namespace_with_its_own_finalizer_waits_for_it() {
         .unwrap();
     assert!(st.get(&nss, None, "held").is_err());
 }
+
+#[test]
+fn objects_whose_owners_do_not_exist_are_collected() {
+    let mut st = state();
+    let cms = ty(&st, "", "configmaps");
+    let mut orphan = cm("orphan", json!({}));
+    orphan["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "Node", "name": "gone", "uid": "no-such-uid"}]);
+    let created = st.create(&cms, Some("default"), orphan, &ctx("t")).unwrap();
+    assert_eq!(
+        created["metadata"]["name"], "orphan",
+        "the create itself succeeds"
+    );
+    assert!(st.get(&cms, Some("default"), "orphan").is_err());
+    st.create(&cms, Some("default"), cm("later", json!({})), &ctx("t"))
+        .unwrap();
+    let dangling = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "gone", "uid": "no-such-uid"}]}});
+    st.patch(
+        &cms,
+        Some("default"),
+        "later",
+        PatchKind::Merge,
+        &dangling,
+        &ctx("t"),
+    )
+    .unwrap();
+    assert!(st.get(&cms, Some("default"), "later").is_err());
+}

@@ -131,6 +131,10 @@ impl State {
         }
         let stored = self.commit(&ty.key(), EventKind::Added, obj, None);
         self.after_crd_write(ty, &stored);
+        if !meta::owner_uids(&stored).is_empty() {
+            // owners that do not exist: the garbage collector deletes the new object at once
+            self.collect_dependents(&now);
+        }
         Ok((*stored).clone())
     }
 
@@ -288,8 +292,12 @@ impl State {
             meta::meta_str(old, "namespace").unwrap_or_default().into(),
             name,
         );
-        let stored = self.store_update(ty, &okey, old.clone(), new, &meta::timestamp(ctx.now));
+        let now = meta::timestamp(ctx.now);
+        let stored = self.store_update(ty, &okey, old.clone(), new, &now);
         self.after_crd_write(ty, &stored);
+        if meta::owner_uids(&stored) != meta::owner_uids(old) {
+            self.collect_dependents(&now);
+        }
         Ok((*stored).clone())
     }
 

@@ -174,6 +174,16 @@ pub fn write(obj: &mut Value, entries: &[ManagedEntry]) {
     }
 }
 
+/// Drops owned leaves the object no longer has (e.g. applied fields the schema pruned).
+pub fn retain_present(obj: &mut Value) {
+    let present = leaves(obj);
+    let mut entries = read(obj);
+    for e in &mut entries {
+        e.fields.retain(|f| present.contains_key(f));
+    }
+    write(obj, &entries);
+}
+
 /// Identity of the entry a write is recorded under.
 #[derive(Debug, Clone)]
 pub struct Writer<'a> {
@@ -298,6 +308,15 @@ mod tests {
         let bob = entries.iter().find(|e| e.manager == "bob").unwrap();
         assert_eq!(alice.fields, [path("spec.b")].into());
         assert_eq!(bob.fields, [path("spec.a")].into());
+    }
+
+    #[test]
+    fn retain_present_drops_vanished_leaves() {
+        let mut obj = json!({"spec": {"a": 1, "b": 2}});
+        record_update(None, &mut obj, &writer("alice"));
+        obj["spec"].as_object_mut().unwrap().remove("b");
+        retain_present(&mut obj);
+        assert_eq!(read(&obj)[0].fields, [path("spec.a")].into());
     }
 
     #[test]

@@ -124,6 +124,8 @@ impl State {
         if matches!(ownership, FieldOwnership::Update) {
             let api_version = ty.api_version(ty.preferred_version());
             managed::record_update(None, &mut obj, &writer(ctx, "Update", &api_version, &now));
+        } else {
+            managed::retain_present(&mut obj);
         }
         self.check_crd_object(ty, &obj)?;
         if ctx.dry_run {
@@ -267,6 +269,9 @@ impl State {
         check_no_new_finalizers(ty, old, &new)?;
         check_owner_references(ty, &new)?;
         crate::schema::validate_object(ty, &mut new, ctx.strict)?;
+        if matches!(ownership, FieldOwnership::Apply) {
+            managed::retain_present(&mut new);
+        }
         if meta::comparable(old) == meta::comparable(&new) && same_ownership(old, &new) {
             return Ok((**old).clone());
         }

@@ -212,3 +212,46 @@ fn ten_thousand_mappings_and_a_packet_to_the_last() {
         "10.0.0.10"
     );
 }
+
+#[test]
+fn updating_a_peer_leaves_the_other_sessions_alone() {
+    let (lab, mut c) = mesh();
+    whoami(&lab.sites[0].pod_rt, view_host(0, 1));
+    whoami(&lab.sites[0].pod_rt, view_host(0, 2));
+    let mut desired = mesh_spec(&lab, &c, 0, None);
+    let before = c[0].gateway.reconcile(&desired).unwrap();
+    let c_before = before
+        .peers
+        .iter()
+        .find(|p| p.name == "cluster-c")
+        .unwrap()
+        .clone();
+    assert!(c_before.last_handshake.is_some());
+
+    // Change peer b in place (keepalive), then use both peers again.
+    desired
+        .peers
+        .iter_mut()
+        .find(|p| p.name == "cluster-b")
+        .unwrap()
+        .keepalive = Some(10);
+    let after = c[0].gateway.reconcile(&desired).unwrap();
+    let c_after = after.peers.iter().find(|p| p.name == "cluster-c").unwrap();
+    // A re-created peer would start from zero counters and no handshake; c's carry on.
+    assert!(
+        c_after.last_handshake.is_some(),
+        "peer c's session was not touched"
+    );
+    assert!(
+        c_after.tx_bytes >= c_before.tx_bytes && c_after.rx_bytes >= c_before.rx_bytes,
+        "peer c's counters were not reset"
+    );
+    assert_eq!(
+        whoami(&lab.sites[0].pod_rt, view_host(0, 1)),
+        view_host(1, 0)
+    );
+    assert_eq!(
+        whoami(&lab.sites[0].pod_rt, view_host(0, 2)),
+        view_host(2, 0)
+    );
+}

@@ -117,3 +117,20 @@ fn bad_input_is_rejected_with_no_change() {
         before
     );
 }
+
+#[test]
+fn shutdown_stops_the_engine_and_a_restart_converges() {
+    let (lab, mut c) = pair();
+    let site = &lab.sites[0];
+    let socket = format!("/var/run/wireguard/{}.sock", site.ifname);
+    assert!(std::path::Path::new(&socket).exists());
+    c[0].gateway.shutdown().unwrap();
+    assert!(!std::path::Path::new(&socket).exists(), "UAPI socket removed");
+    let links = isthmus_dataplane::lab::ip(&site.gw.name, "-br link").unwrap();
+    assert!(!links.contains(&site.ifname), "userspace interface gone: {links}");
+
+    c[0].gateway = gateway_on(site);
+    let spec_a = spec(&lab, &c[0], vec![peer(&lab, &c[1], &["10.1.0.0/24"], &[])]);
+    c[0].gateway.reconcile(&spec_a).unwrap();
+    assert_eq!(whoami(&lab.sites[1].pod_rt, v4("10.0.0.10")).to_string(), "10.1.0.10");
+}

@@ -94,42 +94,7 @@ pub fn build(path: Path) -> Result<Topology> {
         _ => Backend::Userspace,
     };
     let keys = [PrivateKey::generate(), PrivateKey::generate()];
-    let (client_peer, server_peer, target) = match path {
-        Path::PrefixNat => (
-            peer_spec(
-                &lab,
-                1,
-                &keys[1],
-                &["10.101.0.0/24"],
-                &[("10.0.0.0/24", "10.110.0.0/24")],
-            ),
-            peer_spec(
-                &lab,
-                0,
-                &keys[0],
-                &["10.110.0.0/24"],
-                &[("10.0.0.0/24", "10.101.0.0/24")],
-            ),
-            Ipv4Addr::new(10, 101, 0, 10),
-        ),
-        Path::DnatMap(entries) => {
-            let mut server_peer = peer_spec(&lab, 0, &keys[0], &["10.0.0.0/24"], &[]);
-            server_peer.mappings = (0..entries as u32)
-                .map(|i| map_entry(i, Ipv4Addr::new(10, 1, 0, 10)))
-                .collect();
-            let last = Ipv4Addr::from(MAP_BASE + entries as u32 - 1);
-            (
-                peer_spec(&lab, 1, &keys[1], &["10.1.0.0/24", "10.50.0.0/16"], &[]),
-                server_peer,
-                last,
-            )
-        }
-        _ => (
-            peer_spec(&lab, 1, &keys[1], &["10.1.0.0/24"], &[]),
-            peer_spec(&lab, 0, &keys[0], &["10.0.0.0/24"], &[]),
-            Ipv4Addr::new(10, 1, 0, 10),
-        ),
-    };
+    let (client_peer, server_peer, target) = peers_for(path, &lab, &keys);
     let mut gateways = Vec::new();
     for (i, peer) in [client_peer, server_peer].into_iter().enumerate() {
         let mut gateway = LinuxGateway::linux_on(lab.sites[i].gw_rt.clone(), backend)?;
@@ -141,6 +106,47 @@ pub fn build(path: Path) -> Result<Topology> {
         gateways,
         target,
     })
+}
+
+/// The two gateways' peers (client's view of the server, server's view of the client) and
+/// the address the client sends to.
+fn peers_for(path: Path, lab: &Lab, keys: &[PrivateKey; 2]) -> (PeerSpec, PeerSpec, Ipv4Addr) {
+    match path {
+        Path::PrefixNat => (
+            peer_spec(
+                lab,
+                1,
+                &keys[1],
+                &["10.101.0.0/24"],
+                &[("10.0.0.0/24", "10.110.0.0/24")],
+            ),
+            peer_spec(
+                lab,
+                0,
+                &keys[0],
+                &["10.110.0.0/24"],
+                &[("10.0.0.0/24", "10.101.0.0/24")],
+            ),
+            Ipv4Addr::new(10, 101, 0, 10),
+        ),
+        Path::DnatMap(entries) => {
+            let mut server_peer = peer_spec(lab, 0, &keys[0], &["10.0.0.0/24"], &[]);
+            server_peer.mappings = (0..entries as u32)
+                .map(|i| map_entry(i, Ipv4Addr::new(10, 1, 0, 10)))
+                .collect();
+            let last = Ipv4Addr::from(MAP_BASE + entries as u32 - 1);
+            (
+                peer_spec(lab, 1, &keys[1], &["10.1.0.0/24", "10.50.0.0/16"], &[]),
+                server_peer,
+                last,
+            )
+        }
+        _ => (
+            peer_spec(lab, 1, &keys[1], &["10.1.0.0/24"], &[]),
+            peer_spec(lab, 0, &keys[0], &["10.0.0.0/24"], &[]),
+            Ipv4Addr::new(10, 1, 0, 10),
+        ),
+    }
 }
 
 /// NatMapping entry number `i`: 10.50.0.0 + i -> `target`.

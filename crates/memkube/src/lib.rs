@@ -9,6 +9,7 @@
 //! This file owns the public handle and its `tower::Service` implementation; requests are
 //! dispatched in `handler`, state lives in `store`.
 
+mod alias;
 mod apply;
 mod body;
 mod builtin;

@@ -444,7 +444,7 @@ async fn discovery_and_dynamic_api() {
 }
 
 #[tokio::test]
-async fn event_recorder_creates_then_patches_a_series() {
+async fn event_recorder_creates_then_patches_a_series_seen_through_both_apis() {
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
     let (_kube, client) = setup();
     let w = widgets(&client)
@@ -473,7 +473,20 @@ async fn event_recorder_creates_then_patches_a_series() {
         list.items[0].regarding.as_ref().unwrap().name.as_deref(),
         Some("w")
     );
+    assert_eq!(list.items[0].note.as_deref(), Some("all good"));
     assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(2));
+    // the same store through core/v1, as `kubectl describe` reads it
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().fields("involvedObject.name=w");
+    let core_list = core.list(&lp).await.unwrap();
+    assert_eq!(core_list.items.len(), 1);
+    assert_eq!(core_list.items[0].message.as_deref(), Some("all good"));
+    assert_eq!(core_list.items[0].reason.as_deref(), Some("Synced"));
+    let by_view_field = events
+        .list(&ListParams::default().fields("regarding.name=w"))
+        .await
+        .unwrap();
+    assert_eq!(by_view_field.items.len(), 1);
 }
 
 /// A type registered only through the API, never with `register_crd`.

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::format::Format;
 use crate::resource::ResourceType;
 use crate::route::{Query, Route, Target, parse_path};
-use crate::{discovery, openapi};
+use crate::{alias, discovery, openapi};
 
 /// A parsed request addressed to a resource.
 #[derive(Debug)]
@@ -25,7 +25,10 @@ struct ResourceRequest<'a> {
     body: &'a [u8],
     query: Query,
     now: DateTime<Utc>,
+    /// The type as addressed (what responses render as).
     ty: ResourceType,
+    /// The type whose store holds the objects (differs from `ty` for views, see `alias`).
+    store_ty: ResourceType,
     target: Target,
     /// Namespace for namespaced types (None = all namespaces, or cluster-scoped).
     ns: Option<String>,
@@ -46,6 +49,21 @@ impl ResourceRequest<'_> {
 
     fn version(&self) -> &str {
         &self.target.version
+    }
+
+    /// Whether the addressed type is a view of another type's store.
+    fn is_view(&self) -> bool {
+        alias::is_events_view(&self.ty)
+    }
+
+    /// The `fieldSelector`, over storage fields.
+    fn field_selector(&self) -> String {
+        let sel = &self.query.field_selector;
+        if self.is_view() {
+            alias::selector_to_storage(sel)
+        } else {
+            sel.clone()
+        }
     }
 
     fn header(&self, name: header::HeaderName) -> &str {
@@ -105,8 +123,11 @@ fn dispatch(
                 .lookup(&target.group, &target.version, &target.plural)
                 .cloned()
                 .ok_or(ApiError::NoRoute)?;
+            let store_ty = alias::storage_of(&ty)
+                .and_then(|(g, v, p)| registry.lookup(g, v, p).cloned())
+                .unwrap_or_else(|| ty.clone());
             drop(state);
-            let req = resource_request(parts, body, query, now, ty, target)?;
+            let req = resource_request(parts, body, query, now, (ty, store_ty), target)?;
             serve_resource(shared, req)
         }
     }
@@ -117,7 +138,7 @@ fn resource_request<'a>(
     body: &'a [u8],
     query: Query,
     now: DateTime<Utc>,
-    ty: ResourceType,
+    (ty, store_ty): (ResourceType, ResourceType),
     target: Target,
 ) -> Result<ResourceRequest<'a>, ApiError> {
     if !ty.namespaced && target.namespace.is_some() {
@@ -145,6 +166,7 @@ fn resource_request<'a>(
         query,
         now,
         ty,
+        store_ty,
         target,
         ns,
         status,

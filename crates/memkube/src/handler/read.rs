@@ -20,14 +20,14 @@ pub fn get(
     shared: &Arc<Shared>,
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let obj = shared.lock().get(&req.ty, req.ns(), req.name())?;
+    let obj = shared.lock().get(&req.store_ty, req.ns(), req.name())?;
     let doc = req.format.one(&req.ty, req.version(), &obj, req.now);
     Ok(json_response(StatusCode::OK, &doc))
 }
 
 fn selectors(req: &ResourceRequest<'_>) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(&req.query.label_selector).map_err(ApiError::BadRequest)?;
-    let fields = FieldSelector::parse(&req.query.field_selector, !req.ty.custom)
+    let fields = FieldSelector::parse(&req.field_selector(), !req.ty.custom)
         .map_err(ApiError::BadRequest)?;
     Ok((labels, fields))
 }
@@ -54,7 +54,9 @@ pub fn list(
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (labels, fields) = selectors(req)?;
-    let (items, current) = shared.lock().list(&req.ty, req.ns(), &labels, &fields);
+    let (items, current) = shared
+        .lock()
+        .list(&req.store_ty, req.ns(), &labels, &fields);
     let asked = req
         .query
         .resource_version
@@ -132,7 +134,7 @@ pub fn watch(
     };
     let registered = shared
         .lock()
-        .watch(&req.ty, req.ns(), labels, fields, start);
+        .watch(&req.store_ty, req.ns(), labels, fields, start);
     let body = match registered {
         Ok(rx) => {
             let config = &shared.config;

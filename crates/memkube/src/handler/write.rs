@@ -49,7 +49,13 @@ fn parse_body(req: &ResourceRequest<'_>) -> Result<Value, ApiError> {
     } else {
         serde_json::from_slice(req.body).map_err(|e| e.to_string())
     };
-    parsed.map_err(|e| ApiError::BadRequest(format!("the request body is not a valid object: {e}")))
+    let mut body = parsed.map_err(|e| {
+        ApiError::BadRequest(format!("the request body is not a valid object: {e}"))
+    })?;
+    if req.is_view() {
+        crate::alias::to_storage(&mut body);
+    }
+    Ok(body)
 }
 
 fn respond(req: &ResourceRequest<'_>, code: StatusCode, obj: &Value) -> Response<ResponseBody> {
@@ -64,7 +70,7 @@ pub fn create(
     let body = parse_body(req)?;
     let created = shared
         .lock()
-        .create(&req.ty, req.ns(), body, &write_ctx(req))?;
+        .create(&req.store_ty, req.ns(), body, &write_ctx(req))?;
     Ok(respond(req, StatusCode::CREATED, &created))
 }
 
@@ -74,9 +80,10 @@ pub fn replace(
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let body = parse_body(req)?;
-    let updated = shared
-        .lock()
-        .replace(&req.ty, req.ns(), req.name(), body, &write_ctx(req))?;
+    let updated =
+        shared
+            .lock()
+            .replace(&req.store_ty, req.ns(), req.name(), body, &write_ctx(req))?;
     Ok(respond(req, StatusCode::OK, &updated))
 }
 
@@ -87,15 +94,25 @@ pub fn patch(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let kind = PatchKind::from_content_type(req.header(header::CONTENT_TYPE))
         .ok_or_else(|| ApiError::UnsupportedMediaType(PATCH_MEDIA_TYPES.into()))?;
-    let body = kind.parse_body(req.body).map_err(ApiError::BadRequest)?;
+    let mut body = kind.parse_body(req.body).map_err(ApiError::BadRequest)?;
+    if req.is_view() {
+        crate::alias::patch_to_storage(kind, &mut body);
+    }
     if kind == PatchKind::Apply && req.query.field_manager.is_none() {
         return Err(ApiError::BadRequest(
             "PATCH with apply requires a fieldManager".into(),
         ));
     }
     let mut state = shared.lock();
-    let existed = state.get(&req.ty, req.ns(), req.name()).is_ok();
-    let updated = state.patch(&req.ty, req.ns(), req.name(), kind, &body, &write_ctx(req))?;
+    let existed = state.get(&req.store_ty, req.ns(), req.name()).is_ok();
+    let updated = state.patch(
+        &req.store_ty,
+        req.ns(),
+        req.name(),
+        kind,
+        &body,
+        &write_ctx(req),
+    )?;
     let code = if existed {
         StatusCode::OK
     } else {
@@ -152,7 +169,9 @@ pub fn delete(
         return Err(ApiError::MethodNotAllowed);
     }
     let opts = delete_options(req)?;
-    let outcome = shared.lock().delete(&req.ty, req.ns(), req.name(), &opts)?;
+    let outcome = shared
+        .lock()
+        .delete(&req.store_ty, req.ns(), req.name(), &opts)?;
     Ok(match outcome {
         DeleteOutcome::Pending(obj) => respond(req, StatusCode::OK, &obj),
         DeleteOutcome::Deleted(obj) => json_response(StatusCode::OK, &success_status(req, &obj)),
@@ -165,11 +184,11 @@ pub fn delete_collection(
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let labels = LabelSelector::parse(&req.query.label_selector).map_err(ApiError::BadRequest)?;
-    let fields = FieldSelector::parse(&req.query.field_selector, !req.ty.custom)
+    let fields = FieldSelector::parse(&req.field_selector(), !req.ty.custom)
         .map_err(ApiError::BadRequest)?;
     let opts = delete_options(req)?;
     let mut state = shared.lock();
-    let outcomes = state.delete_collection(&req.ty, req.ns(), &labels, &fields, &opts)?;
+    let outcomes = state.delete_collection(&req.store_ty, req.ns(), &labels, &fields, &opts)?;
     let rv = state.resource_version();
     drop(state);
     let items: Vec<&Value> = outcomes

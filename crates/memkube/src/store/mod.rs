@@ -86,9 +86,13 @@ pub fn subject(ty: &ResourceType, name: &str) -> Subject {
 }
 
 /// The object as served at `version` (memkube stores one representation per type and only
-/// rewrites `apiVersion`: multi-version CRDs get the `None` conversion strategy).
+/// rewrites `apiVersion`: multi-version CRDs get the `None` conversion strategy), converted
+/// when `ty` is a view of another type's store (see `alias`).
 pub fn present(ty: &ResourceType, version: &str, obj: &Value) -> Value {
     let mut obj = obj.clone();
+    if crate::alias::is_events_view(ty) {
+        crate::alias::to_view(&mut obj);
+    }
     obj["apiVersion"] = Value::String(ty.api_version(version));
     obj["kind"] = Value::String(ty.kind.clone());
     obj

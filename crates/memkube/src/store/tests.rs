@@ -396,3 +396,97 @@ fn objects_whose_owners_do_not_exist_are_collected() {
     .unwrap();
     assert!(st.get(&cms, Some("default"), "later").is_err());
 }
+
+/// Applies watch messages to a name → object cache, checking versions increase.
+fn follow(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<WatchMsg>,
+    cache: &mut std::collections::BTreeMap<String, Value>,
+    last: &mut u64,
+) {
+    while let Ok(msg) = rx.try_recv() {
+        let WatchMsg::Event(kind, obj) = msg else {
+            continue;
+        };
+        let v = rv(&obj);
+        assert!(v > *last, "event versions increase: {last} then {v}");
+        *last = v;
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        match kind {
+            EventKind::Deleted => {
+                cache.remove(&name);
+            }
+            _ => {
+                cache.insert(name, (*obj).clone());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_watcher_cache_converges_to_the_list_under_random_writes() {
+    for seed in 0..20 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut st = state();
+        let cms = ty(&st, "", "configmaps");
+        let labels = LabelSelector::parse("keep=yes").unwrap();
+        let start = WatchStart::After(st.resource_version());
+        let mut rx = st
+            .watch(
+                &cms,
+                Some("default"),
+                labels.clone(),
+                Default::default(),
+                start,
+            )
+            .unwrap();
+        let (mut cache, mut last) = (std::collections::BTreeMap::new(), 0);
+        let opts = DeleteOptions {
+            now: "2026-01-01T00:00:00Z".into(),
+            ..Default::default()
+        };
+        for _ in 0..200 {
+            let name = format!("c{}", rng.usize(..8));
+            let keep = if rng.bool() { "yes" } else { "no" };
+            let body = json!({"metadata": {"name": name, "labels": {"keep": keep}}, "data": {"n": rng.u8(..4).to_string()}});
+            let _ = match rng.usize(..4) {
+                0 => st.create(&cms, Some("default"), body, &ctx("t")).map(drop),
+                1 => st
+                    .patch(
+                        &cms,
+                        Some("default"),
+                        &name,
+                        PatchKind::Merge,
+                        &body,
+                        &ctx("t"),
+                    )
+                    .map(drop),
+                2 => st.delete(&cms, Some("default"), &name, &opts).map(drop),
+                _ => st
+                    .patch(
+                        &cms,
+                        Some("default"),
+                        &name,
+                        PatchKind::Apply,
+                        &body,
+                        &ctx("a"),
+                    )
+                    .map(drop),
+            };
+            if rng.usize(..10) == 0 {
+                follow(&mut rx, &mut cache, &mut last);
+            }
+        }
+        follow(&mut rx, &mut cache, &mut last);
+        let (items, _) = st.list(&cms, Some("default"), &labels, &Default::default());
+        let listed: std::collections::BTreeMap<String, Value> = items
+            .iter()
+            .map(|o| {
+                (
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                    (**o).clone(),
+                )
+            })
+            .collect();
+        assert_eq!(cache, listed, "seed {seed}");
+    }
+}

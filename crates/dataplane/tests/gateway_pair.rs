@@ -125,12 +125,62 @@ fn shutdown_stops_the_engine_and_a_restart_converges() {
     let socket = format!("/var/run/wireguard/{}.sock", site.ifname);
     assert!(std::path::Path::new(&socket).exists());
     c[0].gateway.shutdown().unwrap();
-    assert!(!std::path::Path::new(&socket).exists(), "UAPI socket removed");
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "UAPI socket removed"
+    );
     let links = isthmus_dataplane::lab::ip(&site.gw.name, "-br link").unwrap();
-    assert!(!links.contains(&site.ifname), "userspace interface gone: {links}");
+    assert!(
+        !links.contains(&site.ifname),
+        "userspace interface gone: {links}"
+    );
 
     c[0].gateway = gateway_on(site);
     let spec_a = spec(&lab, &c[0], vec![peer(&lab, &c[1], &["10.1.0.0/24"], &[])]);
     c[0].gateway.reconcile(&spec_a).unwrap();
-    assert_eq!(whoami(&lab.sites[1].pod_rt, v4("10.0.0.10")).to_string(), "10.1.0.10");
+    assert_eq!(
+        whoami(&lab.sites[1].pod_rt, v4("10.0.0.10")).to_string(),
+        "10.1.0.10"
+    );
+}
+
+#[test]
+fn teardown_leaves_nothing_behind_and_other_tables_alone() {
+    let (lab, mut c) = pair();
+    let site = &lab.sites[0];
+    let nft = |args: &[&str]| {
+        let mut full = vec!["ip", "netns", "exec", site.gw.name.as_str(), "nft"];
+        full.extend_from_slice(args);
+        isthmus_dataplane::lab::run(&full)
+    };
+    nft(&["add", "table", "inet", "other"]).unwrap();
+    nft(&[
+        "add",
+        "chain",
+        "inet",
+        "other",
+        "keep",
+        "{ type filter hook forward priority 10; }",
+    ])
+    .unwrap();
+    let spec_a = spec(&lab, &c[0], vec![peer(&lab, &c[1], &["10.1.0.0/24"], &[])]);
+    c[0].gateway.reconcile(&spec_a).unwrap();
+
+    c[0].gateway.teardown().unwrap();
+    let ruleset = nft(&["list", "ruleset"]).unwrap();
+    assert!(!ruleset.contains("isthmus"), "{ruleset}");
+    assert!(
+        ruleset.contains("table inet other") && ruleset.contains("chain keep"),
+        "{ruleset}"
+    );
+    assert_eq!(
+        isthmus_dataplane::lab::ip(&site.gw.name, "route show proto 153").unwrap(),
+        ""
+    );
+    assert!(
+        !isthmus_dataplane::lab::ip(&site.gw.name, "-br link")
+            .unwrap()
+            .contains(&site.ifname)
+    );
+    assert!(!std::path::Path::new(&format!("/var/run/wireguard/{}.sock", site.ifname)).exists());
 }

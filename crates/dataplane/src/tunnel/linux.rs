@@ -271,9 +271,23 @@ impl WireguardTunnel {
             }
         }
         match std::fs::remove_file(socket_path(ifname)) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
-            _ => Ok(()),
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
         }
+        self.wait_link_gone(ifname)
+    }
+
+    /// The engine's last tasks close the TUN device shortly after it stops; wait for the link
+    /// to go so that a new engine can take the name at once.
+    fn wait_link_gone(&self, ifname: &str) -> Result<()> {
+        let start = Instant::now();
+        while self.exists(ifname)? {
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(Error::tunnel(ifname, "interface still present after the engine stopped"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 }
 

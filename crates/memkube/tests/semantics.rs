@@ -137,6 +137,67 @@ async fn orphan_propagation_keeps_dependents() {
 }
 
 #[tokio::test]
+async fn foreground_deletion_waits_for_dependents() {
+    let (_kube, client) = setup();
+    let api = widgets(&client);
+    let owner = api
+        .create(&PostParams::default(), &widget("owner", 80))
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &config_map("free", Some(owned_by(&owner))),
+    )
+    .await
+    .unwrap();
+    let mut held = config_map("held", Some(owned_by(&owner)));
+    held.metadata.finalizers = Some(vec!["example.io/hold".into()]);
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    let pending = api
+        .delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(pending.finalizers(), ["foregroundDeletion"]);
+    assert_eq!(code(cms.get("free").await.unwrap_err()), 404);
+    assert!(
+        cms.get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    assert!(
+        api.get("owner").await.is_ok(),
+        "the owner waits for the held dependent"
+    );
+    let release = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    cms.patch("held", &PatchParams::default(), &release)
+        .await
+        .unwrap();
+    assert_eq!(code(api.get("owner").await.unwrap_err()), 404);
+}
+
+#[tokio::test]
+async fn foreground_without_dependents_deletes_at_once() {
+    let (_kube, client) = setup();
+    let api = widgets(&client);
+    api.create(&PostParams::default(), &widget("alone", 80))
+        .await
+        .unwrap();
+    assert!(
+        api.delete("alone", &DeleteParams::foreground())
+            .await
+            .unwrap()
+            .is_right()
+    );
+}
+
+#[tokio::test]
 async fn dependent_with_a_live_second_owner_survives() {
     let (_kube, client) = setup();
     let api = widgets(&client);

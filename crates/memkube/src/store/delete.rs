@@ -1,5 +1,6 @@
 //! Deletion: preconditions, finalizers and `deletionTimestamp`, ownerReference garbage
-//! collection (synchronous, at the moment the owner is removed), and namespace termination
+//! collection (synchronous, at the moment the owner is removed; foreground cascades live in
+//! `foreground`), and namespace termination
 //! (a deleted namespace turns `Terminating`, its contents are deleted, and it is removed once
 //! empty).
 
@@ -20,7 +21,7 @@ pub enum Propagation {
     /// Dependents are deleted once the owner is gone (the default for custom resources).
     #[default]
     Background,
-    /// Treated as background: dependents are deleted, but the owner does not wait for them.
+    /// The owner waits (finalizer `foregroundDeletion`) until its dependents are gone.
     Foreground,
     /// The owner's reference is removed from dependents, which are kept.
     Orphan,
@@ -91,8 +92,12 @@ impl State {
         if opts.dry_run {
             return Ok(DeleteOutcome::Pending((*old).clone()));
         }
-        if opts.propagation == Propagation::Orphan {
-            self.orphan_dependents(have_uid);
+        match opts.propagation {
+            Propagation::Orphan => self.orphan_dependents(have_uid),
+            Propagation::Foreground if !self.dependents_of(have_uid).is_empty() => {
+                return Ok(self.delete_foreground(ty, &old, &opts.now));
+            }
+            _ => {}
         }
         let okey = object_key(&old);
         let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
@@ -172,6 +177,7 @@ impl State {
             .cloned();
         let gone = self.commit(&ty.key(), EventKind::Deleted, last, old);
         self.collect_dependents(now);
+        self.release_foreground_owners(&meta::owner_uids(&gone), now);
         if ty.namespaced {
             self.finish_namespace_if_empty(&okey.0, now);
         }

@@ -9,6 +9,7 @@
 
 mod crd;
 mod delete;
+mod foreground;
 mod rules;
 mod watch;
 mod write;

@@ -302,6 +302,7 @@ impl State {
         self.after_crd_write(ty, &stored);
         if meta::owner_uids(&stored) != meta::owner_uids(old) {
             self.collect_dependents(&now);
+            self.release_foreground_owners(&meta::owner_uids(old), &now);
         }
         Ok((*stored).clone())
     }

@@ -2,16 +2,17 @@
 //! (one JSON effect per line, each with its sequence number, fsync'd per batch).
 //!
 //! Recovery: read the snapshot, then replay journal lines whose sequence is past the snapshot's.
-//! A torn last line (a crash mid-write, never acknowledged) is cut off; a bad line anywhere else
-//! is corruption and refuses the start.
+//! A torn last line (a crash mid-write, never acknowledged) is cut off by [`Journal`]; a bad line
+//! anywhere else is corruption and refuses the start.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use isthmus_ipam::{Effect, IpamSnapshot};
 use serde::{Deserialize, Serialize};
 
+use super::journal::Journal;
 use super::{Recovered, Store};
 use crate::StoreError;
 
@@ -37,7 +38,7 @@ struct JournalLine<'a> {
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
-    journal: Option<File>,
+    journal: Option<Journal>,
     /// Sequence number of the last effect made durable.
     seq: u64,
     journal_len: u64,
@@ -81,60 +82,27 @@ impl FileStore {
         }
     }
 
-    /// Reads the journal, truncating a torn tail; returns effects past `after`.
+    /// Opens the journal; returns the effects logged past `after`. An unreadable line is
+    /// corruption (the journal already cut any torn tail).
     fn read_journal(&mut self, after: u64) -> Result<Vec<Effect>, StoreError> {
         let path = self.path(JOURNAL);
-        let file = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let mut reader = BufReader::new(&file);
-        let (mut good_len, mut effects, mut line) = (0u64, Vec::new(), String::new());
-        let mut torn = false;
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line).map_err(io(&path))?;
-            if n == 0 {
-                break;
+        let (journal, lines) = Journal::open(&path)?;
+        self.journal = Some(journal);
+        let mut effects = Vec::new();
+        for line in lines {
+            let l: JournalLine = serde_json::from_str(&line).map_err(|e| corrupt(&path, e))?;
+            self.seq = self.seq.max(l.seq);
+            self.journal_len += 1;
+            if l.seq > after {
+                effects.push(l.effect.into_owned());
             }
-            if torn {
-                return Err(corrupt(
-                    &path,
-                    "an unreadable journal line is followed by more",
-                ));
-            }
-            let parsed = serde_json::from_str::<JournalLine>(line.trim_end());
-            match (line.ends_with('\n'), parsed) {
-                (true, Ok(l)) => {
-                    self.seq = self.seq.max(l.seq);
-                    self.journal_len += 1;
-                    if l.seq > after {
-                        effects.push(l.effect.into_owned());
-                    }
-                    good_len += n as u64;
-                }
-                _ => torn = true,
-            }
-        }
-        if torn {
-            tracing::warn!(path = %path.display(), "cutting a torn journal tail (unacknowledged)");
-            file.set_len(good_len).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
         }
         Ok(effects)
     }
 
-    fn journal(&mut self) -> Result<&mut File, StoreError> {
+    fn journal(&mut self) -> Result<&mut Journal, StoreError> {
         if self.journal.is_none() {
-            let path = self.path(JOURNAL);
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io(&path))?;
-            sync_dir(&self.dir)?;
-            self.journal = Some(f);
+            self.journal = Some(Journal::open(&self.path(JOURNAL))?.0);
         }
         self.journal
             .as_mut()
@@ -171,11 +139,9 @@ impl Store for FileStore {
             serde_json::to_writer(&mut buf, &line).map_err(|e| StoreError::Other(e.to_string()))?;
             buf.push(b'\n');
         }
-        let path = self.path(JOURNAL);
-        let journal = self.journal()?;
-        let res = journal.write_all(&buf).and_then(|()| journal.sync_data());
+        let res = self.journal().and_then(|j| j.append(&buf));
         self.buf = buf;
-        res.map_err(io(&path))?;
+        res?;
         self.seq = seq;
         self.journal_len += effects.len() as u64;
         Ok(())
@@ -197,11 +163,7 @@ impl Store for FileStore {
         sync_dir(&self.dir)?;
         // The snapshot now covers every journal line; empty the journal. A crash before this
         // point is harmless: lines at or below the snapshot's sequence are skipped on load.
-        let journal = self.journal()?;
-        journal
-            .set_len(0)
-            .and_then(|()| journal.sync_all())
-            .map_err(io(&path))?;
+        self.journal = Some(Journal::create(&self.path(JOURNAL))?);
         self.journal_len = 0;
         Ok(())
     }

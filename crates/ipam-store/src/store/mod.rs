@@ -2,6 +2,7 @@
 //! implementations.
 
 mod file;
+mod journal;
 mod kube_store;
 
 use isthmus_ipam::{Effect, IpamSnapshot};

@@ -1,0 +1,182 @@
+//! The command line: subcommands, flags, and the dispatch from a parsed command to the library.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use isthmus::bench::ipam::IpamBenchOptions;
+use isthmus::standalone::{StandaloneConfig, ipam_config, read_peers};
+use isthmus_ipam::Cidr;
+
+/// isthmus: a multi-cluster network overlay for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "isthmus", version, about)]
+pub struct Cli {
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the network-manager (IPAM, NetworkConfig processing, gRPC IPAM service).
+    NetworkManager(NetworkManagerArgs),
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Write the CRD YAML files generated from the API types.
+    Crdgen {
+        /// Output directory.
+        #[arg(long, default_value = "crds")]
+        out: PathBuf,
+        /// Only check that the directory matches; exit non-zero on drift.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkManagerArgs {
+    /// Run without Kubernetes: file-backed IPAM state, peers from a YAML file.
+    #[arg(long)]
+    pub standalone: bool,
+    /// Directory of the IPAM state (standalone mode).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The local Pod CIDR.
+    #[arg(long)]
+    pub pod_cidr: Cidr,
+    /// The local Service CIDR.
+    #[arg(long)]
+    pub service_cidr: Option<Cidr>,
+    /// The local ExternalCIDR (chosen from the pools when absent).
+    #[arg(long)]
+    pub external_cidr: Option<Cidr>,
+    /// Address pools for the ExternalCIDR and remapping (default: the RFC 1918 ranges).
+    #[arg(long = "pool", value_delimiter = ',')]
+    pub pools: Vec<Cidr>,
+    /// Networks never to hand out (node network, other reserved ranges).
+    #[arg(long = "reserved", value_delimiter = ',')]
+    pub reserved: Vec<Cidr>,
+    /// YAML list of peers: clusterID, podCIDR, externalCIDR, optional podCIDRNAT/externalCIDRNAT.
+    #[arg(long)]
+    pub peers: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Seed 004's B1: concurrent MapEndpointIP / UnmapEndpointIP over gRPC.
+    Ipam {
+        /// `host:port` of the IPAM gRPC server.
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        cluster_id: String,
+        /// Concurrent clients (M).
+        #[arg(long, default_value_t = 5)]
+        clients: usize,
+        /// MapEndpointIP calls per client (N).
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+        /// The server's Pod CIDR (one request in four maps a pod IP in it).
+        #[arg(long, default_value = "10.0.0.0/16")]
+        pod_cidr: Cidr,
+        /// First external endpoint IP used.
+        #[arg(long, default_value = "100.64.0.0")]
+        endpoint_base: Ipv4Addr,
+    },
+}
+
+fn standalone_config(a: NetworkManagerArgs) -> anyhow::Result<StandaloneConfig> {
+    if !a.standalone {
+        bail!(
+            "the Kubernetes mode of the network-manager is not built yet; \
+             run with --standalone --state-dir DIR --peers FILE"
+        );
+    }
+    let Some(state_dir) = a.state_dir else {
+        bail!("--standalone needs --state-dir DIR")
+    };
+    let Some(peers) = a.peers else {
+        bail!("--standalone needs --peers FILE")
+    };
+    let peers = read_peers(&peers)?;
+    let ipam = ipam_config(
+        a.pod_cidr,
+        a.service_cidr,
+        a.external_cidr,
+        a.pools,
+        a.reserved,
+    );
+    Ok(StandaloneConfig {
+        state_dir,
+        listen: a.listen,
+        ipam,
+        peers,
+    })
+}
+
+/// Runs one parsed command.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::NetworkManager(args) => isthmus::standalone::run(standalone_config(args)?).await,
+        Command::Bench(BenchCommand::Ipam {
+            target,
+            cluster_id,
+            clients,
+            requests,
+            pod_cidr,
+            endpoint_base,
+        }) => {
+            let opts = IpamBenchOptions {
+                target,
+                cluster_id,
+                clients,
+                requests,
+                pod_cidr,
+                endpoint_base,
+            };
+            println!(
+                "bench ipam: {} clients x {} requests against {}",
+                opts.clients, opts.requests, opts.target
+            );
+            let report = isthmus::bench::ipam::run(opts).await?;
+            println!("{report}");
+            if !report.errors.is_empty() {
+                bail!("{} requests failed", report.errors.values().sum::<usize>());
+            }
+            Ok(())
+        }
+        Command::Crdgen { out, check } => crdgen(out, check),
+    }
+}
+
+fn crdgen(out: PathBuf, check: bool) -> anyhow::Result<()> {
+    if check {
+        let drift = isthmus::crdgen::drift(&out)?;
+        if !drift.is_empty() {
+            bail!(
+                "{} differ from the API types; run `isthmus crdgen`: {drift:?}",
+                out.display()
+            );
+        }
+        println!("{} is up to date", out.display());
+        return Ok(());
+    }
+    for f in isthmus::crdgen::write(&out)? {
+        println!("wrote {}", out.join(f.name).display());
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! [`IpamGrpc`]: the `ipam` gRPC service over a [`DurableIpam`], and [`serve`], which runs it
+//! with the standard health service and server reflection until a shutdown signal.
+//!
+//! Requests are validated here (an empty or malformed cluster ID, an unparsable or IPv6 address
+//! are `INVALID_ARGUMENT`) before the IPAM sees them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use isthmus_ipam::ClusterId;
+use isthmus_ipam_store::DurableIpam;
+use tonic::{Request, Response, Status};
+
+use super::pb::ipam_server::{Ipam, IpamServer};
+use super::pb::{
+    BelongsRequest, BelongsResponse, GetHomePodIpRequest, GetHomePodIpResponse, MapRequest,
+    MapResponse, UnmapRequest, UnmapResponse,
+};
+use super::{FILE_DESCRIPTOR_SET, to_status};
+
+/// The gRPC face of the IPAM.
+#[derive(Debug, Clone)]
+pub struct IpamGrpc {
+    ipam: DurableIpam,
+}
+
+impl IpamGrpc {
+    pub fn new(ipam: DurableIpam) -> Self {
+        IpamGrpc { ipam }
+    }
+}
+
+fn cluster_id(raw: &str) -> Result<ClusterId, Status> {
+    if raw.is_empty() {
+        return Err(Status::invalid_argument("clusterID is empty"));
+    }
+    raw.parse()
+        .map_err(|e| Status::invalid_argument(format!("clusterID: {e}")))
+}
+
+fn ipv4(raw: &str) -> Result<Ipv4Addr, Status> {
+    match raw.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => Ok(ip),
+        Ok(IpAddr::V6(_)) => Err(Status::invalid_argument(format!(
+            "ip {raw:?} is IPv6; isthmus supports IPv4 only"
+        ))),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "ip {raw:?} is not an IP address"
+        ))),
+    }
+}
+
+#[tonic::async_trait]
+impl Ipam for IpamGrpc {
+    async fn map_endpoint_ip(
+        &self,
+        req: Request<MapRequest>,
+    ) -> Result<Response<MapResponse>, Status> {
+        let req = req.into_inner();
+        let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
+        let reply = self
+            .ipam
+            .map_endpoint_ip(&cluster, ip)
+            .await
+            .map_err(|e| to_status(&e))?;
+        if let Some((new_ip, endpoint)) = reply.nat_entry {
+            tracing::debug!(peer = %cluster, %new_ip, %endpoint, "NAT mapping entry active");
+        }
+        Ok(Response::new(MapResponse {
+            ip: reply.new_ip.to_string(),
+        }))
+    }
+
+    async fn unmap_endpoint_ip(
+        &self,
+        req: Request<UnmapRequest>,
+    ) -> Result<Response<UnmapResponse>, Status> {
+        let req = req.into_inner();
+        let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
+        let reply = self
+            .ipam
+            .unmap_endpoint_ip(&cluster, ip)
+            .await
+            .map_err(|e| to_status(&e))?;
+        if let Some(new_ip) = reply.removed_new_ip {
+            tracing::debug!(peer = %cluster, %new_ip, endpoint = %ip, "NAT mapping entry removed");
+        }
+        Ok(Response::new(UnmapResponse {}))
+    }
+
+    async fn get_home_pod_ip(
+        &self,
+        req: Request<GetHomePodIpRequest>,
+    ) -> Result<Response<GetHomePodIpResponse>, Status> {
+        let req = req.into_inner();
+        let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
+        let home = self
+            .ipam
+            .home_pod_ip(&cluster, ip)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(GetHomePodIpResponse {
+            home_ip: home.to_string(),
+        }))
+    }
+
+    async fn belongs_to_pod_cidr(
+        &self,
+        req: Request<BelongsRequest>,
+    ) -> Result<Response<BelongsResponse>, Status> {
+        let req = req.into_inner();
+        // Older reflectors sent the address as field 1; accept it when field 2 is empty.
+        let raw = if req.ip.is_empty() {
+            &req.cluster_id
+        } else {
+            &req.ip
+        };
+        let belongs = self
+            .ipam
+            .belongs_to_pod_cidr(ipv4(raw)?)
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(BelongsResponse { belongs }))
+    }
+}
+
+/// Serves the IPAM, gRPC health (`""` and `"ipam"` SERVING) and reflection on `listener`
+/// until `shutdown` completes.
+pub async fn serve(
+    ipam: DurableIpam,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<IpamServer<IpamGrpc>>().await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| tracing::error!("reflection: {e}"))
+        .ok();
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| tracing::error!("reflection: {e}"))
+        .ok();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(IpamServer::new(IpamGrpc::new(ipam)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Binds `addr`, failing with a message that names the address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}

@@ -1,0 +1,24 @@
+//! The one place where an IPAM error becomes a gRPC status code.
+
+use isthmus_ipam::IpamError;
+use isthmus_ipam_store::ServiceError;
+use tonic::{Code, Status};
+
+/// Maps a service error to the gRPC status a client sees.
+pub fn to_status(err: &ServiceError) -> Status {
+    let code = match err {
+        ServiceError::Ipam(e) => match e {
+            IpamError::UnknownPeer(_) => Code::NotFound,
+            IpamError::ExternalExhausted(_) | IpamError::PoolsExhausted { .. } => {
+                Code::ResourceExhausted
+            }
+            IpamError::InvalidEndpoint { .. } | IpamError::InvalidPeerNetwork { .. } => {
+                Code::InvalidArgument
+            }
+            IpamError::InvalidConfig(_) | IpamError::Overlap { .. } => Code::FailedPrecondition,
+            IpamError::Corrupt(_) => Code::Internal,
+        },
+        ServiceError::Store(_) | ServiceError::Unavailable(_) => Code::Unavailable,
+    };
+    Status::new(code, err.to_string())
+}

@@ -1,0 +1,7 @@
+//! The `isthmus` binary's library: everything the subcommands run, so integration tests can
+//! drive the same code. Each module owns one subcommand or one protocol edge.
+
+pub mod bench;
+pub mod crdgen;
+pub mod grpc;
+pub mod standalone;

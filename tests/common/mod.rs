@@ -1,0 +1,113 @@
+//! Shared helpers of the integration tests: a standalone network-manager process (the real
+//! binary) on a free port, and a connected gRPC client.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use isthmus::grpc::pb::ipam_client::IpamClient;
+use tonic::transport::Channel;
+
+/// Peers of the test server: `b` collides with our networks (remapped) and sees our pods as
+/// 10.7.0.0/16; `c` is accepted as-is.
+pub const PEERS: &str = "\
+- clusterID: cluster-b
+  podCIDR: 10.0.0.0/16
+  externalCIDR: 10.2.0.0/16
+  podCIDRNAT: 10.7.0.0/16
+- clusterID: cluster-c
+  podCIDR: 10.80.0.0/16
+  externalCIDR: 10.81.0.0/16
+  externalCIDRNAT: 172.16.0.0/16
+";
+
+/// A free TCP port on loopback (racy in theory; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `isthmus network-manager --standalone`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub state_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary with `dir` as state and peers file; waits until it accepts connections.
+    pub fn start(dir: &Path, external_cidr: &str) -> Server {
+        Self::start_with(dir, external_cidr, PEERS)
+    }
+
+    /// Same, with the given peers file contents.
+    pub fn start_with(dir: &Path, external_cidr: &str, peers_yaml: &str) -> Server {
+        let peers = dir.join("peers.yaml");
+        std::fs::write(&peers, peers_yaml).unwrap();
+        let state_dir = dir.join("state");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_isthmus"))
+            .args([
+                "network-manager",
+                "--standalone",
+                "--pod-cidr",
+                "10.0.0.0/16",
+            ])
+            .args([
+                "--service-cidr",
+                "10.1.0.0/16",
+                "--external-cidr",
+                external_cidr,
+            ])
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--peers")
+            .arg(&peers)
+            .args(["--listen", &addr])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start the isthmus binary");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited before listening: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server on {addr} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            addr,
+            state_dir,
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn client(&self) -> IpamClient<Channel> {
+        IpamClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

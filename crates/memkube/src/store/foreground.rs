@@ -46,21 +46,7 @@ impl State {
         now: &str,
     ) -> DeleteOutcome {
         let uid = meta::meta_str(old, "uid").unwrap_or_default().to_string();
-        let mut new = (**old).clone();
-        let mut finalizers = meta::finalizers(old);
-        if !finalizers.iter().any(|f| f == FOREGROUND) {
-            finalizers.push(FOREGROUND.into());
-        }
-        let m = meta::metadata_mut(&mut new);
-        m.insert("finalizers".into(), json!(finalizers));
-        m.entry("deletionTimestamp").or_insert_with(|| json!(now));
-        m.entry("deletionGracePeriodSeconds")
-            .or_insert_with(|| json!(0));
-        let marked = if new == **old {
-            old.clone()
-        } else {
-            self.commit(&ty.key(), EventKind::Modified, new, Some(old.clone()))
-        };
+        let marked = self.mark_foreground(ty, old, now);
         for (key, dependent) in self.dependents_of(&uid) {
             let other_owner = meta::owner_uids(&dependent)
                 .iter()
@@ -99,6 +85,24 @@ impl State {
             Ok(current) => DeleteOutcome::Pending((*current).clone()),
             Err(_) => DeleteOutcome::Deleted((*marked).clone()),
         }
+    }
+
+    /// Adds the `foregroundDeletion` finalizer and the deletion timestamp (once).
+    fn mark_foreground(&mut self, ty: &ResourceType, old: &Arc<Value>, now: &str) -> Arc<Value> {
+        let mut new = (**old).clone();
+        let mut finalizers = meta::finalizers(old);
+        if !finalizers.iter().any(|f| f == FOREGROUND) {
+            finalizers.push(FOREGROUND.into());
+        }
+        let m = meta::metadata_mut(&mut new);
+        m.insert("finalizers".into(), json!(finalizers));
+        m.entry("deletionTimestamp").or_insert_with(|| json!(now));
+        m.entry("deletionGracePeriodSeconds")
+            .or_insert_with(|| json!(0));
+        if new == **old {
+            return old.clone();
+        }
+        self.commit(&ty.key(), EventKind::Modified, new, Some(old.clone()))
     }
 
     /// Releases owners (by uid) waiting in a foreground deletion once nothing references them.

@@ -23,6 +23,40 @@ const IMMUTABLE_META: &[&str] = &[
     "managedFields",
 ];
 
+/// Sets the metadata the server gives a new object (name, namespace, uid, creationTimestamp,
+/// generation 1, apiVersion/kind) and drops what a client may not set on create.
+pub(super) fn stamp_new_object(
+    ty: &ResourceType,
+    obj: &mut Value,
+    (ns, name): (Option<&str>, &str),
+    now: &str,
+    keep_managed_fields: bool,
+) {
+    let m = meta::metadata_mut(obj);
+    for k in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "resourceVersion",
+        "selfLink",
+        "generateName",
+    ] {
+        m.remove(k);
+    }
+    if !keep_managed_fields {
+        m.remove("managedFields");
+    }
+    m.insert("name".into(), json!(name));
+    match ns {
+        Some(ns) if ty.namespaced => m.insert("namespace".into(), json!(ns)),
+        _ => m.remove("namespace"),
+    };
+    m.insert("uid".into(), json!(meta::new_uid()));
+    m.insert("creationTimestamp".into(), json!(now));
+    m.insert("generation".into(), json!(1));
+    obj["apiVersion"] = json!(ty.api_version(ty.preferred_version()));
+    obj["kind"] = json!(ty.kind);
+}
+
 /// Copies server-owned metadata (and `apiVersion`/`kind`) from `old` onto `new`. For
 /// non-apply writes `managedFields` is taken from `old` too (the client's copy is ignored).
 pub(super) fn keep_server_metadata(old: &Value, new: &mut Value, keep_managed_fields: bool) {

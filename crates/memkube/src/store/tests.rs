@@ -422,6 +422,29 @@ fn follow(
     }
 }
 
+/// One random create, merge patch, delete or apply of one of eight labelled ConfigMaps.
+fn random_write(st: &mut State, cms: &ResourceType, rng: &mut fastrand::Rng) {
+    let name = format!("c{}", rng.usize(..8));
+    let keep = if rng.bool() { "yes" } else { "no" };
+    let body = json!({"metadata": {"name": name, "labels": {"keep": keep}}, "data": {"n": rng.u8(..4).to_string()}});
+    let opts = DeleteOptions {
+        now: "2026-01-01T00:00:00Z".into(),
+        ..Default::default()
+    };
+    let ns = Some("default");
+    // writes to missing objects fail (404/409); that is part of the mix
+    let _ = match rng.usize(..4) {
+        0 => st.create(cms, ns, body, &ctx("t")).map(drop),
+        1 => st
+            .patch(cms, ns, &name, PatchKind::Merge, &body, &ctx("t"))
+            .map(drop),
+        2 => st.delete(cms, ns, &name, &opts).map(drop),
+        _ => st
+            .patch(cms, ns, &name, PatchKind::Apply, &body, &ctx("a"))
+            .map(drop),
+    };
+}
+
 #[test]
 fn a_watcher_cache_converges_to_the_list_under_random_writes() {
     for seed in 0..20 {
@@ -440,38 +463,8 @@ fn a_watcher_cache_converges_to_the_list_under_random_writes() {
             )
             .unwrap();
         let (mut cache, mut last) = (std::collections::BTreeMap::new(), 0);
-        let opts = DeleteOptions {
-            now: "2026-01-01T00:00:00Z".into(),
-            ..Default::default()
-        };
         for _ in 0..200 {
-            let name = format!("c{}", rng.usize(..8));
-            let keep = if rng.bool() { "yes" } else { "no" };
-            let body = json!({"metadata": {"name": name, "labels": {"keep": keep}}, "data": {"n": rng.u8(..4).to_string()}});
-            let _ = match rng.usize(..4) {
-                0 => st.create(&cms, Some("default"), body, &ctx("t")).map(drop),
-                1 => st
-                    .patch(
-                        &cms,
-                        Some("default"),
-                        &name,
-                        PatchKind::Merge,
-                        &body,
-                        &ctx("t"),
-                    )
-                    .map(drop),
-                2 => st.delete(&cms, Some("default"), &name, &opts).map(drop),
-                _ => st
-                    .patch(
-                        &cms,
-                        Some("default"),
-                        &name,
-                        PatchKind::Apply,
-                        &body,
-                        &ctx("a"),
-                    )
-                    .map(drop),
-            };
+            random_write(&mut st, &cms, &mut rng);
             if rng.usize(..10) == 0 {
                 follow(&mut rx, &mut cache, &mut last);
             }

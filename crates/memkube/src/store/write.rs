@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::rules::{
     apply_scope, check_kind, check_no_new_finalizers, check_owner_references, generation_part,
     keep_server_metadata, normalize_builtin, object_subject, patch_error, same_ownership, stale,
-    writable_part,
+    stamp_new_object, writable_part,
 };
 use super::{EventKind, ObjKey, State, subject};
 use crate::error::{ApiError, Cause};
@@ -95,29 +95,8 @@ impl State {
             map.remove("status");
         }
         let now = meta::timestamp(ctx.now);
-        let m = meta::metadata_mut(&mut obj);
-        for k in [
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "resourceVersion",
-            "selfLink",
-            "generateName",
-        ] {
-            m.remove(k);
-        }
-        if matches!(ownership, FieldOwnership::Update) {
-            m.remove("managedFields");
-        }
-        m.insert("name".into(), json!(name));
-        match ns {
-            Some(ns) if ty.namespaced => m.insert("namespace".into(), json!(ns)),
-            _ => m.remove("namespace"),
-        };
-        m.insert("uid".into(), json!(meta::new_uid()));
-        m.insert("creationTimestamp".into(), json!(now));
-        m.insert("generation".into(), json!(1));
-        obj["apiVersion"] = json!(ty.api_version(ty.preferred_version()));
-        obj["kind"] = json!(ty.kind);
+        let keep_managed = matches!(ownership, FieldOwnership::Apply);
+        stamp_new_object(ty, &mut obj, (ns, &name), &now, keep_managed);
         normalize_builtin(ty, &mut obj);
         check_owner_references(ty, &obj)?;
         crate::schema::validate_object(ty, &mut obj, ctx.strict)?;

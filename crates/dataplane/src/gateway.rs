@@ -153,7 +153,7 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
     /// Makes the kernel match `desired` and returns what is there per peer.
     pub fn reconcile(&mut self, desired: &GatewaySpec) -> Result<GatewayStatus> {
         let spec = desired.validate()?;
-        let _span = tracing::info_span!("gateway.reconcile", interface = %spec.interface).entered();
+        let _span = tracing::info_span!("gateway.reconcile", interface = %spec.interface, peers = spec.peers.len()).entered();
         self.tunnel.ensure_device(&DeviceConfig {
             ifname: spec.interface.clone(),
             private_key: spec.private_key.clone(),
@@ -163,11 +163,16 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         self.routes.enable_forwarding()?;
         let (set, remove) = peer_changes(&self.tunnel.peers()?, &tunnel_peers(&spec));
         for key in &remove {
-            tracing::info!(peer = %key, "removing WireGuard peer");
+            tracing::info!(key = %key, "removing WireGuard peer (no longer desired)");
             self.tunnel.remove_peer(key)?;
         }
         for peer in &set {
-            tracing::info!(peer = %peer.public_key, "setting WireGuard peer");
+            let name = spec
+                .peers
+                .iter()
+                .find(|p| p.public_key == peer.public_key)
+                .map(|p| p.name.as_str());
+            tracing::info!(peer = name.unwrap_or("?"), key = %peer.public_key, "setting WireGuard peer");
             self.tunnel.set_peer(peer)?;
         }
         routes::sync(&mut self.routes, &tunnel_routes(&spec))?;

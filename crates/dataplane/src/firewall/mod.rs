@@ -213,6 +213,7 @@ pub(crate) fn apply_with(
             Applied::Replaced
         }
     };
+    tracing::debug!(table = %plan.table, ?outcome, peers = plan.peers.len(), mappings = plan.mapping_count(), "nftables applied");
     *applied = Some(plan.clone());
     Ok(outcome)
 }

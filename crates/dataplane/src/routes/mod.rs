@@ -156,6 +156,9 @@ pub fn sync(driver: &mut dyn RouteDriver, desired: &[Route]) -> Result<RouteDiff
         .iter()
         .filter_map(|r| driver.del_route(r).err())
         .collect();
+    if !change.added.is_empty() || !change.removed.is_empty() {
+        tracing::debug!(added = ?change.added, removed = ?change.removed, "routes synced");
+    }
     Error::collect(errors)?;
     Ok(change)
 }

@@ -283,7 +283,10 @@ impl WireguardTunnel {
         let start = Instant::now();
         while self.exists(ifname)? {
             if start.elapsed() > Duration::from_secs(5) {
-                return Err(Error::tunnel(ifname, "interface still present after the engine stopped"));
+                return Err(Error::tunnel(
+                    ifname,
+                    "interface still present after the engine stopped",
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -45,6 +45,8 @@ struct Shared {
     compaction_wanted: AtomicBool,
     failure: OnceLock<String>,
     store_name: String,
+    /// Count of effects made durable; bumped after each committed batch.
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
 /// The durable, concurrent IPAM. Cheap to clone.
@@ -97,6 +99,7 @@ impl DurableIpam {
             compaction_wanted: AtomicBool::new(false),
             failure: OnceLock::new(),
             store_name,
+            committed: tokio::sync::watch::Sender::new(0),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -272,6 +275,13 @@ impl DurableIpam {
         self.shared.failure.get().is_none()
     }
 
+    /// A receiver that changes after every batch of changes is made durable (its value is the
+    /// number of effects committed so far). Controllers that mirror IPAM state into resources
+    /// (NatMappings) wait on it, then read the state.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.committed.subscribe()
+    }
+
     /// The store in use, for logs.
     pub fn store_name(&self) -> &str {
         &self.shared.store_name
@@ -345,7 +355,10 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
         result = result.and_then(|()| flush(&mut store, &mut effects, &mut written));
         let reply = match result {
             Ok(()) => {
-                sh.durable.fetch_add(written, Ordering::AcqRel);
+                let durable = sh.durable.fetch_add(written, Ordering::AcqRel) + written;
+                if written > 0 {
+                    sh.committed.send_replace(durable);
+                }
                 sh.compaction_wanted
                     .store(store.wants_compaction(), Ordering::Release);
                 Ok(())

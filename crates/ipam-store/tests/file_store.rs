@@ -210,3 +210,21 @@ async fn unknown_peers_and_exhaustion_are_reported() {
         ServiceError::Ipam(isthmus_ipam::IpamError::ExternalExhausted(_))
     ));
 }
+
+#[tokio::test]
+async fn subscribers_hear_of_every_durable_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ipam = open(dir.path()).await;
+    let mut changes = ipam.subscribe();
+    let start = *changes.borrow_and_update();
+    ipam.upsert_peer(&id("b"), c("10.50.0.0/16"), c("10.51.0.0/16"))
+        .await
+        .unwrap();
+    assert!(changes.has_changed().unwrap());
+    assert_eq!(*changes.borrow_and_update(), start + 1);
+    // A pure translation changes nothing and wakes nobody.
+    ipam.map_endpoint_ip(&id("b"), "10.0.0.9".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(!changes.has_changed().unwrap());
+}

@@ -2,6 +2,7 @@
 //! lookup, link up and MTU.
 
 use futures::TryStreamExt;
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec};
 
 use crate::netns::NsRuntime;
@@ -47,6 +48,21 @@ pub(crate) async fn set_up(handle: &Handle, name: &str, mtu: Option<u32>) -> Res
         .execute()
         .await
         .map_err(|err| Error::netlink(format!("set {name} up"), err))
+}
+
+/// Sets the transmit queue length of link `name` (packets the kernel queues for a TUN reader).
+pub(crate) async fn set_txqueuelen(handle: &Handle, name: &str, packets: u32) -> Result<()> {
+    let index = link_index(handle, name)
+        .await?
+        .ok_or_else(|| Error::netlink(format!("set {name} txqueuelen"), "no such link"))?;
+    let message = LinkUnspec::new_with_index(index)
+        .append_extra_attribute(LinkAttribute::TxQueueLen(packets));
+    handle
+        .link()
+        .set(message.build())
+        .execute()
+        .await
+        .map_err(|err| Error::netlink(format!("set {name} txqueuelen"), err))
 }
 
 /// Deletes link `name` if it exists.

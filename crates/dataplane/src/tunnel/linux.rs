@@ -23,7 +23,7 @@ use super::{
     Backend, DeviceConfig, KernelProbe, PeerStatus, TunnelDriver, TunnelPeer, select_backend,
 };
 use crate::keys::PublicKey;
-use crate::netlink::{connect, delete_link, link_index, set_up};
+use crate::netlink::{connect, delete_link, link_index, set_txqueuelen, set_up};
 use crate::netns::NsRuntime;
 use crate::{Error, Result};
 
@@ -32,6 +32,10 @@ pub const UAPI_DIR: &str = "/var/run/wireguard";
 
 /// UDP socket buffers of the userspace engine (wireguard-go uses 7 MiB; rmem_max caps it).
 const UDP_BUFFER: usize = 4 << 20;
+
+/// Transmit queue of the tunnel link. The default (500) overflows when a userspace engine
+/// falls behind for a moment on a busy host, and every drop costs TCP a retransmission.
+const TUN_TXQUEUELEN: u32 = 2000;
 
 /// What runs the packets for a userspace interface.
 enum Engine {
@@ -336,8 +340,10 @@ impl TunnelDriver for WireguardTunnel {
             self.write_host(config)?;
         }
         let (handle, name, mtu) = (self.handle.clone(), config.ifname.clone(), config.mtu);
-        self.ns
-            .run(async move { set_up(&handle, &name, Some(mtu)).await })
+        self.ns.run(async move {
+            set_up(&handle, &name, Some(mtu)).await?;
+            set_txqueuelen(&handle, &name, TUN_TXQUEUELEN).await
+        })
     }
 
     fn peers(&self) -> Result<Vec<PeerStatus>> {

@@ -97,6 +97,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = "100.64.0.0")]
         endpoint_base: Ipv4Addr,
     },
+    /// The IPAM at scale: N mappings, then the server's restart time and memory.
+    IpamState {
+        /// Endpoint mappings to create.
+        #[arg(long, default_value_t = 100_000)]
+        mappings: u32,
+        /// An empty (or absent) directory for the state.
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
 }
 
 fn standalone_config(a: NetworkManagerArgs) -> anyhow::Result<StandaloneConfig> {
@@ -157,6 +166,23 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             if !report.errors.is_empty() {
                 bail!("{} requests failed", report.errors.values().sum::<usize>());
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::IpamState {
+            mappings,
+            state_dir,
+        }) => {
+            let binary = std::env::current_exe()?;
+            let opts = isthmus::bench::ipam_state::StateBenchOptions {
+                mappings,
+                state_dir,
+                binary,
+            };
+            println!(
+                "bench ipam-state: {mappings} mappings in {}",
+                opts.state_dir.display()
+            );
+            println!("{}", isthmus::bench::ipam_state::run(opts).await?);
             Ok(())
         }
         Command::Crdgen { out, check } => crdgen(out, check),

@@ -29,11 +29,47 @@ pub fn require_root() {
     );
 }
 
-/// A short name unique on the host: `prefix` + pid + a per-process counter (≤ 15 characters
+/// A short name unique on the host: `prefix` + pid + `x` + a per-process counter (≤ 15 characters
 /// for prefixes of up to 4 characters, so it fits an interface name).
 pub fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}{n:x}", std::process::id())
+    format!("{prefix}{}x{n:x}", std::process::id())
+}
+
+/// The pid inside a lab name (`ist<pid>x<counter>-...` or `iw<pid>x<counter>`), if it is one.
+fn lab_pid(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let (pid, tail) = rest.split_once('x')?;
+    let counter = tail.split('-').next()?;
+    let hex = !counter.is_empty() && counter.chars().all(|c| c.is_ascii_hexdigit());
+    if hex { pid.parse().ok() } else { None }
+}
+
+/// Removes what labs of dead processes left behind (a benchmark killed by a signal): their
+/// namespaces and userspace WireGuard sockets. Live processes' labs are never touched.
+pub fn remove_stale() {
+    let dead = |pid: u32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    if let Ok(list) = run(&["ip", "netns", "list"]) {
+        for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            if lab_pid(name, "ist").is_some_and(dead) {
+                let _ = run(&["ip", "netns", "del", name]);
+            }
+        }
+    }
+    for entry in std::fs::read_dir(crate::tunnel::linux::UAPI_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry
+            .file_name()
+            .to_string_lossy()
+            .trim_end_matches(".sock")
+            .to_owned();
+        if lab_pid(&name, "iw").is_some_and(dead) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Runs a command, returning stdout or an error with stderr.
@@ -121,6 +157,7 @@ pub struct Lab {
 impl Lab {
     /// A lab with an empty underlay bridge.
     pub fn new() -> Result<Self> {
+        remove_stale();
         let tag = unique("ist");
         let wan = NsGuard::new(format!("{tag}-wan"))?;
         ip(&wan.name, "link add br0 type bridge")?;
@@ -309,4 +346,18 @@ fn got_reply(socket: &Socket, dst: Ipv4Addr, ident: u16) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_names_carry_their_pid() {
+        assert_eq!(lab_pid("ist4242x1f-gw0", "ist"), Some(4242));
+        assert_eq!(lab_pid("iw4242x3", "iw"), Some(4242));
+        assert_eq!(lab_pid("istio-system", "ist"), None);
+        assert_eq!(lab_pid("ist12xyz-wan", "ist"), None);
+        assert!(unique("iw").len() <= 15);
+    }
 }

@@ -78,25 +78,7 @@ pub struct NetworkManagerArgs {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Seed 004's B1: concurrent MapEndpointIP / UnmapEndpointIP over gRPC.
-    Ipam {
-        /// `host:port` of the IPAM gRPC server.
-        #[arg(long)]
-        target: String,
-        #[arg(long)]
-        cluster_id: String,
-        /// Concurrent clients (M).
-        #[arg(long, default_value_t = 5)]
-        clients: usize,
-        /// MapEndpointIP calls per client (N).
-        #[arg(long, default_value_t = 100)]
-        requests: usize,
-        /// The server's Pod CIDR (one request in four maps a pod IP in it).
-        #[arg(long, default_value = "10.0.0.0/16")]
-        pod_cidr: Cidr,
-        /// First external endpoint IP used.
-        #[arg(long, default_value = "100.64.0.0")]
-        endpoint_base: Ipv4Addr,
-    },
+    Ipam(IpamBenchArgs),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -106,6 +88,58 @@ pub enum BenchCommand {
         #[arg(long)]
         state_dir: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct IpamBenchArgs {
+    /// `host:port` of the IPAM gRPC server.
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    cluster_id: String,
+    /// Concurrent clients (M).
+    #[arg(long, default_value_t = 5)]
+    clients: usize,
+    /// HTTP/2 connections shared by the clients (default: one per client).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// MapEndpointIP calls per client (N).
+    #[arg(long, default_value_t = 100)]
+    requests: usize,
+    /// The server's Pod CIDR (one request in four maps a pod IP in it).
+    #[arg(long, default_value = "10.0.0.0/16")]
+    pod_cidr: Cidr,
+    /// First external endpoint IP used.
+    #[arg(long, default_value = "100.64.0.0")]
+    endpoint_base: Ipv4Addr,
+}
+
+impl From<IpamBenchArgs> for IpamBenchOptions {
+    fn from(a: IpamBenchArgs) -> Self {
+        IpamBenchOptions {
+            connections: a.connections.unwrap_or(a.clients),
+            target: a.target,
+            cluster_id: a.cluster_id,
+            clients: a.clients,
+            requests: a.requests,
+            pod_cidr: a.pod_cidr,
+            endpoint_base: a.endpoint_base,
+        }
+    }
+}
+
+async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
+    let opts = IpamBenchOptions::from(args);
+    println!(
+        "bench ipam: {} clients on {} connections x {} requests against {}",
+        opts.clients, opts.connections, opts.requests, opts.target
+    );
+    let report = isthmus::bench::ipam::run(opts).await?;
+    println!("{report}");
+    if !report.errors.is_empty() {
+        bail!("{} requests failed", report.errors.values().sum::<usize>());
+    }
+    Ok(())
 }
 
 fn standalone_config(a: NetworkManagerArgs) -> anyhow::Result<StandaloneConfig> {
@@ -141,33 +175,7 @@ fn standalone_config(a: NetworkManagerArgs) -> anyhow::Result<StandaloneConfig> 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::NetworkManager(args) => isthmus::standalone::run(standalone_config(args)?).await,
-        Command::Bench(BenchCommand::Ipam {
-            target,
-            cluster_id,
-            clients,
-            requests,
-            pod_cidr,
-            endpoint_base,
-        }) => {
-            let opts = IpamBenchOptions {
-                target,
-                cluster_id,
-                clients,
-                requests,
-                pod_cidr,
-                endpoint_base,
-            };
-            println!(
-                "bench ipam: {} clients x {} requests against {}",
-                opts.clients, opts.requests, opts.target
-            );
-            let report = isthmus::bench::ipam::run(opts).await?;
-            println!("{report}");
-            if !report.errors.is_empty() {
-                bail!("{} requests failed", report.errors.values().sum::<usize>());
-            }
-            Ok(())
-        }
+        Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,
         Command::Bench(BenchCommand::IpamState {
             mappings,
             state_dir,

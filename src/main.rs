@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc: the gRPC path allocates per request; glibc's malloc cost ~6% of the IPAM server's CPU
+/// in a profile of `isthmus bench ipam` (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

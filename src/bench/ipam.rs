@@ -1,5 +1,6 @@
 //! `isthmus bench ipam`: seed 004's benchmark B1 over real TCP gRPC. M concurrent clients (one
-//! HTTP/2 connection each) send N `MapEndpointIP` calls each, then the matching
+//! HTTP/2 connection each by default, or sharing K connections as the reflectors of one virtual
+//! kubelet share its client) send N `MapEndpointIP` calls each, then the matching
 //! `UnmapEndpointIP` calls. One request in four maps a local pod IP (a pure translation); the rest
 //! map distinct external endpoint IPs (an ExternalCIDR allocation, durable before the reply).
 
@@ -22,6 +23,8 @@ pub struct IpamBenchOptions {
     pub target: String,
     pub cluster_id: String,
     pub clients: usize,
+    /// HTTP/2 connections the clients share (round robin); `clients` gives one each.
+    pub connections: usize,
     pub requests: usize,
     /// The server's local Pod CIDR (the local-pod requests pick addresses in it).
     pub pod_cidr: Cidr,

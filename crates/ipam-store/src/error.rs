@@ -34,3 +34,32 @@ pub enum ServiceError {
     #[error("IPAM storage failed, the service is stopped: {0}")]
     Unavailable(String),
 }
+
+/// Helpers that name the file an I/O error or corruption is about.
+pub(crate) mod at {
+    use std::fs::File;
+    use std::path::Path;
+
+    use super::StoreError;
+
+    /// Wraps an I/O error on `path`.
+    pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Reports `path` as corrupt.
+    pub(crate) fn corrupt(path: &Path, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Makes a directory's entries (a rename, a new file) durable.
+    pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    }
+}

@@ -6,7 +6,7 @@
 //! and the lab) and [`KubeStore`] (`IpamStorage` objects through `kube::Client`, sharded).
 
 mod durable;
-mod error;
+pub(crate) mod error;
 mod store;
 
 pub use durable::{DurableIpam, MapReply, UnmapReply};

@@ -7,7 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use isthmus_ipam::{Effect, IpamSnapshot};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::journal::Journal;
 use super::{Recovered, Store};
 use crate::StoreError;
+use crate::error::at::{corrupt, io, sync_dir};
 
 const SNAPSHOT: &str = "snapshot.json";
 const JOURNAL: &str = "journal.log";
@@ -175,22 +176,4 @@ impl Store for FileStore {
     fn describe(&self) -> String {
         format!("file:{}", self.dir.display())
     }
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn corrupt(path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }

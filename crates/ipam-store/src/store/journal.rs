@@ -11,6 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::StoreError;
+use crate::error::at::{corrupt, io};
 
 /// Bytes of zeros added ahead of the write position at a time.
 const PREALLOCATE: u64 = 8 << 20;
@@ -120,19 +121,5 @@ impl Journal {
             done += n as u64;
         }
         Ok(())
-    }
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn corrupt(path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        path: path.display().to_string(),
-        message: e.to_string(),
     }
 }

@@ -184,3 +184,26 @@ fn teardown_leaves_nothing_behind_and_other_tables_alone() {
     );
     assert!(!std::path::Path::new(&format!("/var/run/wireguard/{}.sock", site.ifname)).exists());
 }
+
+#[test]
+fn an_interface_name_in_use_on_the_host_is_refused() {
+    let (lab, c) = pair();
+    // A third namespace tries to use gateway A's interface name: the UAPI socket is host-wide.
+    let other =
+        isthmus_dataplane::lab::NsGuard::new(format!("{}-other", lab.sites[0].gw.name)).unwrap();
+    let rt = isthmus_dataplane::NsRuntime::new(other.netns(), 1).unwrap();
+    let mut gateway = isthmus_dataplane::LinuxGateway::linux_on(
+        rt,
+        isthmus_dataplane::tunnel::Backend::Userspace,
+    )
+    .unwrap();
+    let err = gateway
+        .reconcile(&spec(&lab, &c[0], vec![]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("runs on this host"), "{err}");
+    assert_eq!(
+        whoami(&lab.sites[1].pod_rt, v4("10.0.0.10")).to_string(),
+        "10.1.0.10"
+    );
+}

@@ -186,6 +186,15 @@ impl WireguardTunnel {
     /// Creates the interface: a kernel link, or a userspace engine on the namespace's threads.
     fn create(&mut self, config: &DeviceConfig) -> Result<()> {
         let name = config.ifname.clone();
+        if self.backend != Backend::Kernel
+            && std::os::unix::net::UnixStream::connect(socket_path(&name)).is_ok()
+        {
+            // The socket directory is shared by all namespaces: never take over a live engine.
+            return Err(Error::tunnel(
+                &name,
+                "a userspace engine with this name runs on this host",
+            ));
+        }
         match self.backend {
             Backend::Kernel => self.ns.run_blocking(move || {
                 let mut api = WGApi::<Kernel>::new(name.clone()).map_err(tunnel_err(&name))?;

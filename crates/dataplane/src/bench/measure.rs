@@ -170,6 +170,8 @@ pub fn iperf_once(rt: &NsRuntime, dst: Ipv4Addr, seconds: u32) -> Result<f64> {
         IPERF_PORT.to_string(),
         "-t".into(),
         seconds.to_string(),
+        "--connect-timeout".into(),
+        "3000".into(),
         "-J".into(),
     ];
     let out = rt.run_blocking(move || Command::new("iperf3").args(&args).output());
@@ -191,12 +193,14 @@ pub fn iperf_once(rt: &NsRuntime, dst: Ipv4Addr, seconds: u32) -> Result<f64> {
         })
 }
 
-/// One run, retried while the server still reports the previous test ("server is busy").
+/// One run, retried while the server is still finishing the previous test (it then answers
+/// "server is busy" or resets the control connection).
 fn iperf_retrying(rt: &NsRuntime, dst: Ipv4Addr, seconds: u32) -> Result<f64> {
     let mut attempt = 0;
     loop {
         match iperf_once(rt, dst, seconds) {
-            Err(Error::Command { message, .. }) if message.contains("busy") && attempt < 20 => {
+            Err(Error::Command { message, .. }) if attempt < 20 => {
+                tracing::debug!(%message, "iperf3 run refused; retrying");
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(250));
             }

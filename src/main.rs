@@ -13,10 +13,15 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The IPAM load generator runs on one thread: it then takes at most one core from the
+    // server it measures on a 2-core machine, and avoids cross-thread wake-ups per request.
+    let mut builder = match &cli.command {
+        cli::Command::Bench(cli::BenchCommand::Ipam(_)) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -4,11 +4,13 @@
 //!   otherwise, both configured through `defguard_wireguard_rs`;
 //! - [`firewall`]: one nftables table (`inet isthmus`) rendered from a pure [`firewall::NatPlan`];
 //! - [`routes`]: routes into the tunnel (gateway node) or to the gateway node (VXLAN or next hop);
-//! - [`gateway`]: the entry point the controllers call, [`gateway::Gateway::reconcile`];
+//! - [`gateway`]: the entry point the controllers call, [`gateway::Gateway::reconcile`], and
+//!   [`handle::GatewayHandle`], the same for async callers;
 //! - [`lab`] and [`bench`]: network namespaces for tests and the datapath benchmark.
 //!
 //! Every driver works on one network namespace through a [`netns::NsRuntime`]. The drivers'
-//! methods block: call them from synchronous code or `tokio::task::spawn_blocking`.
+//! methods block: call them from synchronous code, `tokio::task::spawn_blocking`, or through
+//! [`GatewayHandle`].
 //!
 //! `defguard_wireguard_rs` logs interface configuration (private key included) at `debug` and
 //! `trace`; a binary using this crate must cap that target with [`LOG_DIRECTIVE`].
@@ -17,6 +19,7 @@ pub mod bench;
 pub mod error;
 pub mod firewall;
 pub mod gateway;
+pub mod handle;
 pub mod keys;
 pub mod lab;
 pub mod model;
@@ -27,6 +30,7 @@ pub mod tunnel;
 
 pub use error::{Error, Result};
 pub use gateway::{Gateway, GatewayStatus, LinuxGateway, PeerObserved};
+pub use handle::GatewayHandle;
 pub use keys::{PrivateKey, PublicKey};
 pub use model::{GatewaySpec, Mapping, PeerSpec, PrefixNat};
 pub use netns::{Netns, NsRuntime};

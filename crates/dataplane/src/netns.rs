@@ -144,3 +144,24 @@ impl Drop for NsRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_on_its_threads_and_from_spawn_blocking() {
+        let ns = NsRuntime::new(Netns::Current, 1).unwrap();
+        assert_eq!(ns.run(async { 40 + 2 }), 42);
+        assert_eq!(ns.run_blocking(|| 7), 7);
+        let outer = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let inner = ns.clone();
+        let got = outer.block_on(async move {
+            tokio::task::spawn_blocking(move || inner.run(async { 5 })).await
+        });
+        assert_eq!(got.unwrap(), 5);
+    }
+}

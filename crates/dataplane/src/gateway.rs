@@ -151,17 +151,35 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
     }
 
     /// Makes the kernel match `desired` and returns what is there per peer.
+    ///
+    /// Bad input changes nothing. If a reconcile that had to create the interface fails
+    /// half-way, what it set up is removed again (partial setup rolls back); other failures
+    /// leave the kernel for the next reconcile to converge, so working peers keep working.
     pub fn reconcile(&mut self, desired: &GatewaySpec) -> Result<GatewayStatus> {
         let spec = desired.validate()?;
         let _span = tracing::info_span!("gateway.reconcile", interface = %spec.interface, peers = spec.peers.len()).entered();
-        self.tunnel.ensure_device(&DeviceConfig {
+        let mut created = false;
+        match self.converge(&spec, &mut created) {
+            Err(err) if created => {
+                tracing::warn!(error = %err, "reconcile failed after creating the interface; rolling back");
+                if let Err(rollback) = self.teardown() {
+                    tracing::warn!(error = %rollback, "rollback incomplete");
+                }
+                Err(err)
+            }
+            other => other,
+        }
+    }
+
+    fn converge(&mut self, spec: &ValidSpec, created: &mut bool) -> Result<GatewayStatus> {
+        *created = self.tunnel.ensure_device(&DeviceConfig {
             ifname: spec.interface.clone(),
             private_key: spec.private_key.clone(),
             listen_port: spec.listen_port,
             mtu: spec.mtu,
         })?;
         self.routes.enable_forwarding()?;
-        let (set, remove) = peer_changes(&self.tunnel.peers()?, &tunnel_peers(&spec));
+        let (set, remove) = peer_changes(&self.tunnel.peers()?, &tunnel_peers(spec));
         for key in &remove {
             tracing::info!(key = %key, "removing WireGuard peer (no longer desired)");
             self.tunnel.remove_peer(key)?;
@@ -175,13 +193,13 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
             tracing::info!(peer = name.unwrap_or("?"), key = %peer.public_key, "setting WireGuard peer");
             self.tunnel.set_peer(peer)?;
         }
-        routes::sync(&mut self.routes, &tunnel_routes(&spec))?;
+        routes::sync(&mut self.routes, &tunnel_routes(spec))?;
         if self.firewall.applied().is_some() && !self.firewall.intact()? {
             tracing::warn!("our nftables table changed outside isthmus; rebuilding it");
             self.firewall.forget();
         }
-        let firewall = self.firewall.apply(&NatPlan::from_spec(&spec))?;
-        self.observe(&spec, firewall)
+        let firewall = self.firewall.apply(&NatPlan::from_spec(spec))?;
+        self.observe(spec, firewall)
     }
 
     /// Fast path for NatMapping changes: validates and applies only the NAT table.
@@ -354,6 +372,26 @@ mod tests {
             gw.firewall.log.lock().unwrap().batches.len(),
         );
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_failed_first_reconcile_rolls_back() {
+        let mut gw = fake();
+        gw.firewall.log.lock().unwrap().fail_next = true;
+        let desired = spec(vec![peer("b", "10.1.0.0/24")]);
+        assert!(matches!(gw.reconcile(&desired), Err(Error::Firewall(_))));
+        assert!(gw.tunnel.device.is_none() && gw.tunnel.peers.is_empty());
+        assert!(gw.routes.routes.is_empty());
+
+        gw.reconcile(&desired).unwrap();
+        gw.firewall.log.lock().unwrap().fail_next = true;
+        let mut more = desired.clone();
+        more.peers.push(peer("c", "10.2.0.0/24"));
+        assert!(gw.reconcile(&more).is_err());
+        assert!(
+            gw.tunnel.device.is_some(),
+            "an established gateway is not torn down"
+        );
     }
 
     #[test]

@@ -54,8 +54,9 @@ impl TunnelDriver for FakeTunnel {
         self.backend
     }
 
-    fn ensure_device(&mut self, config: &DeviceConfig) -> Result<()> {
+    fn ensure_device(&mut self, config: &DeviceConfig) -> Result<bool> {
         self.calls.push(format!("ensure {}", config.ifname));
+        let created = self.device.is_none();
         if self
             .device
             .as_ref()
@@ -64,7 +65,7 @@ impl TunnelDriver for FakeTunnel {
             self.peers.clear();
         }
         self.device = Some(config.clone());
-        Ok(())
+        Ok(created)
     }
 
     fn peers(&self) -> Result<Vec<PeerStatus>> {

@@ -327,7 +327,7 @@ impl TunnelDriver for WireguardTunnel {
         self.backend
     }
 
-    fn ensure_device(&mut self, config: &DeviceConfig) -> Result<()> {
+    fn ensure_device(&mut self, config: &DeviceConfig) -> Result<bool> {
         let running = match self.backend {
             Backend::Kernel => self.exists(&config.ifname)?,
             _ => !matches!(self.engine, Engine::None),
@@ -352,7 +352,8 @@ impl TunnelDriver for WireguardTunnel {
         self.ns.run(async move {
             set_up(&handle, &name, Some(mtu)).await?;
             set_txqueuelen(&handle, &name, TUN_TXQUEUELEN).await
-        })
+        })?;
+        Ok(!running)
     }
 
     fn peers(&self) -> Result<Vec<PeerStatus>> {

@@ -97,8 +97,8 @@ pub trait TunnelDriver: Send {
     /// The backend in use.
     fn backend(&self) -> Backend;
     /// Creates the interface if needed and sets key, port and MTU; existing peers are kept
-    /// when key and port are unchanged.
-    fn ensure_device(&mut self, config: &DeviceConfig) -> Result<()>;
+    /// when key and port are unchanged. Returns whether the interface was created now.
+    fn ensure_device(&mut self, config: &DeviceConfig) -> Result<bool>;
     /// Peers and their statistics.
     fn peers(&self) -> Result<Vec<PeerStatus>>;
     /// Adds a peer, or updates it in place (its session survives).

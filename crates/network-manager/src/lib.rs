@@ -1,0 +1,73 @@
+//! The isthmus network-manager controllers (design brief §2-3; Liqo's network module, seed 004
+//! chapters 4-5):
+//!
+//! - **ForeignCluster** → our `NetworkConfig` in the peer's API (PodCIDR, ExternalCIDR, gateway
+//!   endpoint, WireGuard public key), the peer's decision copied back into the IPAM, the
+//!   `TunnelEndpoint` once both sides processed, and, behind a finalizer, removal of everything
+//!   the peering created ([`foreign_cluster`]).
+//! - **received NetworkConfig** (its `clusterID` is us) → validation, the IPAM decision (accept or
+//!   remap) and its status ([`received`]).
+//! - **NatMapping** sync from the IPAM's endpoint reflections ([`nat_sync`]).
+//!
+//! [`run`] starts all three over one local client, a [`PeerResolver`] and a [`DurableIpam`].
+//! Planning is pure ([`plan`], [`objects`]); the controllers fetch, plan, apply and report.
+
+pub mod config;
+mod context;
+pub mod error;
+pub mod foreign_cluster;
+pub mod nat_sync;
+pub mod objects;
+mod peer_watch;
+pub mod peers;
+pub mod plan;
+pub mod received;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use isthmus_ipam_store::DurableIpam;
+use tokio::sync::watch;
+
+pub use config::{Backoff, ConfigError, LocalGateway, NetworkManagerConfig};
+pub use context::Context;
+pub use error::{Error, Result};
+pub use peers::{KubeconfigPeers, LabPeers, PeerResolver, ResolveError};
+
+/// Runs the network-manager controllers until `shutdown` resolves, then lets the reconciles in
+/// flight finish and returns. The configuration is validated before anything starts.
+///
+/// `local` is this cluster's API (ForeignClusters, received NetworkConfigs, TunnelEndpoints,
+/// NatMappings live in it); `peers` turns a ForeignCluster into a client for the peer's API;
+/// `ipam` is this cluster's durable IPAM (the same instance the gRPC IPAM service serves).
+pub async fn run(
+    config: NetworkManagerConfig,
+    local: kube::Client,
+    peers: Arc<dyn PeerResolver>,
+    ipam: DurableIpam,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    config.validate()?;
+    tracing::info!(cluster = %config.cluster_id, namespace = %config.namespace,
+        ipam = %ipam.store_name(), "network-manager starting");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (peer_watches, peer_events) = peer_watch::PeerWatches::new();
+    let ctx = Arc::new(Context::new(config, local, peers, ipam, peer_watches));
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let fc = foreign_cluster::controller(ctx.clone(), peer_events, stopped(stop_rx.clone()));
+    let nc = received::controller(ctx.clone(), stopped(stop_rx.clone()));
+    let nat = nat_sync::run(ctx.clone(), stop_rx);
+    tokio::join!(fc, nc, nat);
+    ctx.peer_watches.stop_all();
+    signal.abort();
+    tracing::info!(cluster = %ctx.config.cluster_id, "network-manager stopped");
+    Ok(())
+}
+
+/// Resolves once `rx` turns true (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}

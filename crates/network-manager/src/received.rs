@@ -1,0 +1,191 @@
+//! The received-NetworkConfig controller: for every NetworkConfig in our namespace whose
+//! `clusterID` is us, validate it, take the IPAM decision about the origin's networks (accept or
+//! remap) and report it in the status (`processed`, `podCIDRNAT`, `externalCIDRNAT`, the
+//! `Processed` condition, `observedGeneration`).
+//!
+//! Objects are watched untyped so that one malformed object (a CIDR with host bits set, say)
+//! gets a condition instead of breaking the watch of every other one. A NetworkConfig from a
+//! cluster we have no ForeignCluster for is not processed: peering needs consent on both sides,
+//! and the IPAM entry of a peer lives exactly as long as its ForeignCluster.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use isthmus_api::{
+    ClusterId, ForeignCluster, NetworkConfig, NetworkConfigSpec, NetworkConfigStatus,
+};
+use isthmus_ipam_store::ServiceError;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::objects::FIELD_MANAGER;
+use crate::plan::{self, REASON_INVALID_SPEC, REASON_NO_FOREIGN_CLUSTER, ReceivedOutcome};
+
+/// A NetworkConfig read leniently: the spec may be malformed, the status may be missing.
+#[derive(Debug, Clone)]
+pub struct ReceivedConfig {
+    pub name: String,
+    /// `spec.clusterID` as written, even when the rest of the spec is malformed.
+    pub receiver: Option<String>,
+    /// `spec.originClusterID` as written.
+    pub origin: Option<String>,
+    pub spec: Result<NetworkConfigSpec, String>,
+    pub status: NetworkConfigStatus,
+    pub generation: Option<i64>,
+}
+
+/// Reads a NetworkConfig without failing on a malformed spec.
+pub fn parse(obj: &DynamicObject) -> ReceivedConfig {
+    let spec_value = obj.data.get("spec").cloned().unwrap_or_default();
+    let text = |k: &str| {
+        spec_value
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let spec = serde_json::from_value::<NetworkConfigSpec>(spec_value.clone())
+        .map_err(|e| format!("spec: {e}"));
+    let status = obj
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    ReceivedConfig {
+        name: obj.name_any(),
+        receiver: text("clusterID"),
+        origin: text("originClusterID"),
+        spec,
+        status,
+        generation: obj.meta().generation,
+    }
+}
+
+fn api_resource() -> ApiResource {
+    ApiResource::erase::<NetworkConfig>(&())
+}
+
+/// The NetworkConfigs of our namespace, untyped.
+pub fn local_api(ctx: &Context) -> Api<DynamicObject> {
+    Api::namespaced_with(ctx.local.clone(), &ctx.config.namespace, &api_resource())
+}
+
+/// Validates, decides and reports one received NetworkConfig.
+pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+    let received = parse(&obj);
+    let ours = received.receiver.as_deref() == Some(ctx.config.cluster_id.as_str());
+    if !ours || obj.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let outcome = decide(&ctx, &received).await?;
+    let now = Timestamp::now();
+    let status = plan::received_status(&received.status, &outcome, received.generation, now);
+    if status != received.status {
+        let patch = json!({
+            "apiVersion": NetworkConfig::api_version(&()),
+            "kind": NetworkConfig::kind(&()),
+            "status": status,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        local_api(&ctx)
+            .patch_status(&received.name, &params, &Patch::Apply(patch))
+            .await?;
+    }
+    tracing::info!(
+        cluster = %ctx.config.cluster_id, name = %received.name, processed = status.processed,
+        "received NetworkConfig reconciled"
+    );
+    ctx.succeeded(&retry_key(&received.name));
+    Ok(match outcome {
+        // pools may free up when another peer goes
+        ReceivedOutcome::Refused { reason, .. } if reason == plan::REASON_POOLS_EXHAUSTED => {
+            Action::requeue(ctx.config.resync)
+        }
+        _ => Action::await_change(),
+    })
+}
+
+/// The IPAM decision, under the peer's lock so that it cannot race the ForeignCluster's removal.
+async fn decide(ctx: &Context, received: &ReceivedConfig) -> Result<ReceivedOutcome> {
+    let refuse = |reason, message: String| Ok(ReceivedOutcome::Refused { reason, message });
+    let spec = match &received.spec {
+        Ok(s) => s,
+        Err(m) => return refuse(REASON_INVALID_SPEC, m.clone()),
+    };
+    if let Err(e) = spec.validate() {
+        return refuse(REASON_INVALID_SPEC, e.to_string());
+    }
+    let origin = &spec.origin_cluster_id;
+    let lock = ctx.peer_lock(origin);
+    let _guard = lock.lock().await;
+    if !has_live_foreign_cluster(ctx, origin).await? {
+        let m = format!("no ForeignCluster for cluster {origin} in this cluster");
+        return refuse(REASON_NO_FOREIGN_CLUSTER, m);
+    }
+    match ctx
+        .ipam
+        .upsert_peer(origin, spec.pod_cidr, spec.external_cidr)
+        .await
+    {
+        Ok(networks) => Ok(ReceivedOutcome::Accepted(networks)),
+        Err(ServiceError::Ipam(e)) => match plan::refusal_reason(&e) {
+            Some(reason) => refuse(reason, e.to_string()),
+            None => Err(ServiceError::Ipam(e).into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a ForeignCluster for `cluster` exists and is not being deleted (read from the API,
+/// not a cache, so that a deletion in progress is seen).
+async fn has_live_foreign_cluster(ctx: &Context, cluster: &ClusterId) -> Result<bool> {
+    let fcs: Api<ForeignCluster> = Api::all(ctx.local.clone());
+    let list = fcs.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .any(|fc| fc.spec.cluster_id == *cluster && fc.metadata.deletion_timestamp.is_none()))
+}
+
+fn retry_key(name: &str) -> String {
+    format!("networkconfig/{name}")
+}
+
+fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
+    let name = obj.name_any();
+    let delay = ctx.next_retry(&retry_key(&name));
+    tracing::warn!(cluster = %ctx.config.cluster_id, %name, error = %err, ?delay,
+        "received NetworkConfig reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The controller, until `shutdown` resolves. A ForeignCluster appearing or going re-triggers
+/// the NetworkConfigs of its cluster.
+pub fn controller(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let ar = api_resource();
+    let c = Controller::new_with(local_api(&ctx), watcher::Config::default(), ar.clone());
+    let store = c.store();
+    let fcs: Api<ForeignCluster> = Api::all(ctx.local.clone());
+    c.watches(fcs, watcher::Config::default(), move |fc| {
+        let cluster = fc.spec.cluster_id.to_string();
+        store
+            .state()
+            .into_iter()
+            .filter(|nc| parse(nc).origin.as_deref() == Some(cluster.as_str()))
+            .map(|nc| ObjectRef::from_obj_with(nc.as_ref(), ar.clone()))
+            .collect::<Vec<_>>()
+    })
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| async {})
+}

@@ -1,0 +1,271 @@
+//! Shared fixtures: an in-memory cluster (its own memkube API, its own durable IPAM over a
+//! FileStore in a temporary directory, its own network-manager), peering helpers, and polling
+//! with a generous deadline.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use isthmus_api::{
+    Cidr, ClusterId, ForeignCluster, ForeignClusterSpec, NatMapping, NetworkConfig, TunnelEndpoint,
+    all_crds,
+};
+use isthmus_ipam::{IpamConfig, default_pools};
+use isthmus_ipam_store::{DurableIpam, FileStore};
+use isthmus_memkube::MemKube;
+use isthmus_network_manager::{
+    Backoff, LabPeers, LocalGateway, NetworkManagerConfig, PeerResolver, ResolveError,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const NS: &str = "isthmus";
+
+pub fn cidr(s: &str) -> Cidr {
+    s.parse().unwrap()
+}
+
+/// One simulated cluster.
+pub struct Cluster {
+    pub name: String,
+    pub id: ClusterId,
+    pub kube: MemKube,
+    pub client: Client,
+    pub ipam_config: IpamConfig,
+    pub ipam: Option<DurableIpam>,
+    dir: tempfile::TempDir,
+    running: Option<(
+        oneshot::Sender<()>,
+        JoinHandle<isthmus_network_manager::Result<()>>,
+    )>,
+    pub index: u8,
+}
+
+impl Cluster {
+    /// A cluster with the CRDs registered, namespace `isthmus`, and its IPAM open.
+    pub async fn new(name: &str, index: u8, pod: &str, pools: Option<Vec<Cidr>>) -> Self {
+        let kube = MemKube::new();
+        for crd in all_crds() {
+            kube.register_crd(&crd).unwrap();
+        }
+        let client = kube.client();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let ipam_config = IpamConfig {
+            pod_cidr: cidr(pod),
+            service_cidr: None,
+            external_cidr: None,
+            pools: pools.unwrap_or_else(default_pools),
+            reserved: vec![],
+        };
+        let mut c = Cluster {
+            name: name.to_owned(),
+            id: name.parse().unwrap(),
+            kube,
+            client,
+            ipam_config,
+            ipam: None,
+            dir: tempfile::tempdir().unwrap(),
+            running: None,
+            index,
+        };
+        c.open_ipam().await;
+        c
+    }
+
+    /// (Re)opens the durable IPAM over this cluster's store directory.
+    pub async fn open_ipam(&mut self) {
+        let store = FileStore::open(self.dir.path()).unwrap();
+        self.ipam = Some(DurableIpam::open(&self.ipam_config, store).await.unwrap());
+    }
+
+    pub fn ipam(&self) -> &DurableIpam {
+        self.ipam.as_ref().expect("IPAM open")
+    }
+
+    /// This cluster's gateway public key (distinct per cluster, valid base64 for 32 bytes).
+    pub fn public_key(&self) -> String {
+        format!("{:A<43}=", format!("Key{}", self.name))
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("192.168.200.{}:51820", self.index)
+    }
+
+    pub fn config(&self) -> NetworkManagerConfig {
+        let gw = LocalGateway {
+            endpoint: self.endpoint(),
+            public_key: self.public_key(),
+        };
+        let mut c = NetworkManagerConfig::new(self.id.clone(), NS, gw);
+        c.backoff = Backoff {
+            min: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        };
+        c.pending_recheck = Duration::from_secs(2);
+        c
+    }
+
+    /// Starts this cluster's network-manager.
+    pub fn start(&mut self, peers: Arc<dyn PeerResolver>) {
+        assert!(self.running.is_none(), "already running");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(isthmus_network_manager::run(
+            self.config(),
+            self.client.clone(),
+            peers,
+            self.ipam().clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        self.running = Some((tx, task));
+    }
+
+    /// Stops the network-manager and closes the IPAM.
+    pub async fn stop(&mut self) {
+        if let Some((tx, task)) = self.running.take() {
+            let _ = tx.send(());
+            let r = tokio::time::timeout(Duration::from_secs(30), task).await;
+            r.expect("network-manager stops").unwrap().unwrap();
+        }
+        self.ipam = None;
+    }
+
+    pub fn fcs(&self) -> Api<ForeignCluster> {
+        Api::all(self.client.clone())
+    }
+    pub fn ncs(&self) -> Api<NetworkConfig> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn teps(&self) -> Api<TunnelEndpoint> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn nms(&self) -> Api<NatMapping> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Creates the ForeignCluster for `peer` (named after it), reached as lab cluster `peer`.
+    pub async fn add_peer(&self, peer: &Cluster) {
+        let spec = ForeignClusterSpec {
+            cluster_id: peer.id.clone(),
+            kubeconfig_secret_ref: None,
+            lab_cluster: Some(peer.name.clone()),
+        };
+        let fc = ForeignCluster::new(&peer.name, spec);
+        self.fcs()
+            .create(&PostParams::default(), &fc)
+            .await
+            .unwrap();
+    }
+
+    pub async fn remove_peer(&self, peer: &Cluster) {
+        self.fcs()
+            .delete(&peer.name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    pub async fn phase(&self, peer: &Cluster) -> Option<String> {
+        let fc = self.fcs().get_opt(&peer.name).await.ok()??;
+        fc.status?.phase
+    }
+
+    pub async fn tep(&self, peer: &Cluster) -> Option<TunnelEndpoint> {
+        self.teps().get_opt(&peer.name).await.unwrap()
+    }
+}
+
+/// A lab resolver over every cluster.
+pub fn lab(clusters: &[&Cluster]) -> LabPeers {
+    let peers = LabPeers::new();
+    for c in clusters {
+        peers.insert(&c.name, c.client.clone());
+    }
+    peers
+}
+
+/// Peers every pair of `clusters` both ways.
+pub async fn mesh(clusters: &[&Cluster]) {
+    for a in clusters {
+        for b in clusters {
+            if a.name != b.name {
+                a.add_peer(b).await;
+            }
+        }
+    }
+}
+
+/// Polls `check` until it holds; fails after a generous deadline.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `a` and `b` both say `Peered` and both TunnelEndpoints exist.
+pub async fn wait_peered(a: &Cluster, b: &Cluster) {
+    let what = format!("{} and {} peered", a.name, b.name);
+    eventually(&what, || async {
+        a.phase(b).await.as_deref() == Some("Peered")
+            && b.phase(a).await.as_deref() == Some("Peered")
+            && a.tep(b).await.is_some()
+            && b.tep(a).await.is_some()
+    })
+    .await;
+}
+
+/// A resolver that counts calls and delegates to a [`LabPeers`].
+#[derive(Debug, Default)]
+pub struct CountingPeers {
+    pub inner: LabPeers,
+    pub calls: AtomicUsize,
+}
+
+impl CountingPeers {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl PeerResolver for CountingPeers {
+    fn resolve<'a>(
+        &'a self,
+        fc: &'a ForeignCluster,
+    ) -> BoxFuture<'a, Result<Client, ResolveError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.resolve(fc)
+    }
+}
+
+/// The condition `type_` of a condition list, as (status, reason, message).
+pub fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}

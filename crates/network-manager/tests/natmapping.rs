@@ -1,0 +1,124 @@
+//! NatMappings follow the IPAM's endpoint reflections (MapEndpointIP / UnmapEndpointIP), and
+//! unpeering removes everything of a peering from both APIs and from both IPAMs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use common::*;
+use kube::api::ListParams;
+
+async fn mappings(c: &Cluster, peer: &Cluster) -> Option<BTreeMap<Ipv4Addr, Ipv4Addr>> {
+    let nm = c.nms().get_opt(&peer.name).await.unwrap()?;
+    Some(nm.spec.cluster_mappings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nat_mapping_follows_map_and_unmap() {
+    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
+    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
+    let peers = Arc::new(lab(&[&a, &b]));
+    a.start(peers.clone());
+    b.start(peers);
+    mesh(&[&a, &b]).await;
+    wait_peered(&a, &b).await;
+    eventually("empty NatMapping for b", || async {
+        mappings(&a, &b).await == Some(BTreeMap::new())
+    })
+    .await;
+
+    // an endpoint outside a's Pod CIDR (say a pod of a third cluster) reflected to b
+    let endpoint: Ipv4Addr = "10.77.0.9".parse().unwrap();
+    let reply = a.ipam().map_endpoint_ip(&b.id, endpoint).await.unwrap();
+    assert_eq!(reply.nat_entry, Some((reply.new_ip, endpoint)));
+    eventually("mapping appears", || async {
+        mappings(&a, &b)
+            .await
+            .is_some_and(|m| m.get(&reply.new_ip) == Some(&endpoint))
+    })
+    .await;
+    // the new IP is in b's view of a's ExternalCIDR
+    let tep = b.tep(&a).await.unwrap();
+    assert!(tep.spec.remote_nat_external_cidr.contains(reply.new_ip));
+
+    // many concurrent mappings end up in the one NatMapping
+    let many: Vec<Ipv4Addr> = (1..=100u8).map(|i| Ipv4Addr::new(10, 78, 0, i)).collect();
+    let replies =
+        futures::future::join_all(many.iter().map(|ip| a.ipam().map_endpoint_ip(&b.id, *ip))).await;
+    eventually("101 mappings", || async {
+        mappings(&a, &b).await.is_some_and(|m| m.len() == 101)
+    })
+    .await;
+    let m = mappings(&a, &b).await.unwrap();
+    for (ip, r) in many.iter().zip(replies) {
+        assert_eq!(m.get(&r.unwrap().new_ip), Some(ip));
+    }
+
+    a.ipam().unmap_endpoint_ip(&b.id, endpoint).await.unwrap();
+    eventually("mapping disappears", || async {
+        mappings(&a, &b)
+            .await
+            .is_some_and(|m| m.len() == 100 && !m.contains_key(&reply.new_ip))
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Nothing of the peering with `peer` is left in `c`'s API.
+async fn nothing_left(c: &Cluster, peer: &Cluster) -> bool {
+    c.fcs().get_opt(&peer.name).await.unwrap().is_none()
+        && c.tep(peer).await.is_none()
+        && c.nms().get_opt(&peer.name).await.unwrap().is_none()
+        && c.ncs()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+        && c.ipam().read(|i| i.peers().count() == 0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_foreign_clusters_removes_the_peering_everywhere() {
+    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
+    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
+    let peers = Arc::new(lab(&[&a, &b]));
+    a.start(peers.clone());
+    b.start(peers);
+    mesh(&[&a, &b]).await;
+    wait_peered(&a, &b).await;
+    a.ipam()
+        .map_endpoint_ip(&b.id, "10.77.0.9".parse().unwrap())
+        .await
+        .unwrap();
+    eventually("mapping written", || async {
+        mappings(&a, &b).await.is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    let ext_free_before = a.ipam().read(|i| i.external_usage().allocated).unwrap();
+    assert!(ext_free_before >= 1);
+
+    // a unpeers first: a forgets b at once, b loses its tunnel to a
+    a.remove_peer(&b).await;
+    eventually("a forgot b", || async {
+        a.fcs().get_opt("b").await.unwrap().is_none()
+            && a.tep(&b).await.is_none()
+            && a.nms().get_opt("b").await.unwrap().is_none()
+            && a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap()
+            && b.ncs().get_opt("a").await.unwrap().is_none()
+            && b.tep(&a).await.is_none()
+    })
+    .await;
+    assert_eq!(a.ipam().read(|i| i.external_usage().allocated).unwrap(), 0);
+    // then b unpeers too: nothing remains anywhere
+    b.remove_peer(&a).await;
+    eventually("nothing left", || async {
+        nothing_left(&a, &b).await && nothing_left(&b, &a).await
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

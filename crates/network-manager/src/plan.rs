@@ -156,13 +156,19 @@ pub fn side_of(
     }
 }
 
-/// Where the peer stands with the NetworkConfig we sent it.
+/// Where the peer stands with the NetworkConfig we sent it. A decision the peer took about an
+/// older generation still counts while it re-processes: our networks cannot change while our
+/// IPAM state lives (only the endpoint or key can), so the tunnel need not flap meanwhile.
 pub fn peer_side(sent: &NetworkConfig) -> (Side, Option<PeerDecision>) {
-    side_of(
-        sent.metadata.generation,
-        sent.status.as_ref(),
-        "the peer has not processed our NetworkConfig yet",
-    )
+    let waiting = "the peer has not processed our NetworkConfig yet";
+    let status = sent.status.as_ref();
+    let current = side_of(sent.metadata.generation, status, waiting);
+    match (&current.0, status) {
+        (Side::Waiting(_), Some(s)) if s.processed => {
+            side_of(s.observed_generation, Some(s), waiting)
+        }
+        _ => current,
+    }
 }
 
 /// Whether both sides processed the peering and our IPAM holds the peer's networks as received,

@@ -188,3 +188,40 @@ fn foreign_cluster_phases() {
     );
     assert_eq!(c.message, "connection refused");
 }
+
+#[test]
+fn the_peers_decision_about_an_older_generation_still_counts() {
+    use isthmus_api::NetworkConfig;
+    let spec = NetworkConfigSpec {
+        cluster_id: "b".parse().unwrap(),
+        origin_cluster_id: "a".parse().unwrap(),
+        pod_cidr: cidr("10.0.0.0/16"),
+        external_cidr: cidr("10.1.0.0/16"),
+        endpoint: "1.2.3.4:51820".into(),
+        backend_type: Default::default(),
+        backend_config: Default::default(),
+    };
+    let mut sent = NetworkConfig::new("a", spec);
+    sent.metadata.generation = Some(2);
+    assert!(matches!(peer_side(&sent).0, Side::Waiting(_)));
+    sent.status = Some(NetworkConfigStatus {
+        processed: true,
+        pod_cidr_nat: Some(cidr("10.9.0.0/16")),
+        observed_generation: Some(1),
+        ..Default::default()
+    });
+    let (side, d) = peer_side(&sent);
+    assert_eq!(side, Side::Processed);
+    assert_eq!(d.unwrap().pod_nat, Some(cidr("10.9.0.0/16")));
+    // a refusal counts only at the current generation
+    sent.status = Some(received_status(
+        &NetworkConfigStatus::default(),
+        &ReceivedOutcome::Refused {
+            reason: REASON_POOLS_EXHAUSTED,
+            message: "m".into(),
+        },
+        Some(1),
+        t(1),
+    ));
+    assert!(matches!(peer_side(&sent).0, Side::Waiting(_)));
+}

@@ -122,30 +122,40 @@ async fn restarted_network_manager_converges_without_new_decisions() {
     b.start(peers.clone());
     mesh(&[&a, &b]).await;
     wait_peered(&a, &b).await;
-    let before = a.ipam().read(|i| i.snapshot()).unwrap();
-    let tep_before = a.tep(&b).await.unwrap();
+    let a_before = a.ipam().read(|i| i.snapshot()).unwrap();
     let b_before = b.ipam().read(|i| i.snapshot()).unwrap();
+    let tep_before = a.tep(&b).await.unwrap();
 
+    // a stops; its tunnel and NatMapping are lost meanwhile; it restarts over the same store
     a.stop().await;
+    a.teps().delete("b", &Default::default()).await.unwrap();
+    a.nms().delete("b", &Default::default()).await.unwrap();
     a.open_ipam().await;
     a.start(peers.clone());
-    // a fresh pass of every controller, then the same state
-    let rv = a.kube.resource_version();
-    eventually("restarted manager reconciles", || async {
-        a.fcs().get("b").await.is_ok() && a.kube.resource_version() >= rv
+    wait_peered(&a, &b).await;
+    eventually("NatMapping rewritten", || async {
+        a.nms().get_opt("b").await.unwrap().is_some()
+    })
+    .await;
+    assert_eq!(a.tep(&b).await.unwrap().spec, tep_before.spec);
+    assert_eq!(a.ipam().read(|i| i.snapshot()).unwrap(), a_before);
+    assert_eq!(b.ipam().read(|i| i.snapshot()).unwrap(), b_before);
+    assert_crossed_views(&a, &b).await;
+
+    // b restarts with its gateway at a new address: a's tunnel follows, decisions stay
+    b.stop().await;
+    b.index = 12;
+    b.open_ipam().await;
+    b.start(peers.clone());
+    eventually("a's TunnelEndpoint has b's new endpoint", || async {
+        a.tep(&b)
+            .await
+            .is_some_and(|t| t.spec.endpoint == b.endpoint())
     })
     .await;
     wait_peered(&a, &b).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(a.ipam().read(|i| i.snapshot()).unwrap(), before);
+    assert_eq!(a.ipam().read(|i| i.snapshot()).unwrap(), a_before);
     assert_eq!(b.ipam().read(|i| i.snapshot()).unwrap(), b_before);
-    let tep_after = a.tep(&b).await.unwrap();
-    assert_eq!(tep_after.spec, tep_before.spec);
-    assert_eq!(tep_after.metadata.uid, tep_before.metadata.uid);
-    assert_eq!(
-        tep_after.metadata.generation,
-        tep_before.metadata.generation
-    );
     assert_crossed_views(&a, &b).await;
     a.stop().await;
     b.stop().await;

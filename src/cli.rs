@@ -79,6 +79,9 @@ pub struct NetworkManagerArgs {
 pub enum BenchCommand {
     /// Seed 004's B1: concurrent MapEndpointIP / UnmapEndpointIP over gRPC.
     Ipam(IpamBenchArgs),
+    /// The datapath in namespaces it creates and removes (root): request-response (seed 000) and
+    /// iperf3 throughput (seed 001) for veth, tunnel, NAT and DNAT-map paths, and mapping applies.
+    Datapath(DatapathBenchArgs),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -88,6 +91,43 @@ pub enum BenchCommand {
         #[arg(long)]
         state_dir: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DatapathBenchArgs {
+    /// Sequential HTTP requests per path (seed 000 uses 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    requests: usize,
+    /// iperf3 runs per path; the best and worst are dropped (seed 001 uses 12).
+    #[arg(long, default_value_t = 12)]
+    iperf_runs: usize,
+    /// Seconds per iperf3 run.
+    #[arg(long, default_value_t = 5)]
+    iperf_seconds: u32,
+    /// Single-mapping applies timed for p50/p99.
+    #[arg(long, default_value_t = 1_000)]
+    mapping_applies: usize,
+    /// Entries of the large DNAT map and of the bulk apply.
+    #[arg(long, default_value_t = 10_000)]
+    bulk_mappings: usize,
+    /// Skip the reference measurement over Debian's wireguard-go.
+    #[arg(long)]
+    no_wireguard_go: bool,
+}
+
+async fn bench_datapath(a: DatapathBenchArgs) -> anyhow::Result<()> {
+    let opts = isthmus_dataplane::bench::DatapathBenchOptions {
+        requests: a.requests,
+        iperf_runs: a.iperf_runs,
+        iperf_seconds: a.iperf_seconds,
+        mapping_applies: a.mapping_applies,
+        bulk_mappings: a.bulk_mappings,
+        wireguard_go: !a.no_wireguard_go,
+    };
+    let report =
+        tokio::task::spawn_blocking(move || isthmus_dataplane::bench::run(&opts)).await??;
+    println!("{report}");
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +216,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::NetworkManager(args) => isthmus::standalone::run(standalone_config(args)?).await,
         Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,
+        Command::Bench(BenchCommand::Datapath(args)) => bench_datapath(args).await,
         Command::Bench(BenchCommand::IpamState {
             mappings,
             state_dir,

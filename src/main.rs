@@ -40,6 +40,12 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // defguard logs interface configuration, private key included, below info: capped always,
+    // whatever RUST_LOG says.
+    let filter = match isthmus_dataplane::LOG_DIRECTIVE.parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -22,6 +22,7 @@ mod peer_watch;
 pub mod peers;
 pub mod plan;
 pub mod received;
+mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;

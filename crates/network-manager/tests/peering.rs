@@ -69,6 +69,23 @@ async fn two_clusters_with_identical_pod_cidrs_peer_through_remapped_views() {
     assert_eq!(sent.spec.pod_cidr, cidr("10.0.0.0/16"));
     assert_eq!(sent.spec.backend_config[BACKEND_PUBLIC_KEY], a.public_key());
     assert_eq!(sent.spec.validate(), Ok(()));
+
+    // a TunnelEndpoint deleted or edited by someone else is put back
+    a.teps().delete("b", &Default::default()).await.unwrap();
+    eventually("deleted TunnelEndpoint restored", || async {
+        a.tep(&b).await.is_some_and(|t| t.spec == ab.spec)
+    })
+    .await;
+    let edit = serde_json::json!({"spec": {"endpoint": "10.10.10.10:1"}});
+    let pp = kube::api::PatchParams::default();
+    a.teps()
+        .patch("b", &pp, &kube::api::Patch::Merge(edit))
+        .await
+        .unwrap();
+    eventually("edited TunnelEndpoint restored", || async {
+        a.tep(&b).await.is_some_and(|t| t.spec == ab.spec)
+    })
+    .await;
     a.stop().await;
     b.stop().await;
 }

@@ -26,7 +26,7 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::objects::FINALIZER;
-use crate::received;
+use crate::{received, triggers};
 
 fn retry_key(fc: &ForeignCluster) -> String {
     format!("foreigncluster/{}", fc.name_any())
@@ -61,7 +61,7 @@ fn error_policy(fc: Arc<ForeignCluster>, err: &Error, ctx: Arc<Context>) -> Acti
 }
 
 /// The controller, until `shutdown` resolves. Re-triggered by: the ForeignCluster, its
-/// TunnelEndpoint, the NetworkConfig the peer sent us, and (through `peer_events`) the
+/// TunnelEndpoint (spec changes and deletion, not status), the NetworkConfig the peer sent us, and (through `peer_events`) the
 /// NetworkConfig we wrote into the peer's API.
 pub fn controller(
     ctx: Arc<Context>,
@@ -72,23 +72,25 @@ pub fn controller(
     let c = Controller::new(api, watcher::Config::default());
     let store = c.store();
     let teps: Api<TunnelEndpoint> = Api::namespaced(ctx.local.clone(), &ctx.config.namespace);
-    c.owns(teps, watcher::Config::default())
-        .watches_with(
-            received::local_api(&ctx),
-            ApiResource::erase::<NetworkConfig>(&()),
-            watcher::Config::default(),
-            move |nc| {
-                let origin = received::parse(&nc).origin;
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|fc| Some(fc.spec.cluster_id.as_str()) == origin.as_deref())
-                    .map(|fc| ObjectRef::from_obj(fc.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .reconcile_all_on(peer_events)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+    // a TunnelEndpoint changed or deleted by someone else re-runs every peering (they are few)
+    let tep_changes = triggers::spec_changes(teps).map(|_| ());
+    let others = futures::stream::select(peer_events, tep_changes);
+    c.watches_with(
+        received::local_api(&ctx),
+        ApiResource::erase::<NetworkConfig>(&()),
+        watcher::Config::default(),
+        move |nc| {
+            let origin = received::parse(&nc).origin;
+            store
+                .state()
+                .into_iter()
+                .filter(|fc| Some(fc.spec.cluster_id.as_str()) == origin.as_deref())
+                .map(|fc| ObjectRef::from_obj(fc.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    )
+    .reconcile_all_on(others)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| async {})
 }

@@ -7,7 +7,6 @@ use isthmus_api::{
     NetworkConfigStatus, set_condition,
 };
 use isthmus_ipam::{IpamError, PeerNetworks};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 /// Condition type on NetworkConfigs: whether the receiver processed the spec.
@@ -191,6 +190,8 @@ pub fn ready_for_tunnel<'a>(
 pub enum PeeringObservation {
     /// The peer's API could not be used.
     Unreachable(String),
+    /// Unpeering waits for the peer's API (everything local is already removed).
+    UnpeeringBlocked(String),
     /// The ForeignCluster itself is invalid.
     Invalid(String),
     /// Both sides as observed, and whether the TunnelEndpoint is in place.
@@ -201,25 +202,9 @@ pub enum PeeringObservation {
     },
 }
 
-fn side_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    side: &Side,
-    generation: Option<i64>,
-    now: Timestamp,
-) {
-    let (status, reason, message) = match side {
-        Side::Processed => (ConditionStatus::True, "Processed", ""),
-        Side::Waiting(m) => (ConditionStatus::False, "Waiting", m.as_str()),
-        Side::Refused { reason, message } => {
-            (ConditionStatus::False, reason.as_str(), message.as_str())
-        }
-    };
-    set_condition(conditions, type_, status, reason, message, generation, now);
-}
-
 /// The ForeignCluster status: phase `Error` (peer unreachable, invalid, or a side refused),
-/// `Peered` (TunnelEndpoint in place) or `Peering`, with one condition per observation.
+/// `Peered` (TunnelEndpoint in place), `Peering`, or `Unpeering` (blocked on the peer's API),
+/// with one condition per observation.
 pub fn foreign_cluster_status(
     previous: Option<&ForeignClusterStatus>,
     observation: &PeeringObservation,
@@ -227,81 +212,72 @@ pub fn foreign_cluster_status(
     now: Timestamp,
 ) -> ForeignClusterStatus {
     let mut conditions = previous.map(|s| s.conditions.clone()).unwrap_or_default();
-    let (t, f) = (ConditionStatus::True, ConditionStatus::False);
+    let mut set = |type_: &str, status, reason: &str, message: &str| {
+        set_condition(
+            &mut conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    };
+    let f = ConditionStatus::False;
     let phase = match observation {
         PeeringObservation::Unreachable(m) => {
-            let reason = "PeerUnreachable";
-            set_condition(
-                &mut conditions,
-                COND_PEER_REACHABLE,
-                f,
-                reason,
-                m,
-                generation,
-                now,
-            );
-            set_condition(&mut conditions, COND_READY, f, reason, m, generation, now);
+            set(COND_PEER_REACHABLE, f, "PeerUnreachable", m);
+            set(COND_READY, f, "PeerUnreachable", m);
             "Error"
         }
+        PeeringObservation::UnpeeringBlocked(m) => {
+            set(COND_PEER_REACHABLE, f, "PeerUnreachable", m);
+            set(COND_READY, f, "UnpeeringBlocked", m);
+            "Unpeering"
+        }
         PeeringObservation::Invalid(m) => {
-            set_condition(
-                &mut conditions,
-                COND_READY,
-                f,
-                REASON_INVALID_SPEC,
-                m,
-                generation,
-                now,
-            );
+            set(COND_READY, f, REASON_INVALID_SPEC, m);
             "Error"
         }
         PeeringObservation::Observed {
             peer,
             local,
             tunnel,
-        } => {
-            set_condition(
-                &mut conditions,
-                COND_PEER_REACHABLE,
-                t,
-                "Reachable",
-                "",
-                generation,
-                now,
-            );
-            side_condition(&mut conditions, COND_PEER_PROCESSED, peer, generation, now);
-            side_condition(
-                &mut conditions,
-                COND_LOCAL_PROCESSED,
-                local,
-                generation,
-                now,
-            );
-            let refused = [peer, local]
-                .into_iter()
-                .any(|s| matches!(s, Side::Refused { .. }));
-            let (status, reason, phase) = match (tunnel, refused) {
-                (true, _) => (t, "TunnelEndpointReady", "Peered"),
-                (false, true) => (f, "Refused", "Error"),
-                (false, false) => (f, "Peering", "Peering"),
-            };
-            set_condition(
-                &mut conditions,
-                COND_READY,
-                status,
-                reason,
-                "",
-                generation,
-                now,
-            );
-            phase
-        }
+        } => observed_conditions(&mut set, peer, local, *tunnel),
     };
     ForeignClusterStatus {
         phase: Some(phase.to_owned()),
         conditions,
         observed_generation: generation,
     }
+}
+
+/// Sets the conditions of a pass that reached both APIs; returns the phase.
+fn observed_conditions(
+    set: &mut impl FnMut(&str, ConditionStatus, &str, &str),
+    peer: &Side,
+    local: &Side,
+    tunnel: bool,
+) -> &'static str {
+    let (t, f) = (ConditionStatus::True, ConditionStatus::False);
+    set(COND_PEER_REACHABLE, t, "Reachable", "");
+    for (type_, side) in [(COND_PEER_PROCESSED, peer), (COND_LOCAL_PROCESSED, local)] {
+        match side {
+            Side::Processed => set(type_, t, "Processed", ""),
+            Side::Waiting(m) => set(type_, f, "Waiting", m),
+            Side::Refused { reason, message } => set(type_, f, reason, message),
+        }
+    }
+    let refused = [peer, local]
+        .into_iter()
+        .any(|s| matches!(s, Side::Refused { .. }));
+    let (status, reason, phase) = match (tunnel, refused) {
+        (true, _) => (t, "TunnelEndpointReady", "Peered"),
+        (false, true) => (f, "Refused", "Error"),
+        (false, false) => (f, "Peering", "Peering"),
+    };
+    set(COND_READY, status, reason, "");
+    phase
 }
 
 #[cfg(test)]

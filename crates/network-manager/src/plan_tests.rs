@@ -1,6 +1,7 @@
 //! Tests of the pure status planning.
 
 use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use pretty_assertions::assert_eq;
 
 fn cidr(s: &str) -> Cidr {

@@ -122,3 +122,49 @@ async fn deleting_the_foreign_clusters_removes_the_peering_everywhere() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpeering_waits_for_an_unreachable_peer_and_says_so() {
+    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
+    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
+    let a_peers = Arc::new(CountingPeers::default());
+    a_peers.inner.insert("b", b.client.clone());
+    a.start(a_peers.clone());
+    b.start(Arc::new(lab(&[&a, &b])));
+    mesh(&[&a, &b]).await;
+    wait_peered(&a, &b).await;
+
+    // b's API becomes unreachable for a, then a unpeers
+    a_peers.inner.remove("b");
+    a.remove_peer(&b).await;
+    eventually("a's unpeering is blocked and says so", || async {
+        let Some(fc) = a.fcs().get_opt("b").await.unwrap() else {
+            return false;
+        };
+        let st = fc.status.unwrap_or_default();
+        let ready = condition(&st.conditions, "Ready");
+        st.phase.as_deref() == Some("Unpeering")
+            && ready.is_some_and(|(s, r, _)| s == "False" && r == "UnpeeringBlocked")
+    })
+    .await;
+    // everything local is gone already; our NetworkConfig is still in b's API
+    assert!(a.tep(&b).await.is_none());
+    assert!(a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap());
+    assert!(b.ncs().get_opt("a").await.unwrap().is_some());
+    let calls = a_peers.calls();
+    eventually("a keeps retrying", || async {
+        a_peers.calls() >= calls + 2
+    })
+    .await;
+
+    // b answers again: the unpeering completes
+    a_peers.inner.insert("b", b.client.clone());
+    eventually("unpeered", || async {
+        a.fcs().get_opt("b").await.unwrap().is_none()
+            && b.ncs().get_opt("a").await.unwrap().is_none()
+            && b.tep(&a).await.is_none()
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

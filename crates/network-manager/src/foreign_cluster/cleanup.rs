@@ -41,7 +41,7 @@ pub async fn cleanup(fc: &ForeignCluster, ctx: &Context) -> Result<Action> {
         errors.push(format!("local objects: {e}"));
     }
     if let Some(m) = unreachable {
-        report(fc, ctx, &PeeringObservation::Unreachable(m.clone())).await?;
+        report(fc, ctx, &PeeringObservation::UnpeeringBlocked(m.clone())).await?;
         errors.push(m);
     }
     if !errors.is_empty() {

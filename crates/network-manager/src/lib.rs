@@ -4,10 +4,10 @@
 //! - **ForeignCluster** → our `NetworkConfig` in the peer's API (PodCIDR, ExternalCIDR, gateway
 //!   endpoint, WireGuard public key), the peer's decision copied back into the IPAM, the
 //!   `TunnelEndpoint` once both sides processed, and, behind a finalizer, removal of everything
-//!   the peering created ([`foreign_cluster`]).
+//!   the peering created (`foreign_cluster`).
 //! - **received NetworkConfig** (its `clusterID` is us) → validation, the IPAM decision (accept or
-//!   remap) and its status ([`received`]).
-//! - **NatMapping** sync from the IPAM's endpoint reflections ([`nat_sync`]).
+//!   remap) and its status (`received`).
+//! - **NatMapping** sync from the IPAM's endpoint reflections (`nat_sync`).
 //!
 //! [`run`] starts all three over one local client, a [`PeerResolver`] and a [`DurableIpam`].
 //! Planning is pure ([`plan`], [`objects`]); the controllers fetch, plan, apply and report.
@@ -15,23 +15,24 @@
 pub mod config;
 mod context;
 pub mod error;
-pub mod foreign_cluster;
-pub mod nat_sync;
+mod foreign_cluster;
+mod nat_sync;
 pub mod objects;
 mod peer_watch;
 pub mod peers;
 pub mod plan;
-pub mod received;
+mod received;
 mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use isthmus_ipam_store::DurableIpam;
+
+use crate::context::Context;
 use tokio::sync::watch;
 
 pub use config::{Backoff, ConfigError, LocalGateway, NetworkManagerConfig};
-pub use context::Context;
 pub use error::{Error, Result};
 pub use peers::{KubeconfigPeers, LabPeers, PeerResolver, ResolveError};
 

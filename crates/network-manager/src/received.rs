@@ -87,7 +87,8 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
     let outcome = decide(&ctx, &received).await?;
     let now = Timestamp::now();
     let status = plan::received_status(&received.status, &outcome, received.generation, now);
-    if status != received.status {
+    let changed = status != received.status;
+    if changed {
         let patch = json!({
             "apiVersion": NetworkConfig::api_version(&()),
             "kind": NetworkConfig::kind(&()),
@@ -98,10 +99,17 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
             .patch_status(&received.name, &params, &Patch::Apply(patch))
             .await?;
     }
-    tracing::info!(
-        cluster = %ctx.config.cluster_id, name = %received.name, processed = status.processed,
-        "received NetworkConfig reconciled"
-    );
+    if changed {
+        let reason = status
+            .conditions
+            .first()
+            .map(|c| c.reason.as_str())
+            .unwrap_or("");
+        tracing::info!(
+            cluster = %ctx.config.cluster_id, peer = ?received.origin, name = %received.name,
+            processed = status.processed, reason, "received NetworkConfig processed"
+        );
+    }
     ctx.succeeded(&retry_key(&received.name));
     Ok(match outcome {
         // pools may free up when another peer goes

@@ -192,6 +192,13 @@ pub async fn report(
     if fc.status.as_ref() == Some(&status) {
         return Ok(());
     }
+    let before = fc.status.as_ref().and_then(|s| s.phase.as_deref());
+    if before != status.phase.as_deref() {
+        tracing::info!(
+            cluster = %ctx.config.cluster_id, peer = %fc.spec.cluster_id,
+            phase = ?status.phase, ?observation, "peering phase changed"
+        );
+    }
     let api: Api<ForeignCluster> = Api::all(ctx.local.clone());
     let patch = json!({ "status": status });
     api.patch_status(

@@ -167,3 +167,25 @@ async fn unreachable_peer_is_retried_and_reported_until_it_answers() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_configuration_is_refused_before_anything_starts() {
+    let a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
+    let mut config = a.config();
+    config.gateway.public_key = "not a key".into();
+    let r = isthmus_network_manager::run(
+        config,
+        a.client.clone(),
+        Arc::new(lab(&[&a])),
+        a.ipam().clone(),
+        std::future::pending(),
+    )
+    .await;
+    match r {
+        Err(isthmus_network_manager::Error::Config(e)) => {
+            assert!(e.to_string().contains("public key"), "{e}")
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(a.kube.watch_count(), 0);
+}

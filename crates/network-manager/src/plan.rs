@@ -23,6 +23,8 @@ pub const COND_READY: &str = "Ready";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_POOLS_EXHAUSTED: &str = "PoolsExhausted";
 pub const REASON_NO_FOREIGN_CLUSTER: &str = "NoForeignCluster";
+/// The peer's view of our networks cannot be used (e.g. another prefix length).
+pub const REASON_INVALID_PEER_DECISION: &str = "InvalidPeerDecision";
 
 /// What the IPAM made of a received NetworkConfig.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -189,3 +189,54 @@ async fn invalid_configuration_is_refused_before_anything_starts() {
     }
     assert_eq!(a.kube.watch_count(), 0);
 }
+
+/// Plays peer `b` by hand for `a`: writes b's NetworkConfig into a's API and b's decision about
+/// a into the status of a's NetworkConfig in b's API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_played_peer_decision_is_checked_and_used() {
+    use kube::api::{Patch, PatchParams};
+    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
+    let b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
+    a.start(Arc::new(lab(&[&a, &b])));
+    a.add_peer(&b).await;
+    create_raw(
+        &a,
+        raw_network_config("b", "a", "10.0.0.0/16", "10.1.0.0/16"),
+    )
+    .await;
+    eventually("a's NetworkConfig in b", || async {
+        b.ncs().get_opt("a").await.unwrap().is_some()
+    })
+    .await;
+    let decide = |pod_nat: &str| json!({"status": {"processed": true, "podCIDRNAT": pod_nat, "observedGeneration": 1}});
+    let pp = PatchParams::default();
+    // a /24 view of a's /16 Pod CIDR cannot be right
+    b.ncs()
+        .patch_status("a", &pp, &Patch::Merge(decide("10.9.0.0/24")))
+        .await
+        .unwrap();
+    eventually("a refuses b's decision", || async {
+        let Some(st) = a.fcs().get("b").await.unwrap().status else {
+            return false;
+        };
+        condition(&st.conditions, "PeerProcessed")
+            .is_some_and(|(s, r, _)| s == "False" && r == "InvalidPeerDecision")
+    })
+    .await;
+    assert!(a.tep(&b).await.is_none());
+    // a usable decision: the tunnel appears with b's view of a
+    b.ncs()
+        .patch_status("a", &pp, &Patch::Merge(decide("10.9.0.0/16")))
+        .await
+        .unwrap();
+    eventually("a's tunnel uses b's view", || async {
+        a.tep(&b)
+            .await
+            .is_some_and(|t| t.spec.local_nat_pod_cidr == cidr("10.9.0.0/16"))
+    })
+    .await;
+    let tep = a.tep(&b).await.unwrap().spec;
+    assert_eq!(tep.endpoint, "192.168.200.9:51820");
+    assert_eq!(tep.local_nat_external_cidr, tep.local_external_cidr);
+    a.stop().await;
+}

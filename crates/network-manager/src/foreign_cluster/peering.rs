@@ -3,7 +3,8 @@
 //! write or remove the TunnelEndpoint, report the status.
 
 use isthmus_api::{ClusterId, ForeignCluster, NetworkConfig, TunnelEndpoint};
-use isthmus_ipam::{LocalNetworks, PeerNetworks};
+use isthmus_ipam::{IpamError, LocalNetworks, PeerNetworks};
+use isthmus_ipam_store::ServiceError;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -69,10 +70,10 @@ async fn exchange(
         .ensure(peer, client.clone(), &config.peer_namespace, our_name);
     let local = ctx.ipam.read(|i| i.local().clone())?;
     let sent = send_network_config(ctx, peer, client, &local).await?;
-    let (peer_side, decision) = plan::peer_side(&sent);
+    let (mut peer_side, decision) = plan::peer_side(&sent);
     let received = received_from(ctx, peer).await?;
     let local_side = local_side(received.as_ref());
-    let networks = record_peer_decision(ctx, peer, decision).await?;
+    let networks = record_peer_decision(ctx, peer, decision, &mut peer_side).await?;
     let received_spec = received.as_ref().and_then(|r| r.spec.as_ref().ok());
     let ready = plan::ready_for_tunnel(&peer_side, &local_side, networks.as_ref(), received_spec);
     let tunnel = match (ready, received_spec) {
@@ -135,22 +136,34 @@ fn local_side(received: Option<&ReceivedConfig>) -> Side {
 }
 
 /// Records the peer's decision about us in the IPAM, once we know the peer (our own decision
-/// exists); returns the peer's networks as the IPAM now holds them.
+/// exists); returns the peer's networks as the IPAM now holds them. A decision the IPAM refuses
+/// (a view of another size than our network) turns the peer's side into `Refused`.
 async fn record_peer_decision(
     ctx: &Context,
     peer: &ClusterId,
     decision: Option<PeerDecision>,
+    peer_side: &mut Side,
 ) -> Result<Option<PeerNetworks>> {
     let lock = ctx.peer_lock(peer);
     let _guard = lock.lock().await;
     let known = ctx.ipam.read(|i| i.peer(peer).cloned())?;
-    match (known, decision) {
-        (Some(_), Some(d)) => Ok(Some(
-            ctx.ipam
-                .set_peer_view(peer, d.pod_nat, d.external_nat)
-                .await?,
-        )),
-        (known, _) => Ok(known),
+    let (Some(known), Some(d)) = (known.clone(), decision) else {
+        return Ok(known);
+    };
+    match ctx
+        .ipam
+        .set_peer_view(peer, d.pod_nat, d.external_nat)
+        .await
+    {
+        Ok(networks) => Ok(Some(networks)),
+        Err(ServiceError::Ipam(e @ IpamError::InvalidPeerNetwork { .. })) => {
+            *peer_side = Side::Refused {
+                reason: plan::REASON_INVALID_PEER_DECISION.to_owned(),
+                message: e.to_string(),
+            };
+            Ok(Some(known))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

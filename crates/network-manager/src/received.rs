@@ -174,8 +174,17 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(delay)
 }
 
+/// Whether `nc` is waiting for room in the pools.
+fn waits_for_pools(nc: &ReceivedConfig) -> bool {
+    nc.status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == plan::COND_PROCESSED && c.reason == plan::REASON_POOLS_EXHAUSTED)
+}
+
 /// The controller, until `shutdown` resolves. A ForeignCluster appearing or going re-triggers
-/// the NetworkConfigs of its cluster.
+/// the NetworkConfigs of its cluster; one going (its removal frees networks) also re-triggers
+/// those that were refused for lack of room in the pools.
 pub fn controller(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -186,10 +195,14 @@ pub fn controller(
     let fcs: Api<ForeignCluster> = Api::all(ctx.local.clone());
     c.watches(fcs, watcher::Config::default(), move |fc| {
         let cluster = fc.spec.cluster_id.to_string();
+        let going = fc.metadata.deletion_timestamp.is_some();
         store
             .state()
             .into_iter()
-            .filter(|nc| parse(nc).origin.as_deref() == Some(cluster.as_str()))
+            .filter(|nc| {
+                let nc = parse(nc);
+                nc.origin.as_deref() == Some(cluster.as_str()) || (going && waits_for_pools(&nc))
+            })
             .map(|nc| ObjectRef::from_obj_with(nc.as_ref(), ar.clone()))
             .collect::<Vec<_>>()
     })

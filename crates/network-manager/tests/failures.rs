@@ -240,3 +240,27 @@ async fn a_hand_played_peer_decision_is_checked_and_used() {
     assert_eq!(tep.local_nat_external_cidr, tep.local_external_cidr);
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refused_for_lack_of_room_is_processed_once_another_peer_goes() {
+    // a's pools leave room for exactly one remapped peer (two /16s)
+    let mut a = Cluster::new("a", 1, "10.0.0.0/16", Some(vec![cidr("10.0.0.0/14")])).await;
+    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
+    let mut c = Cluster::new("c", 3, "10.0.0.0/16", None).await;
+    let peers = Arc::new(lab(&[&a, &b, &c]));
+    for x in [&mut a, &mut b, &mut c] {
+        x.start(peers.clone());
+    }
+    mesh(&[&a, &b]).await;
+    wait_peered(&a, &b).await;
+    mesh(&[&a, &c]).await;
+    wait_refused(&a, "c", "PoolsExhausted").await;
+    assert!(a.tep(&c).await.is_none());
+    // b goes: its networks are freed and c gets them, well before the periodic resync
+    a.remove_peer(&b).await;
+    wait_peered(&a, &c).await;
+    assert!(a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap());
+    for x in [&mut a, &mut b, &mut c] {
+        x.stop().await;
+    }
+}

@@ -16,6 +16,9 @@ pub struct Cli {
     /// Log format on stderr (level from RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Async worker threads of daemons (default: one per core).
+    #[arg(long, env = "ISTHMUS_WORKER_THREADS", global = true)]
+    pub worker_threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }

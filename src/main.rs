@@ -19,7 +19,13 @@ fn main() -> std::process::ExitCode {
         cli::Command::Bench(cli::BenchCommand::Ipam(_)) => {
             tokio::runtime::Builder::new_current_thread()
         }
-        _ => tokio::runtime::Builder::new_multi_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = cli.worker_threads {
+                b.worker_threads(n.max(1));
+            }
+            b
+        }
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

@@ -270,9 +270,8 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PrivateKey;
     use crate::firewall::fake::FakeFirewall;
-    use crate::model::PeerSpec;
+    use crate::model::fixtures::{peer, spec};
     use crate::routes::fake::FakeRoutes;
     use crate::tunnel::fake::FakeTunnel;
 
@@ -284,29 +283,6 @@ mod tests {
             FakeFirewall::default(),
             FakeRoutes::default(),
         )
-    }
-
-    fn peer(name: &str, remote: &str) -> PeerSpec {
-        PeerSpec {
-            name: name.into(),
-            public_key: PrivateKey::generate().public_key().to_string(),
-            endpoint: None,
-            keepalive: None,
-            remote: vec![remote.parse().unwrap()],
-            local_nat: vec![],
-            mappings: vec![],
-        }
-    }
-
-    fn spec(peers: Vec<PeerSpec>) -> GatewaySpec {
-        GatewaySpec {
-            interface: "wg-test".into(),
-            private_key: PrivateKey::generate(),
-            listen_port: 51820,
-            mtu: 1420,
-            transit_source: None,
-            peers,
-        }
     }
 
     #[test]

@@ -265,11 +265,13 @@ fn check_no_overlap(peers: &[ValidPeer]) -> Result<()> {
     Ok(())
 }
 
+/// Minimal valid specs for unit tests of this crate.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn peer(name: &str, remote: &str) -> PeerSpec {
+    /// A peer with a fresh key, no endpoint and one remote range.
+    pub(crate) fn peer(name: &str, remote: &str) -> PeerSpec {
         PeerSpec {
             name: name.into(),
             public_key: PrivateKey::generate().public_key().to_string(),
@@ -281,7 +283,8 @@ mod tests {
         }
     }
 
-    fn spec(peers: Vec<PeerSpec>) -> GatewaySpec {
+    /// A gateway on interface `wgtest` with a fresh key.
+    pub(crate) fn spec(peers: Vec<PeerSpec>) -> GatewaySpec {
         GatewaySpec {
             interface: "wgtest".into(),
             private_key: PrivateKey::generate(),
@@ -291,6 +294,12 @@ mod tests {
             peers,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{peer, spec};
+    use super::*;
 
     #[test]
     fn rejects_overlapping_allowed_ips() {

@@ -224,14 +224,11 @@ impl DurableIpam {
     ) -> Result<PeerNetworks, ServiceError> {
         self.mutate(|ipam| {
             let effect = ipam.plan_peer(cluster, pod, external)?;
-            let unchanged = ipam.peer(cluster).is_some_and(
-                |p| matches!(&effect, Effect::PeerSet { networks, .. } if networks == p),
-            );
-            let networks = match &effect {
-                Effect::PeerSet { networks, .. } => networks.clone(),
-                _ => return Err(IpamError::Corrupt("plan_peer gave no PeerSet".into())),
+            let Effect::PeerSet { networks, .. } = &effect else {
+                return Err(IpamError::Corrupt("plan_peer gave no PeerSet".into()));
             };
-            Ok((networks, (!unchanged).then_some(effect)))
+            let unchanged = ipam.peer(cluster) == Some(networks);
+            Ok((networks.clone(), (!unchanged).then_some(effect)))
         })
         .await
     }

@@ -17,13 +17,7 @@ async fn mappings(c: &Cluster, peer: &Cluster) -> Option<BTreeMap<Ipv4Addr, Ipv4
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nat_mapping_follows_map_and_unmap() {
-    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
-    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
-    let peers = Arc::new(lab(&[&a, &b]));
-    a.start(peers.clone());
-    b.start(peers);
-    mesh(&[&a, &b]).await;
-    wait_peered(&a, &b).await;
+    let (mut a, mut b, _peers) = peered_pair().await;
     eventually("empty NatMapping for b", || async {
         mappings(&a, &b).await == Some(BTreeMap::new())
     })
@@ -83,13 +77,7 @@ async fn nothing_left(c: &Cluster, peer: &Cluster) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_foreign_clusters_removes_the_peering_everywhere() {
-    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
-    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
-    let peers = Arc::new(lab(&[&a, &b]));
-    a.start(peers.clone());
-    b.start(peers);
-    mesh(&[&a, &b]).await;
-    wait_peered(&a, &b).await;
+    let (mut a, mut b, _peers) = peered_pair().await;
     a.ipam()
         .map_endpoint_ip(&b.id, "10.77.0.9".parse().unwrap())
         .await

@@ -43,13 +43,7 @@ async fn assert_crossed_views(a: &Cluster, b: &Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_with_identical_pod_cidrs_peer_through_remapped_views() {
-    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
-    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
-    let peers = Arc::new(lab(&[&a, &b]));
-    a.start(peers.clone());
-    b.start(peers.clone());
-    mesh(&[&a, &b]).await;
-    wait_peered(&a, &b).await;
+    let (mut a, mut b, _peers) = peered_pair().await;
     assert_crossed_views(&a, &b).await;
     assert_crossed_views(&b, &a).await;
 
@@ -132,13 +126,7 @@ async fn three_clusters_in_a_full_mesh_get_disjoint_consistent_views() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_network_manager_converges_without_new_decisions() {
-    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
-    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
-    let peers = Arc::new(lab(&[&a, &b]));
-    a.start(peers.clone());
-    b.start(peers.clone());
-    mesh(&[&a, &b]).await;
-    wait_peered(&a, &b).await;
+    let (mut a, mut b, peers) = peered_pair().await;
     let a_before = a.ipam().read(|i| i.snapshot()).unwrap();
     let b_before = b.ipam().read(|i| i.snapshot()).unwrap();
     let tep_before = a.tep(&b).await.unwrap();

@@ -208,6 +208,19 @@ pub async fn mesh(clusters: &[&Cluster]) {
     }
 }
 
+/// Two clusters "a" and "b" with the same Pod CIDR 10.0.0.0/16, both network-managers running
+/// over one lab resolver, peered both ways and waited for.
+pub async fn peered_pair() -> (Cluster, Cluster, Arc<LabPeers>) {
+    let mut a = Cluster::new("a", 1, "10.0.0.0/16", None).await;
+    let mut b = Cluster::new("b", 2, "10.0.0.0/16", None).await;
+    let peers = Arc::new(lab(&[&a, &b]));
+    a.start(peers.clone());
+    b.start(peers.clone());
+    mesh(&[&a, &b]).await;
+    wait_peered(&a, &b).await;
+    (a, b, peers)
+}
+
 /// Polls `check` until it holds; fails after a generous deadline.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

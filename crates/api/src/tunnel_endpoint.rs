@@ -112,6 +112,12 @@ pub struct TunnelEndpointStatus {
     pub interface_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The node the active gateway runs on, and its address inside the cluster: the next hop
+    /// route agents on other nodes use for the peer's ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_node: Option<String>,
+    #[serde(rename = "gatewayIP", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ip: Option<std::net::Ipv4Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

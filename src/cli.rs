@@ -1,12 +1,11 @@
 //! The command line: subcommands, flags, and the dispatch from a parsed command to the library.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use isthmus::bench::ipam::IpamBenchOptions;
-use isthmus::standalone::{StandaloneConfig, ipam_config, read_peers};
 use isthmus_ipam::Cidr;
 
 /// isthmus: a multi-cluster network overlay for Kubernetes.
@@ -32,7 +31,14 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the network-manager (IPAM, NetworkConfig processing, gRPC IPAM service).
-    NetworkManager(NetworkManagerArgs),
+    NetworkManager(isthmus::daemons::network_manager::Args),
+    /// Run the gateway (TunnelEndpoints and NatMappings into WireGuard, routes and NAT).
+    Gateway(isthmus::daemons::gateway::Args),
+    /// Run the route agent of one node (remote ranges routed to the gateway node).
+    RouteAgent(isthmus::daemons::route_agent::Args),
+    /// Several clusters in network namespaces on this machine (root).
+    #[command(subcommand)]
+    Lab(isthmus::lab::LabCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -45,37 +51,6 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct NetworkManagerArgs {
-    /// Run without Kubernetes: file-backed IPAM state, peers from a YAML file.
-    #[arg(long)]
-    pub standalone: bool,
-    /// Directory of the IPAM state (standalone mode).
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
-    /// The local Pod CIDR.
-    #[arg(long)]
-    pub pod_cidr: Cidr,
-    /// The local Service CIDR.
-    #[arg(long)]
-    pub service_cidr: Option<Cidr>,
-    /// The local ExternalCIDR (chosen from the pools when absent).
-    #[arg(long)]
-    pub external_cidr: Option<Cidr>,
-    /// Address pools for the ExternalCIDR and remapping (default: the RFC 1918 ranges).
-    #[arg(long = "pool", value_delimiter = ',')]
-    pub pools: Vec<Cidr>,
-    /// Networks never to hand out (node network, other reserved ranges).
-    #[arg(long = "reserved", value_delimiter = ',')]
-    pub reserved: Vec<Cidr>,
-    /// YAML list of peers: clusterID, podCIDR, externalCIDR, optional podCIDRNAT/externalCIDRNAT.
-    #[arg(long)]
-    pub peers: Option<PathBuf>,
-    /// gRPC listen address.
-    #[arg(long, default_value = "127.0.0.1:6000")]
-    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,39 +160,13 @@ async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn standalone_config(a: NetworkManagerArgs) -> anyhow::Result<StandaloneConfig> {
-    if !a.standalone {
-        bail!(
-            "the Kubernetes mode of the network-manager is not built yet; \
-             run with --standalone --state-dir DIR --peers FILE"
-        );
-    }
-    let Some(state_dir) = a.state_dir else {
-        bail!("--standalone needs --state-dir DIR")
-    };
-    let Some(peers) = a.peers else {
-        bail!("--standalone needs --peers FILE")
-    };
-    let peers = read_peers(&peers)?;
-    let ipam = ipam_config(
-        a.pod_cidr,
-        a.service_cidr,
-        a.external_cidr,
-        a.pools,
-        a.reserved,
-    );
-    Ok(StandaloneConfig {
-        state_dir,
-        listen: a.listen,
-        ipam,
-        peers,
-    })
-}
-
 /// Runs one parsed command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::NetworkManager(args) => isthmus::standalone::run(standalone_config(args)?).await,
+        Command::NetworkManager(args) => isthmus::daemons::network_manager::main(args).await,
+        Command::Gateway(args) => isthmus::daemons::gateway::main(args).await,
+        Command::RouteAgent(args) => isthmus::daemons::route_agent::main(args).await,
+        Command::Lab(command) => isthmus::lab::main(command).await,
         Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,
         Command::Bench(BenchCommand::Datapath(args)) => bench_datapath(args).await,
         Command::Bench(BenchCommand::IpamState {

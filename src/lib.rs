@@ -3,5 +3,7 @@
 
 pub mod bench;
 pub mod crdgen;
+pub mod daemons;
 pub mod grpc;
+pub mod lab;
 pub mod standalone;

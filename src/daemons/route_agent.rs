@@ -1,0 +1,12 @@
+//! `isthmus route-agent`: the command line of the route agent daemon and its wiring.
+
+use clap::Args as ClapArgs;
+
+/// Command-line options.
+#[derive(Debug, ClapArgs)]
+pub struct Args {}
+
+/// Runs the daemon as the command line asks.
+pub async fn main(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}

@@ -177,6 +177,7 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
             private_key: spec.private_key.clone(),
             listen_port: spec.listen_port,
             mtu: spec.mtu,
+            address: spec.transit_source,
         })?;
         self.routes.enable_forwarding()?;
         let (set, remove) = peer_changes(&self.tunnel.peers()?, &tunnel_peers(spec));

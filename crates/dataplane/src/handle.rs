@@ -71,6 +71,13 @@ where
     pub async fn teardown(&self) -> Result<()> {
         self.with(|gateway| gateway.teardown()).await
     }
+
+    /// Runs `look` on the gateway, on the caller's thread: for tests that inspect or script
+    /// recording fakes. It blocks while a driver call is in flight.
+    pub fn inspect<X>(&self, look: impl FnOnce(&mut Gateway<T, F, R>) -> X) -> X {
+        let mut gateway = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        look(&mut gateway)
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ impl PrivateKey {
         self.0
     }
 
+    /// The key as base64 text, for storing it in a Secret or a file. Never log the result.
+    pub fn expose_base64(&self) -> String {
+        Key::new(self.0).to_string()
+    }
+
     /// Parses a base64 (or hex) private key. The error never echoes the input.
     pub fn parse(text: &str) -> Result<Self> {
         Key::try_from(text.trim())
@@ -154,6 +159,11 @@ mod tests {
     fn public_key_parses_and_rejects() {
         let public = PrivateKey::generate().public_key();
         assert_eq!(public.to_string().parse::<PublicKey>().unwrap(), public);
+        let private = PrivateKey::generate();
+        assert_eq!(
+            PrivateKey::parse(&private.expose_base64()).unwrap(),
+            private
+        );
         assert!("not-a-key".parse::<PublicKey>().is_err());
     }
 }

@@ -1,7 +1,11 @@
 //! Small rtnetlink helpers shared by the drivers: a connection opened inside a namespace, link
-//! lookup, link up and MTU.
+//! lookup, link up and MTU, the tunnel's one address.
+
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec};
 
@@ -74,6 +78,65 @@ pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
             .execute()
             .await
             .map_err(|err| Error::netlink(format!("delete link {name}"), err))?;
+    }
+    Ok(())
+}
+
+/// Makes `address` (as a /32) the only IPv4 address of link `name`, or removes every IPv4
+/// address when it is `None`. Changes nothing when the link already has exactly that.
+pub(crate) async fn set_only_address(
+    handle: &Handle,
+    name: &str,
+    address: Option<Ipv4Addr>,
+) -> Result<()> {
+    let op = || format!("address of {name}");
+    let index = link_index(handle, name)
+        .await?
+        .ok_or_else(|| Error::netlink(op(), "no such link"))?;
+    let mut current = Vec::new();
+    let mut stream = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(message) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::netlink(op(), e))?
+    {
+        // The dump filter is applied in user space by rtnetlink; check the index again.
+        if message.header.index != index || message.header.family != AddressFamily::Inet {
+            continue;
+        }
+        let addr = message.attributes.iter().find_map(|attr| match attr {
+            AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) => {
+                Some(*a)
+            }
+            _ => None,
+        });
+        current.push((addr, message.header.prefix_len, message));
+    }
+    let mut present = false;
+    for (addr, len, message) in current {
+        if address.is_some() && addr == address && len == 32 {
+            present = true;
+            continue;
+        }
+        handle
+            .address()
+            .del(message)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(op(), e))?;
+    }
+    if let (Some(addr), false) = (address, present) {
+        handle
+            .address()
+            .add(index, IpAddr::V4(addr), 32)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("add address {addr}/32 to {name}"), e))?;
     }
     Ok(())
 }

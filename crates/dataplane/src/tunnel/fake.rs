@@ -1,6 +1,7 @@
 //! A recording tunnel driver and a fake kernel probe for unit tests.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use super::{Backend, DeviceConfig, KernelProbe, PeerStatus, TunnelDriver, TunnelPeer};
 use crate::Result;
@@ -35,6 +36,20 @@ pub struct FakeTunnel {
     pub peers: BTreeMap<PublicKey, TunnelPeer>,
     /// Every call (`set <key>`, `remove <key>`, ...).
     pub calls: Vec<String>,
+    /// What `peers` reports for a peer's handshake and counters (tests set it; absent = no
+    /// handshake, no traffic).
+    pub traffic: BTreeMap<PublicKey, FakeTraffic>,
+}
+
+/// Handshake and counters the fake reports for one peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FakeTraffic {
+    /// Last handshake.
+    pub last_handshake: Option<SystemTime>,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
 }
 
 impl FakeTunnel {
@@ -45,6 +60,7 @@ impl FakeTunnel {
             device: None,
             peers: BTreeMap::new(),
             calls: Vec::new(),
+            traffic: BTreeMap::new(),
         }
     }
 }
@@ -75,12 +91,17 @@ impl TunnelDriver for FakeTunnel {
             .map(|peer| {
                 let mut allowed_ips = peer.allowed_ips.clone();
                 allowed_ips.sort();
+                let traffic = self
+                    .traffic
+                    .get(&peer.public_key)
+                    .copied()
+                    .unwrap_or_default();
                 PeerStatus {
                     public_key: peer.public_key.clone(),
                     endpoint: peer.endpoint,
-                    last_handshake: None,
-                    rx_bytes: 0,
-                    tx_bytes: 0,
+                    last_handshake: traffic.last_handshake,
+                    rx_bytes: traffic.rx_bytes,
+                    tx_bytes: traffic.tx_bytes,
                     keepalive: peer.keepalive,
                     allowed_ips,
                 }

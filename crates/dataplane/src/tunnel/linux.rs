@@ -23,7 +23,7 @@ use super::{
     Backend, DeviceConfig, KernelProbe, PeerStatus, TunnelDriver, TunnelPeer, select_backend,
 };
 use crate::keys::PublicKey;
-use crate::netlink::{connect, delete_link, link_index, set_txqueuelen, set_up};
+use crate::netlink::{connect, delete_link, link_index, set_only_address, set_txqueuelen, set_up};
 use crate::netns::NsRuntime;
 use crate::{Error, Result};
 
@@ -349,9 +349,11 @@ impl TunnelDriver for WireguardTunnel {
             self.write_host(config)?;
         }
         let (handle, name, mtu) = (self.handle.clone(), config.ifname.clone(), config.mtu);
+        let address = config.address;
         self.ns.run(async move {
             set_up(&handle, &name, Some(mtu)).await?;
-            set_txqueuelen(&handle, &name, TUN_TXQUEUELEN).await
+            set_txqueuelen(&handle, &name, TUN_TXQUEUELEN).await?;
+            set_only_address(&handle, &name, address).await
         })?;
         Ok(!running)
     }

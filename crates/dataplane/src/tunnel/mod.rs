@@ -8,7 +8,7 @@
 pub mod fake;
 pub mod linux;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
 
 use ipnet::Ipv4Net;
@@ -48,6 +48,10 @@ pub struct DeviceConfig {
     pub listen_port: u16,
     /// MTU.
     pub mtu: u32,
+    /// The interface's only address (a /32): the gateway's transit address. It makes the
+    /// gateway answer probes through the tunnel and gives packets it sends into the tunnel a
+    /// source its peers accept. `None` leaves the interface without an address.
+    pub address: Option<Ipv4Addr>,
 }
 
 /// One peer as WireGuard sees it.
@@ -96,8 +100,9 @@ impl PeerStatus {
 pub trait TunnelDriver: Send {
     /// The backend in use.
     fn backend(&self) -> Backend;
-    /// Creates the interface if needed and sets key, port and MTU; existing peers are kept
-    /// when key and port are unchanged. Returns whether the interface was created now.
+    /// Creates the interface if needed and sets key, port, MTU and address (exactly the one
+    /// asked for, idempotently); existing peers are kept when key and port are unchanged.
+    /// Returns whether the interface was created now.
     fn ensure_device(&mut self, config: &DeviceConfig) -> Result<bool>;
     /// Peers and their statistics.
     fn peers(&self) -> Result<Vec<PeerStatus>>;

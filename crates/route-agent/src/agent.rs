@@ -1,0 +1,189 @@
+//! The agent loop: the TunnelEndpoint watch kept as a map, the plan recomputed on every change,
+//! and syncs (on change, every `resync`, and after failures with backoff) through the driver on
+//! tokio's blocking pool.
+//!
+//! No sync happens before the first complete list of TunnelEndpoints: syncing an empty or partial
+//! view at start would remove the routes of peerings that are still there.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use isthmus_api::TunnelEndpoint;
+use isthmus_dataplane::routes::{self, NextHop, Route, RouteDiff, RouteDriver};
+use kube::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as watch};
+use tokio::time::Instant;
+
+use crate::config::RouteAgentConfig;
+use crate::plan::{RoutePlan, plan};
+use crate::{Error, Result};
+
+/// The TunnelEndpoints as the watch reported them.
+#[derive(Debug, Default)]
+struct Endpoints {
+    current: BTreeMap<String, TunnelEndpoint>,
+    /// Objects of a (re)list in progress, swapped in at its end.
+    relist: Option<BTreeMap<String, TunnelEndpoint>>,
+    /// The first complete list has arrived.
+    listed: bool,
+}
+
+impl Endpoints {
+    /// Applies one watch event; true when `current` may have changed.
+    fn apply(&mut self, event: Event<TunnelEndpoint>) -> bool {
+        let name = |t: &TunnelEndpoint| t.metadata.name.clone().unwrap_or_default();
+        match event {
+            Event::Init => {
+                self.relist = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(t) => {
+                self.relist.get_or_insert_default().insert(name(&t), t);
+                false
+            }
+            Event::InitDone => {
+                self.current = self.relist.take().unwrap_or_default();
+                self.listed = true;
+                true
+            }
+            Event::Apply(t) => {
+                self.current.insert(name(&t), t);
+                true
+            }
+            Event::Delete(t) => self.current.remove(&name(&t)).is_some(),
+        }
+    }
+}
+
+/// The loop's state between events.
+struct Agent<R> {
+    config: RouteAgentConfig,
+    driver: Arc<Mutex<R>>,
+    endpoints: Endpoints,
+    /// The plan of the last successful sync.
+    applied: RoutePlan,
+    /// The plan to sync next.
+    wanted: RoutePlan,
+    /// Failed syncs in a row.
+    failures: u32,
+}
+
+pub(crate) async fn run<R: RouteDriver + 'static>(
+    config: RouteAgentConfig,
+    client: kube::Client,
+    driver: R,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let api: Api<TunnelEndpoint> = Api::namespaced(client, &config.namespace);
+    tracing::info!(namespace = %config.namespace, resync = ?config.resync, "route agent starting");
+    let mut events = std::pin::pin!(watch(api, watcher::Config::default()).default_backoff());
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut agent = Agent {
+        config,
+        driver: Arc::new(Mutex::new(driver)),
+        endpoints: Endpoints::default(),
+        applied: RoutePlan::default(),
+        wanted: RoutePlan::default(),
+        failures: 0,
+    };
+    let mut next_sync: Option<Instant> = None;
+    loop {
+        let wake = next_sync.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            event = events.next() => match event {
+                None => return Err(Error::WatchEnded),
+                Some(Err(e)) => tracing::warn!(error = %e, "TunnelEndpoint watch failed; retrying"),
+                Some(Ok(event)) => {
+                    if agent.endpoints.apply(event) && agent.endpoints.listed && agent.replan() {
+                        next_sync = Some(Instant::now());
+                    }
+                }
+            },
+            () = tokio::time::sleep_until(wake), if next_sync.is_some() => {
+                next_sync = Some(Instant::now() + agent.sync().await);
+            }
+        }
+    }
+    tracing::info!("route agent stopped; routes left in place");
+    Ok(())
+}
+
+impl<R: RouteDriver + 'static> Agent<R> {
+    /// Recomputes the plan; true when its routes differ from the last synced ones.
+    fn replan(&mut self) -> bool {
+        let next = plan(&self.config.node_name, self.endpoints.current.values());
+        if next.skipped != self.wanted.skipped {
+            for (tep, why) in &next.skipped {
+                tracing::debug!(tunnel_endpoint = %tep, reason = ?why, "no route for this TunnelEndpoint");
+            }
+        }
+        self.wanted = next;
+        self.wanted.routes() != self.applied.routes() || self.failures > 0
+    }
+
+    /// Syncs the wanted routes; returns the delay until the next sync (resync, or backoff).
+    async fn sync(&mut self) -> Duration {
+        let desired = self.wanted.routes();
+        match sync_routes(&self.driver, desired).await {
+            Ok(diff) => {
+                self.report(&diff);
+                if self.failures > 0 {
+                    tracing::info!(failures = self.failures, "routes synced again");
+                }
+                self.failures = 0;
+                self.applied = self.wanted.clone();
+                self.config.resync
+            }
+            Err(e) => {
+                let delay = self.config.backoff.delay(self.failures);
+                self.failures = self.failures.saturating_add(1);
+                tracing::warn!(error = %e, retry_in = ?delay, failures = self.failures, "route sync failed");
+                delay
+            }
+        }
+    }
+
+    /// Logs every change with the peer it concerns.
+    fn report(&self, diff: &RouteDiff) {
+        let label = |plan: &RoutePlan, r: &Route| {
+            plan.peer_of(r.dst)
+                .map_or_else(|| "(unknown)".to_owned(), |p| p.to_string())
+        };
+        for r in &diff.added {
+            let peer = label(&self.wanted, r);
+            tracing::info!(%peer, dst = %r.dst, via = %next_hop(&r.via), "route installed");
+        }
+        for r in &diff.removed {
+            let peer = label(&self.applied, r);
+            tracing::info!(%peer, dst = %r.dst, via = %next_hop(&r.via), "route removed");
+        }
+    }
+}
+
+fn next_hop(via: &NextHop) -> String {
+    match via {
+        NextHop::Dev(dev) => format!("dev {dev}"),
+        NextHop::Via(ip, None) => ip.to_string(),
+        NextHop::Via(ip, Some(dev)) => format!("{ip} dev {dev}"),
+    }
+}
+
+/// [`routes::sync`] on the blocking pool, one call at a time.
+async fn sync_routes<R: RouteDriver + 'static>(
+    driver: &Arc<Mutex<R>>,
+    desired: Vec<Route>,
+) -> Result<RouteDiff> {
+    let driver = driver.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let mut driver = driver.lock().unwrap_or_else(PoisonError::into_inner);
+        routes::sync(&mut *driver, &desired)
+    });
+    let diff = job.await.map_err(|e| Error::DriverTask(e.to_string()))??;
+    Ok(diff)
+}

@@ -1,0 +1,149 @@
+//! Unit tests of the planner.
+
+use std::net::Ipv4Addr;
+
+use isthmus_api::{TunnelEndpoint, TunnelEndpointSpec, TunnelEndpointStatus};
+use isthmus_dataplane::routes::{NextHop, Route};
+use pretty_assertions::assert_eq;
+
+use super::*;
+
+const GW: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
+
+fn tep(name: &str, pod: &str, ext: &str, gateway: Option<(&str, Ipv4Addr)>) -> TunnelEndpoint {
+    let c = |s: &str| s.parse().unwrap();
+    let spec = TunnelEndpointSpec {
+        cluster_id: name.parse().unwrap(),
+        local_pod_cidr: c("10.0.0.0/16"),
+        local_nat_pod_cidr: c("10.0.0.0/16"),
+        local_external_cidr: c("10.1.0.0/16"),
+        local_nat_external_cidr: c("10.1.0.0/16"),
+        remote_pod_cidr: c("10.0.0.0/16"),
+        remote_nat_pod_cidr: c(pod),
+        remote_external_cidr: c("10.1.0.0/16"),
+        remote_nat_external_cidr: c(ext),
+        endpoint: "192.168.100.2:51820".into(),
+        backend_type: Default::default(),
+        backend_config: Default::default(),
+    };
+    let mut t = TunnelEndpoint::new(name, spec);
+    t.status = gateway.map(|(node, ip)| TunnelEndpointStatus {
+        gateway_node: Some(node.into()),
+        gateway_ip: Some(ip),
+        ..Default::default()
+    });
+    t
+}
+
+fn via(dst: &str, gw: Ipv4Addr) -> Route {
+    Route {
+        dst: dst.parse().unwrap(),
+        via: NextHop::Via(gw, None),
+    }
+}
+
+#[test]
+fn a_worker_routes_both_remote_ranges_to_the_gateway_node() {
+    let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
+    let p = plan("worker-1", &teps);
+    assert_eq!(
+        p.routes(),
+        vec![via("10.3.0.0/16", GW), via("10.4.0.0/16", GW)]
+    );
+    assert_eq!(p.peers[0].peer.as_str(), "b");
+    assert_eq!(
+        p.peer_of("10.4.0.0/16".parse().unwrap()).unwrap().as_str(),
+        "b"
+    );
+    assert!(p.skipped.is_empty());
+}
+
+#[test]
+fn the_gateway_node_wants_nothing() {
+    let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
+    let p = plan("gw", &teps);
+    assert_eq!(p.routes(), vec![]);
+    assert_eq!(p.skipped, vec![("b".to_owned(), Skipped::GatewayNode)]);
+}
+
+#[test]
+fn no_route_until_the_gateway_publishes_its_address() {
+    let mut unnamed = tep("c", "10.5.0.0/16", "10.6.0.0/16", None);
+    let p = plan("worker-1", [&unnamed]);
+    assert_eq!(p.skipped, vec![("c".to_owned(), Skipped::NoGatewayAddress)]);
+    // An address without a node name: this node cannot be the gateway, so it routes.
+    unnamed.status = Some(TunnelEndpointStatus {
+        gateway_ip: Some(GW),
+        ..Default::default()
+    });
+    assert_eq!(plan("worker-1", [&unnamed]).routes().len(), 2);
+}
+
+#[test]
+fn unusable_and_deleted_endpoints_contribute_nothing() {
+    let bad = tep(
+        "b",
+        "10.3.0.0/16",
+        "10.4.0.0/16",
+        Some(("gw", Ipv4Addr::LOCALHOST)),
+    );
+    let mut gone = tep("c", "10.5.0.0/16", "10.6.0.0/16", Some(("gw", GW)));
+    gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Default::default(),
+    ));
+    let p = plan("worker-1", [&bad, &gone]);
+    assert_eq!(p.routes(), vec![]);
+    assert_eq!(
+        p.skipped,
+        vec![
+            (
+                "b".to_owned(),
+                Skipped::UnusableGateway(Ipv4Addr::LOCALHOST)
+            ),
+            ("c".to_owned(), Skipped::Deleting),
+        ]
+    );
+}
+
+#[test]
+fn several_peers_each_through_their_published_gateway() {
+    let other = Ipv4Addr::new(192, 168, 50, 7);
+    let teps = [
+        tep("c", "10.5.0.0/16", "10.6.0.0/16", Some(("gw2", other))),
+        tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW))),
+    ];
+    let p = plan("worker-1", &teps);
+    assert_eq!(
+        p.routes(),
+        vec![
+            via("10.3.0.0/16", GW),
+            via("10.4.0.0/16", GW),
+            via("10.5.0.0/16", other),
+            via("10.6.0.0/16", other),
+        ]
+    );
+}
+
+#[test]
+fn a_range_claimed_twice_stays_with_the_first_endpoint_by_name() {
+    let teps = [
+        tep("c", "10.3.0.0/16", "10.6.0.0/16", Some(("gw", GW))),
+        tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW))),
+    ];
+    let p = plan("worker-1", &teps);
+    assert_eq!(p.routes().len(), 3);
+    assert_eq!(
+        p.peer_of("10.3.0.0/16".parse().unwrap()).unwrap().as_str(),
+        "b"
+    );
+    assert_eq!(
+        p.skipped,
+        vec![(
+            "c".to_owned(),
+            Skipped::Duplicate {
+                dst: "10.3.0.0/16".parse().unwrap(),
+                kept_by: "b".into()
+            }
+        )]
+    );
+}

@@ -1,0 +1,328 @@
+//! Building a lab in the kernel from its planned [`TopologyRecord`], in four phases of parallel
+//! `ip` batches; a failure rolls back everything built so far.
+//!
+//! 1. every namespace (one batch), with forwarding on and reverse-path filtering off in nodes;
+//! 2. bridges (WAN, LANs, each node's `cni0`) and veth pairs, created from the node's side;
+//! 3. addresses and bridge ports up, then the other ends of the veths up; wait until every bridge
+//!    port is operationally up and every other veth end has its carrier and queue;
+//! 4. bridges up, and routes: each node routes the other nodes' pod subnets via their node IP
+//!    (what a CNI does), each pod's default route goes via `.1` of its node's pod subnet; then
+//!    wait until every bridge has its carrier and queue.
+//!
+//! The waits matter: the kernel attaches a new link's queue asynchronously (link watch) and drops
+//! what is sent before. A bridge brought up after its ports are up gets its queue at once; one
+//! brought up first waits for link watch's next run (up to a second).
+
+use std::time::{Duration, Instant};
+
+use crate::kernel::{Readiness, ip_batch, ip_batches, netns_exists, sysctls, wait_links_ready};
+use crate::record::{
+    ClusterRecord, NODE_IF, NodeRecord, POD_BRIDGE, POD_IF, TopologyRecord, UNDERLAY_IF,
+};
+use crate::spec::TopologySpec;
+use crate::teardown::{destroy, uapi_socket};
+use crate::{Error, Result, naming};
+
+/// The bridge in the WAN and LAN namespaces.
+pub const BRIDGE: &str = "br0";
+
+/// A built lab. It stays up when dropped (another process may tear it down from its record);
+/// use [`Topology::guard`] for a lab destroyed on drop.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Everything about it, as plain data.
+    pub record: TopologyRecord,
+    /// How long [`Topology::build`] took.
+    pub build_time: Duration,
+}
+
+impl std::ops::Deref for Topology {
+    type Target = TopologyRecord;
+
+    fn deref(&self) -> &TopologyRecord {
+        &self.record
+    }
+}
+
+impl Topology {
+    /// Validates `spec`, picks a host-unique tag, builds every namespace, link, address and route,
+    /// and writes the record to `spec.state_file` if set. Blocks (runs `ip`); on failure,
+    /// everything already built is removed and both errors are reported.
+    pub fn build(spec: &TopologySpec) -> Result<Topology> {
+        let started = Instant::now();
+        let existing = crate::kernel::list_netns()?;
+        let tag = naming::new_tag(|tag| {
+            existing.iter().any(|n| naming::belongs_to(n, tag))
+                || uapi_socket(&naming::wg_interface(tag, "a")).exists()
+        });
+        let mut record = spec.plan(&tag)?;
+        let result = build_kernel(&record).and_then(|()| match spec.state_file.clone() {
+            Some(path) => record.save(&path),
+            None => Ok(()),
+        });
+        if let Err(error) = result {
+            let mut errors = vec![error];
+            if let Err(teardown) = destroy(&record) {
+                errors.push(teardown);
+            }
+            return Err(match errors.len() {
+                1 => errors.remove(0),
+                _ => Error::Teardown(errors),
+            });
+        }
+        let build_time = started.elapsed();
+        tracing::info!(tag = %record.tag, clusters = record.clusters.len(), ?build_time, "lab built");
+        Ok(Topology { record, build_time })
+    }
+
+    /// This lab, destroyed when the guard is dropped (panics included). For tests.
+    pub fn guard(self) -> TopologyGuard {
+        TopologyGuard { topology: self }
+    }
+
+    /// Tears the lab down (see [`destroy`]).
+    pub fn destroy(self) -> Result<()> {
+        destroy(&self.record)
+    }
+}
+
+/// A lab destroyed on drop; errors on drop are logged. Dereferences to [`Topology`].
+#[derive(Debug)]
+pub struct TopologyGuard {
+    topology: Topology,
+}
+
+impl std::ops::Deref for TopologyGuard {
+    type Target = Topology;
+
+    fn deref(&self) -> &Topology {
+        &self.topology
+    }
+}
+
+impl Drop for TopologyGuard {
+    fn drop(&mut self) {
+        if let Err(error) = destroy(&self.topology.record) {
+            tracing::error!(tag = %self.topology.tag, %error, "lab teardown failed");
+            eprintln!("lab {} teardown failed: {error}", self.topology.tag);
+        }
+    }
+}
+
+fn build_kernel(lab: &TopologyRecord) -> Result<()> {
+    let namespaces = lab.namespaces();
+    if let Some(taken) = namespaces.iter().find(|n| netns_exists(n)) {
+        return Err(Error::spec(format!("namespace {taken} already exists")));
+    }
+    let adds: Vec<String> = namespaces
+        .iter()
+        .map(|n| format!("netns add {n}"))
+        .collect();
+    ip_batch(None, &adds, false)?;
+    node_sysctls(lab)?;
+    ip_batches(&devices(lab))?;
+    ip_batches(&ports_up(lab))?;
+    ip_batches(&ends_up(lab))?;
+    wait_links_ready(&veths_ready(lab), LINKS_TIMEOUT)?;
+    ip_batches(&routes(lab))?;
+    wait_links_ready(&bridges_ready(lab), LINKS_TIMEOUT)
+}
+
+/// How long links may take to be ready after their batch.
+const LINKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to wait for after the veths are up: bridge ports operationally up (a bridge enables only
+/// those), every other veth end with its carrier and queue. Per namespace.
+fn veths_ready(lab: &TopologyRecord) -> Vec<(String, Vec<(String, Readiness)>)> {
+    let port = |name: String| (name, Readiness::Up);
+    let end = |name: &str| (name.to_owned(), Readiness::Carrier);
+    let wan = lab.clusters.iter().map(|c| port(naming::wan_port(&c.id)));
+    let mut all = vec![(lab.wan.namespace.clone(), wan.collect())];
+    for cluster in &lab.clusters {
+        let lan = (0..cluster.nodes.len()).map(|j| port(format!("n{j}")));
+        all.push((cluster.lan_namespace.clone(), lan.collect()));
+        for node in &cluster.nodes {
+            let mut links = vec![end(NODE_IF)];
+            links.extend(node.gateway.then(|| end(UNDERLAY_IF)));
+            let pods = cluster.pods_on(&node.name).count();
+            links.extend((0..pods).map(|k| port(format!("veth{k}"))));
+            all.push((node.namespace.clone(), links));
+        }
+        for pod in &cluster.pods {
+            all.push((pod.namespace.clone(), vec![end(POD_IF)]));
+        }
+    }
+    all
+}
+
+/// Every bridge with ports, once brought up: carrier and queue. Per namespace.
+fn bridges_ready(lab: &TopologyRecord) -> Vec<(String, Vec<(String, Readiness)>)> {
+    let bridge = |name: &str| vec![(name.to_owned(), Readiness::Carrier)];
+    let mut all = vec![(lab.wan.namespace.clone(), bridge(BRIDGE))];
+    for cluster in &lab.clusters {
+        all.push((cluster.lan_namespace.clone(), bridge(BRIDGE)));
+        for node in &cluster.nodes {
+            if cluster.pods_on(&node.name).next().is_some() {
+                all.push((node.namespace.clone(), bridge(POD_BRIDGE)));
+            }
+        }
+    }
+    all
+}
+
+/// Forwarding on, reverse-path filtering off (before any device exists, so every later device,
+/// WireGuard's included, inherits `default`): the lab never depends on the host's settings.
+fn node_sysctls(lab: &TopologyRecord) -> Result<()> {
+    let settings = [
+        ("net/ipv4/conf/all/rp_filter", "0"),
+        ("net/ipv4/conf/default/rp_filter", "0"),
+        ("net/ipv4/ip_forward", "1"),
+    ];
+    let nodes: Vec<&NodeRecord> = lab.clusters.iter().flat_map(|c| &c.nodes).collect();
+    let errors: Vec<Error> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|node| scope.spawn(|| sysctls(&node.namespace, &settings)))
+            .collect();
+        let results = handles
+            .into_iter()
+            .map(|h| h.join().expect("sysctl thread"));
+        results.filter_map(Result::err).collect()
+    });
+    Error::collect(errors)
+}
+
+type Phase = Vec<(String, Vec<String>)>;
+
+fn bridge_lines() -> Vec<String> {
+    vec![
+        "link set lo up".into(),
+        format!("link add {BRIDGE} type bridge"),
+    ]
+}
+
+fn devices(lab: &TopologyRecord) -> Phase {
+    let mut phase = vec![(lab.wan.namespace.clone(), bridge_lines())];
+    for cluster in &lab.clusters {
+        phase.push((cluster.lan_namespace.clone(), bridge_lines()));
+        for (j, node) in cluster.nodes.iter().enumerate() {
+            let mut lines = vec![
+                "link set lo up".to_owned(),
+                format!(
+                    "link add {NODE_IF} type veth peer name n{j} netns {}",
+                    cluster.lan_namespace
+                ),
+                format!("link add {POD_BRIDGE} type bridge"),
+            ];
+            if node.gateway {
+                lines.push(format!(
+                    "link add {UNDERLAY_IF} type veth peer name {} netns {}",
+                    naming::wan_port(&cluster.id),
+                    lab.wan.namespace
+                ));
+            }
+            for (k, pod) in cluster.pods_on(&node.name).enumerate() {
+                lines.push(format!(
+                    "link add veth{k} type veth peer name {POD_IF} netns {}",
+                    pod.namespace
+                ));
+            }
+            phase.push((node.namespace.clone(), lines));
+        }
+    }
+    phase
+}
+
+/// Addresses everywhere, and the bridge ports up (their peers are still down).
+fn ports_up(lab: &TopologyRecord) -> Phase {
+    let wan_ports = lab.clusters.iter().map(|c| {
+        let port = naming::wan_port(&c.id);
+        format!("link set {port} master {BRIDGE} up")
+    });
+    let mut phase = vec![(lab.wan.namespace.clone(), wan_ports.collect())];
+    for cluster in &lab.clusters {
+        let lan_ports =
+            (0..cluster.nodes.len()).map(|j| format!("link set n{j} master {BRIDGE} up"));
+        phase.push((cluster.lan_namespace.clone(), lan_ports.collect()));
+        for node in &cluster.nodes {
+            phase.push((node.namespace.clone(), node_lines(lab, cluster, node)));
+        }
+        for pod in &cluster.pods {
+            let prefix = cluster
+                .node(&pod.node)
+                .expect("planned")
+                .pod_subnet
+                .prefix_len();
+            let lines = vec![
+                "link set lo up".to_owned(),
+                format!("addr add {}/{prefix} dev {POD_IF}", pod.ip),
+            ];
+            phase.push((pod.namespace.clone(), lines));
+        }
+    }
+    phase
+}
+
+/// The other end of every veth up: it opens with its carrier on, so its queue is attached at once.
+fn ends_up(lab: &TopologyRecord) -> Phase {
+    let mut phase = Vec::new();
+    for cluster in &lab.clusters {
+        for node in &cluster.nodes {
+            let mut lines = vec![format!("link set {NODE_IF} up")];
+            lines.extend(node.gateway.then(|| format!("link set {UNDERLAY_IF} up")));
+            phase.push((node.namespace.clone(), lines));
+        }
+        for pod in &cluster.pods {
+            phase.push((pod.namespace.clone(), vec![format!("link set {POD_IF} up")]));
+        }
+    }
+    phase
+}
+
+fn node_lines(lab: &TopologyRecord, cluster: &ClusterRecord, node: &NodeRecord) -> Vec<String> {
+    let node_prefix = cluster.node_network.prefix_len();
+    let gateway_ip = pod_gateway(node);
+    let pod_prefix = node.pod_subnet.prefix_len();
+    let mut lines = vec![
+        format!("addr add {}/{node_prefix} dev {NODE_IF}", node.ip),
+        format!("addr add {gateway_ip}/{pod_prefix} dev {POD_BRIDGE}"),
+    ];
+    if node.gateway {
+        let wan_prefix = lab.wan.network.prefix_len();
+        let underlay = cluster.underlay;
+        lines.push(format!(
+            "addr add {underlay}/{wan_prefix} dev {UNDERLAY_IF}"
+        ));
+    }
+    for k in 0..cluster.pods_on(&node.name).count() {
+        lines.push(format!("link set veth{k} master {POD_BRIDGE} up"));
+    }
+    lines
+}
+
+/// `.1` of a node's pod subnet: the pods' default gateway, on the node's `cni0`.
+pub fn pod_gateway(node: &NodeRecord) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(node.pod_subnet.network()) + 1)
+}
+
+fn routes(lab: &TopologyRecord) -> Phase {
+    let bridge_up = vec![format!("link set {BRIDGE} up")];
+    let mut phase = vec![(lab.wan.namespace.clone(), bridge_up.clone())];
+    for cluster in &lab.clusters {
+        phase.push((cluster.lan_namespace.clone(), bridge_up.clone()));
+        for node in &cluster.nodes {
+            let mut lines = vec![format!("link set {POD_BRIDGE} up")];
+            let others = cluster.nodes.iter().filter(|o| o.name != node.name);
+            lines.extend(
+                others.map(|o| format!("route add {} via {} dev {NODE_IF}", o.pod_subnet, o.ip)),
+            );
+            phase.push((node.namespace.clone(), lines));
+        }
+        for pod in &cluster.pods {
+            let node = cluster.node(&pod.node).expect("planned");
+            let line = format!("route add default via {} dev {POD_IF}", pod_gateway(node));
+            phase.push((pod.namespace.clone(), vec![line]));
+        }
+    }
+    phase
+}

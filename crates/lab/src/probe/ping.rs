@@ -1,0 +1,187 @@
+//! ICMP echo from a namespace through a raw socket, with the round-trip time of every reply.
+
+use std::io::{ErrorKind, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::{Protocol, Socket, Type};
+
+use super::{Namespaced, socket_in};
+use crate::{Error, Result};
+
+static IDENT: AtomicU16 = AtomicU16::new(0);
+
+/// What a ping run saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingReport {
+    /// Echo requests sent.
+    pub sent: u16,
+    /// Round-trip times of the replies, in the order they came.
+    pub rtts: Vec<Duration>,
+}
+
+impl PingReport {
+    /// Whether any reply came back.
+    pub fn reached(&self) -> bool {
+        !self.rtts.is_empty()
+    }
+
+    /// Median round-trip time (the lower middle for an even count), `None` without replies.
+    pub fn median(&self) -> Option<Duration> {
+        let mut sorted = self.rtts.clone();
+        sorted.sort();
+        sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+    }
+
+    /// Smallest round-trip time.
+    pub fn min(&self) -> Option<Duration> {
+        self.rtts.iter().min().copied()
+    }
+}
+
+/// Sends `count` echo requests to `dst` from `from`'s namespace, one after the other, each waiting
+/// up to `timeout` for its reply. Unreachable destinations are lost requests, not errors. Blocks.
+pub fn ping(
+    from: &(impl Namespaced + ?Sized),
+    dst: Ipv4Addr,
+    count: u16,
+    timeout: Duration,
+) -> Result<PingReport> {
+    let what = || format!("ping {dst} from {}", from.namespace());
+    let socket = socket_in(from, Type::RAW, Protocol::ICMPV4)?;
+    // Distinct per call (and per process), so concurrent pings in one namespace keep apart.
+    let ident =
+        (std::process::id() as u16).wrapping_mul(31) ^ IDENT.fetch_add(1, Ordering::Relaxed);
+    let target = SocketAddr::V4(SocketAddrV4::new(dst, 0)).into();
+    let mut report = PingReport {
+        sent: 0,
+        rtts: Vec::new(),
+    };
+    for seq in 0..count {
+        let packet = echo_request(ident, seq);
+        let sent_at = Instant::now();
+        report.sent += 1;
+        match socket.send_to(&packet, &target) {
+            Ok(_) => {}
+            Err(e) if is_unreachable(&e) => continue,
+            Err(e) => return Err(Error::probe(what(), e)),
+        }
+        if await_reply(&socket, dst, ident, seq, sent_at + timeout)
+            .map_err(|e| Error::probe(what(), e))?
+        {
+            report.rtts.push(sent_at.elapsed());
+        }
+    }
+    Ok(report)
+}
+
+/// [`ping`]'s median round-trip time; `None` when no reply came back. Blocks.
+pub fn ping_rtt(
+    from: &(impl Namespaced + ?Sized),
+    dst: Ipv4Addr,
+    count: u16,
+    timeout: Duration,
+) -> Result<Option<Duration>> {
+    Ok(ping(from, dst, count, timeout)?.median())
+}
+
+fn is_unreachable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable | ErrorKind::PermissionDenied
+    ) || e.raw_os_error() == Some(nix::libc::EINVAL)
+}
+
+fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
+    let mut packet = vec![8u8, 0, 0, 0];
+    packet.extend(ident.to_be_bytes());
+    packet.extend(seq.to_be_bytes());
+    packet.extend(b"isthmus-lab-probe");
+    let sum = checksum(&packet);
+    packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    packet
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Reads until the echo reply (`ident`, `seq`) from `dst` arrives or `deadline` passes.
+fn await_reply(
+    socket: &Socket,
+    dst: Ipv4Addr,
+    ident: u16,
+    seq: u16,
+    deadline: Instant,
+) -> std::io::Result<bool> {
+    let mut buf = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        socket.set_read_timeout(Some(left))?;
+        let len = match (&*socket).read(&mut buf) {
+            Ok(len) => len,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(false);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if is_our_reply(&buf[..len], dst, ident, seq) {
+            return Ok(true);
+        }
+    }
+}
+
+/// A raw IPv4 socket gets the IP header: source at bytes 12..16, ICMP after `IHL * 4` bytes.
+fn is_our_reply(bytes: &[u8], dst: Ipv4Addr, ident: u16, seq: u16) -> bool {
+    if bytes.len() < 20 {
+        return false;
+    }
+    let header = usize::from(bytes[0] & 0x0f) * 4;
+    let from = Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]);
+    let Some(icmp) = bytes.get(header..).filter(|i| i.len() >= 8) else {
+        return false;
+    };
+    from == dst
+        && icmp[0] == 0
+        && u16::from_be_bytes([icmp[4], icmp[5]]) == ident
+        && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_min() {
+        let ms = Duration::from_millis;
+        let report = PingReport {
+            sent: 4,
+            rtts: vec![ms(4), ms(1), ms(3), ms(2)],
+        };
+        assert_eq!(report.median(), Some(ms(2)));
+        assert_eq!(report.min(), Some(ms(1)));
+        let none = PingReport {
+            sent: 2,
+            rtts: vec![],
+        };
+        assert_eq!(none.median(), None);
+        assert!(!none.reached());
+    }
+
+    #[test]
+    fn request_checksum_verifies() {
+        assert_eq!(checksum(&echo_request(7, 9)), 0);
+    }
+}

@@ -151,6 +151,13 @@ impl TopologyRecord {
         self.clusters.iter().find(|c| c.id == id)
     }
 
+    /// Every pod of every cluster, with its cluster (for connectivity matrices).
+    pub fn pods(&self) -> impl Iterator<Item = (&ClusterRecord, &PodRecord)> {
+        self.clusters
+            .iter()
+            .flat_map(|c| c.pods.iter().map(move |p| (c, p)))
+    }
+
     /// Every namespace of the lab, in creation order (pods last).
     pub fn namespaces(&self) -> Vec<String> {
         let mut names = vec![self.wan.namespace.clone()];

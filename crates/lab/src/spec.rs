@@ -183,6 +183,7 @@ mod tests {
         assert_eq!(pod.namespace, "il42x0-b-pod1-0");
         assert_eq!(pod.ip, Ipv4Addr::new(10, 0, 1, 10));
         assert_eq!(lab.namespaces().len(), 1 + 2 * (1 + 2 + 2));
+        assert_eq!(lab.pods().count(), 4);
         // Same Pod CIDR everywhere: identical pod addresses.
         assert_eq!(lab.clusters[0].pods, {
             let mut a = b.pods.clone();

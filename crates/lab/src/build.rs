@@ -60,14 +60,13 @@ impl Topology {
             Some(path) => record.save(&path),
             None => Ok(()),
         });
-        if let Err(error) = result {
-            let mut errors = vec![error];
-            if let Err(teardown) = destroy(&record) {
-                errors.push(teardown);
-            }
-            return Err(match errors.len() {
-                1 => errors.remove(0),
-                _ => Error::Teardown(errors),
+        if let Err(cause) = result {
+            return Err(match destroy(&record) {
+                Ok(()) => cause,
+                Err(rollback) => Error::RollbackFailed {
+                    cause: Box::new(cause),
+                    rollback: Box::new(rollback),
+                },
             });
         }
         let build_time = started.elapsed();

@@ -55,6 +55,14 @@ pub enum Error {
     /// An error from the dataplane crate's lab helpers.
     #[error(transparent)]
     Dataplane(#[from] isthmus_dataplane::Error),
+    /// Building failed, and so did removing what had been built.
+    #[error("{cause} (and rolling back failed: {rollback})")]
+    RollbackFailed {
+        /// Why the build failed.
+        cause: Box<Error>,
+        /// What the rollback reported.
+        rollback: Box<Error>,
+    },
     /// Teardown collected several errors; it did not stop at the first.
     #[error("{} errors during teardown: {}", .0.len(), join(.0))]
     Teardown(Vec<Error>),

@@ -1,6 +1,7 @@
 //! What a built lab is, as plain data: the [`TopologyRecord`] the orchestrator reads and the JSON
 //! state file another process (`isthmus lab status`, `lab down`) finds it by.
 
+use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -176,7 +177,8 @@ impl TopologyRecord {
         dir.join(format!("{}.json", self.tag))
     }
 
-    /// Writes the record (as pretty JSON) to `path`, creating its directory, and remembers the path.
+    /// Writes the record (as pretty JSON) to `path`, creating its directory; once written, the
+    /// record remembers the path.
     /// The file is replaced atomically (written beside it, then renamed).
     pub fn save(&mut self, path: &Path) -> Result<()> {
         let io = |source| Error::StateFile {
@@ -186,11 +188,16 @@ impl TopologyRecord {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        self.state_file = Some(path.to_owned());
-        let text = serde_json::to_string_pretty(self).expect("a record always serializes");
+        let saved = TopologyRecord {
+            state_file: Some(path.to_owned()),
+            ..self.clone()
+        };
+        let text = serde_json::to_string_pretty(&saved).expect("a record always serializes");
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text + "\n").map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        std::fs::rename(&tmp, path).map_err(io)?;
+        *self = saved;
+        Ok(())
     }
 
     /// Reads a record written by [`TopologyRecord::save`].
@@ -215,5 +222,35 @@ impl TopologyRecord {
             .collect();
         records.sort_by(|a, b| a.tag.cmp(&b.tag));
         records
+    }
+}
+
+/// A human summary (`isthmus lab status`): one line per cluster, node and pod.
+impl fmt::Display for TopologyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "lab {} (pid {}), WAN {} in {}",
+            self.tag, self.owner_pid, self.wan.network, self.wan.namespace
+        )?;
+        for c in &self.clusters {
+            writeln!(
+                f,
+                "cluster {}: pods {}, nodes {}, underlay {}, wireguard {}",
+                c.id, c.pod_cidr, c.node_network, c.underlay, c.wg_interface
+            )?;
+            for n in &c.nodes {
+                let role = if n.gateway { "gateway" } else { "worker" };
+                writeln!(
+                    f,
+                    "  {} {role} {} pods {} ({})",
+                    n.name, n.ip, n.pod_subnet, n.namespace
+                )?;
+                for p in c.pods_on(&n.name) {
+                    writeln!(f, "    {} {} ({})", p.name, p.ip, p.namespace)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

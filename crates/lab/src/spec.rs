@@ -94,7 +94,8 @@ impl TopologySpec {
                 network: self.wan_network,
             },
             clusters,
-            state_file: self.state_file.clone(),
+            // Set once the record is written (Topology::build does that).
+            state_file: None,
         })
     }
 
@@ -184,6 +185,12 @@ mod tests {
         assert_eq!(pod.ip, Ipv4Addr::new(10, 0, 1, 10));
         assert_eq!(lab.namespaces().len(), 1 + 2 * (1 + 2 + 2));
         assert_eq!(lab.pods().count(), 4);
+        let text = lab.to_string();
+        assert!(text.contains("cluster b: pods 10.0.0.0/16"), "{text}");
+        assert!(
+            text.contains("    pod1-0 10.0.1.10 (il42x0-b-pod1-0)"),
+            "{text}"
+        );
         // Same Pod CIDR everywhere: identical pod addresses.
         assert_eq!(lab.clusters[0].pods, {
             let mut a = b.pods.clone();

@@ -3,6 +3,7 @@
 //! works from a record alone (another process, after a crash) or from a bare tag.
 
 use std::collections::BTreeSet;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::kernel::{ip_batch, list_netns, netns_exists};
@@ -72,7 +73,7 @@ fn teardown(
 fn remove_file(path: &Path, errors: &mut Vec<Error>) {
     match std::fs::remove_file(path) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
         Err(source) => errors.push(Error::StateFile {
             path: path.to_owned(),
             source,

@@ -186,3 +186,48 @@ fn destroy_stale_removes_labs_of_dead_owners_only() {
         "live lab untouched"
     );
 }
+
+#[test]
+fn every_pod_reaches_every_pod_of_its_cluster_with_more_nodes_and_pods() {
+    require_root();
+    let spec = TopologySpec {
+        workers: 2,
+        pods_per_node: 2,
+        ..TopologySpec::with_clusters(1)
+    };
+    let lab = Topology::build(&spec).unwrap().guard();
+    let a = &lab.clusters[0];
+    assert_eq!((a.nodes.len(), a.pods.len()), (3, 6));
+    for from in &a.pods {
+        for to in a.pods.iter().filter(|p| p.name != from.name) {
+            let rtt = ping_rtt(from, to.ip, 1, WAIT).unwrap();
+            assert!(rtt.is_some(), "{} -> {}", from.name, to.name);
+        }
+    }
+}
+
+#[test]
+fn a_failed_build_leaves_nothing_behind() {
+    require_root();
+    // The state file cannot be written (its parent is a regular file): the build fails after the
+    // kernel part and must roll all of it back.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"").unwrap();
+    let spec = TopologySpec {
+        state_file: Some(blocker.join("lab.json")),
+        ..TopologySpec::with_clusters(2)
+    };
+    let error = Topology::build(&spec).unwrap_err();
+    assert!(
+        matches!(error, isthmus_lab::Error::StateFile { .. }),
+        "{error}"
+    );
+    let ours = format!("il{}x", std::process::id());
+    let left: Vec<String> = list_netns()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&ours))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}

@@ -20,7 +20,7 @@ use crate::record::{
     ClusterRecord, NODE_IF, NodeRecord, POD_BRIDGE, POD_IF, TopologyRecord, UNDERLAY_IF,
 };
 use crate::spec::TopologySpec;
-use crate::teardown::{destroy, uapi_socket};
+use crate::teardown::{destroy, destroy_stale, uapi_socket};
 use crate::{Error, Result, naming};
 
 /// The bridge in the WAN and LAN namespaces.
@@ -45,11 +45,16 @@ impl std::ops::Deref for Topology {
 }
 
 impl Topology {
-    /// Validates `spec`, picks a host-unique tag, builds every namespace, link, address and route,
+    /// Removes the labs of dead processes ([`destroy_stale`]), validates `spec`, picks a
+    /// host-unique tag, builds every namespace, link, address and route,
     /// and writes the record to `spec.state_file` if set. Blocks (runs `ip`); on failure,
     /// everything already built is removed and both errors are reported.
     pub fn build(spec: &TopologySpec) -> Result<Topology> {
         let started = Instant::now();
+        // Labs of processes that died without tearing down (a killed test) go first.
+        if let Err(error) = destroy_stale(None) {
+            tracing::warn!(%error, "removing stale labs failed");
+        }
         let existing = crate::kernel::list_netns()?;
         let tag = naming::new_tag(|tag| {
             existing.iter().any(|n| naming::belongs_to(n, tag))

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use isthmus_lab::probe::{WhoamiServer, ping_rtt, whoami};
+use isthmus_lab::probe::{WhoamiServer, ping_all, ping_rtt, whoami};
 use isthmus_lab::{
     Topology, TopologyGuard, TopologyRecord, TopologySpec, destroy, destroy_stale, list_netns,
     naming, require_root, uapi_socket,
@@ -174,6 +174,8 @@ fn destroy_stale_removes_labs_of_dead_owners_only() {
     std::fs::create_dir_all(isthmus_lab::UAPI_DIR).unwrap();
     std::fs::write(uapi_socket(&record.clusters[0].wg_interface), b"").unwrap();
 
+    // Another test process building a lab at this moment may remove the dead lab's namespaces
+    // first (every build removes stale labs); its state file is only known here.
     let destroyed = destroy_stale(Some(dir.path())).unwrap();
     assert!(destroyed.contains(&tag), "{destroyed:?}");
     assert!(!destroyed.contains(&live.tag));
@@ -198,11 +200,21 @@ fn every_pod_reaches_every_pod_of_its_cluster_with_more_nodes_and_pods() {
     let lab = Topology::build(&spec).unwrap().guard();
     let a = &lab.clusters[0];
     assert_eq!((a.nodes.len(), a.pods.len()), (3, 6));
-    for from in &a.pods {
-        for to in a.pods.iter().filter(|p| p.name != from.name) {
-            let rtt = ping_rtt(from, to.ip, 1, WAIT).unwrap();
-            assert!(rtt.is_some(), "{} -> {}", from.name, to.name);
-        }
+    let pairs: Vec<_> = a
+        .pods
+        .iter()
+        .flat_map(|from| {
+            a.pods
+                .iter()
+                .filter(move |to| to.name != from.name)
+                .map(move |to| (from, to))
+        })
+        .collect();
+    let probes: Vec<_> = pairs.iter().map(|(from, to)| (*from, to.ip)).collect();
+    let results = ping_all(&probes, 1, WAIT, 8);
+    assert_eq!(results.len(), 30);
+    for ((from, to), rtt) in pairs.iter().zip(results) {
+        assert!(rtt.unwrap().is_some(), "{} -> {}", from.name, to.name);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Connectivity probes run from inside a lab namespace (a pod's, usually): ICMP echo with
-//! round-trip times ([`ping`], [`ping_rtt`]), a whoami TCP server and client ([`WhoamiServer`],
+//! round-trip times ([`ping`], [`ping_rtt`], many at once with [`ping_all`]), a whoami TCP server and client ([`WhoamiServer`],
 //! [`whoami`]) and a long-lived TCP echo session that reports when it breaks ([`EchoServer`],
 //! [`EchoSession`]).
 //!
@@ -13,7 +13,7 @@ mod ping;
 mod whoami;
 
 pub use echo::{EchoServer, EchoSession, EchoStatus};
-pub use ping::{PingReport, ping, ping_rtt};
+pub use ping::{PingReport, ping, ping_all, ping_rtt};
 pub use whoami::{WhoamiServer, whoami};
 
 use std::net::{SocketAddr, SocketAddrV4};

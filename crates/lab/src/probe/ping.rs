@@ -86,6 +86,42 @@ pub fn ping_rtt(
     Ok(ping(from, dst, count, timeout)?.median())
 }
 
+/// Runs [`ping_rtt`] for every `(from, dst)` pair, up to `parallel` at a time (the time is mostly
+/// spent waiting, so this can exceed the core count), and returns the results in input order.
+/// For connectivity matrices. Blocks.
+pub fn ping_all<P: Namespaced + Sync + ?Sized>(
+    probes: &[(&P, Ipv4Addr)],
+    count: u16,
+    timeout: Duration,
+    parallel: usize,
+) -> Vec<Result<Option<Duration>>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Option<Duration>>>>> =
+        probes.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.clamp(1, probes.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((from, dst)) = probes.get(i) else {
+                        return;
+                    };
+                    let result = ping_rtt(*from, *dst, count, timeout);
+                    *results[i].lock().expect("result slot") = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("result slot")
+                .expect("every probe ran")
+        })
+        .collect()
+}
+
 fn is_unreachable(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),

@@ -1,5 +1,5 @@
-//! Building a lab in the kernel from its planned [`TopologyRecord`], in four phases of parallel
-//! `ip` batches; a failure rolls back everything built so far.
+//! Building a lab in the kernel from its planned [`TopologyRecord`], in phases of parallel `ip`
+//! batches (one process per namespace and phase); a failure rolls back everything built so far.
 //!
 //! 1. every namespace (one batch), with forwarding on and reverse-path filtering off in nodes;
 //! 2. bridges (WAN, LANs, each node's `cni0`) and veth pairs, created from the node's side;
@@ -81,7 +81,9 @@ impl Topology {
 
     /// This lab, destroyed when the guard is dropped (panics included). For tests.
     pub fn guard(self) -> TopologyGuard {
-        TopologyGuard { topology: self }
+        TopologyGuard {
+            topology: Some(self),
+        }
     }
 
     /// Tears the lab down (see [`destroy`]).
@@ -93,22 +95,37 @@ impl Topology {
 /// A lab destroyed on drop; errors on drop are logged. Dereferences to [`Topology`].
 #[derive(Debug)]
 pub struct TopologyGuard {
-    topology: Topology,
+    /// Always set; taken only by [`TopologyGuard::keep`].
+    topology: Option<Topology>,
+}
+
+impl TopologyGuard {
+    /// Disarms the guard: the lab stays up.
+    pub fn keep(mut self) -> Topology {
+        self.topology
+            .take()
+            .expect("a guard holds its lab until kept")
+    }
 }
 
 impl std::ops::Deref for TopologyGuard {
     type Target = Topology;
 
     fn deref(&self) -> &Topology {
-        &self.topology
+        self.topology
+            .as_ref()
+            .expect("a guard holds its lab until kept")
     }
 }
 
 impl Drop for TopologyGuard {
     fn drop(&mut self) {
-        if let Err(error) = destroy(&self.topology.record) {
-            tracing::error!(tag = %self.topology.tag, %error, "lab teardown failed");
-            eprintln!("lab {} teardown failed: {error}", self.topology.tag);
+        let Some(topology) = self.topology.take() else {
+            return;
+        };
+        if let Err(error) = destroy(&topology.record) {
+            tracing::error!(tag = %topology.tag, %error, "lab teardown failed");
+            eprintln!("lab {} teardown failed: {error}", topology.tag);
         }
     }
 }

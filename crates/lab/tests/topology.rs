@@ -115,16 +115,20 @@ fn gateway_nodes_reach_each_other_over_the_wan_and_workers_do_not() {
 #[test]
 fn destroy_leaves_nothing_tagged_and_a_second_destroy_succeeds() {
     require_root();
-    let lab = Topology::build(&TopologySpec::with_clusters(2)).unwrap();
+    let lab = Topology::build(&TopologySpec::with_clusters(2))
+        .unwrap()
+        .guard();
     let record = lab.record.clone();
     // A userspace WireGuard socket left by a crashed engine.
     std::fs::create_dir_all(isthmus_lab::UAPI_DIR).unwrap();
     let socket = uapi_socket(&record.clusters[1].wg_interface);
     std::fs::write(&socket, b"").unwrap();
-    lab.destroy().unwrap();
+    destroy(&record).unwrap();
     assert_eq!(tagged(&record.tag), Vec::<String>::new());
     assert!(!socket.exists());
     destroy(&record).expect("a second destroy succeeds");
+    drop(lab); // and a third, from the guard
+    assert_eq!(tagged(&record.tag), Vec::<String>::new());
 }
 
 #[test]

@@ -1,0 +1,376 @@
+//! The leader's loop: fetch (reflector stores), plan (pure), apply (the datapath), report
+//! (status patches), driven by watch triggers and a periodic probe tick.
+//!
+//! - a TunnelEndpoint spec change → full reconcile, then status;
+//! - a NatMapping change → the NAT fast path when only mappings differ (after `batch_window`);
+//! - every `probe_interval` → probe every configured peer, full reconcile (which also repairs
+//!   outside changes and reads handshakes and counters), connection verdicts, status.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use isthmus_api::{TunnelEndpoint, TunnelEndpointStatus};
+use isthmus_dataplane::firewall::FirewallDriver;
+use isthmus_dataplane::routes::RouteDriver;
+use isthmus_dataplane::tunnel::TunnelDriver;
+use isthmus_dataplane::{GatewayHandle, GatewaySpec, GatewayStatus, PrivateKey};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::GatewayConfig;
+use crate::connection::{Tracker, Verdict};
+use crate::error::{Error, Result};
+use crate::leader::stopped;
+use crate::plan::{self, Device, Resolved};
+use crate::probe::Prober;
+use crate::status::{PeerState, Reporter, desired_status};
+use crate::watch::{Trigger, Watches};
+
+/// One TunnelEndpoint as last planned.
+#[derive(Debug, Clone)]
+struct Planned {
+    peer: String,
+    target: Ipv4Addr,
+    problem: Option<(&'static str, String)>,
+}
+
+/// The leader's state.
+pub(crate) struct Controller<T, F, R> {
+    pub config: GatewayConfig,
+    pub client: Client,
+    pub gateway: GatewayHandle<T, F, R>,
+    pub private_key: PrivateKey,
+    pub prober: Arc<dyn Prober>,
+    pub watches: Watches,
+    applied: Option<GatewaySpec>,
+    observed: Option<GatewayStatus>,
+    apply_error: Option<(&'static str, String)>,
+    planned: BTreeMap<String, Planned>,
+    trackers: BTreeMap<String, Tracker>,
+    verdicts: BTreeMap<String, Verdict>,
+    written: BTreeMap<String, TunnelEndpointStatus>,
+}
+
+/// Resolves every endpoint (`host:port`): IPv4 literals directly, names through DNS.
+async fn resolve(endpoints: Vec<String>) -> Resolved {
+    let mut out = Resolved::new();
+    for endpoint in endpoints {
+        if out.contains_key(&endpoint) {
+            continue;
+        }
+        let answer = match endpoint.parse::<SocketAddr>() {
+            Ok(SocketAddr::V4(addr)) => Ok(SocketAddr::V4(addr)),
+            Ok(SocketAddr::V6(_)) => Err("IPv6 endpoints are not supported".to_owned()),
+            Err(_) => match tokio::net::lookup_host(endpoint.as_str()).await {
+                Ok(mut addrs) => addrs
+                    .find(SocketAddr::is_ipv4)
+                    .ok_or_else(|| "no IPv4 address".to_owned()),
+                Err(err) => Err(err.to_string()),
+            },
+        };
+        out.insert(endpoint, answer);
+    }
+    out
+}
+
+/// A merge patch that sets the whole status: absent optional fields become `null` (deleted).
+fn status_patch(status: &TunnelEndpointStatus) -> Value {
+    let mut value = serde_json::to_value(status).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        for key in [
+            "phase",
+            "interfaceName",
+            "backend",
+            "gatewayNode",
+            "gatewayIP",
+            "observedGeneration",
+            "conditions",
+        ] {
+            map.entry(key).or_insert(Value::Null);
+        }
+        if let Some(Value::Object(conn)) = map.get_mut("connection") {
+            for key in ["message", "lastHandshake", "latency", "latencyMicros"] {
+                conn.entry(key).or_insert(Value::Null);
+            }
+        }
+    }
+    json!({ "status": value })
+}
+
+impl<T, F, R> Controller<T, F, R>
+where
+    T: TunnelDriver + 'static,
+    F: FirewallDriver + 'static,
+    R: RouteDriver + 'static,
+{
+    pub fn new(
+        config: GatewayConfig,
+        client: Client,
+        gateway: GatewayHandle<T, F, R>,
+        private_key: PrivateKey,
+        prober: Arc<dyn Prober>,
+        watches: Watches,
+    ) -> Self {
+        Controller {
+            config,
+            client,
+            gateway,
+            private_key,
+            prober,
+            watches,
+            applied: None,
+            observed: None,
+            apply_error: None,
+            planned: BTreeMap::new(),
+            trackers: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            written: BTreeMap::new(),
+        }
+    }
+
+    fn teps(&self) -> Vec<TunnelEndpoint> {
+        self.watches
+            .teps
+            .state()
+            .iter()
+            .map(|t| (**t).clone())
+            .collect()
+    }
+
+    async fn plan(&mut self) -> GatewaySpec {
+        let teps = self.teps();
+        let nats: Vec<_> = self
+            .watches
+            .nats
+            .state()
+            .iter()
+            .map(|n| (**n).clone())
+            .collect();
+        let endpoints: Vec<String> = teps.iter().map(|t| t.spec.endpoint.clone()).collect();
+        let resolved = resolve(endpoints).await;
+        let device = Device {
+            interface: &self.config.interface,
+            private_key: &self.private_key,
+            listen_port: self.config.listen_port,
+            mtu: self.config.mtu,
+            keepalive: self.config.keepalive,
+        };
+        let plan = plan::plan(&device, &teps, &nats, &resolved);
+        self.planned = plan
+            .endpoints
+            .into_iter()
+            .map(|(name, p)| {
+                if let Some(problem) = &p.problem {
+                    tracing::debug!(tunnel_endpoint = %name, peer = %p.peer, error = %problem,
+                        "peer left out");
+                }
+                let problem = p.problem.map(|e| (e.reason(), e.to_string()));
+                let planned = Planned {
+                    peer: p.peer,
+                    target: p.probe_target,
+                    problem,
+                };
+                (name, planned)
+            })
+            .collect();
+        plan.spec
+    }
+
+    /// Plans and reconciles everything.
+    pub async fn full(&mut self) {
+        let spec = self.plan().await;
+        match self.gateway.reconcile(spec.clone()).await {
+            Ok(status) => {
+                if self.apply_error.take().is_some()
+                    || self.applied.as_ref().map(|a| a.peers.len()) != Some(spec.peers.len())
+                {
+                    tracing::info!(peers = spec.peers.len(), "datapath reconciled");
+                }
+                self.applied = Some(spec);
+                self.observed = Some(status);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "datapath reconcile failed");
+                let err = Error::from(err);
+                self.apply_error = Some((err.reason(), err.to_string()));
+            }
+        }
+    }
+
+    /// NatMapping change: the NAT table alone when nothing else differs.
+    pub async fn nat(&mut self) {
+        let spec = self.plan().await;
+        let fast = self
+            .applied
+            .as_ref()
+            .is_some_and(|applied| plan::differs_only_in_mappings(applied, &spec));
+        if !fast {
+            return self.full().await;
+        }
+        match self.gateway.reconcile_nat(spec.clone()).await {
+            Ok(applied) => {
+                tracing::debug!(?applied, "NAT fast path");
+                self.applied = Some(spec);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "NAT fast path failed; full reconcile");
+                self.full().await;
+            }
+        }
+    }
+
+    /// Probe tick: probe, reconcile (reads handshakes), judge, report.
+    pub async fn tick(&mut self) {
+        let timeout = self.config.probe_timeout;
+        let configured: Vec<(String, Ipv4Addr)> = self
+            .planned
+            .iter()
+            .filter(|(_, p)| p.problem.is_none())
+            .map(|(name, p)| (name.clone(), p.target))
+            .collect();
+        let probes = configured
+            .iter()
+            .map(|(_, target)| self.prober.probe(*target, timeout));
+        let results = join_all(probes).await;
+        self.full().await;
+        let now = Instant::now();
+        for ((name, target), rtt) in configured.into_iter().zip(results) {
+            let Some(planned) = self.planned.get(&name) else {
+                continue;
+            };
+            let handshake = self
+                .observed
+                .as_ref()
+                .and_then(|s| s.peers.iter().find(|p| p.name == planned.peer))
+                .is_some_and(|p| p.last_handshake.is_some());
+            let tracker = self
+                .trackers
+                .entry(name.clone())
+                .and_modify(|t| {
+                    if t.target() != target {
+                        *t = Tracker::new(target, now);
+                    }
+                })
+                .or_insert_with(|| Tracker::new(target, now));
+            let verdict = tracker.observe(rtt, handshake, now, &self.config.connection);
+            if self.verdicts.get(&name).map(|v| v.state) != Some(verdict.state) {
+                tracing::info!(peer = %planned.peer, state = ?verdict.state, reason = verdict.reason,
+                    message = %verdict.message, "connection state");
+            }
+            self.verdicts.insert(name, verdict);
+        }
+        self.report().await;
+    }
+
+    /// Writes every TunnelEndpoint's status that differs from what it shows.
+    pub async fn report(&mut self) {
+        let teps = self.teps();
+        let names: Vec<String> = teps.iter().map(ResourceExt::name_any).collect();
+        self.trackers.retain(|n, _| names.contains(n));
+        self.verdicts.retain(|n, _| names.contains(n));
+        self.written.retain(|n, _| names.contains(n));
+        let reporter = Reporter {
+            interface: &self.config.interface,
+            backend: self.observed.as_ref().map(|s| s.backend),
+            node_name: &self.config.node_name,
+            node_ip: self.config.node_ip,
+            now: Timestamp::now(),
+        };
+        let waiting = Verdict::waiting();
+        let api: Api<TunnelEndpoint> = Api::namespaced(self.client.clone(), &self.config.namespace);
+        let mut writes = Vec::new();
+        for tep in &teps {
+            let name = tep.name_any();
+            let Some(planned) = self.planned.get(&name) else {
+                continue;
+            };
+            let state = match (&planned.problem, &self.apply_error) {
+                (Some((reason, message)), _) | (None, Some((reason, message))) => {
+                    PeerState::Failed {
+                        reason,
+                        message: message.clone(),
+                    }
+                }
+                (None, None) => PeerState::Configured {
+                    observed: self
+                        .observed
+                        .as_ref()
+                        .and_then(|s| s.peers.iter().find(|p| p.name == planned.peer)),
+                    verdict: self.verdicts.get(&name).unwrap_or(&waiting),
+                },
+            };
+            let current = self.written.get(&name).or(tep.status.as_ref());
+            let desired = desired_status(current, tep.metadata.generation, &reporter, &state);
+            if current != Some(&desired) {
+                writes.push((name, planned.peer.clone(), desired));
+            }
+        }
+        for (name, peer, status) in writes {
+            let patch = Patch::Merge(status_patch(&status));
+            match api
+                .patch_status(&name, &PatchParams::default(), &patch)
+                .await
+            {
+                Ok(_) => {
+                    self.written.insert(name, status);
+                }
+                Err(err) => tracing::warn!(peer = %peer, error = %err, "status patch failed"),
+            }
+        }
+    }
+
+    /// Collects triggers arriving within `batch_window` after `first`.
+    async fn batch(&self, first: Trigger, rx: &mut mpsc::UnboundedReceiver<Trigger>) -> Trigger {
+        tokio::time::sleep(self.config.batch_window).await;
+        let mut strongest = first;
+        while let Ok(next) = rx.try_recv() {
+            strongest = strongest.max(next);
+        }
+        strongest
+    }
+
+    /// Runs until `stop` (→ `Ok`) or until the lease holder task ends (→ leadership lost).
+    pub async fn run(
+        &mut self,
+        mut triggers: mpsc::UnboundedReceiver<Trigger>,
+        mut stop: watch::Receiver<bool>,
+        lost: &mut JoinHandle<Result<()>>,
+    ) -> Result<()> {
+        let lost_error = |res: std::result::Result<Result<()>, tokio::task::JoinError>| match res {
+            Ok(Err(err)) => err,
+            Ok(Ok(())) => Error::LeadershipLost("lease holder stopped".into()),
+            Err(err) => Error::LeadershipLost(err.to_string()),
+        };
+        let ready = self.watches.ready();
+        tokio::select! {
+            ready = ready => ready.map_err(Error::Watch)?,
+            res = &mut *lost => return Err(lost_error(res)),
+            _ = stopped(&mut stop) => return Ok(()),
+        }
+        self.full().await;
+        self.report().await;
+        let mut tick = tokio::time::interval(self.config.probe_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(first) = triggers.recv() => {
+                    match self.batch(first, &mut triggers).await {
+                        Trigger::Full => self.full().await,
+                        Trigger::Nat => self.nat().await,
+                    }
+                    self.report().await;
+                }
+                _ = tick.tick() => self.tick().await,
+                res = &mut *lost => return Err(lost_error(res)),
+                _ = stopped(&mut stop) => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: only the holder programs the kernel and
+//! writes status. Every write carries the `resourceVersion` it read (optimistic concurrency: a
+//! 409 means someone else wrote first). A lease is taken over when its holder released it or
+//! left it unrenewed for its duration, measured both on our clock since we first saw the record
+//! unchanged (as client-go does, immune to clock skew) and from its `renewTime`.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::config::LeaderConfig;
+use crate::error::{Error, Result};
+
+/// What to do with the lease as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No lease yet: create it, held by us.
+    Create,
+    /// Ours: renew it.
+    Renew,
+    /// Released or expired: take it over.
+    Take,
+    /// Someone else holds it.
+    Wait,
+}
+
+/// Pure decision. `unchanged_for`: how long we have seen this exact record.
+pub fn decide(
+    lease: Option<&LeaseSpec>,
+    identity: &str,
+    now: Timestamp,
+    unchanged_for: Duration,
+    default_duration: Duration,
+) -> Decision {
+    let Some(spec) = lease else {
+        return Decision::Create;
+    };
+    let holder = spec.holder_identity.as_deref().unwrap_or("");
+    if holder == identity {
+        return Decision::Renew;
+    }
+    if holder.is_empty() {
+        return Decision::Take;
+    }
+    let duration = spec
+        .lease_duration_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(default_duration, Duration::from_secs);
+    let stale_by_clock = spec.renew_time.as_ref().is_some_and(|t| {
+        now.duration_since(t.0)
+            .try_into()
+            .is_ok_and(|age: Duration| age >= duration)
+    });
+    if unchanged_for >= duration || stale_by_clock {
+        Decision::Take
+    } else {
+        Decision::Wait
+    }
+}
+
+/// Resolves once `rx` turns true or its sender is gone (holds no borrow across awaits).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// One replica's view of the lease.
+#[derive(Debug)]
+pub struct Elector {
+    api: Api<Lease>,
+    config: LeaderConfig,
+    seen: Option<(Option<String>, Instant)>,
+}
+
+fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409)
+}
+
+impl Elector {
+    /// An elector for the lease `config.lease_name` in `namespace`.
+    pub fn new(client: Client, namespace: &str, config: LeaderConfig) -> Self {
+        Elector {
+            api: Api::namespaced(client, namespace),
+            config,
+            seen: None,
+        }
+    }
+
+    fn spec(&self, now: Timestamp, previous: Option<&LeaseSpec>, take: bool) -> LeaseSpec {
+        let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: Some(self.config.lease_duration.as_secs().max(1) as i32),
+            acquire_time: if take {
+                Some(MicroTime(now))
+            } else {
+                previous.and_then(|p| p.acquire_time.clone())
+            },
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(if take && previous.is_some() {
+                transitions + 1
+            } else {
+                transitions
+            }),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// One round: read the lease, decide, write. Returns whether we hold it afterwards.
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool> {
+        let name = self.config.lease_name.clone();
+        let current = self.api.get_opt(&name).await?;
+        let version = current
+            .as_ref()
+            .and_then(|l| l.metadata.resource_version.clone());
+        let now_i = Instant::now();
+        let unchanged_for = match &self.seen {
+            Some((v, at)) if *v == version => now_i.duration_since(*at),
+            _ => {
+                self.seen = Some((version, now_i));
+                Duration::ZERO
+            }
+        };
+        let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        let now = Timestamp::now();
+        let decision = decide(
+            spec,
+            &self.config.identity,
+            now,
+            unchanged_for,
+            self.config.lease_duration,
+        );
+        let result = match (decision, current.clone()) {
+            (Decision::Wait, _) => return Ok(false),
+            (Decision::Create, _) => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(self.spec(now, None, true)),
+                };
+                self.api.create(&PostParams::default(), &lease).await
+            }
+            (decision, Some(mut lease)) => {
+                let take = decision == Decision::Take;
+                lease.spec = Some(self.spec(now, lease.spec.as_ref(), take));
+                if take {
+                    tracing::info!(lease = %name, identity = %self.config.identity,
+                        previous = ?spec.and_then(|s| s.holder_identity.clone()), "taking the lease");
+                }
+                self.api
+                    .replace(&name, &PostParams::default(), &lease)
+                    .await
+            }
+            (_, None) => return Ok(false),
+        };
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conflict(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Tries every `retry_period` until the lease is ours, or `stop` turns true (→ `false`).
+    pub async fn campaign(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "lease campaign failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = stopped(stop) => return false,
+            }
+        }
+    }
+
+    /// Renews every `renew_period` until `stop` turns true (then releases, → `Ok`), or until
+    /// the lease is lost: held by another, or not renewed for its duration (→ `Err`).
+    pub async fn hold(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut renewed = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.renew_period) => {}
+                _ = stopped(&mut stop) => {
+                    if let Err(err) = self.release().await {
+                        tracing::warn!(error = %err, "releasing the lease failed");
+                    }
+                    return Ok(());
+                }
+            }
+            match self.try_acquire_or_renew().await {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => {
+                    let current = self
+                        .api
+                        .get_opt(&self.config.lease_name)
+                        .await
+                        .ok()
+                        .flatten();
+                    let holder = current
+                        .and_then(|l| l.spec)
+                        .and_then(|s| s.holder_identity)
+                        .unwrap_or_default();
+                    if holder != self.config.identity {
+                        return Err(Error::LeadershipLost(format!(
+                            "lease {} is held by {holder:?}",
+                            self.config.lease_name
+                        )));
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
+            }
+            if renewed.elapsed() >= self.config.lease_duration {
+                return Err(Error::LeadershipLost(format!(
+                    "lease {} not renewed for {:?}",
+                    self.config.lease_name, self.config.lease_duration
+                )));
+            }
+        }
+    }
+
+    /// Gives the lease up (holder cleared), so a successor takes it at once.
+    pub async fn release(&mut self) -> Result<()> {
+        let name = &self.config.lease_name;
+        let Some(mut lease) = self.api.get_opt(name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        self.api
+            .replace(name, &PostParams::default(), &lease)
+            .await?;
+        tracing::info!(lease = %name, "lease released");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(15);
+
+    fn held(by: &str, renewed: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(by.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
+            ..LeaseSpec::default()
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn decisions() {
+        let zero = Duration::ZERO;
+        assert_eq!(decide(None, "a", at(100), zero, D), Decision::Create);
+        assert_eq!(
+            decide(Some(&held("a", 100)), "a", at(100), zero, D),
+            Decision::Renew
+        );
+        assert_eq!(
+            decide(Some(&held("b", 100)), "a", at(105), zero, D),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&held("b", 100)), "a", at(116), zero, D),
+            Decision::Take,
+            "expired by renewTime"
+        );
+        assert_eq!(
+            decide(Some(&held("b", 200)), "a", at(100), D, D),
+            Decision::Take,
+            "expired by our own observation, whatever the clocks say"
+        );
+        let released = LeaseSpec {
+            holder_identity: None,
+            ..held("b", 100)
+        };
+        assert_eq!(
+            decide(Some(&released), "a", at(101), zero, D),
+            Decision::Take
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! isthmus-gateway: the gateway controller (design brief §2, §4, §5).
+//!
+//! It watches the TunnelEndpoints and NatMappings of its namespace, plans the desired
+//! [`isthmus_dataplane::GatewaySpec`] purely ([`plan`]), applies it through a
+//! [`GatewayHandle`] (NatMapping-only changes through the NAT fast path), probes every peer
+//! gateway's transit address ([`probe`]), and reports each TunnelEndpoint's connection in its
+//! status ([`connection`], [`status`]). Only the holder of a Lease ([`leader`]) programs the
+//! kernel and writes status; losing the lease tears the datapath down and ends [`run`] with an
+//! error (crash-only: the process restarts and campaigns again).
+
+pub mod config;
+pub mod connection;
+mod controller;
+pub mod error;
+pub mod key_secret;
+pub mod leader;
+pub mod plan;
+pub mod probe;
+pub mod status;
+mod watch;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use isthmus_dataplane::firewall::FirewallDriver;
+use isthmus_dataplane::routes::RouteDriver;
+use isthmus_dataplane::tunnel::TunnelDriver;
+use isthmus_dataplane::{GatewayHandle, PrivateKey};
+use tokio::sync::{mpsc, watch as signal};
+use tracing::Instrument;
+
+pub use config::{ConfigError, ConnectionPolicy, GatewayConfig, LeaderConfig};
+pub use error::{Error, Result};
+pub use key_secret::load_or_create_key;
+pub use probe::{FakeProber, IcmpProber, Prober};
+
+/// Runs the gateway controller until `shutdown` resolves (→ `Ok`, after stopping the datapath
+/// engine with [`GatewayHandle::shutdown`] and releasing the lease) or leadership is lost
+/// (→ `Err`, after [`GatewayHandle::teardown`]). The configuration is validated first.
+pub async fn run<T, F, R>(
+    config: GatewayConfig,
+    client: kube::Client,
+    gateway: GatewayHandle<T, F, R>,
+    private_key: PrivateKey,
+    prober: Arc<dyn Prober>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()>
+where
+    T: TunnelDriver + 'static,
+    F: FirewallDriver + 'static,
+    R: RouteDriver + 'static,
+{
+    config.validate()?;
+    let span = tracing::info_span!("gateway", cluster = %config.cluster_id);
+    async move {
+        let (stop_tx, stop_rx) = signal::channel(false);
+        let _signal = AbortOnDrop(tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }));
+        lead(config, client, gateway, private_key, prober, stop_rx).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn lead<T, F, R>(
+    config: GatewayConfig,
+    client: kube::Client,
+    gateway: GatewayHandle<T, F, R>,
+    private_key: PrivateKey,
+    prober: Arc<dyn Prober>,
+    stop: signal::Receiver<bool>,
+) -> Result<()>
+where
+    T: TunnelDriver + 'static,
+    F: FirewallDriver + 'static,
+    R: RouteDriver + 'static,
+{
+    let mut elector =
+        leader::Elector::new(client.clone(), &config.namespace, config.leader.clone());
+    tracing::info!(identity = %config.leader.identity, lease = %config.leader.lease_name,
+        "gateway campaigning for the lease");
+    if !elector.campaign(&mut stop.clone()).await {
+        tracing::info!("stopped before leading");
+        return Ok(());
+    }
+    tracing::info!(identity = %config.leader.identity, interface = %config.interface,
+        "leading: programming the datapath");
+    let (release_tx, release_rx) = signal::channel(false);
+    // Aborted if this future is dropped: renewal stops without a release, as in a crash.
+    let mut lost = AbortOnDrop(tokio::spawn(elector.hold(release_rx)));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watches = watch::Watches::start(&client, &config.namespace, tx);
+    let mut controller = controller::Controller::new(
+        config,
+        client,
+        gateway.clone(),
+        private_key,
+        prober,
+        watches,
+    );
+    match controller.run(rx, stop, &mut lost.0).await {
+        Ok(()) => {
+            drop(controller);
+            if let Err(err) = gateway.shutdown().await {
+                tracing::warn!(error = %err, "datapath shutdown incomplete");
+            }
+            let _ = release_tx.send(true);
+            match (&mut lost.0).await {
+                Ok(Err(err)) => tracing::warn!(error = %err, "lease ended badly"),
+                Err(err) => tracing::warn!(error = %err, "lease task failed"),
+                Ok(Ok(())) => {}
+            }
+            tracing::info!("gateway stopped");
+            Ok(())
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "no longer the leader: tearing the datapath down");
+            if let Err(teardown) = gateway.teardown().await {
+                tracing::warn!(error = %teardown, "teardown incomplete");
+            }
+            Err(err)
+        }
+    }
+}

@@ -1,14 +1,37 @@
 //! `isthmus network-manager`: the command line of the network-manager daemon and its wiring, in
-//! both modes: standalone (file-backed IPAM, peers from a YAML file) and Kubernetes.
+//! both modes: standalone (file-backed IPAM, peers from a YAML file) and Kubernetes (IPAM state
+//! in `IpamStorage` objects, the controllers of `isthmus_network_manager`, the gRPC IPAM).
+//!
+//! Kubernetes mode, in order: every flag validated (CIDRs, the IPAM configuration, cluster ID,
+//! namespace, gateway endpoint, a given public key); the client built; the gateway's public key
+//! read from its Secret if not given (waiting for the gateway to write it); only then the gRPC
+//! port bound and [`run_kube`] started.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, anyhow, bail};
 use clap::Args as ClapArgs;
-use isthmus_ipam::Cidr;
+use isthmus_api::{BACKEND_PUBLIC_KEY, ClusterId};
+use isthmus_ipam::{Cidr, IpamConfig};
+use isthmus_ipam_store::{DurableIpam, KubeStore};
+use isthmus_network_manager::{KubeconfigPeers, LocalGateway, NetworkManagerConfig, PeerResolver};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::standalone::{StandaloneConfig, ipam_config, read_peers};
+
+/// Name of the root `IpamStorage` object (shards are `ipam-<i>`).
+pub const IPAM_STORAGE_NAME: &str = "ipam";
+/// Most endpoint shards accepted (each is one API object).
+const MAX_IPAM_SHARDS: u32 = 1024;
+/// A syntactically valid key, used to validate the rest of the configuration while the real key
+/// is still to be read from the gateway's Secret.
+const PLACEHOLDER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -36,23 +59,92 @@ pub struct Args {
     /// YAML list of peers: clusterID, podCIDR, externalCIDR, optional podCIDRNAT/externalCIDRNAT.
     #[arg(long)]
     pub peers: Option<PathBuf>,
-    /// gRPC listen address.
-    #[arg(long, default_value = "127.0.0.1:6000")]
-    pub listen: SocketAddr,
+    /// gRPC listen address (default 127.0.0.1:6000 standalone, 0.0.0.0:6000 in Kubernetes).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// This cluster's ID (Kubernetes mode).
+    #[arg(long)]
+    pub cluster_id: Option<ClusterId>,
+    /// Namespace of our objects: TunnelEndpoints, NatMappings, IpamStorage, received
+    /// NetworkConfigs (Kubernetes mode).
+    #[arg(long, default_value = "isthmus")]
+    pub namespace: String,
+    /// `host:port` where peers reach our gateway (Kubernetes mode).
+    #[arg(long)]
+    pub gateway_endpoint: Option<String>,
+    /// The gateway's WireGuard public key; read from --gateway-key-secret when absent.
+    #[arg(long)]
+    pub gateway_public_key: Option<String>,
+    /// Secret (in --namespace) where the gateway publishes its public key (data key `publicKey`).
+    #[arg(long, default_value = "isthmus-gateway-key")]
+    pub gateway_key_secret: String,
+    /// Endpoint shards of the IPAM state (`IpamStorage` objects) for a new state.
+    #[arg(long, default_value_t = 16)]
+    pub ipam_shards: u32,
+}
+
+/// What the Kubernetes mode runs: the controllers' configuration, the IPAM's, the store's shards.
+#[derive(Debug, Clone)]
+pub struct KubeModeConfig {
+    pub manager: NetworkManagerConfig,
+    pub ipam: IpamConfig,
+    pub ipam_shards: u32,
+}
+
+impl KubeModeConfig {
+    /// Checks everything that can be checked without I/O (the IPAM configuration by building a
+    /// fresh allocator from it).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.manager.validate()?;
+        isthmus_ipam::Ipam::new(&self.ipam).context("IPAM configuration")?;
+        if !(1..=MAX_IPAM_SHARDS).contains(&self.ipam_shards) {
+            bail!("--ipam-shards must be between 1 and {MAX_IPAM_SHARDS}");
+        }
+        Ok(())
+    }
+}
+
+/// Where the gateway's public key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeySource {
+    Flag,
+    Secret(String),
 }
 
 /// Runs the network-manager as the command line asks.
 pub async fn main(args: Args) -> anyhow::Result<()> {
-    crate::standalone::run(standalone_config(args)?).await
+    if args.standalone {
+        return crate::standalone::run(standalone_config(args)?).await;
+    }
+    let (mut config, keys, listen) = kube_config(args)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    if let KeySource::Secret(name) = keys {
+        let ns = config.manager.namespace.clone();
+        let key = tokio::select! {
+            key = gateway_key(&client, &ns, &name) => key?,
+            () = crate::standalone::shutdown_signal() => return Ok(()),
+        };
+        config.manager.gateway.public_key = key;
+        config
+            .manager
+            .validate()
+            .with_context(|| format!("Secret {ns}/{name}"))?;
+    }
+    let listener = crate::grpc::bind(listen).await?;
+    let peers = Arc::new(KubeconfigPeers::new(client.clone()));
+    run_kube(
+        config,
+        client,
+        peers,
+        listener,
+        crate::standalone::shutdown_signal(),
+    )
+    .await
 }
 
 fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
-    if !a.standalone {
-        bail!(
-            "the Kubernetes mode of the network-manager is not built yet; \
-             run with --standalone --state-dir DIR --peers FILE"
-        );
-    }
     let Some(state_dir) = a.state_dir else {
         bail!("--standalone needs --state-dir DIR")
     };
@@ -69,9 +161,172 @@ fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
     );
     Ok(StandaloneConfig {
         state_dir,
-        listen: a.listen,
+        listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 6000))),
         ipam,
         peers,
     })
 }
 
+/// The Kubernetes mode's validated configuration, where the key comes from, the listen address.
+fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr)> {
+    if a.state_dir.is_some() || a.peers.is_some() {
+        bail!(
+            "--state-dir and --peers belong to --standalone; Kubernetes mode keeps its state in IpamStorage objects and its peers in ForeignClusters"
+        );
+    }
+    let cluster_id = a
+        .cluster_id
+        .ok_or_else(|| anyhow!("Kubernetes mode needs --cluster-id (or run with --standalone)"))?;
+    let endpoint = a
+        .gateway_endpoint
+        .ok_or_else(|| anyhow!("Kubernetes mode needs --gateway-endpoint HOST:PORT"))?;
+    let keys = match &a.gateway_public_key {
+        Some(_) => KeySource::Flag,
+        None => KeySource::Secret(a.gateway_key_secret.clone()),
+    };
+    let gateway = LocalGateway {
+        endpoint,
+        public_key: a
+            .gateway_public_key
+            .unwrap_or_else(|| PLACEHOLDER_KEY.to_owned()),
+    };
+    let manager = NetworkManagerConfig::new(cluster_id, &a.namespace, gateway);
+    if let KeySource::Secret(name) = &keys
+        && name.parse::<ClusterId>().is_err()
+    {
+        bail!("--gateway-key-secret {name:?} is not a valid Secret name");
+    }
+    let ipam = ipam_config(
+        a.pod_cidr,
+        a.service_cidr,
+        a.external_cidr,
+        a.pools,
+        a.reserved,
+    );
+    let config = KubeModeConfig {
+        manager,
+        ipam,
+        ipam_shards: a.ipam_shards,
+    };
+    config.validate()?;
+    let listen = a.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 6000)));
+    Ok((config, keys, listen))
+}
+
+/// Reads the gateway's public key from Secret `namespace/name`, waiting (and saying so) until the
+/// gateway has written it.
+async fn gateway_key(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut delay = Duration::from_millis(500);
+    let mut said = false;
+    loop {
+        let why = match api.get_opt(name).await {
+            Ok(Some(secret)) => {
+                match secret.data.and_then(|d| d.get(BACKEND_PUBLIC_KEY).cloned()) {
+                    Some(bytes) => {
+                        let key = String::from_utf8(bytes.0).map_err(|_| {
+                            anyhow!("Secret {namespace}/{name}: {BACKEND_PUBLIC_KEY} is not text")
+                        })?;
+                        tracing::info!(secret = %format!("{namespace}/{name}"), "gateway public key read");
+                        return Ok(key.trim().to_owned());
+                    }
+                    None => format!("it has no data key {BACKEND_PUBLIC_KEY:?} yet"),
+                }
+            }
+            Ok(None) => "it does not exist yet".to_owned(),
+            Err(e) => format!("cannot read it: {e}"),
+        };
+        if !said {
+            tracing::info!(secret = %format!("{namespace}/{name}"),
+                "waiting for the gateway's public key: {why}; retrying until the gateway writes it");
+            said = true;
+        } else {
+            tracing::debug!(secret = %format!("{namespace}/{name}"), "still waiting: {why}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The Kubernetes mode: opens the IPAM over `IpamStorage` objects in the manager's namespace,
+/// then serves the gRPC IPAM on `listener` and runs the network-manager controllers until
+/// `shutdown` resolves. If either ends early or fails, the other is stopped and the error
+/// returned.
+pub async fn run_kube(
+    config: KubeModeConfig,
+    client: kube::Client,
+    peers: Arc<dyn PeerResolver>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let ns = config.manager.namespace.clone();
+    let store = KubeStore::new(client.clone(), &ns, IPAM_STORAGE_NAME, config.ipam_shards);
+    let ipam = DurableIpam::open(&config.ipam, store)
+        .await
+        .with_context(|| {
+            format!("cannot open the IPAM state (IpamStorage {ns}/{IPAM_STORAGE_NAME})")
+        })?;
+    let (local, transit) = ipam.read(|i| (i.local().clone(), i.transit_ip()))?;
+    tracing::info!(cluster = %config.manager.cluster_id, pod_cidr = %local.pod_cidr,
+        external_cidr = %local.external_cidr, %transit, store = ipam.store_name(), "IPAM ready");
+    tracing::info!(listen = %listener.local_addr()?, "serving gRPC (ipam, health, reflection)");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut grpc: JoinHandle<anyhow::Result<()>> = tokio::spawn({
+        let (ipam, stop) = (ipam.clone(), stopped(stop_rx.clone()));
+        async move { Ok(crate::grpc::serve(ipam, listener, stop).await?) }
+    });
+    let mut manager: JoinHandle<anyhow::Result<()>> = tokio::spawn({
+        let stop = stopped(stop_rx);
+        async move {
+            isthmus_network_manager::run(config.manager, client, peers, ipam, stop).await?;
+            Ok(())
+        }
+    });
+    let mut shutdown = std::pin::pin!(shutdown);
+    let early = tokio::select! {
+        () = &mut shutdown => None,
+        r = &mut grpc => Some((ended("gRPC server", r), true)),
+        r = &mut manager => Some((ended("network-manager controllers", r), false)),
+    };
+    let _ = stop_tx.send(true);
+    match early {
+        None => {
+            let (g, m) = tokio::join!(grpc, manager);
+            joined("gRPC server", g).and(joined("network-manager controllers", m))?;
+        }
+        Some((error, grpc_ended)) => {
+            tracing::error!("{error:#}; stopping the rest");
+            let other = if grpc_ended {
+                manager.await
+            } else {
+                grpc.await
+            };
+            if let Err(e) = joined("stopping", other) {
+                tracing::error!("{e:#}");
+            }
+            return Err(error);
+        }
+    }
+    tracing::info!("network-manager stopped");
+    Ok(())
+}
+
+/// Resolves once `rx` turns true (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// A task's outcome after shutdown was requested.
+fn joined(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    r.map_err(|e| anyhow!("{what} panicked: {e}"))?
+        .with_context(|| what.to_owned())
+}
+
+/// A task's outcome when it ended before shutdown: an error either way.
+fn ended(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match joined(what, r) {
+        Err(e) => e,
+        Ok(()) => anyhow!("{what} stopped unexpectedly"),
+    }
+}

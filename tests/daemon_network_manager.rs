@@ -29,7 +29,7 @@ struct Cluster {
     name: String,
     index: u8,
     client: Client,
-    _kube: MemKube,
+    kube: MemKube,
     running: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
     addr: Option<SocketAddr>,
 }
@@ -53,7 +53,7 @@ impl Cluster {
             name: name.into(),
             index,
             client,
-            _kube: kube,
+            kube,
             running: None,
             addr: None,
         }
@@ -296,4 +296,99 @@ fn bad_flags_are_refused_before_anything_is_contacted() {
     let (got, stderr) = network_manager(&good);
     assert_eq!(got, Some(1), "{stderr}");
     assert!(stderr.contains("Kubernetes client"), "{stderr}");
+}
+
+/// The binary in Kubernetes mode against memkube served over HTTP: without
+/// `--gateway-public-key` it waits (and says so) for the gateway's Secret, and serves once the
+/// key is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_waits_for_the_gateways_key_secret() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let a = Cluster::new("a", 1).await;
+    let server = a
+        .kube
+        .serve_http("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: lab\n\
+         clusters: [{{name: lab, cluster: {{server: \"{}\"}}}}]\n\
+         users: [{{name: lab, user: {{}}}}]\n\
+         contexts: [{{name: lab, context: {{cluster: lab, user: lab, namespace: {NS}}}}}]\n",
+        server.url()
+    );
+    std::fs::write(&kubeconfig, yaml).unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isthmus"))
+        .args([
+            "network-manager",
+            "--cluster-id",
+            "a",
+            "--pod-cidr",
+            "10.0.0.0/16",
+        ])
+        .args([
+            "--gateway-endpoint",
+            "192.168.1.1:51820",
+            "--ipam-shards",
+            "2",
+        ])
+        .args(["--listen", &addr.to_string()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still waiting, not exited"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing bound before the key is known"
+    );
+
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "isthmus-gateway-key", "namespace": NS},
+        "stringData": {"publicKey": KEY}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(a.client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    eventually("the gRPC port", || async {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
+    .await;
+    let storage: Api<IpamStorage> = Api::namespaced(a.client.clone(), NS);
+    eventually("the IpamStorage root", || async {
+        storage.get_opt(IPAM_STORAGE_NAME).await.unwrap().is_some()
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("waiting for the gateway's public key"),
+        "{stderr}"
+    );
+    server.shutdown().await;
 }

@@ -64,8 +64,9 @@ struct Agent<R> {
     config: RouteAgentConfig,
     driver: Arc<Mutex<R>>,
     endpoints: Endpoints,
-    /// The plan of the last successful sync.
-    applied: RoutePlan,
+    /// The plan of the last successful sync; `None` before the first one (what is installed is
+    /// unknown then, so the first complete list always leads to a sync).
+    applied: Option<RoutePlan>,
     /// The plan to sync next.
     wanted: RoutePlan,
     /// Failed syncs in a row.
@@ -86,7 +87,7 @@ pub(crate) async fn run<R: RouteDriver + 'static>(
         config,
         driver: Arc::new(Mutex::new(driver)),
         endpoints: Endpoints::default(),
-        applied: RoutePlan::default(),
+        applied: None,
         wanted: RoutePlan::default(),
         failures: 0,
     };
@@ -124,7 +125,10 @@ impl<R: RouteDriver + 'static> Agent<R> {
             }
         }
         self.wanted = next;
-        self.wanted.routes() != self.applied.routes() || self.failures > 0
+        match &self.applied {
+            Some(applied) => self.wanted.routes() != applied.routes() || self.failures > 0,
+            None => true,
+        }
     }
 
     /// Syncs the wanted routes; returns the delay until the next sync (resync, or backoff).
@@ -137,7 +141,7 @@ impl<R: RouteDriver + 'static> Agent<R> {
                     tracing::info!(failures = self.failures, "routes synced again");
                 }
                 self.failures = 0;
-                self.applied = self.wanted.clone();
+                self.applied = Some(self.wanted.clone());
                 self.config.resync
             }
             Err(e) => {
@@ -160,7 +164,10 @@ impl<R: RouteDriver + 'static> Agent<R> {
             tracing::info!(%peer, dst = %r.dst, via = %next_hop(&r.via), "route installed");
         }
         for r in &diff.removed {
-            let peer = label(&self.applied, r);
+            let peer = self
+                .applied
+                .as_ref()
+                .map_or_else(|| "(before start)".to_owned(), |a| label(a, r));
             tracing::info!(%peer, dst = %r.dst, via = %next_hop(&r.via), "route removed");
         }
     }

@@ -150,3 +150,22 @@ async fn a_bad_configuration_is_refused_before_the_watch_opens() {
     );
     assert_eq!(kube.watch_count(), before);
 }
+
+#[tokio::test]
+async fn routes_of_an_endpoint_deleted_while_the_agent_was_down_go_at_start() {
+    let (_kube, client) = api().await;
+    let driver = SharedRoutes::default();
+    let agent = Agent::start(config("worker-1", LONG), &client, driver.clone());
+    create_tep(&client, "b", "10.3.0.0/16", "10.4.0.0/16").await;
+    set_gateway(&client, "b", "gw-1", GW_A).await;
+    eventually("routes", || async { driver.routes().len() == 2 }).await;
+    agent.stop().await;
+
+    delete_tep(&client, "b").await;
+    let agent = Agent::start(config("worker-1", LONG), &client, driver.clone());
+    eventually("stale routes removed", || async {
+        driver.routes().is_empty()
+    })
+    .await;
+    agent.stop().await;
+}

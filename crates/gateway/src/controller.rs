@@ -56,6 +56,7 @@ pub(crate) struct Controller<T, F, R> {
     trackers: BTreeMap<String, Tracker>,
     verdicts: BTreeMap<String, Verdict>,
     written: BTreeMap<String, TunnelEndpointStatus>,
+    resolved: Resolved,
 }
 
 /// Resolves every endpoint (`host:port`): IPv4 literals directly, names through DNS.
@@ -132,6 +133,7 @@ where
             trackers: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             written: BTreeMap::new(),
+            resolved: Resolved::new(),
         }
     }
 
@@ -144,7 +146,9 @@ where
             .collect()
     }
 
-    async fn plan(&mut self) -> GatewaySpec {
+    /// Plans from the stores. `refresh_dns`: resolve every endpoint again; otherwise only
+    /// endpoints not seen before are resolved (the NAT fast path waits for no DNS).
+    async fn plan(&mut self, refresh_dns: bool) -> GatewaySpec {
         let teps = self.teps();
         let nats: Vec<_> = self
             .watches
@@ -153,8 +157,17 @@ where
             .iter()
             .map(|n| (**n).clone())
             .collect();
-        let endpoints: Vec<String> = teps.iter().map(|t| t.spec.endpoint.clone()).collect();
-        let resolved = resolve(endpoints).await;
+        let endpoints: Vec<String> = teps
+            .iter()
+            .map(|t| t.spec.endpoint.clone())
+            .filter(|e| refresh_dns || !self.resolved.contains_key(e))
+            .collect();
+        let fresh = resolve(endpoints).await;
+        if refresh_dns {
+            self.resolved = fresh;
+        } else {
+            self.resolved.extend(fresh);
+        }
         let device = Device {
             interface: &self.config.interface,
             private_key: &self.private_key,
@@ -162,7 +175,7 @@ where
             mtu: self.config.mtu,
             keepalive: self.config.keepalive,
         };
-        let plan = plan::plan(&device, &teps, &nats, &resolved);
+        let plan = plan::plan(&device, &teps, &nats, &self.resolved);
         self.planned = plan
             .endpoints
             .into_iter()
@@ -185,7 +198,7 @@ where
 
     /// Plans and reconciles everything.
     pub async fn full(&mut self) {
-        let spec = self.plan().await;
+        let spec = self.plan(true).await;
         match self.gateway.reconcile(spec.clone()).await {
             Ok(status) => {
                 if self.apply_error.take().is_some()
@@ -206,7 +219,7 @@ where
 
     /// NatMapping change: the NAT table alone when nothing else differs.
     pub async fn nat(&mut self) {
-        let spec = self.plan().await;
+        let spec = self.plan(false).await;
         let fast = self
             .applied
             .as_ref()

@@ -242,3 +242,69 @@ async fn a_bad_configuration_is_refused_before_anything_starts() {
     );
     assert_eq!(kube.watch_count(), 0);
 }
+
+#[tokio::test]
+async fn a_steady_connection_is_not_patched_again() {
+    let (_kube, client) = cluster().await;
+    let gw = start(&client, config("gw-0"), FakeProber::default());
+    let key = PrivateKey::generate();
+    create_tep(&client, &tep("b", 1, &key)).await;
+    wait_for("peer configured", LIMIT, || async { gw.peers() == 1 }).await;
+    handshake(&gw.handle, &key);
+    gw.prober
+        .answer(target(1), Some(Duration::from_micros(300)));
+    wait_for("connected", LIMIT, || async {
+        state(&client, "b").await == Some(ConnectionState::Connected)
+    })
+    .await;
+    let version = get_tep(&client, "b").await.metadata.resource_version;
+    let probes = gw.prober.probes().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        gw.prober.probes().len() >= probes + 3,
+        "probes keep running"
+    );
+    assert_eq!(
+        get_tep(&client, "b").await.metadata.resource_version,
+        version,
+        "nothing changed, nothing patched"
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn spec_changes_and_watch_restarts_are_followed() {
+    let (kube, client) = cluster().await;
+    let gw = start(&client, config("gw-0"), FakeProber::default());
+    let api: Api<TunnelEndpoint> = Api::namespaced(client.clone(), NS);
+    create_tep(&client, &tep("b", 1, &PrivateKey::generate())).await;
+    wait_for("peer configured", LIMIT, || async { gw.peers() == 1 }).await;
+
+    let mut moved = api.get("b").await.unwrap();
+    moved.spec.endpoint = "192.168.100.99:51820".into();
+    api.replace("b", &PostParams::default(), &moved)
+        .await
+        .unwrap();
+    let endpoint = || {
+        gw.handle.inspect(|g| {
+            g.tunnel
+                .peers
+                .values()
+                .next()
+                .and_then(|p| p.endpoint)
+                .map(|e| e.to_string())
+        })
+    };
+    wait_for("endpoint updated", LIMIT, || async {
+        endpoint().as_deref() == Some("192.168.100.99:51820")
+    })
+    .await;
+
+    kube.expire_watches();
+    create_tep(&client, &tep("c", 2, &PrivateKey::generate())).await;
+    wait_for("peer after a watch restart", LIMIT, || async {
+        gw.peers() == 2
+    })
+    .await;
+    gw.stop().await.unwrap();
+}

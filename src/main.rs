@@ -52,6 +52,15 @@ fn init_tracing(format: cli::LogFormat) {
         Ok(cap) => filter.add_directive(cap),
         Err(_) => filter,
     };
+    // gotatun logs every UAPI connection (each status read) at info.
+    let filter = if std::env::var_os("RUST_LOG").is_none() {
+        match "gotatun=warn".parse() {
+            Ok(quiet) => filter.add_directive(quiet),
+            Err(_) => filter,
+        }
+    } else {
+        filter
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

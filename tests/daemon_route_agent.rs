@@ -1,5 +1,5 @@
 //! `isthmus route-agent`: the lab entry (`daemons::route_agent::run`) on a node's network
-//! namespace installs `proto 153` routes via the gateway node, keeps them across a restart and
+//! namespace installs `proto 154` routes via the gateway node, keeps them across a restart and
 //! removes them when the TunnelEndpoint goes (root; fails otherwise); the binary refuses bad flags.
 
 use std::net::Ipv4Addr;
@@ -89,7 +89,7 @@ async fn stop((tx, task): (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>))
 async fn wait_routes(ns: &str, want: &[&str]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let got: Vec<String> = ip(ns, "route show proto 153")
+        let got: Vec<String> = ip(ns, "route show proto 154")
             .unwrap()
             .lines()
             .map(|l| l.trim().to_owned())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
+use isthmus_dataplane::routes::NODE_ROUTE_PROTOCOL;
 use isthmus_dataplane::routes::linux::NetlinkRoutes;
 use isthmus_dataplane::{Netns, NsRuntime};
 use isthmus_route_agent::RouteAgentConfig;
@@ -63,7 +64,7 @@ pub async fn run(
     // Opening the netlink connection blocks (it runs on a helper runtime inside the namespace).
     let driver = tokio::task::spawn_blocking(move || {
         let ns = NsRuntime::new(netns, 1)?;
-        NetlinkRoutes::new(ns)
+        NetlinkRoutes::with_protocol(ns, NODE_ROUTE_PROTOCOL)
     })
     .await
     .context("route driver setup panicked")?

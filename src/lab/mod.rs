@@ -1,16 +1,112 @@
 //! `isthmus lab`: several clusters in network namespaces on this machine, every component of every
 //! cluster in one process, each cluster with its own in-memory API (design brief §7).
+//!
+//! `lab up` starts the lab daemon (`lab run`, in the background), waits until it is ready and
+//! prints what it measured; `lab status` reads the daemon's state and measures again; `lab down`
+//! stops the daemon and removes every namespace a lab created, also after a crash.
 
-use clap::Subcommand;
+pub mod bench;
+pub mod cluster;
+pub mod component;
+mod daemon;
+pub mod matrix;
+pub mod plan;
+pub mod reflector;
+pub mod report;
+pub mod runner;
+pub mod state;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use ipnet::Ipv4Net;
+
+use crate::lab::plan::Shape;
+use crate::lab::runner::LabOptions;
 
 /// `isthmus lab …`
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Build the clusters, peer them and print the connectivity matrix.
-    Up,
+    /// Build the clusters, peer them, expose pods across them and print the connectivity matrix.
+    /// The lab keeps running in the background until `isthmus lab down`.
+    Up(UpArgs),
+    /// Tunnel states and a fresh connectivity matrix of the running lab.
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the lab and remove everything it created (also after a crash of `lab up`).
+    Down,
+    /// Bring-up times and seed 004's B2 (MapEndpointIP → DNAT active in the kernel) on a fresh
+    /// hub lab, which is removed afterwards.
+    Bench(bench::LabBenchOptions),
+    /// The lab daemon itself (what `lab up` starts in the background).
+    #[command(hide = true)]
+    Run(UpArgs),
+}
+
+/// Options of `lab up`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Number of clusters (IDs a, b, c, …).
+    #[arg(long, default_value_t = 3)]
+    pub clusters: usize,
+    /// mesh: every pair peers; hub: b peers with every other cluster, which reach each other
+    /// through b.
+    #[arg(long, value_enum, default_value_t = Shape::Hub)]
+    pub topology: Shape,
+    /// Pod CIDR of every cluster (identical on purpose: remapping is exercised).
+    #[arg(long, default_value = "10.0.0.0/16")]
+    pub pod_cidr: Ipv4Net,
+    /// Worker nodes per cluster, besides the gateway node.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Pods per node.
+    #[arg(long, default_value_t = 1)]
+    pub pods_per_node: usize,
+    /// Run in the foreground (Ctrl-C stops the lab and removes it).
+    #[arg(long)]
+    pub foreground: bool,
+    /// Directory of the lab's state and log.
+    #[arg(long, default_value = state::STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+impl UpArgs {
+    fn options(&self) -> LabOptions {
+        LabOptions {
+            clusters: self.clusters,
+            shape: self.topology,
+            pod_cidr: self.pod_cidr,
+            workers: self.workers,
+            pods_per_node: self.pods_per_node,
+            pools: Vec::new(),
+            topology_file: Some(self.state_dir.join("topology.json")),
+        }
+    }
 }
 
 /// Runs a lab command.
-pub async fn main(_command: LabCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub async fn main(command: LabCommand) -> anyhow::Result<()> {
+    require_root()?;
+    let dir = PathBuf::from(state::STATE_DIR);
+    match command {
+        LabCommand::Up(args) if args.foreground => daemon::run(args, true).await,
+        LabCommand::Up(args) => daemon::up(args).await,
+        LabCommand::Run(args) => daemon::run(args, false).await,
+        LabCommand::Status { json } => daemon::status(&dir, json).await,
+        LabCommand::Down => daemon::down(&dir).await,
+        LabCommand::Bench(options) => {
+            println!("{}", bench::run(options).await?);
+            Ok(())
+        }
+    }
+}
+
+fn require_root() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("the lab needs root (it creates network namespaces); run it with sudo");
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@
 //!   [`isthmus_dataplane::routes::sync`] after every change that alters the plan and every
 //!   `resync` (repairs routes removed from outside), retries with exponential backoff.
 //!
-//! Only routes with the isthmus protocol number (153) are ever listed, replaced or removed. The
+//! Only routes with the isthmus protocol number of route agents (154; the gateway uses 153) are ever listed, replaced or removed. The
 //! agent never removes routes when it stops: a restarted agent finds them in place and converges
 //! (traffic keeps flowing across restarts and upgrades).
 

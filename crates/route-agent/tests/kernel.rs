@@ -1,6 +1,6 @@
 //! The route agent with the Linux route driver in network namespaces (root; fails otherwise):
 //! a worker node and a gateway node on one L2 (a veth pair), the agent in the worker's namespace
-//! installs `proto 153` routes via the gateway node's address, leaves routes it does not own
+//! installs `proto 154` routes via the gateway node's address, leaves routes it does not own
 //! alone, and removes its own when the TunnelEndpoint goes.
 
 mod common;
@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use common::*;
 use isthmus_dataplane::lab::{NsGuard, ip, require_root, unique};
+use isthmus_dataplane::routes::NODE_ROUTE_PROTOCOL;
 use isthmus_dataplane::routes::linux::NetlinkRoutes;
 use isthmus_dataplane::{Netns, NsRuntime};
 
 const GATEWAY_NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 
-/// `ip route show proto 153` in `ns`, one route per line, trimmed.
+/// `ip route show proto 154` in `ns`, one route per line, trimmed.
 fn our_routes(ns: &str) -> Vec<String> {
-    ip(ns, "route show proto 153")
+    ip(ns, "route show proto 154")
         .unwrap()
         .lines()
         .map(|l| l.trim().to_owned())
@@ -46,7 +47,7 @@ async fn the_linux_driver_routes_remote_ranges_to_the_gateway_node() {
     let netns = worker.netns();
     let driver = tokio::task::spawn_blocking(move || {
         let rt: Arc<NsRuntime> = NsRuntime::new(netns, 1)?;
-        NetlinkRoutes::new(rt)
+        NetlinkRoutes::with_protocol(rt, NODE_ROUTE_PROTOCOL)
     })
     .await
     .unwrap()
@@ -63,7 +64,7 @@ async fn the_linux_driver_routes_remote_ranges_to_the_gateway_node() {
         "10.3.0.0/16 via 192.168.77.1 dev v0".to_owned(),
         "10.4.0.0/16 via 192.168.77.1 dev v0".to_owned(),
     ];
-    eventually("proto 153 routes", || async {
+    eventually("proto 154 routes", || async {
         our_routes(&worker.name) == want
     })
     .await;

@@ -20,22 +20,35 @@ use crate::{Error, Result};
 pub struct NetlinkRoutes {
     ns: Arc<NsRuntime>,
     handle: Handle,
+    protocol: u8,
 }
 
 impl NetlinkRoutes {
-    /// Opens the netlink connection inside the runtime's namespace.
+    /// Opens the netlink connection inside the runtime's namespace; routes carry the gateway's
+    /// protocol number, [`ROUTE_PROTOCOL`].
     pub fn new(ns: Arc<NsRuntime>) -> Result<Self> {
+        Self::with_protocol(ns, ROUTE_PROTOCOL)
+    }
+
+    /// Same, owning the routes of another protocol number (a route agent on the gateway node must
+    /// not see the gateway's routes as its own).
+    pub fn with_protocol(ns: Arc<NsRuntime>, protocol: u8) -> Result<Self> {
         let handle = connect(&ns)?;
-        Ok(NetlinkRoutes { ns, handle })
+        Ok(NetlinkRoutes {
+            ns,
+            handle,
+            protocol,
+        })
     }
 
     fn message(&self, route: &Route) -> Result<RouteMessage> {
         let handle = self.handle.clone();
         let route = route.clone();
+        let protocol = self.protocol;
         self.ns.run(async move {
             let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(route.dst.network(), route.dst.prefix_len())
-                .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
+                .protocol(RouteProtocol::Other(protocol));
             let dev = match &route.via {
                 NextHop::Dev(dev) => Some(dev.clone()),
                 NextHop::Via(gateway, dev) => {
@@ -147,6 +160,7 @@ impl RouteDriver for NetlinkRoutes {
 
     fn routes(&mut self) -> Result<Vec<Route>> {
         let handle = self.handle.clone();
+        let protocol = self.protocol;
         self.ns.run(async move {
             let names = Self::link_names(&handle).await?;
             let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
@@ -157,7 +171,7 @@ impl RouteDriver for NetlinkRoutes {
                 .await
                 .map_err(|e| Error::netlink("list routes", e))?
             {
-                if message.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL) {
+                if message.header.protocol == RouteProtocol::Other(protocol) {
                     out.extend(parse_route(&message, &names));
                 }
             }

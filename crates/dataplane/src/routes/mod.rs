@@ -14,8 +14,11 @@ use ipnet::Ipv4Net;
 
 use crate::{Error, Result};
 
-/// Routing protocol number marking our routes (`ip route show proto 153`).
+/// Routing protocol number marking the gateway's routes (`ip route show proto 153`).
 pub const ROUTE_PROTOCOL: u8 = 153;
+/// Routing protocol number marking a route agent's routes (`ip route show proto 154`): distinct
+/// from the gateway's, since both run on the gateway node and each removes what it does not want.
+pub const NODE_ROUTE_PROTOCOL: u8 = 154;
 
 /// Where a route sends packets.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

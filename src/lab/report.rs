@@ -1,0 +1,175 @@
+//! What `lab up` and `lab status` print: the clusters and how to reach their APIs, the tunnels as
+//! each cluster's TunnelEndpoints report them (read over HTTP, as kubectl would), the bring-up
+//! timings and the connectivity matrix.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use isthmus_api::TunnelEndpoint;
+use kube::Api;
+use kube::api::ListParams;
+use serde::Serialize;
+
+use crate::lab::cluster::NAMESPACE;
+use crate::lab::matrix::{Matrix, format_rtt};
+use crate::lab::plan::Shape;
+use crate::lab::state::{LabState, Timings};
+
+/// One TunnelEndpoint as a table row.
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelRow {
+    pub cluster: String,
+    pub peer: String,
+    pub state: String,
+    pub latency: Option<String>,
+    pub handshake_age_seconds: Option<i64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub local_pods_as: String,
+    pub remote_pods_as: String,
+    pub message: String,
+}
+
+/// A client of a lab API served over HTTP.
+pub fn http_client(url: &str) -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::new(url.parse()?);
+    config.default_namespace = NAMESPACE.to_owned();
+    config.read_timeout = Some(Duration::from_secs(5));
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Every cluster's TunnelEndpoints, read through its HTTP API.
+pub async fn fetch_tunnels(state: &LabState) -> anyhow::Result<Vec<TunnelRow>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut rows = Vec::new();
+    for cluster in &state.clusters {
+        let api: Api<TunnelEndpoint> = Api::namespaced(http_client(&cluster.api_url)?, NAMESPACE);
+        for tep in api.list(&ListParams::default()).await? {
+            let status = tep.status.clone().unwrap_or_default();
+            let c = &status.connection;
+            rows.push(TunnelRow {
+                cluster: cluster.id.clone(),
+                peer: tep.spec.cluster_id.to_string(),
+                state: serde_json::to_value(c.status)?
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned(),
+                latency: c.latency.clone(),
+                handshake_age_seconds: c.last_handshake.as_ref().map(|t| now - t.0.as_second()),
+                rx_bytes: c.rx_bytes,
+                tx_bytes: c.tx_bytes,
+                local_pods_as: tep.spec.local_nat_pod_cidr.to_string(),
+                remote_pods_as: tep.spec.remote_nat_pod_cidr.to_string(),
+                message: c.message.clone(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The clusters and their endpoints.
+pub fn render_clusters(state: &LabState) -> String {
+    let shape = match state.shape {
+        Shape::Hub => "hub topology: b peers with every cluster",
+        Shape::Mesh => "full mesh",
+    };
+    let mut out = format!(
+        "isthmus lab: {} clusters, {shape}\n\n",
+        state.clusters.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:<28} IPAM gRPC",
+        "CLUSTER", "API (kubectl --server URL)"
+    );
+    for c in &state.clusters {
+        let _ = writeln!(out, "{:<8} {:<28} {}", c.id, c.api_url, c.grpc);
+    }
+    if let Some(c) = state.clusters.first() {
+        let _ = writeln!(
+            out,
+            "\n  e.g. kubectl --server {} get tunnelendpoints,natmappings -n {NAMESPACE}",
+            c.api_url
+        );
+    }
+    out
+}
+
+/// The tunnels table.
+pub fn render_tunnels(rows: &[TunnelRow]) -> String {
+    let mut out = format!(
+        "{:<8} {:<6} {:<11} {:<10} {:<10} {:>10} {:>10}  {:<15} {:<15}\n",
+        "CLUSTER",
+        "PEER",
+        "STATE",
+        "LATENCY",
+        "HANDSHAKE",
+        "RX",
+        "TX",
+        "LOCAL PODS AS",
+        "REMOTE PODS AS"
+    );
+    for r in rows {
+        let handshake = r
+            .handshake_age_seconds
+            .map_or("never".to_owned(), |s| format!("{s}s ago"));
+        let _ = writeln!(
+            out,
+            "{:<8} {:<6} {:<11} {:<10} {:<10} {:>10} {:>10}  {:<15} {:<15}{}",
+            r.cluster,
+            r.peer,
+            r.state,
+            r.latency.as_deref().unwrap_or("-"),
+            handshake,
+            r.rx_bytes,
+            r.tx_bytes,
+            r.local_pods_as,
+            r.remote_pods_as,
+            if r.message.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", r.message)
+            }
+        );
+    }
+    out
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The bring-up timings.
+pub fn render_timings(t: &Timings) -> String {
+    let opt = |d: Option<Duration>| d.map_or("-".to_owned(), ms);
+    format!(
+        "namespaces {} · components {} · ForeignClusters → first packet {} · all tunnels connected {} · \
+         pods exposed {} · lab up → full connectivity {}\n",
+        ms(t.topology),
+        ms(t.components),
+        opt(t.first_packet),
+        ms(t.peered),
+        ms(t.reflected),
+        opt(t.full_connectivity)
+    )
+}
+
+/// The connectivity section.
+pub fn render_matrix(matrix: &Matrix, clusters: usize) -> String {
+    let reached = matrix.probes.iter().filter(|p| p.rtt.is_some()).count();
+    let mut out = format!(
+        "Connectivity: {reached}/{} pod pairs answer (ICMP through the addresses MapEndpointIP handed out)\n\n",
+        matrix.probes.len()
+    );
+    out.push_str(&matrix.render_summary(clusters));
+    out.push('\n');
+    out.push_str(&matrix.render_list());
+    out
+}
+
+/// `0.42 ms` or `no reply` (re-exported for the CLI).
+pub fn rtt(d: Option<Duration>) -> String {
+    format_rtt(d)
+}

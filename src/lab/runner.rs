@@ -1,0 +1,389 @@
+//! A whole lab in this process: the topology (namespaces), one [`ClusterRuntime`] per cluster,
+//! peering (ForeignClusters in both clusters of each pair), waiting for the tunnels, the reflector
+//! and the connectivity matrix. `isthmus lab run` and the end-to-end tests drive this.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ipnet::Ipv4Net;
+use isthmus_api::{ConnectionState, TunnelEndpoint};
+use isthmus_lab::{PodRecord, Topology, TopologyGuard, TopologySpec};
+use isthmus_network_manager::LabPeers;
+use kube::Api;
+
+use crate::lab::cluster::{ClusterRuntime, NAMESPACE, Site};
+use crate::lab::matrix::{Matrix, Probe};
+use crate::lab::plan::{self, Path, Shape};
+use crate::lab::reflector::{Reflection, Reflector};
+use crate::lab::state::Timings;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    pub clusters: usize,
+    pub shape: Shape,
+    pub pod_cidr: Ipv4Net,
+    pub workers: usize,
+    pub pods_per_node: usize,
+    /// Per cluster index, IPAM pools replacing the default RFC 1918 ranges (tests exhaust them).
+    pub pools: Vec<(usize, Vec<isthmus_api::Cidr>)>,
+    /// Where `isthmus-lab` writes the topology record (none: not written).
+    pub topology_file: Option<std::path::PathBuf>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            clusters: 3,
+            shape: Shape::Hub,
+            pod_cidr: "10.0.0.0/16".parse().expect("literal"),
+            workers: 1,
+            pods_per_node: 1,
+            pools: Vec::new(),
+            topology_file: None,
+        }
+    }
+}
+
+impl LabOptions {
+    /// Checks what the topology builder does not.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(2..=8).contains(&self.clusters) {
+            bail!("--clusters must be between 2 and 8, not {}", self.clusters);
+        }
+        if self.pods_per_node == 0 {
+            bail!("--pods-per-node must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A running lab. Dropping it without [`Lab::shutdown`] still removes the namespaces.
+#[derive(Debug)]
+pub struct Lab {
+    pub options: LabOptions,
+    pub topology: TopologyGuard,
+    pub clusters: Vec<ClusterRuntime>,
+    pub peerings: Vec<(usize, usize)>,
+    pub reflector: Reflector,
+    pub reflections: Vec<Reflection>,
+    pub timings: Timings,
+    pub peers: Arc<LabPeers>,
+}
+
+/// How long to wait for every tunnel to come up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn site_of(
+    index: usize,
+    cluster: &isthmus_lab::ClusterRecord,
+    wan: Ipv4Net,
+    options: &LabOptions,
+) -> anyhow::Result<Site> {
+    let mut nodes: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.netns(), n.ip))
+        .collect();
+    nodes.sort_by_key(|n| n.0 != cluster.gateway().name);
+    Ok(Site {
+        index,
+        id: cluster.id.parse()?,
+        pod_cidr: cluster.pod_cidr.to_string().parse()?,
+        reserved: vec![
+            cluster.node_network.to_string().parse()?,
+            wan.to_string().parse()?,
+        ],
+        underlay: cluster.underlay,
+        wg_interface: cluster.wg_interface.clone(),
+        mtu: 1420,
+        pools: options
+            .pools
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default(),
+        nodes,
+    })
+}
+
+impl Lab {
+    /// Builds the namespaces and starts every cluster's API and components (not yet peered).
+    pub async fn start(options: LabOptions) -> anyhow::Result<Lab> {
+        options.validate()?;
+        let spec = TopologySpec {
+            clusters: options.clusters,
+            workers: options.workers,
+            pods_per_node: options.pods_per_node,
+            pod_cidr: options.pod_cidr,
+            state_file: options.topology_file.clone(),
+            ..TopologySpec::default()
+        };
+        let topology = tokio::task::spawn_blocking(move || Topology::build(&spec))
+            .await??
+            .guard();
+        let mut timings = Timings {
+            topology: topology.build_time,
+            ..Timings::default()
+        };
+        let started = Instant::now();
+        let peers = Arc::new(LabPeers::new());
+        let mut clusters = Vec::new();
+        for (i, record) in topology.clusters.iter().enumerate() {
+            let site = site_of(i, record, topology.wan.network, &options)?;
+            clusters.push(ClusterRuntime::start(site, peers.clone()).await?);
+        }
+        timings.components = started.elapsed();
+        let names = clusters.iter().map(|c| c.site.id.to_string()).collect();
+        let endpoints: Vec<_> = clusters.iter().map(|c| c.grpc).collect();
+        let reflector = Reflector::new(names, &endpoints)?;
+        Ok(Lab {
+            peerings: plan::peerings(options.clusters, options.shape),
+            options,
+            topology,
+            clusters,
+            reflector,
+            reflections: Vec::new(),
+            timings,
+            peers,
+        })
+    }
+
+    /// Brings a lab all the way up: start, peer, wait for the tunnels, reflect, probe.
+    pub async fn up(options: LabOptions) -> anyhow::Result<(Lab, Matrix)> {
+        let began = Instant::now();
+        let mut lab = Lab::start(options).await?;
+        lab.peer_all().await?;
+        let reflect_start = Instant::now();
+        lab.reflect_all().await?;
+        lab.timings.reflected = reflect_start.elapsed();
+        let matrix = lab.wait_full_connectivity(Duration::from_secs(30)).await;
+        if matrix.all_reachable() {
+            lab.timings.full_connectivity = Some(began.elapsed());
+        }
+        Ok((lab, matrix))
+    }
+
+    /// The record of pod `name` in cluster `cluster`.
+    pub fn pod(&self, cluster: usize, name: &str) -> Option<&PodRecord> {
+        self.topology.clusters[cluster].pod(name)
+    }
+
+    /// Every pod of cluster `cluster`.
+    pub fn pods(&self, cluster: usize) -> &[PodRecord] {
+        &self.topology.clusters[cluster].pods
+    }
+
+    /// Creates the ForeignClusters of every planned pair, measures the first packet through the
+    /// first pair's tunnel, and waits until every TunnelEndpoint is `connected`.
+    pub async fn peer_all(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        for &(i, j) in &self.peerings.clone() {
+            self.peer(i, j).await?;
+        }
+        if let Some(&(i, j)) = self.peerings.first() {
+            self.timings.first_packet = self
+                .first_packet(
+                    Path {
+                        from: i,
+                        to: j,
+                        via: None,
+                    },
+                    started,
+                    CONNECT_TIMEOUT,
+                )
+                .await
+                .ok();
+        }
+        self.wait_connected(&self.peerings.clone(), CONNECT_TIMEOUT)
+            .await?;
+        self.timings.peered = started.elapsed();
+        Ok(())
+    }
+
+    /// Creates the ForeignCluster of each side of one pair.
+    pub async fn peer(&self, i: usize, j: usize) -> anyhow::Result<()> {
+        self.clusters[i]
+            .peer_with(&self.clusters[j].site.id)
+            .await?;
+        self.clusters[j]
+            .peer_with(&self.clusters[i].site.id)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the ForeignCluster of each side of one pair.
+    pub async fn unpeer(&self, i: usize, j: usize) -> anyhow::Result<()> {
+        self.clusters[i].unpeer(&self.clusters[j].site.id).await?;
+        self.clusters[j].unpeer(&self.clusters[i].site.id).await?;
+        Ok(())
+    }
+
+    /// Polls `MapEndpointIP` then ping from the first pod of `path.from` to the first pod of
+    /// `path.to` until a reply comes back; the time since `since`.
+    pub async fn first_packet(
+        &self,
+        path: Path,
+        since: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let src = self.pods(path.from)[0].clone();
+        let dst = self.pods(path.to)[0].clone();
+        let deadline = since + timeout;
+        while Instant::now() < deadline {
+            if let Ok(r) = self.reflector.reflect(path, &dst.name, dst.ip).await {
+                let address = r.address();
+                let src = src.clone();
+                let rtt = tokio::task::spawn_blocking(move || {
+                    isthmus_lab::probe::ping_rtt(&src, address, 1, Duration::from_millis(20))
+                })
+                .await??;
+                if rtt.is_some() {
+                    return Ok(since.elapsed());
+                }
+            } else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        bail!("no packet through {path:?} within {timeout:?}")
+    }
+
+    /// Cluster `i`'s TunnelEndpoint for cluster `j`.
+    pub async fn tunnel_endpoint(&self, i: usize, j: usize) -> anyhow::Result<TunnelEndpoint> {
+        let api: Api<TunnelEndpoint> = Api::namespaced(self.clusters[i].client(), NAMESPACE);
+        let name = self.clusters[j].site.id.as_str();
+        api.get_opt(name).await?.with_context(|| {
+            format!(
+                "cluster {} has no TunnelEndpoint {name}",
+                self.clusters[i].site.id
+            )
+        })
+    }
+
+    /// The connection state of cluster `i`'s TunnelEndpoint for cluster `j`.
+    pub async fn tunnel_state(&self, i: usize, j: usize) -> Option<ConnectionState> {
+        let api: Api<TunnelEndpoint> = Api::namespaced(self.clusters[i].client(), NAMESPACE);
+        let tep = api
+            .get_opt(self.clusters[j].site.id.as_str())
+            .await
+            .ok()??;
+        Some(tep.status?.connection.status)
+    }
+
+    /// Waits until both TunnelEndpoints of every pair say `connected`.
+    pub async fn wait_connected(
+        &self,
+        pairs: &[(usize, usize)],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut pending = Vec::new();
+            for &(i, j) in pairs {
+                for (x, y) in [(i, j), (j, i)] {
+                    let state = self.tunnel_state(x, y).await;
+                    if state != Some(ConnectionState::Connected) {
+                        pending.push(format!(
+                            "{}→{}: {state:?}",
+                            self.clusters[x].site.id, self.clusters[y].site.id
+                        ));
+                    }
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "tunnels not connected after {timeout:?}: {}",
+                    pending.join(", ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Exposes every pod along every path (hub paths included).
+    pub async fn reflect_all(&mut self) -> anyhow::Result<()> {
+        for path in plan::paths(self.clusters.len(), &self.peerings) {
+            for pod in self.pods(path.to).to_vec() {
+                let r = self
+                    .reflector
+                    .reflect(path, &pod.name, pod.ip)
+                    .await
+                    .with_context(|| format!("reflecting {} along {path:?}", pod.name))?;
+                tracing::info!(from = %self.clusters[path.from].site.id, pod = %pod.name,
+                    to = %self.clusters[path.to].site.id, address = %r.address(), "pod reflected");
+                self.reflections.push(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Probes every reflection from every pod of the dialling cluster once.
+    pub async fn matrix(&self) -> Matrix {
+        probe_all(&self.topology, &self.reflections).await
+    }
+
+    /// Probes until every probe answers or `timeout` passes; the last matrix.
+    pub async fn wait_full_connectivity(&self, timeout: Duration) -> Matrix {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.matrix().await;
+            if m.all_reachable() || Instant::now() > deadline {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops every component, then removes the namespaces.
+    pub async fn shutdown(self) {
+        for cluster in self.clusters {
+            cluster.shutdown().await;
+        }
+        drop(self.topology);
+    }
+}
+
+/// Probes every reflection from every pod of the dialling cluster: 3 echo requests each, in
+/// parallel on the blocking pool.
+pub async fn probe_all(
+    topology: &isthmus_lab::TopologyRecord,
+    reflections: &[Reflection],
+) -> Matrix {
+    let mut tasks = Vec::new();
+    for r in reflections {
+        for src in &topology.clusters[r.from].pods {
+            let (src, r) = (src.clone(), r.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let address: Ipv4Addr = r.address();
+                let rtt =
+                    isthmus_lab::probe::ping_rtt(&src, address, 3, Duration::from_millis(500))
+                        .ok()
+                        .flatten();
+                Probe {
+                    from: r.from,
+                    from_pod: src.name.clone(),
+                    to: r.to,
+                    to_pod: r.pod.clone(),
+                    via: r.via,
+                    address,
+                    rtt,
+                }
+            }));
+        }
+    }
+    let mut probes = Vec::new();
+    for t in tasks {
+        if let Ok(p) = t.await {
+            probes.push(p);
+        }
+    }
+    probes.sort_by(|a, b| {
+        (a.from, &a.from_pod, a.to, &a.to_pod).cmp(&(b.from, &b.from_pod, b.to, &b.to_pod))
+    });
+    Matrix { probes }
+}

@@ -1,0 +1,408 @@
+//! End-to-end tests through the lab (root; real namespaces, real packets): every component of
+//! every cluster runs in this process against its cluster's in-memory API, as `isthmus lab`
+//! runs them. Each test builds its own lab; it is removed when the test ends, panics included.
+
+mod e2e_common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use e2e_common::*;
+use isthmus::lab::cluster::Kind;
+use isthmus::lab::plan::Shape;
+use isthmus::lab::runner::LabOptions;
+use isthmus_api::ConnectionState;
+use isthmus_lab::probe::{EchoServer, EchoSession, WhoamiServer, whoami};
+
+const WHOAMI: u16 = 8080;
+const ECHO: u16 = 8081;
+
+/// Every pod of `to` sees each pod of `from` at the address `to` was handed for it: the peer's
+/// view of the client's Pod CIDR, never the client's real (identical) address.
+async fn sources_are_views(lab: &isthmus::lab::runner::Lab, from: usize, to: usize) {
+    let servers: Vec<WhoamiServer> = lab
+        .pods(to)
+        .iter()
+        .map(|pod| WhoamiServer::start(pod, WHOAMI).unwrap())
+        .collect();
+    for server_pod in lab.pods(to).to_vec() {
+        let dst = reflection(lab, from, to, &server_pod.name).address();
+        for client in lab.pods(from).to_vec() {
+            let expected = reflection(lab, to, from, &client.name).address();
+            assert_ne!(expected, client.ip, "identical Pod CIDRs must be remapped");
+            let c = client.clone();
+            let seen = tokio::task::spawn_blocking(move || {
+                whoami(&c, dst, WHOAMI, Duration::from_secs(3)).unwrap()
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                seen,
+                Some(IpAddr::V4(expected)),
+                "{}/{} → {dst}",
+                lab.clusters[from].site.id,
+                client.name
+            );
+        }
+    }
+    drop(servers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_clusters_with_identical_pod_cidrs_talk_through_remapped_addresses() {
+    let lab = lab_up(2, Shape::Mesh).await;
+    assert_eq!(
+        lab.pods(0)[0].ip,
+        lab.pods(1)[0].ip,
+        "same Pod CIDR, same pod address"
+    );
+    sources_are_views(&lab, 0, 1).await;
+    sources_are_views(&lab, 1, 0).await;
+    let a_b = tep(&lab, 0, 1).await.unwrap();
+    assert_ne!(
+        a_b.spec.remote_nat_pod_cidr, a_b.spec.remote_pod_cidr,
+        "a remapped b"
+    );
+    let status = a_b.status.unwrap();
+    assert!(status.connection.latency_micros.is_some());
+    assert!(status.connection.rx_bytes > 0 && status.connection.tx_bytes > 0);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_clusters_in_a_full_mesh_with_identical_pod_cidrs() {
+    let lab = lab_up(3, Shape::Mesh).await;
+    assert_eq!(lab.peerings.len(), 3);
+    let matrix = lab.matrix().await;
+    assert_eq!(
+        matrix.probes.len(),
+        3 * 2 * 2 * 2,
+        "{}",
+        matrix.render_list()
+    );
+    assert!(matrix.probes.iter().all(|p| p.via.is_none()));
+    for (from, to) in [(0, 1), (1, 2), (2, 0)] {
+        sources_are_views(&lab, from, to).await;
+    }
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hub_path_opens_with_map_and_closes_with_unmap() {
+    let mut lab = lab_up(3, Shape::Hub).await;
+    let pod = lab.pods(2)[0].clone();
+    let r = reflection(&lab, 0, 2, &pod.name).clone();
+    assert_eq!(r.via, Some(1));
+    let address = r.address();
+    // The address is in a's view of b's ExternalCIDR.
+    let a_b = tep(&lab, 0, 1).await.unwrap();
+    let view: ipnet::Ipv4Net = a_b
+        .spec
+        .remote_nat_external_cidr
+        .to_string()
+        .parse()
+        .unwrap();
+    assert!(view.contains(&address), "{address} not in {view}");
+    // c sees the hub's transit address (in c's view of b's ExternalCIDR) as the source.
+    let c_b = tep(&lab, 2, 1).await.unwrap();
+    let c_view: ipnet::Ipv4Net = c_b
+        .spec
+        .remote_nat_external_cidr
+        .to_string()
+        .parse()
+        .unwrap();
+    let transit = Ipv4Addr::from(u32::from(c_view.network()) + 1);
+    let server = WhoamiServer::start(&pod, WHOAMI).unwrap();
+    let client = lab.pods(0)[0].clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        whoami(&client, address, WHOAMI, Duration::from_secs(3)).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, Some(IpAddr::V4(transit)));
+    drop(server);
+
+    // b's real ExternalCIDR address behind `address`
+    let b_ext: ipnet::Ipv4Net = a_b.spec.remote_external_cidr.to_string().parse().unwrap();
+    let real = Ipv4Addr::from(
+        u32::from(b_ext.network()) + (u32::from(address) - u32::from(view.network())),
+    );
+    assert!(
+        ipam_mentions(&lab, 1, real).await,
+        "b's IPAM records {real}"
+    );
+
+    lab.reflector.unreflect(&r).await.unwrap();
+    lab.reflections.retain(|x| x != &r);
+    eventually("the hub path closes", Duration::from_secs(10), || async {
+        !ping(&lab, 0, 0, address).await
+    })
+    .await;
+    let gw_b = gateway_ns(&lab, 1);
+    assert!(
+        !our_table(&gw_b).contains(&address.to_string()),
+        "DNAT entry removed"
+    );
+    eventually(
+        "b's IPAM frees the address",
+        Duration::from_secs(10),
+        || async { !ipam_mentions(&lab, 1, real).await },
+    )
+    .await;
+    // The other direction and the direct paths still work.
+    let m = lab.matrix().await;
+    assert!(m.all_reachable(), "{}", m.render_list());
+    lab.shutdown().await;
+}
+
+/// Whether any IpamStorage object of cluster `i` mentions `addr`.
+async fn ipam_mentions(lab: &isthmus::lab::runner::Lab, i: usize, addr: Ipv4Addr) -> bool {
+    let api: kube::Api<isthmus_api::IpamStorage> =
+        kube::Api::namespaced(lab.clusters[i].client(), isthmus::lab::cluster::NAMESPACE);
+    let list = api.list(&Default::default()).await.unwrap();
+    let text = serde_json::to_string(&list.items).unwrap();
+    text.contains(&format!("\"{addr}\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unpeering_leaves_nothing_behind() {
+    let lab = lab_up(2, Shape::Mesh).await;
+    let ranges: Vec<String> = [
+        tep(&lab, 0, 1).await.unwrap(),
+        tep(&lab, 1, 0).await.unwrap(),
+    ]
+    .iter()
+    .flat_map(|t| {
+        [
+            t.spec.remote_nat_pod_cidr.to_string(),
+            t.spec.remote_nat_external_cidr.to_string(),
+        ]
+    })
+    .collect();
+    lab.unpeer(0, 1).await.unwrap();
+    for i in 0..2 {
+        eventually(
+            "every isthmus object is gone",
+            Duration::from_secs(30),
+            || async { isthmus_objects(&lab, i).await.is_empty() },
+        )
+        .await;
+    }
+    for i in 0..2 {
+        let cluster = &lab.topology.clusters[i];
+        let gw = gateway_ns(&lab, i);
+        let iface = cluster.wg_interface.clone();
+        eventually(
+            "the gateway removes its interface and table",
+            Duration::from_secs(15),
+            || {
+                let (gw, iface) = (gw.clone(), iface.clone());
+                async move { !has_link(&gw, &iface) && our_table(&gw).is_empty() }
+            },
+        )
+        .await;
+        for node in &cluster.nodes {
+            let ns = node.namespace.clone();
+            eventually("no route of ours remains", Duration::from_secs(15), || {
+                let ns = ns.clone();
+                async move {
+                    our_routes(&ns).trim().is_empty()
+                        && ip(&ns, "route show proto 154").trim().is_empty()
+                }
+            })
+            .await;
+            let all = ip(&node.namespace, "route show");
+            for range in &ranges {
+                assert!(
+                    !all.contains(range.as_str()),
+                    "{range} still routed on {}: {all}",
+                    node.name
+                );
+            }
+        }
+    }
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn components_restart_while_traffic_flows() {
+    let mut lab = lab_up(2, Shape::Mesh).await;
+    let server_pod = lab.pods(1)[0].clone();
+    let server = EchoServer::start(&server_pod, ECHO).unwrap();
+    let dst = reflection(&lab, 0, 1, &server_pod.name).address();
+    let client = lab.pods(0)[0].clone();
+    let session = tokio::task::spawn_blocking(move || {
+        EchoSession::open(
+            &client,
+            dst,
+            ECHO,
+            Duration::from_millis(50),
+            Duration::from_secs(20),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    // Endpoints reflected through b's IPAM before the restarts.
+    let mut before = Vec::new();
+    for k in 0..20u8 {
+        let endpoint = Ipv4Addr::new(100, 64, 0, k + 1);
+        before.push(map_external(&lab, 1, 0, endpoint).await);
+    }
+
+    // network-manager: a clean restart on both sides, then a crash of b's.
+    lab.clusters[0].restart(Kind::NetworkManager).await;
+    lab.clusters[1].restart(Kind::NetworkManager).await;
+    lab.clusters[1].crash_network_manager();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!session.is_broken(), "{:?}", session.status());
+    // Stable answers for what was mapped, new addresses for new endpoints.
+    for k in 0..20u8 {
+        let endpoint = Ipv4Addr::new(100, 64, 0, k + 1);
+        assert_eq!(map_external(&lab, 1, 0, endpoint).await, before[k as usize]);
+    }
+    for k in 0..20u8 {
+        let endpoint = Ipv4Addr::new(100, 64, 1, k + 1);
+        let fresh = map_external(&lab, 1, 0, endpoint).await;
+        assert!(!before.contains(&fresh), "{fresh} handed out twice");
+        before.push(fresh);
+    }
+    let status = session.stop();
+    assert!(
+        status.broken.is_none() && status.exchanges > 20,
+        "{status:?}"
+    );
+    drop(server);
+
+    // gateway and route agents: connectivity returns.
+    for kind in [Kind::Gateway, Kind::RouteAgents] {
+        for i in 0..2 {
+            lab.clusters[i].restart(kind).await;
+        }
+        eventually(
+            &format!("traffic after restarting {kind:?}"),
+            Duration::from_secs(30),
+            || async { lab.matrix().await.all_reachable() },
+        )
+        .await;
+    }
+    lab.wait_connected(&[(0, 1)], Duration::from_secs(30))
+        .await
+        .unwrap();
+    lab.shutdown().await;
+}
+
+/// `MapEndpointIP(peer, endpoint)` on cluster `caller` over gRPC: the answer.
+async fn map_external(
+    lab: &isthmus::lab::runner::Lab,
+    caller: usize,
+    peer: usize,
+    endpoint: Ipv4Addr,
+) -> Ipv4Addr {
+    let mut client = isthmus::grpc::pb::ipam_client::IpamClient::connect(format!(
+        "http://{}",
+        lab.clusters[caller].grpc
+    ))
+    .await
+    .unwrap();
+    let mut last = None;
+    for _ in 0..100 {
+        let request = isthmus::grpc::pb::MapRequest {
+            cluster_id: lab.clusters[peer].site.id.to_string(),
+            ip: endpoint.to_string(),
+        };
+        match client.map_endpoint_ip(request).await {
+            Ok(reply) => return reply.into_inner().ip.parse().unwrap(),
+            // the network-manager may be restarting
+            Err(status) => last = Some(status),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(c) = isthmus::grpc::pb::ipam_client::IpamClient::connect(format!(
+            "http://{}",
+            lab.clusters[caller].grpc
+        ))
+        .await
+        {
+            client = c;
+        }
+    }
+    panic!("MapEndpointIP failed: {last:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_peer_gateway_is_reported_and_recovers() {
+    let mut lab = lab_up(2, Shape::Mesh).await;
+    lab.clusters[1].stop(Kind::Gateway).await;
+    let took = eventually(
+        "a's tunnel to b leaves connected",
+        Duration::from_secs(30),
+        || async { lab.tunnel_state(0, 1).await != Some(ConnectionState::Connected) },
+    )
+    .await;
+    eprintln!("peer gateway stopped → TunnelEndpoint not connected after {took:?}");
+    let tep = tep(&lab, 0, 1).await.unwrap();
+    assert!(
+        !tep.status.unwrap().connection.message.is_empty(),
+        "the state says why"
+    );
+    lab.clusters[1].resume(Kind::Gateway);
+    let took = eventually("connected again", Duration::from_secs(60), || async {
+        lab.tunnel_state(0, 1).await == Some(ConnectionState::Connected)
+    })
+    .await;
+    eprintln!("peer gateway back → connected after {took:?}");
+    eventually("traffic flows again", Duration::from_secs(30), || async {
+        lab.matrix().await.all_reachable()
+    })
+    .await;
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exhausted_pools_refuse_the_peering_with_a_reason_and_no_tunnel() {
+    isthmus_lab::require_root();
+    // a's pools hold only its own Pod CIDR and ExternalCIDR: b's identical ranges cannot be remapped.
+    let options = LabOptions {
+        clusters: 2,
+        shape: Shape::Mesh,
+        pools: vec![(0, vec!["10.0.0.0/15".parse().unwrap()])],
+        ..LabOptions::default()
+    };
+    let lab = isthmus::lab::runner::Lab::start(options).await.unwrap();
+    lab.peer(0, 1).await.unwrap();
+    let nc_api: kube::Api<isthmus_api::NetworkConfig> =
+        kube::Api::namespaced(lab.clusters[0].client(), isthmus::lab::cluster::NAMESPACE);
+    eventually(
+        "a refuses b's NetworkConfig",
+        Duration::from_secs(30),
+        || async {
+            let Ok(Some(nc)) = nc_api.get_opt("b").await else {
+                return false;
+            };
+            nc.status.is_some_and(|s| {
+                !s.processed
+                    && s.conditions.iter().any(|c| {
+                        c.type_ == "Processed"
+                            && c.status == "False"
+                            && c.reason == "PoolsExhausted"
+                            && c.message.contains("no free")
+                    })
+            })
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        tep(&lab, 0, 1).await.is_none() && tep(&lab, 1, 0).await.is_none(),
+        "no tunnel"
+    );
+    for i in 0..2 {
+        let gw = gateway_ns(&lab, i);
+        assert!(
+            !has_link(&gw, &lab.topology.clusters[i].wg_interface),
+            "no WireGuard interface"
+        );
+    }
+    lab.shutdown().await;
+}

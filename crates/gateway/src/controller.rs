@@ -57,6 +57,8 @@ pub(crate) struct Controller<T, F, R> {
     verdicts: BTreeMap<String, Verdict>,
     written: BTreeMap<String, TunnelEndpointStatus>,
     resolved: Resolved,
+    /// The datapath was removed because no peer was left (reset by the next peer).
+    torn_down: bool,
 }
 
 /// Resolves every endpoint (`host:port`): IPv4 literals directly, names through DNS.
@@ -134,6 +136,7 @@ where
             verdicts: BTreeMap::new(),
             written: BTreeMap::new(),
             resolved: Resolved::new(),
+            torn_down: false,
         }
     }
 
@@ -196,9 +199,14 @@ where
         plan.spec
     }
 
-    /// Plans and reconciles everything.
+    /// Plans and reconciles everything. With no peer left, the datapath is removed instead
+    /// (interface, routes, NAT table): unpeering the last cluster leaves nothing in the kernel.
     pub async fn full(&mut self) {
         let spec = self.plan(true).await;
+        if spec.peers.is_empty() {
+            return self.remove_datapath().await;
+        }
+        self.torn_down = false;
         match self.gateway.reconcile(spec.clone()).await {
             Ok(status) => {
                 if self.apply_error.take().is_some()
@@ -211,6 +219,26 @@ where
             }
             Err(err) => {
                 tracing::warn!(error = %err, "datapath reconcile failed");
+                let err = Error::from(err);
+                self.apply_error = Some((err.reason(), err.to_string()));
+            }
+        }
+    }
+
+    async fn remove_datapath(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        match self.gateway.teardown().await {
+            Ok(()) => {
+                tracing::info!("no peer left: tunnel interface, routes and NAT table removed");
+                self.torn_down = true;
+                self.applied = None;
+                self.observed = None;
+                self.apply_error = None;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "removing the datapath failed; retrying next tick");
                 let err = Error::from(err);
                 self.apply_error = Some((err.reason(), err.to_string()));
             }

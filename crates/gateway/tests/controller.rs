@@ -4,6 +4,7 @@
 
 mod common;
 
+use isthmus_dataplane::firewall::FirewallDriver as _;
 use std::time::Duration;
 
 use common::*;
@@ -146,6 +147,19 @@ async fn deleting_a_tunnel_endpoint_removes_its_peer() {
             .collect::<Vec<_>>()
     });
     assert_eq!(routes, ["10.102.0.0/24", "10.202.0.0/24"]);
+    // The last peer gone: no interface, no route, no NAT table is left.
+    Api::<TunnelEndpoint>::namespaced(client.clone(), NS)
+        .delete("c", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("datapath removed", LIMIT, || async {
+        gw.handle.inspect(|g| {
+            g.tunnel.device.is_none()
+                && g.routes.routes.is_empty()
+                && g.firewall.applied().is_none()
+        })
+    })
+    .await;
     gw.stop().await.unwrap();
 }
 

@@ -194,12 +194,15 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
             tracing::info!(peer = name.unwrap_or("?"), key = %peer.public_key, "setting WireGuard peer");
             self.tunnel.set_peer(peer)?;
         }
-        routes::sync(&mut self.routes, &tunnel_routes(spec))?;
+        // NAT before routes: a packet routed into the tunnel before its SNAT rule exists would
+        // leave with its real source, and conntrack would keep that (non-)translation for the
+        // whole flow.
         if self.firewall.applied().is_some() && !self.firewall.intact()? {
             tracing::warn!("our nftables table changed outside isthmus; rebuilding it");
             self.firewall.forget();
         }
         let firewall = self.firewall.apply(&NatPlan::from_spec(spec))?;
+        routes::sync(&mut self.routes, &tunnel_routes(spec))?;
         self.observe(spec, firewall)
     }
 

@@ -215,7 +215,10 @@ async fn bulk(lab: &Lab, count: usize) -> anyhow::Result<(Duration, Duration)> {
             .connect()
             .await?;
     let gw = lab.topology.clusters[1].gateway().namespace.clone();
-    let before = kernel_map_len(&gw, "a").await?;
+    let targets = (
+        Ipv4Addr::from(u32::from(view.network()) + first as u32),
+        Ipv4Addr::from(u32::from(view.network()) + (first + count - 1) as u32),
+    );
     let started = Instant::now();
     let requests = (0..count).map(|k| {
         let mut client = IpamClient::new(channel.clone());
@@ -240,33 +243,28 @@ async fn bulk(lab: &Lab, count: usize) -> anyhow::Result<(Duration, Duration)> {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if kernel_map_len(&gw, "a").await? >= before + count {
+        let now = kernel_entries(&gw, "a", targets).await?;
+        if now >= count {
             return Ok((acked, started.elapsed()));
         }
         if Instant::now() > deadline {
-            bail!(
-                "b's DNAT map did not reach {} entries in 60 s",
-                before + count
-            );
+            bail!("after 60 s b's DNAT map for a holds {now} of the {count} entries");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// Entries of our DNAT map for packets from `peer` in namespace `ns` (read with `nft -j`).
-async fn kernel_map_len(ns: &str, peer: &str) -> anyhow::Result<usize> {
+/// Entries of our DNAT map for packets from `peer` in namespace `ns` whose target lies in
+/// the inclusive range `targets` (read with `nft -j`).
+async fn kernel_entries(
+    ns: &str,
+    peer: &str,
+    targets: (Ipv4Addr, Ipv4Addr),
+) -> anyhow::Result<usize> {
+    let map = format!("dnat_{peer}");
     let out = tokio::process::Command::new("ip")
         .args([
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "-j",
-            "list",
-            "map",
-            "inet",
-            "isthmus",
-            &format!("dnat_{peer}"),
+            "netns", "exec", ns, "nft", "-j", "list", "map", "inet", "isthmus", &map,
         ])
         .output()
         .await?;
@@ -274,13 +272,16 @@ async fn kernel_map_len(ns: &str, peer: &str) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let (lo, hi) = (u32::from(targets.0), u32::from(targets.1));
     let len = json["nftables"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|item| item.get("map"))
         .filter_map(|map| map.get("elem").and_then(|e| e.as_array()))
-        .map(Vec::len)
-        .sum();
+        .flatten()
+        .filter_map(|pair| pair.get(1)?.as_str()?.parse::<Ipv4Addr>().ok())
+        .filter(|target| (lo..=hi).contains(&u32::from(*target)))
+        .count();
     Ok(len)
 }

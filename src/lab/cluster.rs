@@ -289,7 +289,7 @@ fn network_manager_config(
     Ok(crate::daemons::network_manager::KubeModeConfig {
         manager,
         ipam,
-        ipam_shards: 4,
+        ipam_shards: 16,
     })
 }
 

@@ -79,7 +79,7 @@ impl NetworkManagerConfig {
             },
             pending_recheck: Duration::from_secs(5),
             resync: Duration::from_secs(300),
-            nat_debounce: Duration::from_millis(20),
+            nat_debounce: Duration::ZERO,
         }
     }
 

@@ -119,7 +119,11 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                 if changed.is_err() {
                     return;
                 }
-                tokio::time::sleep(ctx.config.nat_debounce).await;
+                // Leading edge: sync at once; changes arriving while a sync runs are picked
+                // up together by the next one (natural batching under load).
+                if !ctx.config.nat_debounce.is_zero() {
+                    tokio::time::sleep(ctx.config.nat_debounce).await;
+                }
                 changes.borrow_and_update();
             }
             _ = tokio::time::sleep(wait) => {}

@@ -406,3 +406,110 @@ async fn exhausted_pools_refuse_the_peering_with_a_reason_and_no_tunnel() {
     }
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refused() {
+    isthmus_lab::require_root();
+    let options = LabOptions {
+        clusters: 2,
+        shape: Shape::Mesh,
+        ..LabOptions::default()
+    };
+    let lab = isthmus::lab::runner::Lab::start(options).await.unwrap();
+    // b's API cannot be reached from a: a's ForeignCluster says so and keeps retrying.
+    lab.peers.remove("b");
+    lab.clusters[0]
+        .peer_with(&lab.clusters[1].site.id)
+        .await
+        .unwrap();
+    let fcs: kube::Api<isthmus_api::ForeignCluster> = kube::Api::all(lab.clusters[0].client());
+    eventually(
+        "a reports b unreachable",
+        Duration::from_secs(30),
+        || async {
+            let Ok(fc) = fcs.get("b").await else {
+                return false;
+            };
+            fc.status.is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "PeerAPIReachable"
+                        && c.status == "False"
+                        && c.reason == "PeerUnreachable"
+                        && c.message.contains("\"b\"")
+                })
+            })
+        },
+    )
+    .await;
+    assert!(
+        tep(&lab, 0, 1).await.is_none(),
+        "no tunnel without the peer"
+    );
+    // A NetworkConfig with an invalid CIDR (host bits set) gets a condition and no tunnel.
+    let raw = serde_json::json!({
+        "apiVersion": "net.isthmus.io/v1alpha1", "kind": "NetworkConfig",
+        "metadata": {"name": "z", "namespace": isthmus::lab::cluster::NAMESPACE},
+        "spec": {
+            "clusterID": "a", "originClusterID": "z",
+            "podCIDR": "10.0.0.1/16", "externalCIDR": "10.1.0.0/16",
+            "endpoint": "192.168.100.99:51820", "backendType": "wireguard",
+            "backendConfig": {"publicKey": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="},
+        }
+    });
+    let ar = kube::api::ApiResource::erase::<isthmus_api::NetworkConfig>(&());
+    let dynamic: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        lab.clusters[0].client(),
+        isthmus::lab::cluster::NAMESPACE,
+        &ar,
+    );
+    dynamic
+        .create(&Default::default(), &serde_json::from_value(raw).unwrap())
+        .await
+        .unwrap();
+    eventually(
+        "the invalid NetworkConfig is refused",
+        Duration::from_secs(30),
+        || async {
+            let Ok(obj) = dynamic.get("z").await else {
+                return false;
+            };
+            let Some(status) = obj.data.get("status") else {
+                return false;
+            };
+            status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["type"] == "Processed"
+                        && c["status"] == "False"
+                        && c["reason"] == "InvalidSpec"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("host bits"))
+                })
+        },
+    )
+    .await;
+    // The peer's API answers again: the retries get through and the tunnel comes up.
+    lab.peers.insert("b", lab.clusters[1].client());
+    lab.clusters[1]
+        .peer_with(&lab.clusters[0].site.id)
+        .await
+        .unwrap();
+    lab.wait_connected(&[(0, 1)], Duration::from_secs(60))
+        .await
+        .unwrap();
+    let teps: kube::Api<isthmus_api::TunnelEndpoint> =
+        kube::Api::namespaced(lab.clusters[0].client(), isthmus::lab::cluster::NAMESPACE);
+    let names: Vec<String> = teps
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|t| t.metadata.name)
+        .collect();
+    assert_eq!(names, ["b"], "no tunnel for the invalid NetworkConfig");
+    lab.shutdown().await;
+}

@@ -15,7 +15,6 @@ use isthmus_api::{ForeignCluster, ForeignClusterSpec, IpamStorage, NatMapping, T
 use isthmus_ipam::{IpamConfig, default_pools};
 use isthmus_memkube::MemKube;
 use isthmus_network_manager::{Backoff, LabPeers, LocalGateway, NetworkManagerConfig};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::oneshot;
@@ -41,14 +40,7 @@ impl Cluster {
             kube.register_crd(&crd).unwrap();
         }
         let client = kube.client();
-        let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}
-        }))
-        .unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
+        kube.create_namespace(NS).unwrap();
         Cluster {
             name: name.into(),
             index,

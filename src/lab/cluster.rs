@@ -68,7 +68,7 @@ impl ClusterRuntime {
         for crd in isthmus_api::all_crds() {
             kube.register_crd(&crd)?;
         }
-        create_namespace(&kube.client()).await?;
+        kube.create_namespace(NAMESPACE)?;
         let http = kube
             .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await?;
@@ -291,18 +291,6 @@ fn network_manager_config(
         ipam,
         ipam_shards: 16,
     })
-}
-
-/// Creates the `isthmus` namespace in a fresh API.
-async fn create_namespace(client: &kube::Client) -> anyhow::Result<()> {
-    let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}
-    }))?;
-    Api::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .context("creating the isthmus namespace")?;
-    Ok(())
 }
 
 /// Binds the cluster's gRPC address again after a restart (the old socket may linger briefly).

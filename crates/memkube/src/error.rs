@@ -15,6 +15,14 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
+    /// A namespace could not be created.
+    #[error("creating namespace {name}: {reason}")]
+    Namespace {
+        /// The namespace.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// The HTTP listener could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {

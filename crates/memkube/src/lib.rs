@@ -145,6 +145,26 @@ impl MemKube {
         Ok(())
     }
 
+    /// Creates a namespace directly in the store (fixtures: no client, no runtime needed). An
+    /// existing namespace of that name is an error.
+    pub fn create_namespace(&self, name: &str) -> Result<()> {
+        let mut state = self.shared.lock();
+        let ns_type = state
+            .registry
+            .lookup("", "v1", "namespaces")
+            .cloned()
+            .expect("builtin");
+        let ctx = store::WriteCtx::new("memkube", chrono::Utc::now());
+        let body = serde_json::json!({"metadata": {"name": name}});
+        state
+            .create(&ns_type, None, body, &ctx)
+            .map(|_| ())
+            .map_err(|e| Error::Namespace {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
     /// A `kube::Client` talking to this instance; its default namespace is `default`. Call it
     /// inside a tokio runtime (the client spawns its request buffer there).
     pub fn client(&self) -> kube::Client {

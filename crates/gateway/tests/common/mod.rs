@@ -17,7 +17,6 @@ use isthmus_dataplane::tunnel::fake::FakeTunnel;
 use isthmus_dataplane::{Gateway, GatewayHandle, PrivateKey};
 use isthmus_gateway::{FakeProber, GatewayConfig};
 use isthmus_memkube::MemKube;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::oneshot;
@@ -34,14 +33,7 @@ pub async fn cluster() -> (MemKube, Client) {
         kube.register_crd(&crd).unwrap();
     }
     let client = kube.client();
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}
-    }))
-    .unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    kube.create_namespace(NS).unwrap();
     (kube, client)
 }
 

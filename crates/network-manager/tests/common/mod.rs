@@ -19,7 +19,6 @@ use isthmus_memkube::MemKube;
 use isthmus_network_manager::{
     Backoff, LabPeers, LocalGateway, NetworkManagerConfig, PeerResolver, ResolveError,
 };
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use tokio::sync::oneshot;
@@ -55,14 +54,7 @@ impl Cluster {
             kube.register_crd(&crd).unwrap();
         }
         let client = kube.client();
-        let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}
-        }))
-        .unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
+        kube.create_namespace(NS).unwrap();
         let ipam_config = IpamConfig {
             pod_cidr: cidr(pod),
             service_cidr: None,

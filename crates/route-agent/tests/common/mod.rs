@@ -12,7 +12,6 @@ use isthmus_dataplane::routes::fake::FakeRoutes;
 use isthmus_dataplane::routes::{Route, RouteDriver, VxlanSpec};
 use isthmus_memkube::MemKube;
 use isthmus_route_agent::RouteAgentConfig;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use tokio::sync::oneshot;
@@ -27,14 +26,7 @@ pub async fn api() -> (MemKube, Client) {
         kube.register_crd(&crd).unwrap();
     }
     let client = kube.client();
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}
-    }))
-    .unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    kube.create_namespace(NS).unwrap();
     (kube, client)
 }
 

@@ -17,12 +17,17 @@ use clap::Args as ClapArgs;
 use isthmus_api::{BACKEND_PUBLIC_KEY, ClusterId};
 use isthmus_ipam::{Cidr, IpamConfig};
 use isthmus_ipam_store::{DurableIpam, KubeStore};
-use isthmus_network_manager::{KubeconfigPeers, LocalGateway, NetworkManagerConfig, PeerResolver};
+use isthmus_network_manager::{
+    KubeconfigPeers, LocalGateway, NetworkManagerConfig, NetworkManagerTelemetry, PeerResolver,
+};
+use isthmus_telemetry::Events;
+use isthmus_telemetry::metrics::{Grpc, IpamUsage};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::daemons::telemetry::IpamSource;
 use crate::standalone::{StandaloneConfig, ipam_config, read_peers};
 
 /// Name of the root `IpamStorage` object (shards are `ipam-<i>`).
@@ -81,6 +86,12 @@ pub struct Args {
     /// Endpoint shards of the IPAM state (`IpamStorage` objects) for a new state.
     #[arg(long, default_value_t = 16)]
     pub ipam_shards: u32,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (Kubernetes mode).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// This replica's name, reported on the Events it writes.
+    #[arg(long, env = "POD_NAME", default_value = "isthmus-network-manager")]
+    pub pod_name: String,
 }
 
 /// What the Kubernetes mode runs: the controllers' configuration, the IPAM's, the store's shards.
@@ -89,6 +100,10 @@ pub struct KubeModeConfig {
     pub manager: NetworkManagerConfig,
     pub ipam: IpamConfig,
     pub ipam_shards: u32,
+    /// Where telemetry is served (none: not served).
+    pub metrics_listen: Option<SocketAddr>,
+    /// This replica's name on its Events.
+    pub identity: String,
 }
 
 impl KubeModeConfig {
@@ -207,6 +222,8 @@ fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr
         manager,
         ipam,
         ipam_shards: a.ipam_shards,
+        metrics_listen: Some(a.metrics_listen),
+        identity: a.pod_name.clone(),
     };
     config.validate()?;
     let listen = a.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 6000)));
@@ -260,13 +277,24 @@ pub async fn run_kube(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let telemetry = Telemetry::new(&client, &config.identity);
+    let _server = match config.metrics_listen {
+        Some(addr) => Some(telemetry.serve(addr).await?),
+        None => None,
+    };
     let ns = config.manager.namespace.clone();
     let store = KubeStore::new(client.clone(), &ns, IPAM_STORAGE_NAME, config.ipam_shards);
+    let ipam_gate = telemetry
+        .manager
+        .health
+        .gate("ipam", "loading the IPAM state");
     let ipam = DurableIpam::open(&config.ipam, store)
         .await
         .with_context(|| {
             format!("cannot open the IPAM state (IpamStorage {ns}/{IPAM_STORAGE_NAME})")
         })?;
+    telemetry.ipam_opened(&ipam);
+    ipam_gate.open();
     let (local, transit) = ipam.read(|i| (i.local().clone(), i.transit_ip()))?;
     tracing::info!(cluster = %config.manager.cluster_id, pod_cidr = %local.pod_cidr,
         external_cidr = %local.external_cidr, %transit, store = ipam.store_name(), "IPAM ready");
@@ -274,12 +302,22 @@ pub async fn run_kube(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut grpc: JoinHandle<anyhow::Result<()>> = tokio::spawn({
         let (ipam, stop) = (ipam.clone(), stopped(stop_rx.clone()));
-        async move { Ok(crate::grpc::serve(ipam, listener, stop).await?) }
+        let metrics = telemetry.grpc.clone();
+        async move { Ok(crate::grpc::serve(ipam, metrics, listener, stop).await?) }
     });
     let mut manager: JoinHandle<anyhow::Result<()>> = tokio::spawn({
         let stop = stopped(stop_rx);
         async move {
-            isthmus_network_manager::run(config.manager, client, peers, ipam, stop).await?;
+            let observed = telemetry.manager.clone();
+            isthmus_network_manager::run_observed(
+                config.manager,
+                observed,
+                client,
+                peers,
+                ipam,
+                stop,
+            )
+            .await?;
             Ok(())
         }
     });
@@ -328,5 +366,53 @@ fn ended(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> a
     match joined(what, r) {
         Err(e) => e,
         Ok(()) => anyhow!("{what} stopped unexpectedly"),
+    }
+}
+
+/// The process's telemetry: the controllers' (reconciles, Events, health), the gRPC server's
+/// and the IPAM's usage, all served on one `/metrics`.
+#[derive(Debug, Clone)]
+struct Telemetry {
+    manager: NetworkManagerTelemetry,
+    grpc: Grpc,
+    ipam: IpamSource,
+}
+
+impl Telemetry {
+    fn new(client: &kube::Client, identity: &str) -> Self {
+        let events = Events::new(client.clone(), "isthmus-network-manager", identity);
+        Telemetry {
+            manager: NetworkManagerTelemetry {
+                events,
+                ..NetworkManagerTelemetry::default()
+            },
+            grpc: Grpc::default(),
+            ipam: IpamSource::default(),
+        }
+    }
+
+    async fn serve(&self, addr: SocketAddr) -> anyhow::Result<isthmus_telemetry::Server> {
+        let health = self.manager.health.clone();
+        crate::daemons::telemetry::serve(addr, "network-manager", health, |registry| {
+            self.manager.register(registry);
+            self.grpc.register(registry);
+            IpamUsage::new(Arc::new(self.ipam.clone())).register(registry);
+        })
+        .await
+    }
+
+    /// The IPAM is open: its figures become visible, and a failed store fails liveness (a
+    /// restart reloads the state) and readiness.
+    fn ipam_opened(&self, ipam: &DurableIpam) {
+        self.ipam.set(ipam.clone());
+        let check = |ipam: DurableIpam| {
+            move || match ipam.is_healthy() {
+                true => Ok(()),
+                false => Err("the IPAM store failed; a restart reloads the state".to_owned()),
+            }
+        };
+        let health = &self.manager.health;
+        health.liveness_probe("ipam-store", check(ipam.clone()));
+        health.readiness_probe("ipam-store", check(ipam.clone()));
     }
 }

@@ -1,0 +1,78 @@
+//! The daemons' telemetry wiring: the `/metrics`, `/healthz`, `/readyz` server of one component
+//! (registry with the build info plus the component's families, bound with a short retry so a
+//! restarted process can take over its port), and the IPAM as a metrics source.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use isthmus_ipam_store::DurableIpam;
+use isthmus_telemetry::metrics::{IpamFigures, RangeUsage, UsageSource, register_build_info};
+use isthmus_telemetry::{Health, Registry, Server};
+
+/// How long a port still held by a previous run is retried.
+const BIND_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Serves `component`'s metrics (those `register` adds) and `health` on `addr`.
+pub async fn serve(
+    addr: SocketAddr,
+    component: &str,
+    health: Health,
+    register: impl FnOnce(&mut Registry),
+) -> anyhow::Result<Server> {
+    let mut registry = Registry::default();
+    register_build_info(&mut registry, component, env!("CARGO_PKG_VERSION"));
+    register(&mut registry);
+    let registry = Arc::new(registry);
+    let started = tokio::time::Instant::now();
+    loop {
+        match isthmus_telemetry::serve(addr, registry.clone(), health.clone()).await {
+            Ok(server) => return Ok(server),
+            Err(err) if started.elapsed() < BIND_PATIENCE => {
+                tracing::debug!(error = %err, "metrics port busy; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// The IPAM as seen by the metrics: nothing until it is open, then its live figures.
+#[derive(Debug, Clone, Default)]
+pub struct IpamSource {
+    ipam: Arc<OnceLock<DurableIpam>>,
+}
+
+impl IpamSource {
+    /// Makes the opened IPAM visible to the metrics.
+    pub fn set(&self, ipam: DurableIpam) {
+        let _ = self.ipam.set(ipam);
+    }
+}
+
+impl UsageSource for IpamSource {
+    fn figures(&self) -> Option<IpamFigures> {
+        let ipam = self.ipam.get()?;
+        ipam.read(|i| {
+            let external = i.external_usage();
+            let mut ranges = vec![RangeUsage {
+                range: "external",
+                cidr: i.local().external_cidr.to_string(),
+                allocated: external.allocated,
+                available: external.capacity - external.allocated,
+            }];
+            ranges.extend(i.pool_usage().into_iter().map(|(pool, usage)| RangeUsage {
+                range: "pool",
+                cidr: pool.to_string(),
+                allocated: usage.allocated,
+                available: usage.capacity.saturating_sub(usage.allocated),
+            }));
+            IpamFigures {
+                ranges,
+                peers: i.peers().count() as u64,
+                endpoint_mappings: i.endpoint_count() as u64,
+            }
+        })
+        .ok()
+    }
+}

@@ -135,8 +135,18 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    // Served before anything waits, so that the kubelet's probes see a live, unready process.
+    let telemetry = Telemetry::new(&client, &config.identity);
+    let _server = match config.metrics_listen.take() {
+        Some(addr) => Some(telemetry.serve(addr).await?),
+        None => None,
+    };
     if let KeySource::Secret(name) = keys {
         let ns = config.manager.namespace.clone();
+        let gate = telemetry.manager.health.gate(
+            "gateway-key",
+            &format!("waiting for the gateway's public key in Secret {ns}/{name}"),
+        );
         let key = tokio::select! {
             key = gateway_key(&client, &ns, &name) => key?,
             () = crate::standalone::shutdown_signal() => return Ok(()),
@@ -146,17 +156,12 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             .manager
             .validate()
             .with_context(|| format!("Secret {ns}/{name}"))?;
+        gate.open();
     }
     let listener = crate::grpc::bind(listen).await?;
     let peers = Arc::new(KubeconfigPeers::new(client.clone()));
-    run_kube(
-        config,
-        client,
-        peers,
-        listener,
-        crate::standalone::shutdown_signal(),
-    )
-    .await
+    let shutdown = crate::standalone::shutdown_signal();
+    run_observed(config, telemetry, client, peers, listener, shutdown).await
 }
 
 fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
@@ -282,6 +287,19 @@ pub async fn run_kube(
         Some(addr) => Some(telemetry.serve(addr).await?),
         None => None,
     };
+    run_observed(config, telemetry, client, peers, listener, shutdown).await
+}
+
+/// [`run_kube`] with telemetry already made (and served, if it is).
+async fn run_observed(
+    config: KubeModeConfig,
+    telemetry: Telemetry,
+    client: kube::Client,
+    peers: Arc<dyn PeerResolver>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
     let ns = config.manager.namespace.clone();
     let store = KubeStore::new(client.clone(), &ns, IPAM_STORAGE_NAME, config.ipam_shards);
     let ipam_gate = telemetry

@@ -17,17 +17,13 @@ use clap::Args as ClapArgs;
 use isthmus_api::{BACKEND_PUBLIC_KEY, ClusterId};
 use isthmus_ipam::{Cidr, IpamConfig};
 use isthmus_ipam_store::{DurableIpam, KubeStore};
-use isthmus_network_manager::{
-    KubeconfigPeers, LocalGateway, NetworkManagerConfig, NetworkManagerTelemetry, PeerResolver,
-};
-use isthmus_telemetry::Events;
-use isthmus_telemetry::metrics::{Grpc, IpamUsage};
+use isthmus_network_manager::{KubeconfigPeers, LocalGateway, NetworkManagerConfig, PeerResolver};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::daemons::telemetry::IpamSource;
+use crate::daemons::telemetry::NetworkManagerProcess as Telemetry;
 use crate::standalone::{StandaloneConfig, ipam_config, read_peers};
 
 /// Name of the root `IpamStorage` object (shards are `ipam-<i>`).
@@ -384,53 +380,5 @@ fn ended(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> a
     match joined(what, r) {
         Err(e) => e,
         Ok(()) => anyhow!("{what} stopped unexpectedly"),
-    }
-}
-
-/// The process's telemetry: the controllers' (reconciles, Events, health), the gRPC server's
-/// and the IPAM's usage, all served on one `/metrics`.
-#[derive(Debug, Clone)]
-struct Telemetry {
-    manager: NetworkManagerTelemetry,
-    grpc: Grpc,
-    ipam: IpamSource,
-}
-
-impl Telemetry {
-    fn new(client: &kube::Client, identity: &str) -> Self {
-        let events = Events::new(client.clone(), "isthmus-network-manager", identity);
-        Telemetry {
-            manager: NetworkManagerTelemetry {
-                events,
-                ..NetworkManagerTelemetry::default()
-            },
-            grpc: Grpc::default(),
-            ipam: IpamSource::default(),
-        }
-    }
-
-    async fn serve(&self, addr: SocketAddr) -> anyhow::Result<isthmus_telemetry::Server> {
-        let health = self.manager.health.clone();
-        crate::daemons::telemetry::serve(addr, "network-manager", health, |registry| {
-            self.manager.register(registry);
-            self.grpc.register(registry);
-            IpamUsage::new(Arc::new(self.ipam.clone())).register(registry);
-        })
-        .await
-    }
-
-    /// The IPAM is open: its figures become visible, and a failed store fails liveness (a
-    /// restart reloads the state) and readiness.
-    fn ipam_opened(&self, ipam: &DurableIpam) {
-        self.ipam.set(ipam.clone());
-        let check = |ipam: DurableIpam| {
-            move || match ipam.is_healthy() {
-                true => Ok(()),
-                false => Err("the IPAM store failed; a restart reloads the state".to_owned()),
-            }
-        };
-        let health = &self.manager.health;
-        health.liveness_probe("ipam-store", check(ipam.clone()));
-        health.readiness_probe("ipam-store", check(ipam.clone()));
     }
 }

@@ -4,11 +4,8 @@
 //! the tunnel; the route agent's plan for a non-gateway node; our ranges and every peer's ranges
 //! as we address them; and whether this node is the gateway node.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
 use ipnet::Ipv4Net;
-use isthmus_api::{BACKEND_PUBLIC_KEY, Cidr, NatMapping, TunnelEndpoint, TunnelEndpointStatus};
+use isthmus_api::{BACKEND_PUBLIC_KEY, Cidr, TunnelEndpoint, TunnelEndpointStatus};
 use isthmus_dataplane::firewall::view::TableView;
 use isthmus_dataplane::firewall::{NatPlan, TABLE, render};
 use isthmus_dataplane::model::ValidSpec;
@@ -17,6 +14,8 @@ use isthmus_dataplane::{PrivateKey, PublicKey};
 use isthmus_gateway::plan::{Device, Resolved, plan};
 use isthmus_route_agent::RoutePlan;
 use kube::ResourceExt;
+
+use super::Resources;
 
 /// What diagnose was pointed at (beyond the API).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +70,8 @@ pub struct Desired {
     pub node_routes: RoutePlan,
     /// Our ranges: `(what, range)`, one entry per distinct value.
     pub local: Vec<(String, Ipv4Net)>,
-    /// NatMapping entries by peer: new IP → target.
-    pub mappings: BTreeMap<String, BTreeMap<Ipv4Addr, Ipv4Addr>>,
+    /// Why the NatMappings could not be read (map elements are then not compared).
+    pub nat_mappings_error: Option<String>,
 }
 
 impl Desired {
@@ -155,11 +154,11 @@ pub fn role(node_name: Option<&str>, teps: &[TunnelEndpoint], tunnel_here: bool)
 /// agent's real planner. `key` only stands in for the gateway's (which diagnose never reads).
 pub fn desired(
     target: &Target,
-    teps: &[TunnelEndpoint],
-    nat_mappings: &[NatMapping],
+    resources: &Resources,
     resolved: &Resolved,
     key: &PrivateKey,
 ) -> Desired {
+    let teps = &resources.teps;
     let device = Device {
         interface: &target.interface,
         private_key: key,
@@ -167,7 +166,7 @@ pub fn desired(
         mtu: 1420,
         keepalive: None,
     };
-    let plan = plan(&device, teps, nat_mappings, resolved);
+    let plan = plan(&device, teps, &resources.nat_mappings, resolved);
     let spec = (!plan.spec.peers.is_empty())
         .then(|| plan.spec.validate().ok())
         .flatten();
@@ -211,7 +210,7 @@ pub fn desired(
         gateway_routes,
         node_routes,
         local: local_ranges(teps),
-        mappings: mappings_by_peer(nat_mappings),
+        nat_mappings_error: resources.nat_mappings_error.clone(),
     }
 }
 
@@ -227,16 +226,6 @@ fn local_ranges(teps: &[TunnelEndpoint]) -> Vec<(String, Ipv4Net)> {
                 out.push(entry);
             }
         }
-    }
-    out
-}
-
-fn mappings_by_peer(nat_mappings: &[NatMapping]) -> BTreeMap<String, BTreeMap<Ipv4Addr, Ipv4Addr>> {
-    let mut out: BTreeMap<String, BTreeMap<Ipv4Addr, Ipv4Addr>> = BTreeMap::new();
-    for nm in nat_mappings {
-        out.entry(nm.spec.cluster_id.to_string())
-            .or_default()
-            .extend(nm.spec.cluster_mappings.iter().map(|(k, v)| (*k, *v)));
     }
     out
 }

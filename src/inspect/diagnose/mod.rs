@@ -49,14 +49,20 @@ pub enum Error {
     Setup(String),
 }
 
-/// Reads the resources, observes the node and runs every check that applies to it.
-pub async fn diagnose(
-    client: kube::Client,
-    target: &Target,
-    observer: Arc<dyn NodeObserver>,
-) -> Result<Report, Error> {
+/// The resources diagnose reads from the API.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub teps: Vec<TunnelEndpoint>,
+    pub nat_mappings: Vec<NatMapping>,
+    /// Why the NatMappings could not be listed (a route agent's account may not): they are then
+    /// taken as none, and DNAT map elements are not compared.
+    pub nat_mappings_error: Option<String>,
+}
+
+/// Lists the TunnelEndpoints and NatMappings of the target's namespace.
+pub async fn fetch(client: kube::Client, namespace: &str) -> Result<Resources, Error> {
     let lp = ListParams::default();
-    let teps: Vec<TunnelEndpoint> = Api::namespaced(client.clone(), &target.namespace)
+    let teps = Api::<TunnelEndpoint>::namespaced(client.clone(), namespace)
         .list(&lp)
         .await
         .map_err(|source| Error::Api {
@@ -64,25 +70,41 @@ pub async fn diagnose(
             source,
         })?
         .items;
-    let nats: Vec<NatMapping> = Api::namespaced(client, &target.namespace)
+    let (nat_mappings, nat_mappings_error) = match Api::<NatMapping>::namespaced(client, namespace)
         .list(&lp)
         .await
-        .map_err(|source| Error::Api {
-            what: "NatMappings",
-            source,
-        })?
-        .items;
+    {
+        Ok(list) => (list.items, None),
+        Err(err) => (Vec::new(), Some(err.to_string())),
+    };
+    Ok(Resources {
+        teps,
+        nat_mappings,
+        nat_mappings_error,
+    })
+}
+
+/// Reads the resources, observes the node and runs every check that applies to it.
+pub async fn diagnose(
+    client: kube::Client,
+    target: &Target,
+    observer: Arc<dyn NodeObserver>,
+) -> Result<Report, Error> {
+    let resources = fetch(client, &target.namespace).await?;
     let request = ObserveRequest {
         interface: target.interface.clone(),
-        endpoints: teps.iter().map(|t| t.spec.endpoint.clone()).collect(),
+        endpoints: resources
+            .teps
+            .iter()
+            .map(|t| t.spec.endpoint.clone())
+            .collect(),
     };
     let facts = tokio::task::spawn_blocking(move || observer.observe(&request))
         .await
         .map_err(|e| Error::Observe(e.to_string()))?;
     Ok(evaluate(
         target,
-        &teps,
-        &nats,
+        &resources,
         &facts,
         SystemTime::now(),
         &PrivateKey::generate(),
@@ -93,13 +115,13 @@ pub async fn diagnose(
 /// private key, which diagnose never reads (planning only needs a key to exist).
 pub fn evaluate(
     target: &Target,
-    teps: &[TunnelEndpoint],
-    nats: &[NatMapping],
+    resources: &Resources,
     facts: &NodeFacts,
     now: SystemTime,
     key: &PrivateKey,
 ) -> Report {
-    let desired = desired::desired(target, teps, nats, &facts.endpoints, key);
+    let teps = &resources.teps;
+    let desired = desired::desired(target, resources, &facts.endpoints, key);
     let tunnel_here = facts.link(&target.interface).is_some();
     let role = desired::role(target.node_name.as_deref(), teps, tunnel_here);
     let inputs = checks::Inputs {
@@ -123,7 +145,7 @@ pub fn evaluate(
         role_basis: role.basis.clone(),
         interface: target.interface.clone(),
         tunnel_endpoints: names,
-        nat_mappings: nats.len(),
+        nat_mappings: resources.nat_mappings.len(),
     };
     Report::new(context, checks, skipped)
 }

@@ -66,7 +66,7 @@ impl Finding {
 }
 
 /// The identity of a check (stable: scripts match on it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckId {
     WireguardBackend,

@@ -24,7 +24,10 @@ fn module_advice(module: &ModuleState, namespace: &str) -> (String, String) {
             release,
             modules_dir: false,
         } => (
-            format!("kernel {release} has no loadable modules installed (no /lib/modules/{release})"),
+            format!(
+                "the wireguard module is not loaded and /lib/modules/{release} is not visible here \
+                 (a kernel without modules, or a container without the host's /lib/modules)"
+            ),
             format!(
                 "{COST}\nFor the kernel backend run a kernel with CONFIG_WIREGUARD (mainline since 5.6; \
                  the stock Debian/Ubuntu/RHEL kernels have it), `modprobe wireguard`, {restart}"
@@ -163,10 +166,13 @@ fn reported(i: &Inputs<'_>, here: Option<Backend>) -> Vec<Finding> {
              (kubectl get lease) or runs on another node",
         )),
         (Some(_), None) if backends.contains("userspace") && !i.role.gateway => {
-            let (_, hint) = module_advice(&i.facts.module, ns);
+            let node = i.role.gateway_node.as_deref().unwrap_or("the gateway node");
             out.push(Finding::warn(
-                "the gateway reports the userspace WireGuard backend (its node has no usable kernel module)",
-                hint.replace("`modprobe wireguard`", "`modprobe wireguard` on the gateway node"),
+                format!(
+                    "the gateway reports the userspace WireGuard backend: the kernel module was not \
+                     usable on {node} when it started"
+                ),
+                format!("{COST}\nRun diagnose on {node}: it says how to get the module there."),
             ));
         }
         (Some(_), None) => {
@@ -220,7 +226,8 @@ mod tests {
             "{warn:?}"
         );
         assert!(
-            warn.message.contains("no /lib/modules/6.18.0-test"),
+            warn.message
+                .contains("/lib/modules/6.18.0-test is not visible here"),
             "{warn:?}"
         );
         let hint = warn.hint.as_deref().unwrap();

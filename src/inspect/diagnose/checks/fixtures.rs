@@ -18,6 +18,7 @@ use isthmus_dataplane::routes::{
 };
 use isthmus_dataplane::tunnel::{Backend, DeviceView, ModuleState, PeerStatus};
 
+use crate::inspect::diagnose::Resources;
 use crate::inspect::diagnose::desired::{self, Target};
 use crate::inspect::diagnose::facts::NodeFacts;
 use crate::inspect::diagnose::report::{Check, CheckId, Report};
@@ -185,8 +186,7 @@ impl World {
         }
         let d = desired::desired(
             &self.target,
-            &self.teps,
-            &self.nats,
+            &self.resources(),
             &self.facts.endpoints,
             &self.key,
         );
@@ -247,12 +247,20 @@ impl World {
         &mut self.facts.device.as_mut().unwrap().as_mut().unwrap().peers
     }
 
+    /// The resources as diagnose reads them.
+    pub(crate) fn resources(&self) -> Resources {
+        Resources {
+            teps: self.teps.clone(),
+            nat_mappings: self.nats.clone(),
+            nat_mappings_error: None,
+        }
+    }
+
     /// The whole report.
     pub(crate) fn report(&self) -> Report {
         crate::inspect::diagnose::evaluate(
             &self.target,
-            &self.teps,
-            &self.nats,
+            &self.resources(),
             &self.facts,
             now(),
             &self.key,

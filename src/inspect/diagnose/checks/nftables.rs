@@ -243,14 +243,27 @@ pub fn check(i: &Inputs<'_>) -> Check {
             table_gone_hint(ns),
         )],
         (Ok(Some(have)), Some(want)) => {
-            let d = diff(want, have);
-            if d.is_empty() {
-                vec![Finding::ok(summary(want))]
-            } else {
-                let mut out = structure(&d, (want, have), nat, ns);
-                out.extend(elements(&d, nat, ns));
-                out
+            let mut d = diff(want, have);
+            let mut out = Vec::new();
+            if let Some(err) = &i.desired.nat_mappings_error {
+                d.missing_elements.clear();
+                d.extra_elements.clear();
+                d.changed_elements.clear();
+                out.push(Finding::warn(
+                    format!(
+                        "NatMappings could not be listed ({err}): DNAT map elements not compared"
+                    ),
+                    "Give diagnose's account `list` on natmappings (the gateway's has it: run \
+                     diagnose in the gateway pod)",
+                ));
             }
+            if d.is_empty() {
+                out.insert(0, Finding::ok(summary(want)));
+            } else {
+                out.extend(structure(&d, (want, have), nat, ns));
+                out.extend(elements(&d, nat, ns));
+            }
+            out
         }
     };
     Check::new(CheckId::Nftables, findings)
@@ -401,6 +414,28 @@ mod tests {
             )
         );
         assert!(messages.iter().any(|m| m.starts_with("chain prerouting holds the right rules in the wrong order")));
+    }
+
+    #[test]
+    fn unreadable_natmappings_warn_and_skip_the_elements() {
+        let w = World::healthy();
+        let mut resources = w.resources();
+        resources.nat_mappings.clear();
+        resources.nat_mappings_error = Some("forbidden".into());
+        let report = crate::inspect::diagnose::evaluate(
+            &w.target,
+            &resources,
+            &w.facts,
+            crate::inspect::diagnose::checks::fixtures::now(),
+            &w.key,
+        );
+        let check = report.check(CheckId::Nftables).unwrap();
+        assert_eq!(check.status, Status::Warn, "{check:#?}");
+        let warn = check.with(Status::Warn).next().unwrap();
+        assert!(
+            warn.message
+                .starts_with("NatMappings could not be listed (forbidden)")
+        );
     }
 
     #[test]

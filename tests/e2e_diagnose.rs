@@ -317,7 +317,7 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
         );
         assert_eq!(
             fail_messages(&report, CheckId::Nftables),
-            [expected.clone()]
+            std::slice::from_ref(&expected)
         );
         assert!(verdicts(&report)[&CheckId::Routes] == Status::Ok);
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -189,7 +189,6 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
     })
     .await;
     let ns = gateway_ns(&lab, HUB);
-    let interface = lab.clusters[HUB].site.wg_interface.clone();
     let netns = Netns::Named(ns.clone());
     let observer = tokio::task::spawn_blocking(move || LinuxObserver::new(netns))
         .await
@@ -199,41 +198,48 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
         client: lab.clusters[HUB].client(),
         target: Target {
             namespace: NAMESPACE.into(),
-            interface: interface.clone(),
+            interface: lab.clusters[HUB].site.wg_interface.clone(),
             node_name: Some("node0".into()),
             listen_port: Some(isthmus::lab::cluster::WIREGUARD_PORT),
             api: "lab cluster b".into(),
         },
         observer: Arc::new(observer),
-        ns: ns.clone(),
+        ns,
     };
+    write_state(&lab, dir.path());
 
-    // Healthy: everything ok but the userspace backend, in the library and in the binary.
+    healthy_through_library_and_binary(&d, dir.path()).await;
+    deleted_route(&d, &lab).await;
+    raised_mtu(&d).await;
+    flushed_table(&d).await;
+    deleted_map_element(&d, &mut lab, dir.path()).await;
+
+    lab.shutdown().await;
+}
+
+/// Everything ok but the userspace backend, in the library and in the binary.
+async fn healthy_through_library_and_binary(d: &Diagnosis, dir: &Path) {
     let report = d.run().await;
     assert!(healthy(&report), "{}", report.render_text());
     assert_eq!(report.context.role, "gateway");
     let backend = report.check(CheckId::WireguardBackend).unwrap();
+    let first = &backend.findings[0].message;
     assert!(
-        backend.findings[0]
-            .message
-            .starts_with("userspace WireGuard (gotatun)")
+        first.starts_with("userspace WireGuard (gotatun)"),
+        "{first}"
     );
-    write_state(&lab, dir.path());
-    let (success, json) = binary(dir.path()).await;
+    let (success, json) = binary(dir).await;
     assert!(success, "{json:#}");
     assert_eq!(json_status(&json, "wireguard-backend"), "warn", "{json:#}");
     for id in ["mtu", "nftables", "routes", "overlap", "gateway-udp"] {
         assert_eq!(json_status(&json, id), "ok", "{id}: {json:#}");
     }
+}
 
-    // A proto-153 route deleted: routes fail, naming the range and its peer.
-    let route = lab
-        .tunnel_endpoint(HUB, 0)
-        .await
-        .unwrap()
-        .spec
-        .remote_nat_external_cidr;
-    let route = route.to_string();
+/// A proto-153 route deleted: routes fail, naming the range and its peer.
+async fn deleted_route(d: &Diagnosis, lab: &Lab) {
+    let tep = lab.tunnel_endpoint(HUB, 0).await.unwrap();
+    let route = tep.spec.remote_nat_external_cidr.to_string();
     let report = d
         .catch(
             "the deleted route",
@@ -244,13 +250,17 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
     assert_eq!(
         fail_messages(&report, CheckId::Routes),
         [format!(
-            "no route for {route} (peer a's ExternalCIDR as we address it) dev {interface} proto 153: \
-             traffic to it does not reach the peer"
+            "no route for {route} (peer a's ExternalCIDR as we address it) dev {} proto 153: \
+             traffic to it does not reach the peer",
+            d.target.interface
         )]
     );
     d.wait_healthy("the route deletion").await;
+}
 
-    // The tunnel MTU above the underlay's: the MTU check fails for both peers.
+/// The tunnel MTU above the underlay's: the MTU check fails for both peers.
+async fn raised_mtu(d: &Diagnosis) {
+    let interface = d.target.interface.clone();
     let report = d
         .catch(
             "the raised MTU",
@@ -270,8 +280,10 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
         );
     }
     d.wait_healthy("the MTU change").await;
+}
 
-    // Our table flushed: nftables fails chain by chain, and MSS clamping is gone with it.
+/// Our table flushed: nftables fails chain by chain, and MSS clamping is gone with it.
+async fn flushed_table(d: &Diagnosis) {
     let report = d
         .catch(
             "the flushed table",
@@ -279,9 +291,8 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
             |r| failing(r) == [CheckId::Mtu, CheckId::Nftables],
         )
         .await;
-    let nft = fail_messages(&report, CheckId::Nftables);
     assert_eq!(
-        nft,
+        fail_messages(&report, CheckId::Nftables),
         [
             "chain forward is empty: all its 4 rules are missing (flushed from outside?)",
             "chain postrouting is empty: all its 12 rules are missing (flushed from outside?)",
@@ -290,10 +301,12 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
     );
     assert!(fail_messages(&report, CheckId::Mtu)[0].starts_with("MSS clamping rule missing"));
     d.wait_healthy("the flush").await;
+}
 
-    // A DNAT map element deleted: the gateway does not notice, diagnose does, and keeps saying so.
-    let nm = hub_mapping(&lab).await;
-    let (map, (key, value)) = nm;
+/// A DNAT map element deleted: the gateway does not notice, diagnose does and keeps saying so
+/// (and the binary exits non-zero) until the gateway is restarted, the fix its hint gives.
+async fn deleted_map_element(d: &Diagnosis, lab: &mut Lab, dir: &Path) {
+    let (map, (key, value)) = hub_mapping(lab).await;
     d.exec(&[
         "nft",
         "delete",
@@ -319,19 +332,15 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
             fail_messages(&report, CheckId::Nftables),
             std::slice::from_ref(&expected)
         );
-        assert!(verdicts(&report)[&CheckId::Routes] == Status::Ok);
+        assert_eq!(verdicts(&report)[&CheckId::Routes], Status::Ok);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let (success, json) = binary(dir.path()).await;
+    let (success, json) = binary(dir).await;
     assert!(!success, "a failing check makes the command fail");
     assert_eq!(json_status(&json, "nftables"), "fail", "{json:#}");
     assert_eq!(json["summary"]["fail"], 1);
-
-    // The fix the hint gives: restart the gateway; its first apply rebuilds the whole table.
     lab.clusters[HUB].restart(Kind::Gateway).await;
     d.wait_healthy("restarting the gateway").await;
-
-    lab.shutdown().await;
 }
 
 /// One NatMapping entry of the hub: (map name, (new IP, target)).

@@ -180,8 +180,22 @@ pub fn desired(
         .unwrap_or_default();
     let node = target.node_name.as_deref().unwrap_or_default();
     let node_routes = isthmus_route_agent::plan::plan(node, teps);
-    let mut peers: Vec<PeerView> = teps
-        .iter()
+    let mut peers = peer_views(teps, &plan);
+    peers.sort_by(|a, b| a.tep.cmp(&b.tep));
+    Desired {
+        peers,
+        spec,
+        nat,
+        table,
+        gateway_routes,
+        node_routes,
+        local: local_ranges(teps),
+        nat_mappings_error: resources.nat_mappings_error.clone(),
+    }
+}
+
+fn peer_views(teps: &[TunnelEndpoint], plan: &isthmus_gateway::plan::Plan) -> Vec<PeerView> {
+    teps.iter()
         .map(|t| PeerView {
             tep: t.name_any(),
             peer: t.spec.cluster_id.to_string(),
@@ -200,18 +214,7 @@ pub fn desired(
                 .map(|e| (e.reason(), e.to_string())),
             status: t.status.clone(),
         })
-        .collect();
-    peers.sort_by(|a, b| a.tep.cmp(&b.tep));
-    Desired {
-        peers,
-        spec,
-        nat,
-        table,
-        gateway_routes,
-        node_routes,
-        local: local_ranges(teps),
-        nat_mappings_error: resources.nat_mappings_error.clone(),
-    }
+        .collect()
 }
 
 fn local_ranges(teps: &[TunnelEndpoint]) -> Vec<(String, Ipv4Net)> {

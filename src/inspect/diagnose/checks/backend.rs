@@ -179,17 +179,20 @@ fn reported(i: &Inputs<'_>, here: Option<Backend>) -> Vec<Finding> {
             out.push(Finding::ok(format!("the gateway reports backend {}", join(&backends))));
         }
     }
-    let interfaces = reported_interfaces(i);
-    if let Some(other) = interfaces.iter().find(|r| **r != i.target.interface) {
-        out.push(Finding::warn(
-            format!(
-                "the gateway reports interface {other}, diagnose inspects {}",
-                i.target.interface
-            ),
-            format!("Pass --interface {other}"),
-        ));
-    }
     out
+}
+
+/// The interface the gateway reports, when it is not the one inspected.
+fn other_interface(i: &Inputs<'_>) -> Option<Finding> {
+    let interfaces = reported_interfaces(i);
+    let other = interfaces.iter().find(|r| **r != i.target.interface)?;
+    Some(Finding::warn(
+        format!(
+            "the gateway reports interface {other}, diagnose inspects {}",
+            i.target.interface
+        ),
+        format!("Pass --interface {other}"),
+    ))
 }
 
 fn join(set: &BTreeSet<String>) -> String {
@@ -207,6 +210,7 @@ pub fn check(i: &Inputs<'_>) -> Check {
         None
     };
     findings.extend(reported(i, here));
+    findings.extend(other_interface(i));
     Check::new(CheckId::WireguardBackend, findings)
 }
 

@@ -50,6 +50,35 @@ fn path(i: &Inputs<'_>, endpoint: SocketAddr) -> Result<Path, String> {
     })
 }
 
+/// The tunnel MTU `mtu` does not fit the path `p` toward `peer`.
+fn too_big(i: &Inputs<'_>, peer: &str, p: &Path, mtu: u32) -> Finding {
+    let max = p.underlay.saturating_sub(p.overhead);
+    let family = if p.overhead == OVERHEAD_V4 {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    Finding::fail(
+        format!(
+            "{} MTU {mtu} is above what the underlay to peer {peer} carries: {} MTU {} − {} \
+             (WireGuard over {family}) = {max}; tunnel packets of {}..{mtu} bytes are fragmented \
+             or dropped",
+            i.target.interface,
+            p.dev,
+            p.underlay,
+            p.overhead,
+            max + 1
+        ),
+        format!(
+            "Set the gateway's --mtu (Helm value gateway.mtu) to at most {max} and restart it \
+             ({}). If the interface was changed by hand, the gateway restores its configured \
+             MTU at its next resync. MSS clamping keeps TCP going meanwhile; UDP and ICMP \
+             above {max} bytes still break.",
+            restart_gateway(&i.target.namespace)
+        ),
+    )
+}
+
 fn tunnel_mtu(i: &Inputs<'_>) -> Vec<Finding> {
     let iface = &i.target.interface;
     let Some(spec) = &i.desired.spec else {
@@ -72,29 +101,7 @@ fn tunnel_mtu(i: &Inputs<'_>) -> Vec<Finding> {
                 format!("MTU toward peer {} not checked: {why}", peer.name),
                 "Fix the route to the peer's endpoint first",
             )),
-            Ok(p) if mtu + p.overhead > p.underlay => {
-                let max = p.underlay.saturating_sub(p.overhead);
-                out.push(Finding::fail(
-                    format!(
-                        "{iface} MTU {mtu} is above what the underlay to peer {} carries: {} MTU {} − {} \
-                         (WireGuard over {}) = {max}; tunnel packets of {}..{mtu} bytes are fragmented \
-                         or dropped",
-                        peer.name,
-                        p.dev,
-                        p.underlay,
-                        p.overhead,
-                        if p.overhead == OVERHEAD_V4 { "IPv4" } else { "IPv6" },
-                        max + 1
-                    ),
-                    format!(
-                        "Set the gateway's --mtu (Helm value gateway.mtu) to at most {max} and restart it \
-                         ({}). If the interface was changed by hand, the gateway restores its configured \
-                         MTU at its next resync. MSS clamping keeps TCP going meanwhile; UDP and ICMP \
-                         above {max} bytes still break.",
-                        restart_gateway(&i.target.namespace)
-                    ),
-                ));
-            }
+            Ok(p) if mtu + p.overhead > p.underlay => out.push(too_big(i, &peer.name, &p, mtu)),
             Ok(p) => fitting.entry(p).or_default().push(peer.name.clone()),
         }
     }

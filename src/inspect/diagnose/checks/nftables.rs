@@ -81,14 +81,9 @@ fn emptied(d: &TableDiff, want: &TableView, have: &TableView) -> Vec<String> {
         .collect()
 }
 
-fn structure(
-    d: &TableDiff,
-    (want, have): (&TableView, &TableView),
-    nat: Option<&NatPlan>,
-    ns: &str,
-) -> Vec<Finding> {
-    let hint = rules_hint(ns);
-    let fail = |m: String| Finding::fail(m, hint.clone());
+/// Chains and maps: missing or changed (`fail`), and those not ours (`warn`).
+fn objects(d: &TableDiff, nat: Option<&NatPlan>, hint: &str) -> (Vec<Finding>, Vec<Finding>) {
+    let fail = |m: String| Finding::fail(m, hint);
     let mut out = Vec::new();
     for chain in &d.missing_chains {
         out.push(fail(format!(
@@ -111,51 +106,62 @@ fn structure(
             "map {map} has type `{have}`; the gateway creates `{want}`"
         )));
     }
-    let empty = emptied(d, want, have);
-    for chain in &empty {
-        out.push(fail(format!(
-            "chain {chain} is empty: all its {} rules are missing (flushed from outside?)",
-            want.chains[chain].rules.len()
-        )));
+    let mut foreign = Vec::new();
+    for chain in &d.extra_chains {
+        foreign.push(Finding::warn(
+            format!("chain {chain} in table inet isthmus was not created by isthmus"),
+            hint,
+        ));
     }
-    let mut rules: Vec<Finding> = d
+    for map in &d.extra_maps {
+        foreign.push(Finding::warn(
+            format!("map {map} in table inet isthmus belongs to no configured peer"),
+            hint,
+        ));
+    }
+    (out, foreign)
+}
+
+/// Rules: emptied chains, missing and foreign rules (capped), wrong order.
+fn rules(
+    d: &TableDiff,
+    (want, have): (&TableView, &TableView),
+    nat: Option<&NatPlan>,
+    hint: &str,
+) -> Vec<Finding> {
+    let fail = |m: String| Finding::fail(m, hint);
+    let empty = emptied(d, want, have);
+    let mut out: Vec<Finding> = empty
+        .iter()
+        .map(|chain| {
+            fail(format!(
+                "chain {chain} is empty: all its {} rules are missing (flushed from outside?)",
+                want.chains[chain].rules.len()
+            ))
+        })
+        .collect();
+    let mut listed: Vec<Finding> = d
         .missing_rules
         .iter()
         .filter(|r| !empty.contains(&r.chain))
         .map(|r| {
-            fail(format!(
-                "chain {} lacks `{}` ({})",
-                r.chain,
-                r.rule,
-                annotate(&r.rule, nat)
-            ))
+            let what = annotate(&r.rule, nat);
+            fail(format!("chain {} lacks `{}` ({what})", r.chain, r.rule))
         })
         .collect();
-    rules.extend(d.extra_rules.iter().map(|r| {
+    listed.extend(d.extra_rules.iter().map(|r| {
         fail(format!(
             "chain {} has a rule isthmus did not render: `{}`",
             r.chain, r.rule
         ))
     }));
-    out.extend(capped(rules, SHOWN, "rule differences"));
-    for chain in &d.reordered {
-        out.push(fail(format!(
+    out.extend(capped(listed, SHOWN, "rule differences"));
+    out.extend(d.reordered.iter().map(|chain| {
+        fail(format!(
             "chain {chain} holds the right rules in the wrong order (a NatMapping lookup must come \
              before the prefix DNAT of the same peer)"
-        )));
-    }
-    for chain in &d.extra_chains {
-        out.push(Finding::warn(
-            format!("chain {chain} in table inet isthmus was not created by isthmus"),
-            hint.clone(),
-        ));
-    }
-    for map in &d.extra_maps {
-        out.push(Finding::warn(
-            format!("map {map} in table inet isthmus belongs to no configured peer"),
-            hint.clone(),
-        ));
-    }
+        ))
+    }));
     out
 }
 
@@ -260,7 +266,11 @@ pub fn check(i: &Inputs<'_>) -> Check {
             if d.is_empty() {
                 out.insert(0, Finding::ok(summary(want)));
             } else {
-                out.extend(structure(&d, (want, have), nat, ns));
+                let hint = rules_hint(ns);
+                let (broken, foreign) = objects(&d, nat, &hint);
+                out.extend(broken);
+                out.extend(rules(&d, (want, have), nat, &hint));
+                out.extend(foreign);
                 out.extend(elements(&d, nat, ns));
             }
             out

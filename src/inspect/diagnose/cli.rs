@@ -153,3 +153,42 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("diagnose").chain(argv.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn defaults_and_the_lab_options_parse() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(
+            (args.namespace.as_str(), args.output),
+            ("isthmus", Output::Text)
+        );
+        assert_eq!(args.interface, None);
+        let args = parse(&["--lab", "b", "--node", "node1", "-o", "json"]).unwrap();
+        assert_eq!(args.lab.as_deref(), Some("b"));
+        assert_eq!(args.node.as_deref(), Some("node1"));
+        assert_eq!(args.output, Output::Json);
+    }
+
+    #[test]
+    fn one_api_at_a_time_and_node_only_with_lab() {
+        assert!(parse(&["--server", "http://127.0.0.1:1", "--lab", "b"]).is_err());
+        assert!(parse(&["--kubeconfig", "/k", "--server", "http://x"]).is_err());
+        assert!(parse(&["--node", "node1"]).is_err());
+        assert!(parse(&["-o", "yaml"]).is_err());
+    }
+}

@@ -199,6 +199,7 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
         target: Target {
             namespace: NAMESPACE.into(),
             interface: lab.clusters[HUB].site.wg_interface.clone(),
+            interface_given: true,
             node_name: Some("node0".into()),
             listen_port: Some(isthmus::lab::cluster::WIREGUARD_PORT),
             api: "lab cluster b".into(),

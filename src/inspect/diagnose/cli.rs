@@ -44,7 +44,8 @@ pub struct Args {
     /// Namespace of the TunnelEndpoints and NatMappings.
     #[arg(long, default_value = "isthmus")]
     pub namespace: String,
-    /// The gateway's WireGuard interface (default isthmus0; with --lab, the cluster's).
+    /// The gateway's WireGuard interface (default: the one the TunnelEndpoints' status names,
+    /// else isthmus0; with --lab, the cluster's).
     #[arg(long)]
     pub interface: Option<String>,
     /// This node's name, to tell whether it is the gateway node (with --lab: the lab node's).
@@ -63,6 +64,7 @@ async fn resolve(args: &Args) -> anyhow::Result<(kube::Client, Target, Netns)> {
     let mut target = Target {
         namespace: args.namespace.clone(),
         interface: args.interface.clone().unwrap_or_else(|| "isthmus0".into()),
+        interface_given: args.interface.is_some(),
         node_name: args.node_name.clone(),
         listen_port: args.listen_port,
         api: String::new(),
@@ -129,6 +131,7 @@ async fn lab(
         .interface
         .clone()
         .unwrap_or_else(|| record.wg_interface.clone());
+    target.interface_given = true;
     target.node_name = Some(node.name.clone());
     target.api = format!("lab cluster {cluster} ({})", api.api_url);
     let client = crate::lab::report::http_client(&api.api_url)?;

@@ -24,6 +24,9 @@ pub struct Target {
     pub namespace: String,
     /// The gateway's WireGuard interface.
     pub interface: String,
+    /// Whether `interface` was asked for (`--interface`, the lab's naming). When not, and every
+    /// TunnelEndpoint reports the same `status.interfaceName`, that one is inspected instead.
+    pub interface_given: bool,
     /// This node's name, when known (`--node-name`, the lab node).
     pub node_name: Option<String>,
     /// The gateway's UDP port, when given (`--listen-port`); else the device's is taken.
@@ -91,6 +94,23 @@ impl Desired {
             None => "no peer's range".into(),
         }
     }
+}
+
+/// The target with the interface the gateway reports, when none was asked for and the
+/// TunnelEndpoints agree on one.
+pub fn with_reported_interface(target: &Target, teps: &[TunnelEndpoint]) -> Target {
+    let mut out = target.clone();
+    if target.interface_given {
+        return out;
+    }
+    let reported: std::collections::BTreeSet<&str> = teps
+        .iter()
+        .filter_map(|t| t.status.as_ref()?.interface_name.as_deref())
+        .collect();
+    if let (1, Some(name)) = (reported.len(), reported.first()) {
+        out.interface = (*name).to_owned();
+    }
+    out
 }
 
 /// Whether this node is the gateway node, and why diagnose thinks so.
@@ -231,4 +251,48 @@ fn local_ranges(teps: &[TunnelEndpoint]) -> Vec<(String, Ipv4Net)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::diagnose::checks::fixtures::World;
+
+    #[test]
+    fn the_role_follows_the_node_name_then_the_tunnel_interface() {
+        let teps = World::healthy().teps;
+        assert!(role(Some("node0"), &teps, false).gateway);
+        let worker = role(Some("node1"), &teps, true);
+        assert!(!worker.gateway);
+        assert_eq!(worker.gateway_node.as_deref(), Some("node0"));
+        let guessed = role(None, &teps, true);
+        assert!(guessed.gateway && guessed.basis.contains("--node-name"));
+        assert!(!role(None, &teps, false).gateway);
+        assert!(role(Some("node7"), &[], true).gateway);
+        assert!(!role(Some("node7"), &[], false).gateway);
+    }
+
+    #[test]
+    fn the_reported_interface_replaces_the_default_only() {
+        let w = World::healthy();
+        let mut target = w.target.clone();
+        target.interface = "isthmus-default".into();
+        assert_eq!(
+            with_reported_interface(&target, &w.teps).interface,
+            "isthmus0"
+        );
+        target.interface_given = true;
+        assert_eq!(
+            with_reported_interface(&target, &w.teps).interface,
+            "isthmus-default"
+        );
+        let mut teps = w.teps.clone();
+        teps[1].status.as_mut().unwrap().interface_name = Some("other".into());
+        target.interface_given = false;
+        assert_eq!(
+            with_reported_interface(&target, &teps).interface,
+            "isthmus-default",
+            "no agreement, no guess"
+        );
+    }
 }

@@ -91,6 +91,7 @@ pub async fn diagnose(
     observer: Arc<dyn NodeObserver>,
 ) -> Result<Report, Error> {
     let resources = fetch(client, &target.namespace).await?;
+    let target = &desired::with_reported_interface(target, &resources.teps);
     let request = ObserveRequest {
         interface: target.interface.clone(),
         endpoints: resources
@@ -159,7 +160,7 @@ mod tests {
     use super::*;
 
     /// The orchestration against an API: resources listed from the namespace, the observer asked
-    /// for the interface and every peer's endpoint, the report built from both.
+    /// for the reported interface and every peer's endpoint, the report built from both.
     #[tokio::test]
     async fn lists_the_namespace_observes_and_reports() {
         let world = World::healthy();
@@ -183,7 +184,12 @@ mod tests {
             nats.create(&pp, n).await.unwrap();
         }
         let observer = Arc::new(FixtureObserver::new(world.facts.clone()));
-        let report = diagnose(kube.client(), &world.target, observer.clone())
+        // No --interface: the one every TunnelEndpoint reports is inspected.
+        let target = Target {
+            interface: "isthmus-default".into(),
+            ..world.target.clone()
+        };
+        let report = diagnose(kube.client(), &target, observer.clone())
             .await
             .unwrap();
         let requests = observer.requests.lock().unwrap().clone();

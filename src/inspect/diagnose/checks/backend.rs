@@ -286,6 +286,7 @@ mod tests {
         let mut w = World::healthy();
         w.facts.device = Ok(None);
         w.target.interface = "wg9".into();
+        w.target.interface_given = true;
         w.facts
             .links
             .as_mut()

@@ -137,6 +137,7 @@ impl World {
         let target = Target {
             namespace: "isthmus".into(),
             interface: "isthmus0".into(),
+            interface_given: false,
             node_name: Some("node0".into()),
             listen_port: None,
             api: "http://127.0.0.1:1".into(),

@@ -39,18 +39,33 @@ impl NftFirewall {
 
     /// The table as the kernel has it (terse: without map elements), or `None` when it is absent.
     fn list_terse(&self) -> Result<Option<Value>> {
-        let table = self.table.clone();
-        let out = self.ns.run_blocking(move || {
-            let args = ["-t", "list", "table", "inet", table.as_str()];
-            helper::get_current_ruleset_raw(DEFAULT_NFT, args)
-        });
-        match out {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::Firewall(e.to_string())),
-            Err(NftablesError::NftFailed { .. }) => Ok(None),
-            Err(err) => Err(Error::Firewall(describe(err))),
+        list(&self.ns, &self.table, true)
+    }
+}
+
+/// `nft -j list table inet <table>` inside the runtime's namespace, map elements included:
+/// `None` when the table does not exist. Read-only; for inspection (`isthmus diagnose`), to be
+/// read with [`TableView::from_listing`](super::view::TableView::from_listing).
+pub fn read_table(ns: &NsRuntime, table: &str) -> Result<Option<Value>> {
+    list(ns, table, false)
+}
+
+fn list(ns: &NsRuntime, table: &str, terse: bool) -> Result<Option<Value>> {
+    let table = table.to_owned();
+    let out = ns.run_blocking(move || {
+        let mut args = vec!["list", "table", "inet", table.as_str()];
+        if terse {
+            args.insert(0, "-t");
         }
+        helper::get_current_ruleset_raw(DEFAULT_NFT, args)
+    });
+    match out {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Firewall(e.to_string())),
+        Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => Ok(None),
+        Err(NftablesError::NftFailed { .. }) if terse => Ok(None),
+        Err(err) => Err(Error::Firewall(describe(err))),
     }
 }
 

@@ -135,6 +135,7 @@ fn write_state(lab: &Lab, dir: &Path) {
                 id: c.site.id.to_string(),
                 api_url: c.api_url(),
                 grpc: c.grpc,
+                metrics: c.metrics.clone(),
             })
             .collect(),
         peerings: lab.peerings.clone(),

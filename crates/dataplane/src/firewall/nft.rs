@@ -1,6 +1,6 @@
 //! The Linux firewall driver: JSON batches through the `nft` binary, run inside the namespace.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::firewall::view::{TableView, diff};
 use std::sync::Arc;
 
 use nftables::helper::{self, DEFAULT_ARGS, DEFAULT_NFT, NftablesError};
@@ -36,27 +36,15 @@ impl NftFirewall {
             .map(drop)
             .map_err(|err| Error::Firewall(describe(err)))
     }
-
-    /// The table as the kernel has it (terse: without map elements), or `None` when it is absent.
-    fn list_terse(&self) -> Result<Option<Value>> {
-        list(&self.ns, &self.table, true)
-    }
 }
 
 /// `nft -j list table inet <table>` inside the runtime's namespace, map elements included:
-/// `None` when the table does not exist. Read-only; for inspection (`isthmus diagnose`), to be
-/// read with [`TableView::from_listing`](super::view::TableView::from_listing).
+/// `None` when the table does not exist. Read-only: the repair check and `isthmus diagnose`
+/// read it with [`TableView::from_listing`](super::view::TableView::from_listing).
 pub fn read_table(ns: &NsRuntime, table: &str) -> Result<Option<Value>> {
-    list(ns, table, false)
-}
-
-fn list(ns: &NsRuntime, table: &str, terse: bool) -> Result<Option<Value>> {
     let table = table.to_owned();
     let out = ns.run_blocking(move || {
-        let mut args = vec!["list", "table", "inet", table.as_str()];
-        if terse {
-            args.insert(0, "-t");
-        }
+        let args = vec!["list", "table", "inet", table.as_str()];
         helper::get_current_ruleset_raw(DEFAULT_NFT, args)
     });
     match out {
@@ -64,7 +52,6 @@ fn list(ns: &NsRuntime, table: &str, terse: bool) -> Result<Option<Value>> {
             .map(Some)
             .map_err(|e| Error::Firewall(e.to_string())),
         Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => Ok(None),
-        Err(NftablesError::NftFailed { .. }) if terse => Ok(None),
         Err(err) => Err(Error::Firewall(describe(err))),
     }
 }
@@ -76,21 +63,6 @@ fn describe(err: NftablesError) -> String {
     }
 }
 
-/// Rule counts per chain and map names found in a terse listing.
-fn census(listing: &Value) -> (BTreeMap<String, usize>, BTreeSet<String>) {
-    let mut rules = BTreeMap::new();
-    let mut maps = BTreeSet::new();
-    for object in listing["nftables"].as_array().into_iter().flatten() {
-        if let Some(chain) = object["rule"]["chain"].as_str() {
-            *rules.entry(chain.to_owned()).or_insert(0) += 1;
-        }
-        if let Some(name) = object["map"]["name"].as_str() {
-            maps.insert(name.to_owned());
-        }
-    }
-    (rules, maps)
-}
-
 impl FirewallDriver for NftFirewall {
     fn apply(&mut self, plan: &NatPlan) -> Result<Applied> {
         let mut applied = self.applied.take();
@@ -99,16 +71,23 @@ impl FirewallDriver for NftFirewall {
         result
     }
 
+    /// Exact: the kernel's table (chains, rules, maps and every element) compared with what
+    /// the applied plan renders to. A rule edited in place or one DNAT element deleted from
+    /// outside counts as a change, and the next apply rebuilds the table.
     fn intact(&mut self) -> Result<bool> {
         let Some(plan) = &self.applied else {
             return Ok(false);
         };
-        let Some(listing) = self.list_terse()? else {
+        let Some(listing) = read_table(&self.ns, &self.table)? else {
             return Ok(false);
         };
-        let (rules, maps) = census(&listing);
-        let want_maps: BTreeSet<String> = plan.peers.iter().map(|p| p.map_name()).collect();
-        Ok(rules == render::rule_counts(plan) && maps == want_maps)
+        let want = TableView::from_batch(&render::render(plan), &self.table);
+        let have = TableView::from_listing(&listing, &self.table);
+        let diff = diff(&want, &have);
+        if !diff.is_empty() {
+            tracing::debug!(?diff, "our nftables table differs from what was applied");
+        }
+        Ok(diff.is_empty())
     }
 
     fn applied(&self) -> Option<&NatPlan> {

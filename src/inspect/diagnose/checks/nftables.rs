@@ -24,20 +24,20 @@ fn table_gone_hint(ns: &str) -> String {
 
 fn rules_hint(ns: &str) -> String {
     format!(
-        "The gateway rebuilds the whole table at its next resync when it sees different rule or map \
-         counts; a rule replaced in place (same count) it does not notice. Something other than \
-         isthmus writes to table inet isthmus: find it with `nft monitor`. Restart the gateway to \
-         rebuild the table now: {}",
+        "The gateway compares the whole table with what it applied at every resync (each probe \
+         interval, 5 s by default) and rebuilds it on any difference. If this persists, something \
+         other than isthmus keeps writing to table inet isthmus: find it with `nft monitor`. \
+         Restart the gateway to rebuild the table now: {}",
         restart_gateway(ns)
     )
 }
 
 fn elements_hint(ns: &str) -> String {
     format!(
-        "The gateway's repair pass counts chains, rules and maps but not map elements, so it does not \
-         restore this by itself; a NatMapping change only sends its own difference. Restart the \
-         gateway (its first apply rebuilds the whole table): {}. Find what edits the map with \
-         `nft monitor`.",
+        "The gateway's repair pass compares every map element with what it applied and rebuilds \
+         the table at its next resync (each probe interval). If this persists, something edits \
+         the map behind isthmus (find it with `nft monitor`) or the gateway is not running. \
+         Restart the gateway to rebuild now: {}.",
         restart_gateway(ns)
     )
 }

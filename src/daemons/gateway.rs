@@ -93,16 +93,40 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
+    // Served first: an API that refuses the key Secret shows as an unready, live process.
+    let (telemetry, _server) = telemetry(&config, &client, Some(args.metrics_listen)).await?;
+    let key_gate = telemetry.health.gate(
+        "key",
+        &format!("reading or creating the key Secret {}", args.key_secret),
+    );
     let key = load_or_create_key(client.clone(), &config.namespace, &args.key_secret).await?;
-    run(
-        config,
-        client,
-        Netns::Current,
-        key,
-        Some(args.metrics_listen),
-        crate::standalone::shutdown_signal(),
-    )
-    .await
+    key_gate.open();
+    let shutdown = crate::standalone::shutdown_signal();
+    run_observed(config, telemetry, client, Netns::Current, key, shutdown).await
+}
+
+/// The gateway's telemetry, served on `listen` when given.
+async fn telemetry(
+    config: &GatewayConfig,
+    client: &kube::Client,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<(GatewayTelemetry, Option<isthmus_telemetry::Server>)> {
+    let identity = &config.leader.identity;
+    let telemetry = GatewayTelemetry {
+        events: Events::new(client.clone(), "isthmus-gateway", identity),
+        ..GatewayTelemetry::default()
+    };
+    let server = match listen {
+        Some(addr) => {
+            let health = telemetry.health.clone();
+            let server = crate::daemons::telemetry::serve(addr, "gateway", health, |r| {
+                telemetry.register(r);
+            });
+            Some(server.await?)
+        }
+        None => None,
+    };
+    Ok((telemetry, server))
 }
 
 /// The gateway with the Linux datapath and ICMP prober in `netns` (the lab's entry), its
@@ -116,21 +140,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let identity = &config.leader.identity;
-    let telemetry = GatewayTelemetry {
-        events: Events::new(client.clone(), "isthmus-gateway", identity),
-        ..GatewayTelemetry::default()
-    };
-    let _server = match metrics_listen {
-        Some(addr) => {
-            let health = telemetry.health.clone();
-            let server = crate::daemons::telemetry::serve(addr, "gateway", health, |r| {
-                telemetry.register(r);
-            });
-            Some(server.await?)
-        }
-        None => None,
-    };
+    let (telemetry, _server) = telemetry(&config, &client, metrics_listen).await?;
+    run_observed(config, telemetry, client, netns, private_key, shutdown).await
+}
+
+/// [`run`] with its telemetry already made (and served, if it is).
+async fn run_observed(
+    config: GatewayConfig,
+    telemetry: GatewayTelemetry,
+    client: kube::Client,
+    netns: Netns,
+    private_key: PrivateKey,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (gateway, prober) = tokio::task::spawn_blocking(move || {
         let ns = NsRuntime::new(netns, 2)?;
         let backend = isthmus_dataplane::tunnel::linux::detect_backend(&ns);

@@ -43,9 +43,21 @@ impl GatewayTelemetry {
             (_, ConnectionState::Connecting) => (EventKind::Normal, "TunnelConnecting"),
             (_, ConnectionState::Error) => (EventKind::Warning, "TunnelError"),
         };
-        let note = format!("peer {}: {message}", tep.spec.cluster_id);
+        let peer = &tep.spec.cluster_id;
+        let note = match message {
+            "" => format!("tunnel to peer {peer} is {}", state_word(to)),
+            message => format!("tunnel to peer {peer} is {}: {message}", state_word(to)),
+        };
         self.events
             .publish(tep.object_ref(&()), kind, reason, "Probe", note);
+    }
+}
+
+fn state_word(state: ConnectionState) -> &'static str {
+    match state {
+        ConnectionState::Connected => "connected",
+        ConnectionState::Connecting => "connecting",
+        ConnectionState::Error => "in error",
     }
 }
 

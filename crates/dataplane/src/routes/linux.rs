@@ -245,11 +245,25 @@ fn parse_route(message: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<
 }
 
 impl RouteDriver for NetlinkRoutes {
+    /// Written only when off: containers usually see `/proc/sys` read-only, and the node (or
+    /// the CNI) has commonly turned forwarding on already.
     fn enable_forwarding(&mut self) -> Result<()> {
+        const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
         // /proc/sys/net is resolved in the network namespace of the thread that opens it.
-        self.ns
-            .run_blocking(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))
-            .map_err(Error::from)
+        self.ns.run_blocking(|| {
+            if std::fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
+                return Ok(());
+            }
+            std::fs::write(PATH, "1").map_err(|err| {
+                Error::Io(std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "IPv4 forwarding is off and cannot be turned on ({err}): set \
+                         net.ipv4.ip_forward=1 on the node (sysctl), or run the pod privileged"
+                    ),
+                ))
+            })
+        })
     }
 
     fn link_up(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {

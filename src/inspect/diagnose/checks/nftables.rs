@@ -319,7 +319,7 @@ mod tests {
                 .hint
                 .as_deref()
                 .unwrap()
-                .contains("does not restore this by itself")
+                .contains("compares every map element with what it applied")
         );
     }
 

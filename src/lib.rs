@@ -5,5 +5,6 @@ pub mod bench;
 pub mod crdgen;
 pub mod daemons;
 pub mod grpc;
+pub mod inspect;
 pub mod lab;
 pub mod standalone;

@@ -2,5 +2,6 @@
 //! `isthmus status` (one cluster's peers, tunnels and IPAM usage). `target` selects the cluster
 //! (kubeconfig, context, plain-HTTP server or lab cluster) for every such command.
 
+pub mod cause;
 pub mod status;
 pub mod target;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
+use crate::inspect::cause::describe;
 use crate::lab::state::{LabState, Phase, STATE_DIR, state_file};
 
 /// Flags selecting the cluster.
@@ -66,25 +67,25 @@ impl std::fmt::Debug for Target {
 /// Why no client could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("cannot load the kubeconfig{}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    #[error(
+        "cannot load the kubeconfig{}: {}",
+        path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default(),
+        describe(error)
+    )]
     Kubeconfig {
         path: Option<PathBuf>,
-        #[source]
-        source: KubeconfigError,
+        error: KubeconfigError,
     },
     #[error(
         "no Kubernetes API configured: no kubeconfig ($KUBECONFIG, ~/.kube/config) and not running \
-         in a cluster; use --kubeconfig, --server or --lab"
+         in a cluster; use --kubeconfig, --server or --lab ({})",
+        describe(.0)
     )]
-    NoConfig(#[source] kube::config::InferConfigError),
+    NoConfig(kube::config::InferConfigError),
     #[error("{url:?} is not a usable API URL: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("cannot build a client for {server}")]
-    Client {
-        server: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("cannot build a client for {server}: {}", describe(error))]
+    Client { server: String, error: kube::Error },
     #[error("no lab is running (no {}); start one with `sudo isthmus lab up`", file.display())]
     NoLab { file: PathBuf },
     #[error("cannot read the lab state {}: {message}", file.display())]
@@ -173,9 +174,9 @@ async fn config(args: &TargetArgs) -> Result<kube::Config, TargetError> {
     };
     match &args.kubeconfig {
         Some(path) => {
-            let wrap = |source| TargetError::Kubeconfig {
+            let wrap = |error| TargetError::Kubeconfig {
                 path: Some(path.clone()),
-                source,
+                error,
             };
             let kubeconfig = Kubeconfig::read_from(path).map_err(wrap)?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &options)
@@ -184,7 +185,7 @@ async fn config(args: &TargetArgs) -> Result<kube::Config, TargetError> {
         }
         None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
-            .map_err(|source| TargetError::Kubeconfig { path: None, source }),
+            .map_err(|error| TargetError::Kubeconfig { path: None, error }),
         None => kube::Config::infer().await.map_err(TargetError::NoConfig),
     }
 }
@@ -197,9 +198,9 @@ pub async fn connect(args: &TargetArgs) -> Result<Target, TargetError> {
     config.read_timeout = timeout;
     let server = config.cluster_url.to_string();
     let server = server.trim_end_matches('/').to_owned();
-    let client = kube::Client::try_from(config).map_err(|source| TargetError::Client {
+    let client = kube::Client::try_from(config).map_err(|error| TargetError::Client {
         server: server.clone(),
-        source,
+        error,
     })?;
     Ok(Target { client, server })
 }

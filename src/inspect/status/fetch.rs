@@ -62,8 +62,8 @@ fn worst(failures: Vec<Failure>, server: &str) -> Option<StatusError> {
     let mut rest = None;
     for f in failures {
         match f {
-            Failure::Unreachable(source) => {
-                return Some(StatusError::Unreachable { server, source });
+            Failure::Unreachable(error) => {
+                return Some(StatusError::Unreachable { server, error });
             }
             Failure::Missing(kind) => missing.push(kind),
             Failure::Denied(kind, message) => {
@@ -73,11 +73,11 @@ fn worst(failures: Vec<Failure>, server: &str) -> Option<StatusError> {
                     message,
                 });
             }
-            Failure::Other(kind, source) => {
+            Failure::Other(kind, error) => {
                 rest.get_or_insert(StatusError::Api {
                     kind,
                     server: server.clone(),
-                    source,
+                    error,
                 });
             }
         }

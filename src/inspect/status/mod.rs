@@ -67,7 +67,9 @@ pub async fn collect(target: &Target, namespace: &str) -> Result<StatusReport, S
     let source = Source {
         server: target.server.clone(),
         namespace: namespace.to_owned(),
-        now: Timestamp::now(),
+        // Whole seconds: ages are shown in seconds, and the report reads better.
+        now: Timestamp::from_second(Timestamp::now().as_second())
+            .unwrap_or_else(|_| Timestamp::now()),
     };
     Ok(build(&fetched, &source))
 }

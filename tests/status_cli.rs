@@ -283,3 +283,54 @@ async fn failures_to_read_exit_non_zero_and_say_why() {
     );
     assert!(err.contains("although 13 ForeignClusters exist"), "{err}");
 }
+
+/// A kubeconfig whose current context `down` points at a closed port and whose context `up`
+/// points at `url`.
+fn write_kubeconfig(path: &Path, url: &str, closed: &str) {
+    let config = format!(
+        "apiVersion: v1
+kind: Config
+current-context: down
+clusters:
+- {{name: up, cluster: {{server: \"{url}\"}}}}
+- {{name: down, cluster: {{server: \"{closed}\"}}}}
+users:
+- {{name: nobody, user: {{}}}}
+contexts:
+- {{name: up, context: {{cluster: up, user: nobody}}}}
+- {{name: down, context: {{cluster: down, user: nobody}}}}
+"
+    );
+    std::fs::write(path, config).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_and_context_select_the_cluster() {
+    let (_kube, server) = cluster().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    write_kubeconfig(&path, &server.url(), &closed);
+    let file = path.to_str().unwrap();
+    let out = run(&["--kubeconfig", file, "--context", "up", "-o", "json"]).await;
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["clusterID"], "hub");
+    // The current context is used when none is named, from --kubeconfig or from KUBECONFIG.
+    let err = failure(&run(&["--kubeconfig", file, "--timeout", "2"]).await);
+    assert!(
+        err.contains(&format!("cannot reach the Kubernetes API at {closed}")),
+        "{err}"
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_isthmus"))
+        .args(["status", "--context", "up"])
+        .env("KUBECONFIG", &path)
+        .output()
+        .await
+        .unwrap();
+    assert!(stdout(&out).starts_with("cluster hub: "));
+    let err = failure(&run(&["--kubeconfig", file, "--context", "nope"]).await);
+    assert!(err.contains("cannot load the kubeconfig"), "{err}");
+}

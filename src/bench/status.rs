@@ -18,7 +18,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::bench::stats::LatencySummary;
 use crate::bench::status_fixture::{self, FixtureCounts, FixtureShape, NAMESPACE};
-use crate::inspect::status::{self, Output};
+use crate::inspect::status::fetch::fetch;
+use crate::inspect::status::{self, Output, Source, build};
 use crate::inspect::target::{TargetArgs, connect};
 
 /// Options of `isthmus bench status`.
@@ -44,6 +45,8 @@ pub struct StatusBenchReport {
     pub counts: FixtureCounts,
     pub table_bytes: usize,
     pub in_process: LatencySummary,
+    /// p50 of each in-process phase (`PHASES`).
+    pub phases: [Duration; 4],
     pub process: LatencySummary,
 }
 
@@ -72,6 +75,12 @@ impl fmt::Display for StatusBenchReport {
             "in process (client, 5 LISTs, report, table)",
             &self.in_process,
         )?;
+        let parts: Vec<String> = PHASES
+            .iter()
+            .zip(self.phases)
+            .map(|(name, d)| format!("{name} {:.2} ms", d.as_secs_f64() * 1e3))
+            .collect();
+        writeln!(f, "  p50 per phase: {}", parts.join(", "))?;
         line(
             f,
             "`isthmus status` process (start included)",
@@ -80,11 +89,27 @@ impl fmt::Display for StatusBenchReport {
     }
 }
 
-/// One in-process status: client, fetch, report, table. Returns the table.
-async fn once(url: &str) -> anyhow::Result<String> {
+/// Phases of one in-process status, in order.
+const PHASES: [&str; 4] = ["client", "5 LISTs", "report", "table"];
+
+/// One in-process status: client, fetch, report, table. Returns the time of each phase and the
+/// table.
+async fn once(url: &str) -> anyhow::Result<([Duration; 4], String)> {
+    let t0 = Instant::now();
     let target = connect(&TargetArgs::server(url)).await?;
-    let report = status::collect(&target, NAMESPACE).await?;
-    Ok(status::render(&report, Output::Table)?)
+    let t1 = Instant::now();
+    let fetched = fetch(&target.client, NAMESPACE, &target.server).await?;
+    let t2 = Instant::now();
+    let source = Source {
+        server: target.server.clone(),
+        namespace: NAMESPACE.to_owned(),
+        now: Timestamp::now(),
+    };
+    let report = build(&fetched, &source);
+    let t3 = Instant::now();
+    let table = status::render(&report, Output::Table)?;
+    let t4 = Instant::now();
+    Ok(([t1 - t0, t2 - t1, t3 - t2, t4 - t3], table))
 }
 
 async fn time_process(binary: &PathBuf, url: &str, runs: usize) -> anyhow::Result<Vec<Duration>> {
@@ -133,15 +158,19 @@ pub async fn run(opts: StatusBenchOptions, binary: PathBuf) -> anyhow::Result<St
             report.summary.text
         );
     }
-    let table_bytes = once(&url).await?.len();
+    let table_bytes = once(&url).await?.1.len();
     let mut samples = Vec::with_capacity(opts.runs);
+    let mut phases: [Vec<Duration>; 4] = Default::default();
     let started = Instant::now();
     for _ in 0..opts.runs {
-        let t = Instant::now();
-        once(&url).await?;
-        samples.push(t.elapsed());
+        let (times, _) = once(&url).await?;
+        samples.push(times.iter().sum());
+        for (all, t) in phases.iter_mut().zip(times) {
+            all.push(t);
+        }
     }
     let in_process = LatencySummary::from_samples(samples, started.elapsed());
+    let phases = phases.map(|p| LatencySummary::from_samples(p, Duration::ZERO).p50);
     let started = Instant::now();
     let samples = time_process(&binary, &url, opts.process_runs).await?;
     let process = LatencySummary::from_samples(samples, started.elapsed());
@@ -150,6 +179,7 @@ pub async fn run(opts: StatusBenchOptions, binary: PathBuf) -> anyhow::Result<St
         counts,
         table_bytes,
         in_process,
+        phases,
         process,
     })
 }

@@ -3,33 +3,31 @@
 //! becomes an [`Unreadable`] instead of failing the whole list. Failed lists are classified into
 //! the [`StatusError`] an operator can act on.
 
-use std::fmt::Debug;
-
 use isthmus_api::{ForeignCluster, IpamStorage, NatMapping, NetworkConfig, TunnelEndpoint};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::ListParams;
+use kube::core::{ObjectList, Request};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::inspect::status::error::StatusError;
 use crate::inspect::status::input::{Fetched, Unreadable};
 
 type Listed<K> = Result<(Vec<K>, Vec<Unreadable>), kube::Error>;
 
-/// Lists every object of kind `K` (in `namespace`, or cluster-wide when `None`).
+/// Lists every object of kind `K` (in `namespace`, or cluster-wide when `None`), each item
+/// parsed on its own from the raw list.
 async fn list<K>(client: &Client, namespace: Option<&str>, kind: &'static str) -> Listed<K>
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned + Debug,
+    K: Resource<DynamicType = ()> + DeserializeOwned,
 {
-    let ar = ApiResource::erase::<K>(&());
-    let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    };
-    let list = api.list(&ListParams::default()).await?;
+    let request = Request::new(K::url_path(&(), namespace))
+        .list(&ListParams::default())
+        .map_err(kube::Error::BuildRequest)?;
+    let list: ObjectList<Value> = client.request(request).await?;
     let mut typed = Vec::with_capacity(list.items.len());
     let mut unreadable = Vec::new();
-    for item in list.items {
-        let raw = serde_json::to_value(&item).map_err(kube::Error::SerdeError)?;
+    for raw in list.items {
         match K::deserialize(&raw) {
             Ok(obj) => typed.push(obj),
             Err(e) => unreadable.push(Unreadable::from_raw(kind, &raw, e.to_string())),

@@ -1,8 +1,8 @@
 //! `isthmus status` against a real lab (root; real namespaces, real tunnels): the built binary
 //! reads the hub cluster's API over HTTP and must agree with the objects in it — every peer
 //! connected with traffic counted and an RTT, NatMapping entries as in the NatMapping objects,
-//! ExternalCIDR usage as in the IpamStorage shards. Runs in the `e2e` test group (one lab at a
-//! time).
+//! ExternalCIDR usage as in the IpamStorage shards. Needs root (fails without it, never skips);
+//! runs in the `e2e` test group (one lab at a time).
 
 mod e2e_common;
 
@@ -33,6 +33,7 @@ async fn status(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_of_the_hub_matches_its_objects() {
+    isthmus_lab::require_root();
     let lab = lab_up(3, Shape::Hub).await;
     let hub = 1;
     let url = lab.clusters[hub].api_url();

@@ -36,6 +36,8 @@ pub enum Command {
     Gateway(isthmus::daemons::gateway::Args),
     /// Run the route agent of one node (remote ranges routed to the gateway node).
     RouteAgent(isthmus::daemons::route_agent::Args),
+    /// Check this node's datapath against the cluster's resources; every finding says how to fix it.
+    Diagnose(isthmus::inspect::diagnose::Args),
     /// Several clusters in network namespaces on this machine (root).
     #[command(subcommand)]
     Lab(isthmus::lab::LabCommand),
@@ -170,6 +172,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::NetworkManager(args) => isthmus::daemons::network_manager::main(args).await,
         Command::Gateway(args) => isthmus::daemons::gateway::main(args).await,
         Command::RouteAgent(args) => isthmus::daemons::route_agent::main(args).await,
+        Command::Diagnose(args) => isthmus::inspect::diagnose::cli::main(args).await,
         Command::Lab(command) => isthmus::lab::main(command).await,
         Command::Status(args) => Ok(isthmus::inspect::status::main(args).await?),
         Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,

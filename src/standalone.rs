@@ -144,7 +144,8 @@ pub async fn run(config: StandaloneConfig) -> anyhow::Result<()> {
     apply_peers(&ipam, &config.peers).await?;
     let listener = crate::grpc::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving gRPC (ipam, health, reflection)");
-    crate::grpc::serve(ipam, listener, shutdown_signal()).await?;
+    let metrics = isthmus_telemetry::metrics::Grpc::default();
+    crate::grpc::serve(ipam, metrics, listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

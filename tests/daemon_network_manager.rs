@@ -73,6 +73,8 @@ impl Cluster {
             manager,
             ipam,
             ipam_shards: SHARDS,
+            metrics_listen: None,
+            identity: format!("{}-nm", self.name),
         }
     }
 

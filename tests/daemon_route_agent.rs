@@ -65,6 +65,7 @@ fn start(
         RouteAgentConfig::new("worker-1", NS),
         client.clone(),
         node_ns.netns(),
+        None,
         async move {
             let _ = rx.await;
         },

@@ -219,19 +219,13 @@ async fn a_lab_cluster_is_found_through_the_lab_state() {
     let dir = tempfile::tempdir().unwrap();
     write_lab_state(dir.path(), &server.url());
     let state_dir = dir.path().to_str().unwrap();
-    let out = run(&["--lab", "b", "--lab-state-dir", state_dir, "-o", "json"]).await;
+    let out = run(&["--lab", "b", "--lab-dir", state_dir, "-o", "json"]).await;
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["server"], server.url());
-    let out = run(&["--lab", "q", "--lab-state-dir", state_dir]).await;
+    let out = run(&["--lab", "q", "--lab-dir", state_dir]).await;
     assert!(failure(&out).contains("the lab has no cluster \"q\" (it has a, b)"));
     let empty = tempfile::tempdir().unwrap();
-    let out = run(&[
-        "--lab",
-        "b",
-        "--lab-state-dir",
-        empty.path().to_str().unwrap(),
-    ])
-    .await;
+    let out = run(&["--lab", "b", "--lab-dir", empty.path().to_str().unwrap()]).await;
     assert!(failure(&out).contains("no lab is running"));
 }
 

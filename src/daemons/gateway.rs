@@ -3,7 +3,7 @@
 //! gateway's network namespace, and a clean stop on SIGTERM or ctrl-c.
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use clap::Args as ClapArgs;
 use isthmus_api::ClusterId;
 use isthmus_dataplane::tunnel::TunnelDriver;
 use isthmus_dataplane::{GatewayHandle, LinuxGateway, Netns, NsRuntime, PrivateKey};
-use isthmus_gateway::{GatewayConfig, IcmpProber, load_or_create_key};
+use isthmus_gateway::{GatewayConfig, GatewayTelemetry, IcmpProber, load_or_create_key};
+use isthmus_telemetry::Events;
 
 /// Command-line options.
 #[derive(Debug, ClapArgs)]
@@ -53,6 +54,9 @@ pub struct Args {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (host network: pick a free port).
+    #[arg(long, default_value = "0.0.0.0:9091")]
+    pub metrics_listen: SocketAddr,
 }
 
 impl Args {
@@ -89,26 +93,66 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
+    // Served first: an API that refuses the key Secret shows as an unready, live process.
+    let (telemetry, _server) = telemetry(&config, &client, Some(args.metrics_listen)).await?;
+    let key_gate = telemetry.health.gate(
+        "key",
+        &format!("reading or creating the key Secret {}", args.key_secret),
+    );
     let key = load_or_create_key(client.clone(), &config.namespace, &args.key_secret).await?;
-    run(
-        config,
-        client,
-        Netns::Current,
-        key,
-        crate::standalone::shutdown_signal(),
-    )
-    .await
+    key_gate.open();
+    let shutdown = crate::standalone::shutdown_signal();
+    run_observed(config, telemetry, client, Netns::Current, key, shutdown).await
 }
 
-/// The gateway with the Linux datapath and ICMP prober in `netns` (the lab's entry).
+/// The gateway's telemetry, served on `listen` when given.
+async fn telemetry(
+    config: &GatewayConfig,
+    client: &kube::Client,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<(GatewayTelemetry, Option<isthmus_telemetry::Server>)> {
+    let identity = &config.leader.identity;
+    let telemetry = GatewayTelemetry {
+        events: Events::new(client.clone(), "isthmus-gateway", identity),
+        ..GatewayTelemetry::default()
+    };
+    let server = match listen {
+        Some(addr) => {
+            let health = telemetry.health.clone();
+            let server = crate::daemons::telemetry::serve(addr, "gateway", health, |r| {
+                telemetry.register(r);
+            });
+            Some(server.await?)
+        }
+        None => None,
+    };
+    Ok((telemetry, server))
+}
+
+/// The gateway with the Linux datapath and ICMP prober in `netns` (the lab's entry), its
+/// telemetry served on `metrics_listen` when given.
 pub async fn run(
     config: GatewayConfig,
     client: kube::Client,
     netns: Netns,
     private_key: PrivateKey,
+    metrics_listen: Option<SocketAddr>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let (telemetry, _server) = telemetry(&config, &client, metrics_listen).await?;
+    run_observed(config, telemetry, client, netns, private_key, shutdown).await
+}
+
+/// [`run`] with its telemetry already made (and served, if it is).
+async fn run_observed(
+    config: GatewayConfig,
+    telemetry: GatewayTelemetry,
+    client: kube::Client,
+    netns: Netns,
+    private_key: PrivateKey,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (gateway, prober) = tokio::task::spawn_blocking(move || {
         let ns = NsRuntime::new(netns, 2)?;
         let backend = isthmus_dataplane::tunnel::linux::detect_backend(&ns);
@@ -117,8 +161,9 @@ pub async fn run(
     })
     .await??;
     tracing::info!(backend = %gateway.tunnel.backend(), "datapath ready");
-    isthmus_gateway::run(
+    isthmus_gateway::run_observed(
         config,
+        telemetry,
         client,
         GatewayHandle::new(gateway),
         private_key,

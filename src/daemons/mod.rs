@@ -4,3 +4,4 @@
 pub mod gateway;
 pub mod network_manager;
 pub mod route_agent;
+pub mod telemetry;

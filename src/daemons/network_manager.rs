@@ -23,6 +23,7 @@ use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::daemons::telemetry::NetworkManagerProcess as Telemetry;
 use crate::standalone::{StandaloneConfig, ipam_config, read_peers};
 
 /// Name of the root `IpamStorage` object (shards are `ipam-<i>`).
@@ -81,6 +82,12 @@ pub struct Args {
     /// Endpoint shards of the IPAM state (`IpamStorage` objects) for a new state.
     #[arg(long, default_value_t = 16)]
     pub ipam_shards: u32,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (Kubernetes mode).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// This replica's name, reported on the Events it writes.
+    #[arg(long, env = "POD_NAME", default_value = "isthmus-network-manager")]
+    pub pod_name: String,
 }
 
 /// What the Kubernetes mode runs: the controllers' configuration, the IPAM's, the store's shards.
@@ -89,6 +96,10 @@ pub struct KubeModeConfig {
     pub manager: NetworkManagerConfig,
     pub ipam: IpamConfig,
     pub ipam_shards: u32,
+    /// Where telemetry is served (none: not served).
+    pub metrics_listen: Option<SocketAddr>,
+    /// This replica's name on its Events.
+    pub identity: String,
 }
 
 impl KubeModeConfig {
@@ -120,8 +131,18 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    // Served before anything waits, so that the kubelet's probes see a live, unready process.
+    let telemetry = Telemetry::new(&client, &config.identity);
+    let _server = match config.metrics_listen.take() {
+        Some(addr) => Some(telemetry.serve(addr).await?),
+        None => None,
+    };
     if let KeySource::Secret(name) = keys {
         let ns = config.manager.namespace.clone();
+        let gate = telemetry.manager.health.gate(
+            "gateway-key",
+            &format!("waiting for the gateway's public key in Secret {ns}/{name}"),
+        );
         let key = tokio::select! {
             key = gateway_key(&client, &ns, &name) => key?,
             () = crate::standalone::shutdown_signal() => return Ok(()),
@@ -131,17 +152,12 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             .manager
             .validate()
             .with_context(|| format!("Secret {ns}/{name}"))?;
+        gate.open();
     }
     let listener = crate::grpc::bind(listen).await?;
     let peers = Arc::new(KubeconfigPeers::new(client.clone()));
-    run_kube(
-        config,
-        client,
-        peers,
-        listener,
-        crate::standalone::shutdown_signal(),
-    )
-    .await
+    let shutdown = crate::standalone::shutdown_signal();
+    run_observed(config, telemetry, client, peers, listener, shutdown).await
 }
 
 fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
@@ -207,6 +223,8 @@ fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr
         manager,
         ipam,
         ipam_shards: a.ipam_shards,
+        metrics_listen: Some(a.metrics_listen),
+        identity: a.pod_name.clone(),
     };
     config.validate()?;
     let listen = a.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 6000)));
@@ -260,13 +278,37 @@ pub async fn run_kube(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let telemetry = Telemetry::new(&client, &config.identity);
+    let _server = match config.metrics_listen {
+        Some(addr) => Some(telemetry.serve(addr).await?),
+        None => None,
+    };
+    run_observed(config, telemetry, client, peers, listener, shutdown).await
+}
+
+/// [`run_kube`] with telemetry already made (and served, if it is).
+async fn run_observed(
+    config: KubeModeConfig,
+    telemetry: Telemetry,
+    client: kube::Client,
+    peers: Arc<dyn PeerResolver>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
     let ns = config.manager.namespace.clone();
     let store = KubeStore::new(client.clone(), &ns, IPAM_STORAGE_NAME, config.ipam_shards);
+    let ipam_gate = telemetry
+        .manager
+        .health
+        .gate("ipam", "loading the IPAM state");
     let ipam = DurableIpam::open(&config.ipam, store)
         .await
         .with_context(|| {
             format!("cannot open the IPAM state (IpamStorage {ns}/{IPAM_STORAGE_NAME})")
         })?;
+    telemetry.ipam_opened(&ipam);
+    ipam_gate.open();
     let (local, transit) = ipam.read(|i| (i.local().clone(), i.transit_ip()))?;
     tracing::info!(cluster = %config.manager.cluster_id, pod_cidr = %local.pod_cidr,
         external_cidr = %local.external_cidr, %transit, store = ipam.store_name(), "IPAM ready");
@@ -274,12 +316,22 @@ pub async fn run_kube(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut grpc: JoinHandle<anyhow::Result<()>> = tokio::spawn({
         let (ipam, stop) = (ipam.clone(), stopped(stop_rx.clone()));
-        async move { Ok(crate::grpc::serve(ipam, listener, stop).await?) }
+        let metrics = telemetry.grpc.clone();
+        async move { Ok(crate::grpc::serve(ipam, metrics, listener, stop).await?) }
     });
     let mut manager: JoinHandle<anyhow::Result<()>> = tokio::spawn({
         let stop = stopped(stop_rx);
         async move {
-            isthmus_network_manager::run(config.manager, client, peers, ipam, stop).await?;
+            let observed = telemetry.manager.clone();
+            isthmus_network_manager::run_observed(
+                config.manager,
+                observed,
+                client,
+                peers,
+                ipam,
+                stop,
+            )
+            .await?;
             Ok(())
         }
     });

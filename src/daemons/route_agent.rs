@@ -2,6 +2,7 @@
 //! configuration validated first, then the Kubernetes client, then the Linux route driver on the
 //! node's network namespace, then [`isthmus_route_agent::run`] until SIGTERM or ctrl-c.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,7 +10,7 @@ use clap::Args as ClapArgs;
 use isthmus_dataplane::routes::NODE_ROUTE_PROTOCOL;
 use isthmus_dataplane::routes::linux::NetlinkRoutes;
 use isthmus_dataplane::{Netns, NsRuntime};
-use isthmus_route_agent::RouteAgentConfig;
+use isthmus_route_agent::{RouteAgentConfig, RouteAgentTelemetry};
 
 /// Command-line options.
 #[derive(Debug, ClapArgs)]
@@ -24,6 +25,9 @@ pub struct Args {
     /// `5m`, or plain seconds.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (host network: pick a free port).
+    #[arg(long, default_value = "0.0.0.0:9092")]
+    pub metrics_listen: SocketAddr,
 }
 
 impl Args {
@@ -46,6 +50,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         config,
         client,
         Netns::Current,
+        Some(args.metrics_listen),
         crate::standalone::shutdown_signal(),
     )
     .await
@@ -57,9 +62,21 @@ pub async fn run(
     config: RouteAgentConfig,
     client: kube::Client,
     netns: Netns,
+    metrics_listen: Option<SocketAddr>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let telemetry = RouteAgentTelemetry::default();
+    let _server = match metrics_listen {
+        Some(addr) => {
+            let health = telemetry.health.clone();
+            let server = crate::daemons::telemetry::serve(addr, "route-agent", health, |r| {
+                telemetry.register(r);
+            });
+            Some(server.await?)
+        }
+        None => None,
+    };
     let label = netns.label().to_owned();
     // Opening the netlink connection blocks (it runs on a helper runtime inside the namespace).
     let driver = tokio::task::spawn_blocking(move || {
@@ -69,7 +86,7 @@ pub async fn run(
     .await
     .context("route driver setup panicked")?
     .with_context(|| format!("cannot open the route driver in network namespace {label}"))?;
-    isthmus_route_agent::run(config, client, driver, shutdown).await?;
+    isthmus_route_agent::run_observed(config, telemetry, client, driver, shutdown).await?;
     Ok(())
 }
 

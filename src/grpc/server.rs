@@ -2,13 +2,16 @@
 //! with the standard health service and server reflection until a shutdown signal.
 //!
 //! Requests are validated here (an empty or malformed cluster ID, an unparsable or IPv6 address
-//! are `INVALID_ARGUMENT`) before the IPAM sees them.
+//! are `INVALID_ARGUMENT`) before the IPAM sees them. Every call is counted and timed per method
+//! and status code ([`isthmus_telemetry::metrics::Grpc`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
 use isthmus_ipam::ClusterId;
 use isthmus_ipam_store::DurableIpam;
-use tonic::{Request, Response, Status};
+use isthmus_telemetry::metrics::Grpc;
+use tonic::{Code, Request, Response, Status};
 
 use super::pb::ipam_server::{Ipam, IpamServer};
 use super::pb::{
@@ -21,11 +24,45 @@ use super::{FILE_DESCRIPTOR_SET, to_status};
 #[derive(Debug, Clone)]
 pub struct IpamGrpc {
     ipam: DurableIpam,
+    metrics: Grpc,
 }
 
 impl IpamGrpc {
-    pub fn new(ipam: DurableIpam) -> Self {
-        IpamGrpc { ipam }
+    pub fn new(ipam: DurableIpam, metrics: Grpc) -> Self {
+        IpamGrpc { ipam, metrics }
+    }
+
+    /// Counts and times one call of `method` that started at `started`.
+    fn record<T>(&self, method: &'static str, started: Instant, result: &Result<T, Status>) {
+        let code = match result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.metrics
+            .record(method, code_name(code), started.elapsed());
+    }
+}
+
+/// The canonical name of a gRPC status code, as metric label.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -55,6 +92,45 @@ impl Ipam for IpamGrpc {
         &self,
         req: Request<MapRequest>,
     ) -> Result<Response<MapResponse>, Status> {
+        let started = Instant::now();
+        let result = self.map(req).await;
+        self.record("MapEndpointIP", started, &result);
+        result
+    }
+
+    async fn unmap_endpoint_ip(
+        &self,
+        req: Request<UnmapRequest>,
+    ) -> Result<Response<UnmapResponse>, Status> {
+        let started = Instant::now();
+        let result = self.unmap(req).await;
+        self.record("UnmapEndpointIP", started, &result);
+        result
+    }
+
+    async fn get_home_pod_ip(
+        &self,
+        req: Request<GetHomePodIpRequest>,
+    ) -> Result<Response<GetHomePodIpResponse>, Status> {
+        let started = Instant::now();
+        let result = self.home(req).await;
+        self.record("GetHomePodIP", started, &result);
+        result
+    }
+
+    async fn belongs_to_pod_cidr(
+        &self,
+        req: Request<BelongsRequest>,
+    ) -> Result<Response<BelongsResponse>, Status> {
+        let started = Instant::now();
+        let result = self.belongs(req);
+        self.record("BelongsToPodCIDR", started, &result);
+        result
+    }
+}
+
+impl IpamGrpc {
+    async fn map(&self, req: Request<MapRequest>) -> Result<Response<MapResponse>, Status> {
         let req = req.into_inner();
         let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
         let reply = self
@@ -70,10 +146,7 @@ impl Ipam for IpamGrpc {
         }))
     }
 
-    async fn unmap_endpoint_ip(
-        &self,
-        req: Request<UnmapRequest>,
-    ) -> Result<Response<UnmapResponse>, Status> {
+    async fn unmap(&self, req: Request<UnmapRequest>) -> Result<Response<UnmapResponse>, Status> {
         let req = req.into_inner();
         let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
         let reply = self
@@ -87,7 +160,7 @@ impl Ipam for IpamGrpc {
         Ok(Response::new(UnmapResponse {}))
     }
 
-    async fn get_home_pod_ip(
+    async fn home(
         &self,
         req: Request<GetHomePodIpRequest>,
     ) -> Result<Response<GetHomePodIpResponse>, Status> {
@@ -103,10 +176,7 @@ impl Ipam for IpamGrpc {
         }))
     }
 
-    async fn belongs_to_pod_cidr(
-        &self,
-        req: Request<BelongsRequest>,
-    ) -> Result<Response<BelongsResponse>, Status> {
+    fn belongs(&self, req: Request<BelongsRequest>) -> Result<Response<BelongsResponse>, Status> {
         let req = req.into_inner();
         // Older reflectors sent the address as field 1; accept it when field 2 is empty.
         let raw = if req.ip.is_empty() {
@@ -126,6 +196,7 @@ impl Ipam for IpamGrpc {
 /// until `shutdown` completes.
 pub async fn serve(
     ipam: DurableIpam,
+    metrics: Grpc,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -150,7 +221,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
-        .add_service(IpamServer::new(IpamGrpc::new(ipam)))
+        .add_service(IpamServer::new(IpamGrpc::new(ipam, metrics)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

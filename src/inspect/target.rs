@@ -27,9 +27,9 @@ pub struct TargetArgs {
     /// A cluster of the running lab (`a`, `b`, …): its API URL is read from the lab's state.
     #[arg(long)]
     pub lab: Option<String>,
-    /// Directory of the lab's state file.
-    #[arg(long, hide = true, default_value = STATE_DIR)]
-    pub lab_state_dir: PathBuf,
+    /// With --lab: the lab's state directory.
+    #[arg(long, default_value = STATE_DIR)]
+    pub lab_dir: PathBuf,
     /// Seconds to wait for the API to connect and to answer each request.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
@@ -43,7 +43,7 @@ impl TargetArgs {
             context: None,
             server: Some(url.to_owned()),
             lab: None,
-            lab_state_dir: PathBuf::from(STATE_DIR),
+            lab_dir: PathBuf::from(STATE_DIR),
             timeout: 10,
         }
     }
@@ -150,7 +150,7 @@ fn lab_url(dir: &Path, cluster: &str) -> Result<String, TargetError> {
 async fn config(args: &TargetArgs) -> Result<kube::Config, TargetError> {
     let url = match (&args.server, &args.lab) {
         (Some(url), _) => Some(url.clone()),
-        (None, Some(cluster)) => Some(lab_url(&args.lab_state_dir, cluster)?),
+        (None, Some(cluster)) => Some(lab_url(&args.lab_dir, cluster)?),
         (None, None) => None,
     };
     if let Some(url) = url {

@@ -2,6 +2,7 @@
 //! gRPC IPAM address, the gateway's key, and its supervised components: the network-manager,
 //! the gateway (in the gateway node's namespace) and one route agent per node.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub struct ClusterRuntime {
     pub kube: MemKube,
     http: Option<HttpServer>,
     pub grpc: SocketAddr,
+    /// Telemetry address per component (`network-manager`, `gateway`, `route-agent/<node>`).
+    pub metrics: BTreeMap<String, SocketAddr>,
     key: PrivateKey,
     peers: Arc<LabPeers>,
     network_manager: Option<Component>,
@@ -76,11 +79,13 @@ impl ClusterRuntime {
             .await?
             .local_addr()?;
         peers.insert(site.id.as_str(), kube.client());
+        let metrics = metrics_addresses(&site).await?;
         let mut cluster = ClusterRuntime {
             site,
             kube,
             http: Some(http),
             grpc,
+            metrics,
             key: PrivateKey::generate(),
             peers,
             network_manager: None,
@@ -173,14 +178,20 @@ impl ClusterRuntime {
         self.start_kind(Kind::NetworkManager);
     }
 
+    /// The telemetry address of `component`.
+    fn metrics_addr(&self, component: &str) -> Option<SocketAddr> {
+        self.metrics.get(component).copied()
+    }
+
     fn network_manager_starter(&self) -> Starter {
         let site = self.site.clone();
+        let metrics = self.metrics_addr("network-manager");
         let client = self.kube.client();
         let peers: Arc<dyn PeerResolver> = self.peers.clone();
         let grpc = self.grpc;
         let public_key = self.key.public_key().to_string();
         Arc::new(move |shutdown| {
-            let config = network_manager_config(&site, &public_key);
+            let config = network_manager_config(&site, &public_key, metrics);
             let (client, peers) = (client.clone(), peers.clone());
             async move {
                 let listener = bind_again(grpc).await?;
@@ -195,6 +206,7 @@ impl ClusterRuntime {
 
     fn gateway_starter(&self) -> Starter {
         let site = self.site.clone();
+        let metrics = self.metrics_addr("gateway");
         let client = self.kube.client();
         let key = self.key.clone();
         Arc::new(move |shutdown| {
@@ -212,20 +224,25 @@ impl ClusterRuntime {
             config.keepalive = Some(10);
             config.probe_interval = Duration::from_secs(1);
             let (client, key) = (client.clone(), key.clone());
-            async move { crate::daemons::gateway::run(config, client, netns, key, shutdown).await }
-                .boxed()
+            async move {
+                crate::daemons::gateway::run(config, client, netns, key, metrics, shutdown).await
+            }
+            .boxed()
         })
     }
 
     fn route_agent_starter(&self, node: usize) -> Starter {
         let (name, netns, _) = self.site.nodes[node].clone();
+        let metrics = self.metrics_addr(&format!("route-agent/{name}"));
         let client = self.kube.client();
         Arc::new(move |shutdown| {
             let mut config = isthmus_route_agent::RouteAgentConfig::new(&name, NAMESPACE);
             config.resync = Duration::from_secs(10);
             let (client, netns) = (client.clone(), netns.clone());
-            async move { crate::daemons::route_agent::run(config, client, netns, shutdown).await }
-                .boxed()
+            async move {
+                crate::daemons::route_agent::run(config, client, netns, metrics, shutdown).await
+            }
+            .boxed()
         })
     }
 
@@ -272,6 +289,7 @@ impl ClusterRuntime {
 fn network_manager_config(
     site: &Site,
     public_key: &str,
+    metrics_listen: Option<SocketAddr>,
 ) -> anyhow::Result<crate::daemons::network_manager::KubeModeConfig> {
     let gateway = LocalGateway {
         endpoint: format!("{}:{WIREGUARD_PORT}", site.underlay),
@@ -290,7 +308,28 @@ fn network_manager_config(
         manager,
         ipam,
         ipam_shards: 16,
+        metrics_listen,
+        identity: format!("{}-network-manager-0", site.id),
     })
+}
+
+/// A free loopback port for each component's telemetry, kept across its restarts.
+async fn metrics_addresses(site: &Site) -> anyhow::Result<BTreeMap<String, SocketAddr>> {
+    let mut components = vec!["network-manager".to_owned(), "gateway".to_owned()];
+    components.extend(
+        site.nodes
+            .iter()
+            .map(|(name, ..)| format!("route-agent/{name}")),
+    );
+    let mut out = BTreeMap::new();
+    // All held until every port is chosen, so no two components get the same one.
+    let mut held = Vec::new();
+    for component in components {
+        let probe = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        out.insert(component, probe.local_addr()?);
+        held.push(probe);
+    }
+    Ok(out)
 }
 
 /// Binds the cluster's gRPC address again after a restart (the old socket may linger briefly).

@@ -148,6 +148,7 @@ pub async fn run(args: UpArgs, foreground: bool) -> anyhow::Result<()> {
             id: c.site.id.to_string(),
             api_url: c.api_url(),
             grpc: c.grpc,
+            metrics: c.metrics.clone(),
         })
         .collect();
     state.peerings = lab.peerings.clone();

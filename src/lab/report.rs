@@ -81,11 +81,20 @@ pub fn render_clusters(state: &LabState) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:<28} IPAM gRPC",
-        "CLUSTER", "API (kubectl --server URL)"
+        "{:<8} {:<28} {:<16} METRICS nm / gateway",
+        "CLUSTER", "API (kubectl --server URL)", "IPAM gRPC"
     );
     for c in &state.clusters {
-        let _ = writeln!(out, "{:<8} {:<28} {}", c.id, c.api_url, c.grpc);
+        let port = |component: &str| c.metrics.get(component).map_or(0, |a| a.port());
+        let _ = writeln!(
+            out,
+            "{:<8} {:<28} {:<16} :{} / :{}",
+            c.id,
+            c.api_url,
+            c.grpc.to_string(),
+            port("network-manager"),
+            port("gateway")
+        );
     }
     if let Some(c) = state.clusters.first() {
         let _ = writeln!(
@@ -93,6 +102,12 @@ pub fn render_clusters(state: &LabState) -> String {
             "\n  e.g. kubectl --server {} get tunnelendpoints,natmappings -n {NAMESPACE}",
             c.api_url
         );
+        if let Some(gateway) = c.metrics.get("gateway") {
+            let _ = writeln!(
+                out,
+                "       curl -s http://{gateway}/metrics | grep isthmus_tunnel   (/healthz, /readyz)"
+            );
+        }
     }
     out
 }

@@ -2,6 +2,7 @@
 //! the lab daemon (`isthmus lab run`) and read by `lab up` (to wait for it), `lab status` and
 //! `lab down`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub struct ClusterState {
     pub api_url: String,
     /// The gRPC IPAM.
     pub grpc: SocketAddr,
+    /// Where each component serves `/metrics`, `/healthz` and `/readyz`: `network-manager`,
+    /// `gateway`, `route-agent/<node>`.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, SocketAddr>,
 }
 
 /// Durations of the bring-up, each from the previous step.

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::Ipv4Net;
 
@@ -54,6 +54,8 @@ pub struct GatewayStatus {
     pub backend: Backend,
     /// What the firewall apply did.
     pub firewall: Applied,
+    /// How long that apply took (one nft batch, or the check that nothing changed).
+    pub firewall_took: Duration,
     /// Per peer, sorted by name.
     pub peers: Vec<PeerObserved>,
 }
@@ -201,9 +203,11 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
             tracing::warn!("our nftables table changed outside isthmus; rebuilding it");
             self.firewall.forget();
         }
+        let started = Instant::now();
         let firewall = self.firewall.apply(&NatPlan::from_spec(spec))?;
+        let firewall_took = started.elapsed();
         routes::sync(&mut self.routes, &tunnel_routes(spec))?;
-        self.observe(spec, firewall)
+        self.observe(spec, firewall, firewall_took)
     }
 
     /// Fast path for NatMapping changes: validates and applies only the NAT table.
@@ -217,7 +221,12 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         self.firewall.forget();
     }
 
-    fn observe(&mut self, spec: &ValidSpec, firewall: Applied) -> Result<GatewayStatus> {
+    fn observe(
+        &mut self,
+        spec: &ValidSpec,
+        firewall: Applied,
+        firewall_took: Duration,
+    ) -> Result<GatewayStatus> {
         let device = self.tunnel.peers()?;
         let installed = self.routes.routes()?;
         let peers = spec
@@ -245,6 +254,7 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         Ok(GatewayStatus {
             backend: self.tunnel.backend(),
             firewall,
+            firewall_took,
             peers,
         })
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkInfo};
 use rtnetlink::{Handle, LinkUnspec};
 
 use crate::netns::NsRuntime;
@@ -31,6 +31,28 @@ pub(crate) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32
         Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc_enodev() => Ok(None),
         Err(err) => Err(Error::netlink(format!("get link {name}"), err)),
     }
+}
+
+/// The kind of link `name` (`Some(None)`: it exists, the kernel names no kind), or `None`
+/// when it does not exist.
+pub(crate) async fn link_kind(handle: &Handle, name: &str) -> Result<Option<Option<String>>> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    let link = match links.try_next().await {
+        Ok(Some(link)) => link,
+        Ok(None) => return Ok(None),
+        Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc_enodev() => {
+            return Ok(None);
+        }
+        Err(err) => return Err(Error::netlink(format!("get link {name}"), err)),
+    };
+    let kind = link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
+            LinkInfo::Kind(kind) => Some(kind.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    });
+    Ok(Some(kind))
 }
 
 const fn libc_enodev() -> i32 {

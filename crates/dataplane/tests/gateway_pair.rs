@@ -77,6 +77,63 @@ fn restart_converges_without_duplicates_and_repairs_an_outside_flush() {
     assert_eq!(kernel_state(&lab.sites[0]), before);
 }
 
+/// An element deleted from our DNAT map, or a rule replaced in place (same rule count): the next
+/// reconcile sees the difference (an exact comparison) and rebuilds the table.
+#[test]
+fn an_outside_edit_of_one_element_or_rule_is_repaired() {
+    let (lab, mut c) = pair();
+    let mut b = peer(&lab, &c[1], &["10.1.0.0/24"], &[]);
+    b.mappings = vec![mapping(v4("10.0.0.200"), v4("10.0.0.10"))];
+    let spec_a = spec(&lab, &c[0], vec![b]);
+    c[0].gateway.reconcile(&spec_a).unwrap();
+    let before = kernel_state(&lab.sites[0]);
+    assert!(before.0.contains("10.0.0.200 : 10.0.0.10"), "{}", before.0);
+    let nft = |args: &[&str]| {
+        let mut argv = vec!["ip", "netns", "exec", &lab.sites[0].gw.name, "nft"];
+        argv.extend(args);
+        isthmus_dataplane::lab::run(&argv).unwrap()
+    };
+    let map = format!("dnat_{}", c[1].name.replace('-', "_"));
+    nft(&[
+        "delete",
+        "element",
+        "inet",
+        "isthmus",
+        &map,
+        "{ 10.0.0.200 }",
+    ]);
+    assert_ne!(kernel_state(&lab.sites[0]), before);
+    let status = c[0].gateway.reconcile(&spec_a).unwrap();
+    assert_eq!(status.firewall, Applied::Replaced);
+    assert_eq!(kernel_state(&lab.sites[0]), before);
+
+    // The first forward rule swapped for another one: same count, different rule.
+    let listing = nft(&["-a", "list", "chain", "inet", "isthmus", "forward"]);
+    let handle = listing
+        .lines()
+        .find_map(|l| l.split("# handle ").nth(1).filter(|_| l.contains("accept")))
+        .expect("a forward accept rule")
+        .trim()
+        .to_owned();
+    nft(&[
+        "replace",
+        "rule",
+        "inet",
+        "isthmus",
+        "forward",
+        "handle",
+        &handle,
+        "ip",
+        "daddr",
+        "192.0.2.1",
+        "accept",
+    ]);
+    assert_ne!(kernel_state(&lab.sites[0]), before);
+    let status = c[0].gateway.reconcile(&spec_a).unwrap();
+    assert_eq!(status.firewall, Applied::Replaced);
+    assert_eq!(kernel_state(&lab.sites[0]), before);
+}
+
 #[test]
 fn bad_input_is_rejected_with_no_change() {
     let (lab, mut c) = pair();

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use isthmus_api::{TunnelEndpoint, TunnelEndpointStatus};
@@ -31,7 +31,11 @@ use crate::leader::stopped;
 use crate::plan::{self, Device, Resolved};
 use crate::probe::Prober;
 use crate::status::{PeerState, Reporter, desired_status};
+use crate::telemetry::{GatewayTelemetry, outcome, tunnel_state};
 use crate::watch::{Trigger, Watches};
+use isthmus_api::ConnectionState;
+use isthmus_telemetry::metrics::{PeerSample, TunnelState};
+use isthmus_telemetry::{Gate, Heartbeat};
 
 /// One TunnelEndpoint as last planned.
 #[derive(Debug, Clone)]
@@ -59,6 +63,11 @@ pub(crate) struct Controller<T, F, R> {
     resolved: Resolved,
     /// The datapath was removed because no peer was left (reset by the next peer).
     torn_down: bool,
+    telemetry: GatewayTelemetry,
+    /// Readiness: the last full reconcile succeeded.
+    datapath_gate: Gate,
+    /// Liveness: the loop keeps ticking.
+    heartbeat: Heartbeat,
 }
 
 /// Resolves every endpoint (`host:port`): IPv4 literals directly, names through DNS.
@@ -120,7 +129,13 @@ where
         private_key: PrivateKey,
         prober: Arc<dyn Prober>,
         watches: Watches,
+        telemetry: GatewayTelemetry,
     ) -> Self {
+        let datapath_gate = telemetry
+            .health
+            .gate("datapath", "the datapath is not programmed yet");
+        let silence = config.probe_interval * 3 + Duration::from_secs(15);
+        let heartbeat = telemetry.health.heartbeat("controller", silence);
         Controller {
             config,
             client,
@@ -137,6 +152,9 @@ where
             written: BTreeMap::new(),
             resolved: Resolved::new(),
             torn_down: false,
+            telemetry,
+            datapath_gate,
+            heartbeat,
         }
     }
 
@@ -207,8 +225,19 @@ where
             return self.remove_datapath().await;
         }
         self.torn_down = false;
-        match self.gateway.reconcile(spec.clone()).await {
+        let started = Instant::now();
+        let result = self.gateway.reconcile(spec.clone()).await;
+        self.telemetry
+            .reconciles
+            .record("gateway", result.is_ok(), started.elapsed());
+        match result {
             Ok(status) => {
+                self.telemetry.datapath.nft_applied(
+                    "full",
+                    outcome(status.firewall),
+                    status.firewall_took,
+                );
+                self.datapath_gate.open();
                 if self.apply_error.take().is_some()
                     || self.applied.as_ref().map(|a| a.peers.len()) != Some(spec.peers.len())
                 {
@@ -220,6 +249,9 @@ where
             Err(err) => {
                 tracing::warn!(error = %err, "datapath reconcile failed");
                 let err = Error::from(err);
+                self.telemetry.datapath.failed("reconcile");
+                self.datapath_gate
+                    .close(&format!("datapath reconcile failed: {err}"));
                 self.apply_error = Some((err.reason(), err.to_string()));
             }
         }
@@ -232,6 +264,7 @@ where
         match self.gateway.teardown().await {
             Ok(()) => {
                 tracing::info!("no peer left: tunnel interface, routes and NAT table removed");
+                self.datapath_gate.open();
                 self.torn_down = true;
                 self.applied = None;
                 self.observed = None;
@@ -239,6 +272,7 @@ where
             }
             Err(err) => {
                 tracing::warn!(error = %err, "removing the datapath failed; retrying next tick");
+                self.telemetry.datapath.failed("teardown");
                 let err = Error::from(err);
                 self.apply_error = Some((err.reason(), err.to_string()));
             }
@@ -255,13 +289,23 @@ where
         if !fast {
             return self.full().await;
         }
-        match self.gateway.reconcile_nat(spec.clone()).await {
+        let started = Instant::now();
+        let result = self.gateway.reconcile_nat(spec.clone()).await;
+        let took = started.elapsed();
+        self.telemetry
+            .reconciles
+            .record("gateway-nat", result.is_ok(), took);
+        match result {
             Ok(applied) => {
                 tracing::debug!(?applied, "NAT fast path");
+                self.telemetry
+                    .datapath
+                    .nft_applied("nat", outcome(applied), took);
                 self.applied = Some(spec);
             }
             Err(err) => {
                 tracing::warn!(error = %err, "NAT fast path failed; full reconcile");
+                self.telemetry.datapath.failed("nat");
                 self.full().await;
             }
         }
@@ -282,7 +326,9 @@ where
         let results = join_all(probes).await;
         self.full().await;
         let now = Instant::now();
+        let mut rtts = BTreeMap::new();
         for ((name, target), rtt) in configured.into_iter().zip(results) {
+            rtts.insert(name.clone(), rtt);
             let Some(planned) = self.planned.get(&name) else {
                 continue;
             };
@@ -301,13 +347,62 @@ where
                 })
                 .or_insert_with(|| Tracker::new(target, now));
             let verdict = tracker.observe(rtt, handshake, now, &self.config.connection);
-            if self.verdicts.get(&name).map(|v| v.state) != Some(verdict.state) {
+            let before = self.verdicts.get(&name).map(|v| v.state);
+            if before != Some(verdict.state) {
                 tracing::info!(peer = %planned.peer, state = ?verdict.state, reason = verdict.reason,
                     message = %verdict.message, "connection state");
+                self.announce(&name, before, verdict.state, &verdict.message);
             }
             self.verdicts.insert(name, verdict);
         }
+        self.publish_samples(&rtts);
+        self.heartbeat.beat();
         self.report().await;
+    }
+
+    /// An Event on the TunnelEndpoint for a connection state change.
+    fn announce(
+        &self,
+        name: &str,
+        from: Option<ConnectionState>,
+        to: ConnectionState,
+        message: &str,
+    ) {
+        let teps = self.watches.teps.state();
+        if let Some(tep) = teps.iter().find(|t| t.name_any() == name) {
+            self.telemetry.connection_changed(tep, from, to, message);
+        }
+    }
+
+    /// The per-peer metric samples: every planned peer, with its counters and last probe.
+    fn publish_samples(&self, rtts: &BTreeMap<String, Option<Duration>>) {
+        let samples = self
+            .planned
+            .iter()
+            .map(|(name, planned)| {
+                let observed = self
+                    .observed
+                    .as_ref()
+                    .and_then(|s| s.peers.iter().find(|p| p.name == planned.peer));
+                let state = match (&planned.problem, &self.apply_error) {
+                    (None, None) => self
+                        .verdicts
+                        .get(name)
+                        .map_or(TunnelState::Connecting, |v| tunnel_state(v.state)),
+                    _ => TunnelState::Error,
+                };
+                PeerSample {
+                    peer: planned.peer.clone(),
+                    state,
+                    rx_bytes: observed.map_or(0, |o| o.rx_bytes),
+                    tx_bytes: observed.map_or(0, |o| o.tx_bytes),
+                    last_handshake: observed.and_then(|o| o.last_handshake),
+                    rtt: rtts.get(name).copied().flatten(),
+                    nat_mappings: observed.map_or(0, |o| o.mappings as u64),
+                }
+            })
+            .collect();
+        self.telemetry.tunnels.publish(samples);
     }
 
     /// Writes every TunnelEndpoint's status that differs from what it shows.

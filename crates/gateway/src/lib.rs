@@ -17,6 +17,7 @@ pub mod leader;
 pub mod plan;
 pub mod probe;
 pub mod status;
+pub mod telemetry;
 mod watch;
 
 use std::future::Future;
@@ -33,12 +34,41 @@ pub use config::{ConfigError, ConnectionPolicy, GatewayConfig, LeaderConfig};
 pub use error::{Error, Result};
 pub use key_secret::load_or_create_key;
 pub use probe::{FakeProber, IcmpProber, Prober};
+pub use telemetry::GatewayTelemetry;
 
 /// Runs the gateway controller until `shutdown` resolves (→ `Ok`, after stopping the datapath
 /// engine with [`GatewayHandle::shutdown`] and releasing the lease) or leadership is lost
 /// (→ `Err`, after [`GatewayHandle::teardown`]). The configuration is validated first.
 pub async fn run<T, F, R>(
     config: GatewayConfig,
+    client: kube::Client,
+    gateway: GatewayHandle<T, F, R>,
+    private_key: PrivateKey,
+    prober: Arc<dyn Prober>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()>
+where
+    T: TunnelDriver + 'static,
+    F: FirewallDriver + 'static,
+    R: RouteDriver + 'static,
+{
+    let telemetry = GatewayTelemetry::default();
+    run_observed(
+        config,
+        telemetry,
+        client,
+        gateway,
+        private_key,
+        prober,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], recording metrics, health and Events into `telemetry`.
+pub async fn run_observed<T, F, R>(
+    config: GatewayConfig,
+    telemetry: GatewayTelemetry,
     client: kube::Client,
     gateway: GatewayHandle<T, F, R>,
     private_key: PrivateKey,
@@ -58,7 +88,15 @@ where
             shutdown.await;
             let _ = stop_tx.send(true);
         }));
-        lead(config, client, gateway, private_key, prober, stop_rx).await
+        let parts = Parts {
+            config,
+            telemetry,
+            client,
+            gateway,
+            private_key,
+            prober,
+        };
+        lead(parts, stop_rx).await
     }
     .instrument(span)
     .await
@@ -73,19 +111,33 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn lead<T, F, R>(
+/// What one run of the gateway is made of.
+struct Parts<T, F, R> {
     config: GatewayConfig,
+    telemetry: GatewayTelemetry,
     client: kube::Client,
     gateway: GatewayHandle<T, F, R>,
     private_key: PrivateKey,
     prober: Arc<dyn Prober>,
-    stop: signal::Receiver<bool>,
-) -> Result<()>
+}
+
+async fn lead<T, F, R>(parts: Parts<T, F, R>, stop: signal::Receiver<bool>) -> Result<()>
 where
     T: TunnelDriver + 'static,
     F: FirewallDriver + 'static,
     R: RouteDriver + 'static,
 {
+    let Parts {
+        config,
+        telemetry,
+        client,
+        gateway,
+        private_key,
+        prober,
+    } = parts;
+    let lease_gate = telemetry
+        .health
+        .gate("lease", "standby: campaigning for the gateway lease");
     let mut elector =
         leader::Elector::new(client.clone(), &config.namespace, config.leader.clone());
     tracing::info!(identity = %config.leader.identity, lease = %config.leader.lease_name,
@@ -96,6 +148,8 @@ where
     }
     tracing::info!(identity = %config.leader.identity, interface = %config.interface,
         "leading: programming the datapath");
+    lease_gate.open();
+    telemetry.datapath.set_leader(true);
     let (release_tx, release_rx) = signal::channel(false);
     // Aborted if this future is dropped: renewal stops without a release, as in a crash.
     let mut lost = AbortOnDrop(tokio::spawn(elector.hold(release_rx)));
@@ -108,8 +162,12 @@ where
         private_key,
         prober,
         watches,
+        telemetry.clone(),
     );
-    match controller.run(rx, stop, &mut lost.0).await {
+    let outcome = controller.run(rx, stop, &mut lost.0).await;
+    telemetry.datapath.set_leader(false);
+    lease_gate.close("no longer leading");
+    match outcome {
         Ok(()) => {
             drop(controller);
             if let Err(err) = gateway.shutdown().await {

@@ -209,6 +209,29 @@ impl Ipam {
         }
     }
 
+    /// How much of each pool is taken by reserved networks (local, peers' remapped views,
+    /// operator reservations), in addresses; pools in configuration order.
+    pub fn pool_usage(&self) -> Vec<(Cidr, Usage)> {
+        self.local
+            .pools
+            .iter()
+            .map(|pool| {
+                let allocated = self
+                    .networks
+                    .iter()
+                    .map(|(net, _)| overlap(pool, &net))
+                    .sum();
+                (
+                    *pool,
+                    Usage {
+                        allocated,
+                        capacity: pool.size(),
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// Every reserved network and its holder, in address order.
     pub fn reservations(&self) -> impl Iterator<Item = (Cidr, &NetworkOwner)> {
         self.networks.iter()
@@ -255,4 +278,15 @@ fn reserve_locals(networks: &mut NetworkSet, config: &IpamConfig) -> Result<(), 
         });
     }
     Ok(())
+}
+
+/// Addresses `a` and `b` have in common.
+fn overlap(a: &Cidr, b: &Cidr) -> u64 {
+    let first = a.first_u32().max(b.first_u32());
+    let last = a.last_u32().min(b.last_u32());
+    if first > last {
+        0
+    } else {
+        u64::from(last - first) + 1
+    }
 }

@@ -285,3 +285,28 @@ fn corrupt_records_are_refused() {
         Err(IpamError::UnknownPeer(_))
     ));
 }
+
+#[test]
+fn pool_usage_counts_every_network_taken_from_each_pool() {
+    let config = IpamConfig {
+        pod_cidr: c("10.0.0.0/16"),
+        service_cidr: None,
+        external_cidr: None,
+        pools: vec![c("10.0.0.0/8"), c("192.168.0.0/16")],
+        reserved: vec![c("192.168.1.0/24")],
+    };
+    let mut ipam = Ipam::new(&config).unwrap();
+    // pod /16 and the chosen ExternalCIDR /16 come out of 10.0.0.0/8; the reservation from the
+    // second pool
+    let before = ipam.pool_usage();
+    assert_eq!(before[0].0, c("10.0.0.0/8"));
+    assert_eq!(before[0].1.allocated, 2 * 65_536);
+    assert_eq!(before[0].1.capacity, 1 << 24);
+    assert_eq!(before[1].1.allocated, 256);
+    // a peer with the same Pod CIDR is remapped to another /16 of the pool, and its
+    // ExternalCIDR too
+    peer(&mut ipam, "b", "10.0.0.0/16", "10.1.0.0/16");
+    let after = ipam.pool_usage();
+    assert_eq!(after[0].1.allocated, 4 * 65_536, "{after:?}");
+    assert_eq!(after[1].1.allocated, 256);
+}

@@ -13,6 +13,7 @@ use kube::Client;
 use crate::config::NetworkManagerConfig;
 use crate::peer_watch::PeerWatches;
 use crate::peers::PeerResolver;
+use crate::telemetry::NetworkManagerTelemetry;
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -21,6 +22,7 @@ pub struct Context {
     pub peers: Arc<dyn PeerResolver>,
     pub ipam: DurableIpam,
     pub peer_watches: PeerWatches,
+    pub telemetry: NetworkManagerTelemetry,
     peer_locks: Mutex<HashMap<ClusterId, Arc<tokio::sync::Mutex<()>>>>,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -42,6 +44,7 @@ impl Context {
         peers: Arc<dyn PeerResolver>,
         ipam: DurableIpam,
         peer_watches: PeerWatches,
+        telemetry: NetworkManagerTelemetry,
     ) -> Self {
         Context {
             config,
@@ -49,6 +52,7 @@ impl Context {
             peers,
             ipam,
             peer_watches,
+            telemetry,
             peer_locks: Mutex::default(),
             failures: Mutex::default(),
         }

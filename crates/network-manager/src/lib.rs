@@ -22,6 +22,7 @@ mod peer_watch;
 pub mod peers;
 pub mod plan;
 mod received;
+pub mod telemetry;
 mod triggers;
 
 use std::future::Future;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 pub use config::{Backoff, ConfigError, LocalGateway, NetworkManagerConfig};
 pub use error::{Error, Result};
 pub use peers::{KubeconfigPeers, LabPeers, PeerResolver, ResolveError};
+pub use telemetry::NetworkManagerTelemetry;
 
 /// Runs the network-manager controllers until `shutdown` resolves, then lets the reconciles in
 /// flight finish and returns. The configuration is validated before anything starts.
@@ -49,12 +51,32 @@ pub async fn run(
     ipam: DurableIpam,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let telemetry = NetworkManagerTelemetry::default();
+    run_observed(config, telemetry, local, peers, ipam, shutdown).await
+}
+
+/// [`run`], recording metrics, health and Events into `telemetry`.
+pub async fn run_observed(
+    config: NetworkManagerConfig,
+    telemetry: NetworkManagerTelemetry,
+    local: kube::Client,
+    peers: Arc<dyn PeerResolver>,
+    ipam: DurableIpam,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     config.validate()?;
     tracing::info!(cluster = %config.cluster_id, namespace = %config.namespace,
         ipam = %ipam.store_name(), "network-manager starting");
     let (stop_tx, stop_rx) = watch::channel(false);
     let (peer_watches, peer_events) = peer_watch::PeerWatches::new();
-    let ctx = Arc::new(Context::new(config, local, peers, ipam, peer_watches));
+    let ctx = Arc::new(Context::new(
+        config,
+        local,
+        peers,
+        ipam,
+        peer_watches,
+        telemetry,
+    ));
     let signal = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

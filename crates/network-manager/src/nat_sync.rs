@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use isthmus_api::{ClusterId, ForeignCluster, NatMapping};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -98,9 +99,19 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     const KEY: &str = "natmapping-sync";
     let mut changes = ctx.ipam.subscribe();
     changes.borrow_and_update();
+    let health = &ctx.telemetry.health;
+    let gate = health.gate("nat-mappings", "the first NatMapping sync has not run");
+    let heartbeat = health.heartbeat("nat-sync", ctx.config.resync * 3 + Duration::from_secs(30));
     loop {
-        let wait = match sync(&ctx).await {
+        let started = Instant::now();
+        let result = sync(&ctx).await;
+        ctx.telemetry
+            .reconciles
+            .record("nat-mappings", result.is_ok(), started.elapsed());
+        heartbeat.beat();
+        let wait = match result {
             Ok(plan) => {
+                gate.open();
                 ctx.succeeded(KEY);
                 if plan != NatPlan::default() {
                     tracing::debug!(cluster = %ctx.config.cluster_id, ?plan, "NatMappings synced");
@@ -111,12 +122,14 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                 let delay = ctx.next_retry(KEY);
                 tracing::warn!(cluster = %ctx.config.cluster_id, error = %e, ?delay,
                     "NatMapping sync failed");
+                gate.close(&format!("NatMapping sync failed: {e}"));
                 delay
             }
         };
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
+                    heartbeat.retire();
                     return;
                 }
                 // Leading edge: sync at once; changes arriving while a sync runs are picked
@@ -127,7 +140,10 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                 changes.borrow_and_update();
             }
             _ = tokio::time::sleep(wait) => {}
-            _ = stopped(&mut shutdown) => return,
+            _ = stopped(&mut shutdown) => {
+                heartbeat.retire();
+                return;
+            }
         }
     }
 }

@@ -77,8 +77,18 @@ pub fn local_api(ctx: &Context) -> Api<DynamicObject> {
     Api::namespaced_with(ctx.local.clone(), &ctx.config.namespace, &api_resource())
 }
 
-/// Validates, decides and reports one received NetworkConfig.
+/// Validates, decides and reports one received NetworkConfig; timed and counted.
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(obj, ctx.clone()).await;
+    let ok = result.is_ok();
+    ctx.telemetry
+        .reconciles
+        .record("network-config", ok, started.elapsed());
+    result
+}
+
+async fn reconcile_once(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
     let received = parse(&obj);
     let ours = received.receiver.as_deref() == Some(ctx.config.cluster_id.as_str());
     if !ours || obj.meta().deletion_timestamp.is_some() {
@@ -100,15 +110,16 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
             .await?;
     }
     if changed {
-        let reason = status
-            .conditions
-            .first()
-            .map(|c| c.reason.as_str())
-            .unwrap_or("");
+        let condition = status.conditions.first();
+        let reason = condition.map(|c| c.reason.as_str()).unwrap_or("");
+        let message = condition.map(|c| c.message.as_str()).unwrap_or("");
         tracing::info!(
             cluster = %ctx.config.cluster_id, peer = ?received.origin, name = %received.name,
             processed = status.processed, reason, "received NetworkConfig processed"
         );
+        let regarding = obj.object_ref(&api_resource());
+        ctx.telemetry
+            .network_config_processed(regarding, status.processed, reason, message);
     }
     ctx.succeeded(&retry_key(&received.name));
     Ok(match outcome {
@@ -192,6 +203,7 @@ pub fn controller(
     let ar = api_resource();
     let c = Controller::new_with(local_api(&ctx), watcher::Config::default(), ar.clone());
     let store = c.store();
+    crate::telemetry::ready_when_listable(&ctx.telemetry, "network-configs", local_api(&ctx));
     let fcs: Api<ForeignCluster> = Api::all(ctx.local.clone());
     c.watches(fcs, watcher::Config::default(), move |fc| {
         let cluster = fc.spec.cluster_id.to_string();

@@ -20,7 +20,9 @@ use tokio::time::Instant;
 
 use crate::config::RouteAgentConfig;
 use crate::plan::{RoutePlan, plan};
+use crate::telemetry::RouteAgentTelemetry;
 use crate::{Error, Result};
+use isthmus_telemetry::{Gate, Heartbeat};
 
 /// The TunnelEndpoints as the watch reported them.
 #[derive(Debug, Default)]
@@ -71,10 +73,14 @@ struct Agent<R> {
     wanted: RoutePlan,
     /// Failed syncs in a row.
     failures: u32,
+    telemetry: RouteAgentTelemetry,
+    /// Readiness: the last sync succeeded.
+    gate: Gate,
 }
 
 pub(crate) async fn run<R: RouteDriver + 'static>(
     config: RouteAgentConfig,
+    telemetry: RouteAgentTelemetry,
     client: kube::Client,
     driver: R,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -83,6 +89,13 @@ pub(crate) async fn run<R: RouteDriver + 'static>(
     tracing::info!(namespace = %config.namespace, resync = ?config.resync, "route agent starting");
     let mut events = std::pin::pin!(watch(api, watcher::Config::default()).default_backoff());
     let mut shutdown = std::pin::pin!(shutdown);
+    let gate = telemetry
+        .health
+        .gate("routes", "waiting for the first list of TunnelEndpoints");
+    // The loop wakes at least every `resync`; a wedged driver call stops the beats.
+    let heartbeat: Heartbeat = telemetry
+        .health
+        .heartbeat("agent", config.resync * 3 + Duration::from_secs(30));
     let mut agent = Agent {
         config,
         driver: Arc::new(Mutex::new(driver)),
@@ -90,10 +103,12 @@ pub(crate) async fn run<R: RouteDriver + 'static>(
         applied: None,
         wanted: RoutePlan::default(),
         failures: 0,
+        telemetry,
+        gate,
     };
     let mut next_sync: Option<Instant> = None;
     loop {
-        let wake = next_sync.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let wake = next_sync.unwrap_or_else(|| Instant::now() + agent.config.resync);
         tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -106,11 +121,15 @@ pub(crate) async fn run<R: RouteDriver + 'static>(
                     }
                 }
             },
-            () = tokio::time::sleep_until(wake), if next_sync.is_some() => {
-                next_sync = Some(Instant::now() + agent.sync().await);
+            () = tokio::time::sleep_until(wake) => {
+                if next_sync.is_some() {
+                    next_sync = Some(Instant::now() + agent.sync().await);
+                }
+                heartbeat.beat();
             }
         }
     }
+    heartbeat.retire();
     tracing::info!("route agent stopped; routes left in place");
     Ok(())
 }
@@ -134,9 +153,19 @@ impl<R: RouteDriver + 'static> Agent<R> {
     /// Syncs the wanted routes; returns the delay until the next sync (resync, or backoff).
     async fn sync(&mut self) -> Duration {
         let desired = self.wanted.routes();
-        match sync_routes(&self.driver, desired).await {
+        let count = desired.len();
+        let started = std::time::Instant::now();
+        let result = sync_routes(&self.driver, desired).await;
+        self.telemetry
+            .reconciles
+            .record("routes", result.is_ok(), started.elapsed());
+        match result {
             Ok(diff) => {
                 self.report(&diff);
+                self.telemetry
+                    .routes
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+                self.gate.open();
                 if self.failures > 0 {
                     tracing::info!(failures = self.failures, "routes synced again");
                 }
@@ -148,6 +177,7 @@ impl<R: RouteDriver + 'static> Agent<R> {
                 let delay = self.config.backoff.delay(self.failures);
                 self.failures = self.failures.saturating_add(1);
                 tracing::warn!(error = %e, retry_in = ?delay, failures = self.failures, "route sync failed");
+                self.gate.close(&format!("route sync failed: {e}"));
                 delay
             }
         }

@@ -14,6 +14,7 @@ mod agent;
 pub mod config;
 pub mod error;
 pub mod plan;
+pub mod telemetry;
 
 use std::future::Future;
 
@@ -23,6 +24,7 @@ use tracing::Instrument;
 pub use config::{Backoff, ConfigError, RouteAgentConfig};
 pub use error::{Error, Result};
 pub use plan::{PeerRoutes, RoutePlan, Skipped};
+pub use telemetry::RouteAgentTelemetry;
 
 /// Runs the route agent until `shutdown` resolves (a sync in flight finishes first), leaving the
 /// routes in place. The configuration is validated before the watch opens.
@@ -35,9 +37,27 @@ pub async fn run<R: RouteDriver + 'static>(
     driver: R,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    run_observed(
+        config,
+        RouteAgentTelemetry::default(),
+        client,
+        driver,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], recording metrics and health into `telemetry`.
+pub async fn run_observed<R: RouteDriver + 'static>(
+    config: RouteAgentConfig,
+    telemetry: RouteAgentTelemetry,
+    client: kube::Client,
+    driver: R,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     config.validate()?;
     let span = tracing::info_span!("route_agent", node = %config.node_name);
-    agent::run(config, client, driver, shutdown)
+    agent::run(config, telemetry, client, driver, shutdown)
         .instrument(span)
         .await
 }

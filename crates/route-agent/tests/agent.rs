@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::*;
+use isthmus_route_agent::RouteAgentTelemetry;
 
 const GW_A: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 const GW_B: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 2);
@@ -94,12 +95,30 @@ async fn a_failing_driver_is_retried_until_the_routes_are_in() {
     let (_kube, client) = api().await;
     let driver = SharedRoutes::default();
     *driver.fail_adds.lock().unwrap() = 3;
-    let agent = Agent::start(config("worker-1", LONG), &client, driver.clone());
+    let telemetry = RouteAgentTelemetry::default();
+    let agent = Agent::observed(
+        config("worker-1", LONG),
+        telemetry.clone(),
+        &client,
+        driver.clone(),
+    );
+    assert!(
+        !telemetry.health.readiness().ok(),
+        "not ready before the first sync"
+    );
     create_tep(&client, "b", "10.3.0.0/16", "10.4.0.0/16").await;
     set_gateway(&client, "b", "gw-1", GW_A).await;
     let want = via(&["10.3.0.0/16", "10.4.0.0/16"], GW_A);
     eventually("routes after retries", || async { driver.routes() == want }).await;
     assert_eq!(*driver.fail_adds.lock().unwrap(), 0);
+    eventually("ready after the sync", || async {
+        telemetry.health.readiness().ok()
+    })
+    .await;
+    assert!(telemetry.reconciles.count("routes", false) >= 3);
+    assert!(telemetry.reconciles.count("routes", true) >= 1);
+    assert_eq!(telemetry.routes.get(), 2);
+    assert!(telemetry.health.liveness(std::time::Instant::now()).ok());
     agent.stop().await;
 }
 

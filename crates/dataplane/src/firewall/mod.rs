@@ -3,11 +3,12 @@
 //! One nftables table (`inet isthmus`) is ours. [`NatPlan`] is pure data derived from the validated
 //! gateway spec; [`render`](render::render) turns it into one atomic JSON batch; [`changes`] decides
 //! whether a new plan only adds or removes NatMapping map elements (sent as one small batch) or
-//! needs the whole table replaced.
+//! needs the whole table replaced. [`view`] reads a table back as comparable data (inspection).
 
 pub mod fake;
 pub mod nft;
 pub mod render;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -1,6 +1,6 @@
 //! The Linux firewall driver: JSON batches through the `nft` binary, run inside the namespace.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::firewall::view::{TableView, diff};
 use std::sync::Arc;
 
 use nftables::helper::{self, DEFAULT_ARGS, DEFAULT_NFT, NftablesError};
@@ -36,21 +36,23 @@ impl NftFirewall {
             .map(drop)
             .map_err(|err| Error::Firewall(describe(err)))
     }
+}
 
-    /// The table as the kernel has it (terse: without map elements), or `None` when it is absent.
-    fn list_terse(&self) -> Result<Option<Value>> {
-        let table = self.table.clone();
-        let out = self.ns.run_blocking(move || {
-            let args = ["-t", "list", "table", "inet", table.as_str()];
-            helper::get_current_ruleset_raw(DEFAULT_NFT, args)
-        });
-        match out {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::Firewall(e.to_string())),
-            Err(NftablesError::NftFailed { .. }) => Ok(None),
-            Err(err) => Err(Error::Firewall(describe(err))),
-        }
+/// `nft -j list table inet <table>` inside the runtime's namespace, map elements included:
+/// `None` when the table does not exist. Read-only: the repair check and `isthmus diagnose`
+/// read it with [`TableView::from_listing`](super::view::TableView::from_listing).
+pub fn read_table(ns: &NsRuntime, table: &str) -> Result<Option<Value>> {
+    let table = table.to_owned();
+    let out = ns.run_blocking(move || {
+        let args = vec!["list", "table", "inet", table.as_str()];
+        helper::get_current_ruleset_raw(DEFAULT_NFT, args)
+    });
+    match out {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Firewall(e.to_string())),
+        Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => Ok(None),
+        Err(err) => Err(Error::Firewall(describe(err))),
     }
 }
 
@@ -61,21 +63,6 @@ fn describe(err: NftablesError) -> String {
     }
 }
 
-/// Rule counts per chain and map names found in a terse listing.
-fn census(listing: &Value) -> (BTreeMap<String, usize>, BTreeSet<String>) {
-    let mut rules = BTreeMap::new();
-    let mut maps = BTreeSet::new();
-    for object in listing["nftables"].as_array().into_iter().flatten() {
-        if let Some(chain) = object["rule"]["chain"].as_str() {
-            *rules.entry(chain.to_owned()).or_insert(0) += 1;
-        }
-        if let Some(name) = object["map"]["name"].as_str() {
-            maps.insert(name.to_owned());
-        }
-    }
-    (rules, maps)
-}
-
 impl FirewallDriver for NftFirewall {
     fn apply(&mut self, plan: &NatPlan) -> Result<Applied> {
         let mut applied = self.applied.take();
@@ -84,16 +71,23 @@ impl FirewallDriver for NftFirewall {
         result
     }
 
+    /// Exact: the kernel's table (chains, rules, maps and every element) compared with what
+    /// the applied plan renders to. A rule edited in place or one DNAT element deleted from
+    /// outside counts as a change, and the next apply rebuilds the table.
     fn intact(&mut self) -> Result<bool> {
         let Some(plan) = &self.applied else {
             return Ok(false);
         };
-        let Some(listing) = self.list_terse()? else {
+        let Some(listing) = read_table(&self.ns, &self.table)? else {
             return Ok(false);
         };
-        let (rules, maps) = census(&listing);
-        let want_maps: BTreeSet<String> = plan.peers.iter().map(|p| p.map_name()).collect();
-        Ok(rules == render::rule_counts(plan) && maps == want_maps)
+        let want = TableView::from_batch(&render::render(plan), &self.table);
+        let have = TableView::from_listing(&listing, &self.table);
+        let diff = diff(&want, &have);
+        if !diff.is_empty() {
+            tracing::debug!(?diff, "our nftables table differs from what was applied");
+        }
+        Ok(diff.is_empty())
     }
 
     fn applied(&self) -> Option<&NatPlan> {

@@ -345,7 +345,7 @@ pub fn rule_counts(plan: &NatPlan) -> BTreeMap<String, usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::firewall::TABLE;
 

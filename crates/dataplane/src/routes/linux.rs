@@ -1,4 +1,6 @@
-//! The Linux route driver: rtnetlink on a connection opened inside the namespace.
+//! The Linux route driver: rtnetlink on a connection opened inside the namespace. Besides the
+//! [`RouteDriver`] (our routes only), it reads every route, one route lookup and the links, for
+//! inspection; those reads change nothing.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -6,11 +8,15 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteType,
+};
 use rtnetlink::{Handle, LinkVxlan, RouteMessageBuilder};
 
-use super::{NextHop, ROUTE_PROTOCOL, Route, RouteDriver, VxlanSpec};
+use super::{
+    LinkEntry, NextHop, ROUTE_PROTOCOL, Route, RouteDriver, RouteEntry, RouteKind, VxlanSpec,
+};
 use crate::netlink::{connect, delete_link, link_index, set_up};
 use crate::netns::NsRuntime;
 use crate::{Error, Result};
@@ -84,6 +90,140 @@ impl NetlinkRoutes {
     }
 }
 
+impl NetlinkRoutes {
+    /// Every IPv4 route of every table, whoever installed it.
+    pub fn all_routes(&self) -> Result<Vec<RouteEntry>> {
+        let handle = self.handle.clone();
+        self.ns.run(async move {
+            let names = Self::link_names(&handle).await?;
+            let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+            let mut stream = handle.route().get(query).execute();
+            let mut out = Vec::new();
+            while let Some(message) = stream
+                .try_next()
+                .await
+                .map_err(|e| Error::netlink("list routes", e))?
+            {
+                out.extend(parse_entry(&message, &names));
+            }
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    /// The route the kernel picks for packets to `dst` (`ip route get DST`: policy rules
+    /// included), or the kernel's refusal (`Network is unreachable`) as an error.
+    pub fn lookup(&self, dst: Ipv4Addr) -> Result<RouteEntry> {
+        let handle = self.handle.clone();
+        self.ns.run(async move {
+            let names = Self::link_names(&handle).await?;
+            let mut query = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst, 32)
+                .build();
+            query.header.table = 0;
+            query.header.protocol = RouteProtocol::Unspec;
+            query.header.kind = RouteType::Unspec;
+            let mut stream = handle.route().get(query).execute();
+            let op = || format!("route get {dst}");
+            let message = stream
+                .try_next()
+                .await
+                .map_err(|e| Error::netlink(op(), e))?
+                .ok_or_else(|| Error::netlink(op(), "no answer"))?;
+            parse_entry(&message, &names).ok_or_else(|| Error::netlink(op(), "unreadable answer"))
+        })
+    }
+
+    /// Every link with its MTU, state and kind.
+    pub fn links(&self) -> Result<Vec<LinkEntry>> {
+        let handle = self.handle.clone();
+        self.ns.run(async move {
+            let mut out = Vec::new();
+            let mut links = handle.link().get().execute();
+            while let Some(link) = links
+                .try_next()
+                .await
+                .map_err(|e| Error::netlink("list links", e))?
+            {
+                out.extend(parse_link(&link));
+            }
+            Ok(out)
+        })
+    }
+}
+
+fn parse_link(link: &LinkMessage) -> Option<LinkEntry> {
+    let mut name = None;
+    let mut mtu = None;
+    let mut kind = None;
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::Mtu(m) => mtu = Some(*m),
+            LinkAttribute::LinkInfo(infos) => {
+                kind = infos.iter().find_map(|info| match info {
+                    LinkInfo::Kind(k) => Some(k.to_string()),
+                    _ => None,
+                });
+            }
+            _ => {}
+        }
+    }
+    Some(LinkEntry {
+        index: link.header.index,
+        name: name?,
+        mtu,
+        up: link.header.flags.contains(LinkFlags::Up),
+        kind,
+    })
+}
+
+fn route_kind(kind: RouteType) -> RouteKind {
+    match kind {
+        RouteType::Unicast => RouteKind::Unicast,
+        RouteType::Local => RouteKind::Local,
+        RouteType::Broadcast => RouteKind::Broadcast,
+        RouteType::BlackHole => RouteKind::Blackhole,
+        RouteType::Unreachable => RouteKind::Unreachable,
+        RouteType::Prohibit => RouteKind::Prohibit,
+        other => RouteKind::Other(u8::from(other)),
+    }
+}
+
+/// Any IPv4 route message as a [`RouteEntry`] (a default route has no destination attribute).
+fn parse_entry(message: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<RouteEntry> {
+    let mut dst = Ipv4Addr::UNSPECIFIED;
+    let mut entry = RouteEntry {
+        dst: Ipv4Net::default(),
+        gateway: None,
+        dev: None,
+        protocol: u8::from(message.header.protocol),
+        table: u32::from(message.header.table),
+        kind: route_kind(message.header.kind),
+        metric: 0,
+        mtu: None,
+    };
+    for attr in &message.attributes {
+        match attr {
+            RouteAttribute::Destination(RouteAddress::Inet(addr)) => dst = *addr,
+            RouteAttribute::Destination(_) => return None,
+            RouteAttribute::Gateway(RouteAddress::Inet(addr)) => entry.gateway = Some(*addr),
+            RouteAttribute::Oif(index) => entry.dev = names.get(index).cloned(),
+            RouteAttribute::Table(table) => entry.table = *table,
+            RouteAttribute::Priority(metric) => entry.metric = *metric,
+            RouteAttribute::Metrics(metrics) => {
+                entry.mtu = metrics.iter().find_map(|m| match m {
+                    RouteMetric::Mtu(mtu) => Some(*mtu),
+                    _ => None,
+                });
+            }
+            _ => {}
+        }
+    }
+    entry.dst = Ipv4Net::new(dst, message.header.destination_prefix_length).ok()?;
+    Some(entry)
+}
+
 fn parse_route(message: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<Route> {
     let mut dst = None;
     let mut gateway = None;
@@ -105,11 +245,25 @@ fn parse_route(message: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<
 }
 
 impl RouteDriver for NetlinkRoutes {
+    /// Written only when off: containers usually see `/proc/sys` read-only, and the node (or
+    /// the CNI) has commonly turned forwarding on already.
     fn enable_forwarding(&mut self) -> Result<()> {
+        const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
         // /proc/sys/net is resolved in the network namespace of the thread that opens it.
-        self.ns
-            .run_blocking(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))
-            .map_err(Error::from)
+        self.ns.run_blocking(|| {
+            if std::fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
+                return Ok(());
+            }
+            std::fs::write(PATH, "1").map_err(|err| {
+                Error::Io(std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "IPv4 forwarding is off and cannot be turned on ({err}): set \
+                         net.ipv4.ip_forward=1 on the node (sysctl), or run the pod privileged"
+                    ),
+                ))
+            })
+        })
     }
 
     fn link_up(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {

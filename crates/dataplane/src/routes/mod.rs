@@ -20,6 +20,84 @@ pub const ROUTE_PROTOCOL: u8 = 153;
 /// from the gateway's, since both run on the gateway node and each removes what it does not want.
 pub const NODE_ROUTE_PROTOCOL: u8 = 154;
 
+/// The main routing table (`ip route show`).
+pub const MAIN_TABLE: u32 = 254;
+/// The local table (addresses of the host, `ip route show table local`).
+pub const LOCAL_TABLE: u32 = 255;
+
+/// What kind of route the kernel holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    /// Forwarded (through a device or a gateway).
+    Unicast,
+    /// An address of this host.
+    Local,
+    /// A broadcast address of this host.
+    Broadcast,
+    /// Silently dropped.
+    Blackhole,
+    /// Answered with "network unreachable".
+    Unreachable,
+    /// Answered with "administratively prohibited".
+    Prohibit,
+    /// Any other type (`RTN_*` number).
+    Other(u8),
+}
+
+/// Any IPv4 route as the kernel lists it, whoever installed it (inspection reads these; the
+/// drivers only touch [`Route`]s of their own protocol).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteEntry {
+    /// Destination.
+    pub dst: Ipv4Net,
+    /// Next-hop address, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// Output device, if any.
+    pub dev: Option<String>,
+    /// Routing protocol number (2 kernel, 3 boot, 4 static, [`ROUTE_PROTOCOL`], ...).
+    pub protocol: u8,
+    /// Routing table ([`MAIN_TABLE`], [`LOCAL_TABLE`], ...).
+    pub table: u32,
+    /// Route type.
+    pub kind: RouteKind,
+    /// Metric (`metric N`; lower wins between routes of the same prefix).
+    pub metric: u32,
+    /// A per-route MTU (`mtu N`), when set.
+    pub mtu: Option<u32>,
+}
+
+/// A network link as inspection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkEntry {
+    /// Interface index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// Link kind (`wireguard`, `tun`, `veth`, `bridge`, ...), when the kernel says.
+    pub kind: Option<String>,
+}
+
+/// A routing protocol number for people: `kernel`, `boot`, `static`, `153 (isthmus gateway)`.
+pub fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        0 => "unspec".into(),
+        1 => "redirect".into(),
+        2 => "kernel".into(),
+        3 => "boot".into(),
+        4 => "static".into(),
+        16 => "dhcp".into(),
+        ROUTE_PROTOCOL => format!("{ROUTE_PROTOCOL} (isthmus gateway)"),
+        NODE_ROUTE_PROTOCOL => format!("{NODE_ROUTE_PROTOCOL} (isthmus route agent)"),
+        186 => "bgp".into(),
+        188 => "ospf".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Where a route sends packets.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NextHop {
@@ -213,6 +291,14 @@ mod tests {
                 removed: vec![]
             }
         );
+    }
+
+    #[test]
+    fn protocol_numbers_read_as_names() {
+        assert_eq!(protocol_name(2), "kernel");
+        assert_eq!(protocol_name(153), "153 (isthmus gateway)");
+        assert_eq!(protocol_name(154), "154 (isthmus route agent)");
+        assert_eq!(protocol_name(99), "99");
     }
 
     #[test]

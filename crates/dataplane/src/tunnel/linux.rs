@@ -20,10 +20,13 @@ use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{Handle, LinkWireguard};
 
 use super::{
-    Backend, DeviceConfig, KernelProbe, PeerStatus, TunnelDriver, TunnelPeer, select_backend,
+    Backend, DeviceConfig, DeviceView, KernelProbe, ModuleState, PeerStatus, TunnelDriver,
+    TunnelPeer, module_state, select_backend,
 };
 use crate::keys::PublicKey;
-use crate::netlink::{connect, delete_link, link_index, set_only_address, set_txqueuelen, set_up};
+use crate::netlink::{
+    connect, delete_link, link_index, link_kind, set_only_address, set_txqueuelen, set_up,
+};
 use crate::netns::NsRuntime;
 use crate::{Error, Result};
 
@@ -100,6 +103,64 @@ impl KernelProbe for LinuxProbe {
             created
         })
     }
+}
+
+/// What the running kernel's files say about the WireGuard module (reads only; unlike
+/// [`detect_backend`] it creates no test link and loads nothing).
+pub fn wireguard_module() -> ModuleState {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    let read = |file: &str| std::fs::read_to_string(format!("/lib/modules/{release}/{file}")).ok();
+    module_state(
+        std::path::Path::new("/sys/module/wireguard").exists(),
+        &release,
+        read("modules.dep").as_deref(),
+        read("modules.builtin").as_deref(),
+    )
+}
+
+/// Reads the WireGuard device `ifname` of the runtime's namespace without changing it: a link
+/// of kind `wireguard` is read over netlink, anything else through the userspace UAPI socket.
+/// `None` when there is no link of that name.
+pub fn read_device(ns: &Arc<NsRuntime>, ifname: &str) -> Result<Option<DeviceView>> {
+    let handle = connect(ns)?;
+    let name = ifname.to_owned();
+    let kind = ns.run(async move { link_kind(&handle, &name).await })?;
+    let Some(kind) = kind else {
+        return Ok(None);
+    };
+    let backend = if kind.as_deref() == Some("wireguard") {
+        Backend::Kernel
+    } else if socket_path(ifname).exists() {
+        Backend::Userspace
+    } else {
+        return Err(Error::tunnel(
+            ifname,
+            format!(
+                "a {} link without a WireGuard UAPI socket ({})",
+                kind.as_deref().unwrap_or("(unknown kind)"),
+                socket_path(ifname).display()
+            ),
+        ));
+    };
+    let name = ifname.to_owned();
+    let host = ns.run_blocking(move || {
+        if backend == Backend::Kernel {
+            let api = WGApi::<Kernel>::new(name.clone()).map_err(tunnel_err(&name))?;
+            api.read_interface_data().map_err(tunnel_err(&name))
+        } else {
+            let api = WGApi::<Userspace>::new(name.clone()).map_err(tunnel_err(&name))?;
+            api.read_host().map_err(|e| Error::tunnel(&name, e))
+        }
+    })?;
+    let mut peers: Vec<PeerStatus> = host.peers.values().map(from_peer).collect();
+    peers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+    Ok(Some(DeviceView {
+        backend,
+        listen_port: host.listen_port,
+        peers,
+    }))
 }
 
 /// The backend this namespace's kernel supports: kernel if possible, userspace otherwise.

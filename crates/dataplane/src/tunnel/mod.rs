@@ -96,6 +96,63 @@ impl PeerStatus {
     }
 }
 
+/// A WireGuard device as read back for inspection: who runs it, its port, its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceView {
+    /// The kernel module (a `wireguard` link) or a userspace engine (TUN + UAPI socket).
+    pub backend: Backend,
+    /// UDP listen port (0: none).
+    pub listen_port: u16,
+    /// Peers, sorted by key.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// Whether the running kernel offers WireGuard, as its files say (nothing is loaded or created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleState {
+    /// `/sys/module/wireguard` exists.
+    Loaded,
+    /// Compiled into the kernel (`modules.builtin`).
+    Builtin,
+    /// Installed for this kernel (`modules.dep`) but not loaded: `modprobe wireguard` loads it.
+    Loadable,
+    /// Not found for kernel `release`; `modules_dir` says whether `/lib/modules/<release>` exists.
+    Missing {
+        /// `uname -r`.
+        release: String,
+        /// Whether the kernel's module directory exists at all.
+        modules_dir: bool,
+    },
+}
+
+/// Decides the [`ModuleState`] from what the files hold (pure).
+pub fn module_state(
+    loaded: bool,
+    release: &str,
+    modules_dep: Option<&str>,
+    modules_builtin: Option<&str>,
+) -> ModuleState {
+    let lists = |text: Option<&str>| {
+        text.unwrap_or_default().lines().any(|line| {
+            let path = line.split(':').next().unwrap_or_default().trim();
+            let file = path.rsplit('/').next().unwrap_or_default();
+            file == "wireguard.ko" || file.starts_with("wireguard.ko.")
+        })
+    };
+    if loaded {
+        ModuleState::Loaded
+    } else if lists(modules_builtin) {
+        ModuleState::Builtin
+    } else if lists(modules_dep) {
+        ModuleState::Loadable
+    } else {
+        ModuleState::Missing {
+            release: release.to_owned(),
+            modules_dir: modules_dep.is_some() || modules_builtin.is_some(),
+        }
+    }
+}
+
 /// One WireGuard interface in one namespace.
 pub trait TunnelDriver: Send {
     /// The backend in use.
@@ -155,6 +212,36 @@ mod tests {
             create: true,
         };
         assert_eq!(select_backend(&probe), Backend::Kernel);
+    }
+
+    #[test]
+    fn module_state_reads_the_module_lists() {
+        let dep = "kernel/net/ipv4/udp_tunnel.ko:\nkernel/drivers/net/wireguard/wireguard.ko.xz: kernel/net/ipv4/udp_tunnel.ko\n";
+        assert_eq!(
+            module_state(false, "6.1.0", Some(dep), Some("")),
+            ModuleState::Loadable
+        );
+        assert_eq!(module_state(true, "6.1.0", None, None), ModuleState::Loaded);
+        let builtin = "kernel/drivers/net/wireguard/wireguard.ko\n";
+        assert_eq!(
+            module_state(false, "6.1.0", Some(""), Some(builtin)),
+            ModuleState::Builtin
+        );
+        assert_eq!(
+            module_state(false, "6.18", None, None),
+            ModuleState::Missing {
+                release: "6.18".into(),
+                modules_dir: false
+            }
+        );
+        let other = "kernel/drivers/net/wireguard_extra.ko:\n";
+        assert!(matches!(
+            module_state(false, "6.1.0", Some(other), None),
+            ModuleState::Missing {
+                modules_dir: true,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -32,8 +32,18 @@ fn retry_key(fc: &ForeignCluster) -> String {
     format!("foreigncluster/{}", fc.name_any())
 }
 
-/// Peers (apply) or unpeers (cleanup) one ForeignCluster.
+/// Peers (apply) or unpeers (cleanup) one ForeignCluster; timed and counted.
 pub async fn reconcile(fc: Arc<ForeignCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(fc, ctx.clone()).await;
+    let ok = result.is_ok();
+    ctx.telemetry
+        .reconciles
+        .record("foreign-cluster", ok, started.elapsed());
+    result
+}
+
+async fn reconcile_once(fc: Arc<ForeignCluster>, ctx: Arc<Context>) -> Result<Action> {
     let api: Api<ForeignCluster> = Api::all(ctx.local.clone());
     let key = retry_key(&fc);
     let action = finalizer(&api, FINALIZER, fc, |event| async {
@@ -69,8 +79,9 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let api: Api<ForeignCluster> = Api::all(ctx.local.clone());
-    let c = Controller::new(api, watcher::Config::default());
+    let c = Controller::new(api.clone(), watcher::Config::default());
     let store = c.store();
+    crate::telemetry::ready_when_listable(&ctx.telemetry, "foreign-clusters", api.clone());
     let teps: Api<TunnelEndpoint> = Api::namespaced(ctx.local.clone(), &ctx.config.namespace);
     // a TunnelEndpoint changed or deleted by someone else re-runs every peering (they are few)
     let tep_changes = triggers::spec_changes(teps).map(|_| ());

@@ -211,6 +211,16 @@ pub async fn report(
             cluster = %ctx.config.cluster_id, peer = %fc.spec.cluster_id,
             phase = ?status.phase, ?observation, "peering phase changed"
         );
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == plan::COND_READY);
+        ctx.telemetry.phase_changed(
+            fc,
+            status.phase.as_deref().unwrap_or(""),
+            ready.map_or("", |c| c.reason.as_str()),
+            ready.map_or("", |c| c.message.as_str()),
+        );
     }
     let api: Api<ForeignCluster> = Api::all(ctx.local.clone());
     let patch = json!({ "status": status });

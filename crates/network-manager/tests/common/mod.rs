@@ -17,7 +17,8 @@ use isthmus_ipam::{IpamConfig, default_pools};
 use isthmus_ipam_store::{DurableIpam, FileStore};
 use isthmus_memkube::MemKube;
 use isthmus_network_manager::{
-    Backoff, LabPeers, LocalGateway, NetworkManagerConfig, PeerResolver, ResolveError,
+    Backoff, LabPeers, LocalGateway, NetworkManagerConfig, NetworkManagerTelemetry, PeerResolver,
+    ResolveError,
 };
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -44,6 +45,8 @@ pub struct Cluster {
         JoinHandle<isthmus_network_manager::Result<()>>,
     )>,
     pub index: u8,
+    /// What the network-manager records (Events go to this cluster's API).
+    pub telemetry: NetworkManagerTelemetry,
 }
 
 impl Cluster {
@@ -55,6 +58,10 @@ impl Cluster {
         }
         let client = kube.client();
         kube.create_namespace(NS).unwrap();
+        let telemetry = NetworkManagerTelemetry {
+            events: isthmus_telemetry::Events::new(client.clone(), "isthmus-network-manager", name),
+            ..NetworkManagerTelemetry::default()
+        };
         let ipam_config = IpamConfig {
             pod_cidr: cidr(pod),
             service_cidr: None,
@@ -72,6 +79,7 @@ impl Cluster {
             dir: tempfile::tempdir().unwrap(),
             running: None,
             index,
+            telemetry,
         };
         c.open_ipam().await;
         c
@@ -114,8 +122,9 @@ impl Cluster {
     pub fn start(&mut self, peers: Arc<dyn PeerResolver>) {
         assert!(self.running.is_none(), "already running");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(isthmus_network_manager::run(
+        let task = tokio::spawn(isthmus_network_manager::run_observed(
             self.config(),
+            self.telemetry.clone(),
             self.client.clone(),
             peers,
             self.ipam().clone(),

@@ -11,7 +11,7 @@ use isthmus_api::{TunnelEndpoint, TunnelEndpointSpec, all_crds};
 use isthmus_dataplane::routes::fake::FakeRoutes;
 use isthmus_dataplane::routes::{Route, RouteDriver, VxlanSpec};
 use isthmus_memkube::MemKube;
-use isthmus_route_agent::RouteAgentConfig;
+use isthmus_route_agent::{RouteAgentConfig, RouteAgentTelemetry};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use tokio::sync::oneshot;
@@ -161,9 +161,20 @@ impl Agent {
         client: &Client,
         driver: R,
     ) -> Agent {
+        Agent::observed(config, RouteAgentTelemetry::default(), client, driver)
+    }
+
+    /// Started with `telemetry` recording.
+    pub fn observed<R: RouteDriver + 'static>(
+        config: RouteAgentConfig,
+        telemetry: RouteAgentTelemetry,
+        client: &Client,
+        driver: R,
+    ) -> Agent {
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(isthmus_route_agent::run(
+        let task = tokio::spawn(isthmus_route_agent::run_observed(
             config,
+            telemetry,
             client.clone(),
             driver,
             async move {

@@ -68,3 +68,15 @@ app.kubernetes.io/component: {{ .component }}
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+Prometheus scrape annotations of a pod template (metrics.annotations), given its metrics port.
+*/}}
+{{- define "isthmus.scrapeAnnotations" -}}
+{{- if .ctx.Values.metrics.annotations }}
+annotations:
+  prometheus.io/scrape: "true"
+  prometheus.io/port: {{ .port | quote }}
+  prometheus.io/path: /metrics
+{{- end }}
+{{- end }}

@@ -1,5 +1,6 @@
 //! Tests of the usage arithmetic, including a cross-check against the real IPAM: the figures
-//! computed from `IpamStorage` objects must equal `Ipam::external_usage` of the same state.
+//! computed from `IpamStorage` objects must equal `Ipam::external_usage` and `Ipam::pool_usage`
+//! of the same state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,6 +99,13 @@ fn external_usage_matches_the_ipam_until_the_range_is_full() {
         assert_eq!(u.external.capacity, expected.capacity);
         assert_eq!(u.external.available, expected.capacity - expected.allocated);
         assert_eq!(outside, 0);
+        let pools: Vec<(Cidr, u64)> = u.pools.iter().map(|p| (p.cidr, p.allocated)).collect();
+        let expected: Vec<(Cidr, u64)> = ipam
+            .pool_usage()
+            .into_iter()
+            .map(|(c, u)| (c, u.allocated))
+            .collect();
+        assert_eq!(pools, expected, "pool usage as the IPAM counts it");
         let endpoint = Ipv4Addr::from(u32::from(ip("192.168.0.1")) + mapped);
         match ipam.plan_map(&b, endpoint) {
             Ok(out) => ipam.apply(&out.effect.unwrap()).unwrap(),

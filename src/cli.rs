@@ -41,6 +41,8 @@ pub enum Command {
     /// Several clusters in network namespaces on this machine (root).
     #[command(subcommand)]
     Lab(isthmus::lab::LabCommand),
+    /// One cluster at a glance: peers, tunnels, NAT views, IPAM usage (read from its API).
+    Status(isthmus::inspect::status::StatusArgs),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -62,6 +64,8 @@ pub enum BenchCommand {
     /// The datapath in namespaces it creates and removes (root): request-response (seed 000) and
     /// iperf3 throughput (seed 001) for veth, tunnel, NAT and DNAT-map paths, and mapping applies.
     Datapath(DatapathBenchArgs),
+    /// `isthmus status` against an in-memory API with N peers: end-to-end time, p50/p99/max.
+    Status(isthmus::bench::status::StatusBenchOptions),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -170,8 +174,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::RouteAgent(args) => isthmus::daemons::route_agent::main(args).await,
         Command::Diagnose(args) => isthmus::inspect::diagnose::cli::main(args).await,
         Command::Lab(command) => isthmus::lab::main(command).await,
+        Command::Status(args) => Ok(isthmus::inspect::status::main(args).await?),
         Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,
         Command::Bench(BenchCommand::Datapath(args)) => bench_datapath(args).await,
+        Command::Bench(BenchCommand::Status(options)) => {
+            let binary = std::env::current_exe()?;
+            println!("{}", isthmus::bench::status::run(options, binary).await?);
+            Ok(())
+        }
         Command::Bench(BenchCommand::IpamState {
             mappings,
             state_dir,

@@ -12,7 +12,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(cli.log_format);
+    // A report prints what went wrong itself; client logs would only repeat it.
+    let quiet = matches!(cli.command, cli::Command::Status(_));
+    init_tracing(cli.log_format, quiet);
     // The IPAM load generator runs on one thread: it then takes at most one core from the
     // server it measures on a 2-core machine, and avoids cross-thread wake-ups per request.
     let mut builder = match &cli.command {
@@ -43,9 +45,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(format: cli::LogFormat) {
+fn init_tracing(format: cli::LogFormat, quiet: bool) {
+    let default = if quiet { "off" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // defguard logs interface configuration, private key included, below info: capped always,
     // whatever RUST_LOG says.
     let filter = match isthmus_dataplane::LOG_DIRECTIVE.parse() {

@@ -1,5 +1,8 @@
-//! `isthmus bench …`: benchmarks that print their figures. Each submodule owns one benchmark.
+//! `isthmus bench …`: benchmarks that print their figures. Each submodule owns one benchmark;
+//! `status_fixture` is the cluster `bench status` and `tests/status_cli.rs` read.
 
 pub mod ipam;
 pub mod ipam_state;
 pub mod stats;
+pub mod status;
+pub mod status_fixture;

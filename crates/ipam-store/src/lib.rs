@@ -11,4 +11,4 @@ mod store;
 
 pub use durable::{DurableIpam, MapReply, UnmapReply};
 pub use error::{ServiceError, StoreError};
-pub use store::{FileStore, KubeStore, Recovered, Store};
+pub use store::{FileStore, KubeStore, LABEL_IPAM, Recovered, Store};

@@ -8,7 +8,7 @@ mod kube_store;
 use isthmus_ipam::{Effect, IpamSnapshot};
 
 pub use file::FileStore;
-pub use kube_store::KubeStore;
+pub use kube_store::{KubeStore, LABEL_IPAM};
 
 use crate::StoreError;
 

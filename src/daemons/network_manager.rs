@@ -312,6 +312,7 @@ async fn run_observed(
     let (local, transit) = ipam.read(|i| (i.local().clone(), i.transit_ip()))?;
     tracing::info!(cluster = %config.manager.cluster_id, pod_cidr = %local.pod_cidr,
         external_cidr = %local.external_cidr, %transit, store = ipam.store_name(), "IPAM ready");
+    warn_ignored_settings(&config.ipam, &local);
     tracing::info!(listen = %listener.local_addr()?, "serving gRPC (ipam, health, reflection)");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut grpc: JoinHandle<anyhow::Result<()>> = tokio::spawn({
@@ -380,5 +381,19 @@ fn ended(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> a
     match joined(what, r) {
         Err(e) => e,
         Ok(()) => anyhow!("{what} stopped unexpectedly"),
+    }
+}
+
+/// Pools and reserved networks are fixed by the first start; say so when the flags now differ
+/// from the stored state instead of ignoring them silently.
+fn warn_ignored_settings(asked: &IpamConfig, stored: &isthmus_ipam::LocalNetworks) {
+    if asked.pools != stored.pools {
+        tracing::warn!(stored = ?stored.pools, asked = ?asked.pools,
+            "--pool differs from the IPAM state, which keeps the pools of its first start; \
+             changing them needs a new IPAM state (unpeer everything, delete the IpamStorage objects)");
+    }
+    if asked.reserved != stored.reserved {
+        tracing::warn!(stored = ?stored.reserved, asked = ?asked.reserved,
+            "--reserved differs from the IPAM state, which keeps the reservations of its first start");
     }
 }

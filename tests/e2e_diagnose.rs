@@ -127,16 +127,7 @@ fn write_state(lab: &Lab, dir: &Path) {
         error: None,
         shape: Shape::Hub,
         topology_file: lab.options.topology_file.clone(),
-        clusters: lab
-            .clusters
-            .iter()
-            .map(|c| ClusterState {
-                id: c.site.id.to_string(),
-                api_url: c.api_url(),
-                grpc: c.grpc,
-                metrics: c.metrics.clone(),
-            })
-            .collect(),
+        clusters: lab.clusters.iter().map(ClusterState::of).collect(),
         peerings: lab.peerings.clone(),
         reflections: lab.reflections.clone(),
         timings: Default::default(),

@@ -141,16 +141,7 @@ pub async fn run(args: UpArgs, foreground: bool) -> anyhow::Result<()> {
             return Err(err);
         }
     };
-    state.clusters = lab
-        .clusters
-        .iter()
-        .map(|c| ClusterState {
-            id: c.site.id.to_string(),
-            api_url: c.api_url(),
-            grpc: c.grpc,
-            metrics: c.metrics.clone(),
-        })
-        .collect();
+    state.clusters = lab.clusters.iter().map(ClusterState::of).collect();
     state.peerings = lab.peerings.clone();
     state.reflections = lab.reflections.clone();
     state.timings = lab.timings.clone();

@@ -50,6 +50,18 @@ pub struct ClusterState {
     pub metrics: BTreeMap<String, SocketAddr>,
 }
 
+impl ClusterState {
+    /// What another process needs to know of a running cluster.
+    pub fn of(cluster: &crate::lab::cluster::ClusterRuntime) -> Self {
+        ClusterState {
+            id: cluster.site.id.to_string(),
+            api_url: cluster.api_url(),
+            grpc: cluster.grpc,
+            metrics: cluster.metrics.clone(),
+        }
+    }
+}
+
 /// Durations of the bring-up, each from the previous step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {

@@ -1,11 +1,14 @@
-//! The command line: subcommands, flags, and the dispatch from a parsed command to the library.
+//! The command line: subcommands, flags, the runtime, and the dispatch from a parsed command to
+//! the library. It lives in the library, not in `main.rs`, so that the binary crate is a shim
+//! that builds in a second: compiled there, the async dispatch re-instantiated the whole program
+//! and cost a minute of every release build.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use isthmus::bench::ipam::IpamBenchOptions;
+use crate::bench::ipam::IpamBenchOptions;
 use isthmus_ipam::Cidr;
 
 /// isthmus: a multi-cluster network overlay for Kubernetes.
@@ -31,18 +34,18 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the network-manager (IPAM, NetworkConfig processing, gRPC IPAM service).
-    NetworkManager(isthmus::daemons::network_manager::Args),
+    NetworkManager(crate::daemons::network_manager::Args),
     /// Run the gateway (TunnelEndpoints and NatMappings into WireGuard, routes and NAT).
-    Gateway(isthmus::daemons::gateway::Args),
+    Gateway(crate::daemons::gateway::Args),
     /// Run the route agent of one node (remote ranges routed to the gateway node).
-    RouteAgent(isthmus::daemons::route_agent::Args),
+    RouteAgent(crate::daemons::route_agent::Args),
     /// Check this node's datapath against the cluster's resources; every finding says how to fix it.
-    Diagnose(isthmus::inspect::diagnose::Args),
+    Diagnose(crate::inspect::diagnose::Args),
     /// Several clusters in network namespaces on this machine (root).
     #[command(subcommand)]
-    Lab(isthmus::lab::LabCommand),
+    Lab(crate::lab::LabCommand),
     /// One cluster at a glance: peers, tunnels, NAT views, IPAM usage (read from its API).
-    Status(isthmus::inspect::status::StatusArgs),
+    Status(crate::inspect::status::StatusArgs),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -57,15 +60,27 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Commands that print what went wrong themselves: client logs would only repeat it, in
+    /// another format (`isthmus status`, `lab status`, `lab down`).
+    pub fn reports_its_own_errors(&self) -> bool {
+        use crate::lab::LabCommand;
+        matches!(
+            self,
+            Command::Status(_) | Command::Lab(LabCommand::Status { .. } | LabCommand::Down { .. })
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Seed 004's B1: concurrent MapEndpointIP / UnmapEndpointIP over gRPC.
+    /// Benchmark B1 of the reference thesis: concurrent MapEndpointIP / UnmapEndpointIP over gRPC.
     Ipam(IpamBenchArgs),
-    /// The datapath in namespaces it creates and removes (root): request-response (seed 000) and
-    /// iperf3 throughput (seed 001) for veth, tunnel, NAT and DNAT-map paths, and mapping applies.
+    /// The datapath in namespaces it creates and removes (root): request-response and
+    /// iperf3 throughput for veth, tunnel, NAT and DNAT-map paths, and mapping applies.
     Datapath(DatapathBenchArgs),
     /// `isthmus status` against an in-memory API with N peers: end-to-end time, p50/p99/max.
-    Status(isthmus::bench::status::StatusBenchOptions),
+    Status(crate::bench::status::StatusBenchOptions),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -79,10 +94,10 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct DatapathBenchArgs {
-    /// Sequential HTTP requests per path (seed 000 uses 10,000).
+    /// Sequential HTTP requests per path.
     #[arg(long, default_value_t = 10_000)]
     requests: usize,
-    /// iperf3 runs per path; the best and worst are dropped (seed 001 uses 12).
+    /// iperf3 runs per path; the best and worst are dropped.
     #[arg(long, default_value_t = 12)]
     iperf_runs: usize,
     /// Seconds per iperf3 run.
@@ -158,7 +173,7 @@ async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
         "bench ipam: {} clients on {} connections x {} requests against {}",
         opts.clients, opts.connections, opts.requests, opts.target
     );
-    let report = isthmus::bench::ipam::run(opts).await?;
+    let report = crate::bench::ipam::run(opts).await?;
     println!("{report}");
     if !report.errors.is_empty() {
         bail!("{} requests failed", report.errors.values().sum::<usize>());
@@ -169,17 +184,17 @@ async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
 /// Runs one parsed command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::NetworkManager(args) => isthmus::daemons::network_manager::main(args).await,
-        Command::Gateway(args) => isthmus::daemons::gateway::main(args).await,
-        Command::RouteAgent(args) => isthmus::daemons::route_agent::main(args).await,
-        Command::Diagnose(args) => isthmus::inspect::diagnose::cli::main(args).await,
-        Command::Lab(command) => isthmus::lab::main(command).await,
-        Command::Status(args) => Ok(isthmus::inspect::status::main(args).await?),
+        Command::NetworkManager(args) => crate::daemons::network_manager::main(args).await,
+        Command::Gateway(args) => crate::daemons::gateway::main(args).await,
+        Command::RouteAgent(args) => crate::daemons::route_agent::main(args).await,
+        Command::Diagnose(args) => crate::inspect::diagnose::cli::main(args).await,
+        Command::Lab(command) => crate::lab::main(command).await,
+        Command::Status(args) => Ok(crate::inspect::status::main(args).await?),
         Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,
         Command::Bench(BenchCommand::Datapath(args)) => bench_datapath(args).await,
         Command::Bench(BenchCommand::Status(options)) => {
             let binary = std::env::current_exe()?;
-            println!("{}", isthmus::bench::status::run(options, binary).await?);
+            println!("{}", crate::bench::status::run(options, binary).await?);
             Ok(())
         }
         Command::Bench(BenchCommand::IpamState {
@@ -187,7 +202,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             state_dir,
         }) => {
             let binary = std::env::current_exe()?;
-            let opts = isthmus::bench::ipam_state::StateBenchOptions {
+            let opts = crate::bench::ipam_state::StateBenchOptions {
                 mappings,
                 state_dir,
                 binary,
@@ -196,7 +211,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 "bench ipam-state: {mappings} mappings in {}",
                 opts.state_dir.display()
             );
-            println!("{}", isthmus::bench::ipam_state::run(opts).await?);
+            println!("{}", crate::bench::ipam_state::run(opts).await?);
             Ok(())
         }
         Command::Crdgen { out, check } => crdgen(out, check),
@@ -205,7 +220,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 
 fn crdgen(out: PathBuf, check: bool) -> anyhow::Result<()> {
     if check {
-        let drift = isthmus::crdgen::drift(&out)?;
+        let drift = crate::crdgen::drift(&out)?;
         if !drift.is_empty() {
             bail!(
                 "{} differ from the API types; run `isthmus crdgen`: {drift:?}",
@@ -215,8 +230,53 @@ fn crdgen(out: PathBuf, check: bool) -> anyhow::Result<()> {
         println!("{} is up to date", out.display());
         return Ok(());
     }
-    for f in isthmus::crdgen::write(&out)? {
+    for f in crate::crdgen::write(&out)? {
         println!("wrote {}", out.join(f.name).display());
     }
     Ok(())
+}
+
+/// Parses the command line, sets logging and the runtime up, runs the subcommand; the process's
+/// exit code. Errors are printed here, once.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // A report prints what went wrong itself; client logs would only repeat it.
+    let quiet = cli.command.reports_its_own_errors();
+    init_tracing(cli.log_format, quiet);
+    // The IPAM load generator runs on one thread: it then takes at most one core from the
+    // server it measures on a 2-core machine, and avoids cross-thread wake-ups per request.
+    let mut builder = match &cli.command {
+        Command::Bench(BenchCommand::Ipam(_)) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = cli.worker_threads {
+                b.worker_threads(n.max(1));
+            }
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, quiet: bool) {
+    let format = match format {
+        LogFormat::Text => crate::logging::Format::Text,
+        LogFormat::Json => crate::logging::Format::Json,
+    };
+    crate::logging::init(format, quiet);
 }

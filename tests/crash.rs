@@ -3,7 +3,7 @@
 //! every acknowledged change survived, an unacknowledged one is either fully there or not at all,
 //! and no address is ever held by two endpoints.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;

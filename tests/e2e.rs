@@ -2,7 +2,7 @@
 //! every cluster runs in this process against its cluster's in-memory API, as `isthmus lab`
 //! runs them. Each test builds its own lab; it is removed when the test ends, panics included.
 
-mod e2e_common;
+use crate::e2e_common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! ExternalCIDR usage as in the IpamStorage shards. Needs root (fails without it, never skips);
 //! runs in the `e2e` test group (one lab at a time).
 
-mod e2e_common;
+use crate::e2e_common;
 
 use std::process::Output;
 

@@ -3,7 +3,7 @@
 //! flows, IPAM and gRPC figures that match what the lab did, and the Kubernetes Events of the
 //! peering.
 
-mod e2e_common;
+use crate::e2e_common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

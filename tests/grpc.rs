@@ -1,7 +1,7 @@
 //! The gRPC IPAM over a real socket, against the real binary: every method, every bad input
 //! with its code, the health service and server reflection.
 
-mod common;
+use crate::common;
 
 use common::Server;
 use isthmus::grpc::pb::{BelongsRequest, GetHomePodIpRequest, MapRequest, UnmapRequest};

@@ -1,7 +1,7 @@
 //! Real packets between two gateways: traffic both ways, restart convergence, repair after an
 //! outside flush, bad input rejected with no change. Needs root; each test builds its own lab.
 
-mod common;
+use crate::common;
 
 use common::*;
 use isthmus_dataplane::firewall::Applied;

@@ -3,7 +3,7 @@
 //! lookup to the peer's endpoint, links with MTU and kind, the WireGuard device's port and peers.
 //! Needs root; builds its own namespaces.
 
-mod common;
+use crate::common;
 
 use common::*;
 use isthmus_dataplane::firewall::view::{Element, TableView, diff};

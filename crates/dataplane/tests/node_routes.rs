@@ -4,7 +4,7 @@
 //! The node namespace hangs off gateway A (`n0` 172.16.0.1/24 <-> node `eth0` 172.16.0.2/24) and
 //! hosts a pod address 10.0.0.130 (inside A's PodCIDR) on its loopback.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

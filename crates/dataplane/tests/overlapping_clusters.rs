@@ -5,7 +5,7 @@
 //! Views: cluster x sees cluster y's pods as 10.(100 + 10x + y).0.0/24, so a sees b as
 //! 10.101.0.0/24 and b sees a as 10.110.0.0/24.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv4Addr;
 

@@ -2,7 +2,7 @@
 //! address (in its own, remapped view) from its own namespace, and the address stays single
 //! and unchanged across reconciles. Needs root; builds its own lab.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 

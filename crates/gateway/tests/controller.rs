@@ -2,7 +2,7 @@
 //! prober: TunnelEndpoint → peer and status; NatMapping → NAT fast path; deletion; probe
 //! failures → `connecting` within the window; a bad TunnelEndpoint isolated.
 
-mod common;
+use crate::common;
 
 use isthmus_dataplane::firewall::FirewallDriver as _;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! become `connected` with latency and traffic, pod-to-pod TCP works through the remapped views,
 //! and a stopped gateway is noticed by the other within 30 s. Needs root (never skips).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

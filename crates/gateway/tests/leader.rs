@@ -2,7 +2,7 @@
 //! datapath; a clean stop hands over at once, a crash after the lease expires; a replica that
 //! loses its lease tears the datapath down and returns an error. Also the key Secret.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

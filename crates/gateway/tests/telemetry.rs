@@ -2,7 +2,7 @@
 //! datapath: per-peer tunnel samples (state, counters, RTT), reconcile counts, readiness that
 //! follows the lease and the datapath, and Events on connection transitions.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

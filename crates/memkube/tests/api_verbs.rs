@@ -2,7 +2,7 @@
 //! pagination), replace (optimistic concurrency), merge/JSON/apply patches, the status
 //! subresource, delete, deletecollection, plus error statuses.
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Secret};

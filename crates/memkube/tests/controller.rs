@@ -2,7 +2,7 @@
 //! created before and after it starts, keeps working after its watch is expired (410 → relist),
 //! follows spec changes via `generation`, and runs finalizer cleanup on delete.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::Arc;

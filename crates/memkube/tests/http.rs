@@ -1,7 +1,7 @@
 //! A `kube::Client` talking to memkube over real HTTP (the server kubectl uses): CRUD and a
 //! watch stream across the socket, and shutdown closing open watches.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! from files with kubectl's default (server-side, strict) field validation. Needs the
 //! machine's `kubectl` and fails loudly when it is missing.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! garbage collection, namespace termination, concurrent writers, server-side apply field
 //! ownership, schema validation, and discovery/dynamic APIs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! resourceVersion, bookmarks, timeouts, selector transitions, streaming lists, and 410 Expired
 //! followed by a relist.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

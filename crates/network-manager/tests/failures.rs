@@ -2,7 +2,7 @@
 //! pools, an unreachable peer API. Each gets a status condition with a clear reason and no
 //! TunnelEndpoint; the unreachable peer is retried until it answers.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! Secret the ForeignCluster references (memkube serves each cluster on 127.0.0.1). A missing
 //! Secret is reported as an unreachable peer until it appears.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! NatMappings follow the IPAM's endpoint reflections (MapEndpointIP / UnmapEndpointIP), and
 //! unpeering removes everything of a peering from both APIs and from both IPAMs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -1,7 +1,7 @@
 //! Peering end to end against memkube: two and three in-memory clusters with identical Pod
 //! CIDRs, each with its own durable IPAM and network-manager, running concurrently.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! Kubernetes Events on the peering transitions (Peered, a NetworkConfig processed, an
 //! unreachable peer).
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

@@ -3,7 +3,7 @@
 //! node installs none, outside deletions are repaired, failures are retried, and a restart
 //! removes nothing.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

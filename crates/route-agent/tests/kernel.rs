@@ -3,7 +3,7 @@
 //! installs `proto 154` routes via the gateway node's address, leaves routes it does not own
 //! alone, and removes its own when the TunnelEndpoint goes.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

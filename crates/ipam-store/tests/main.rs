@@ -1,0 +1,5 @@
+//! Every integration test of `isthmus-ipam-store`, in one binary: one link instead of one per file
+//! (nextest still runs each test in its own process). Each module is one former test file.
+
+mod file_store;
+mod kube_store;

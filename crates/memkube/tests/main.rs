@@ -1,0 +1,12 @@
+//! Every integration test of `isthmus-memkube`, in one binary: one link instead of one per file
+//! (nextest still runs each test in its own process). Each module is one former test file.
+
+mod common;
+
+mod api_verbs;
+mod controller;
+mod http;
+mod kubectl;
+mod namespace_fixture;
+mod semantics;
+mod watch;

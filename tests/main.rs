@@ -1,0 +1,19 @@
+//! Every integration test of `isthmus`, in one binary: one link instead of one per file
+//! (nextest still runs each test in its own process). Each module is one former test file.
+
+mod common;
+mod e2e_common;
+
+mod chart;
+mod crash;
+mod crds;
+mod daemon_network_manager;
+mod daemon_route_agent;
+mod e2e;
+mod e2e_diagnose;
+mod e2e_status;
+mod e2e_telemetry;
+mod grpc;
+mod lab_cli;
+mod python_client;
+mod status_cli;

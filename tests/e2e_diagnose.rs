@@ -9,7 +9,7 @@
 //! again until diagnose catches it (an observation takes a few tens of milliseconds), and the
 //! test then waits for the repair before the next break.
 
-mod e2e_common;
+use crate::e2e_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -194,6 +194,7 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
             node_name: Some("node0".into()),
             listen_port: Some(isthmus::lab::cluster::WIREGUARD_PORT),
             api: "lab cluster b".into(),
+            lab: None,
         },
         observer: Arc::new(observer),
         ns,

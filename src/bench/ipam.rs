@@ -1,4 +1,4 @@
-//! `isthmus bench ipam`: seed 004's benchmark B1 over real TCP gRPC. M concurrent clients (one
+//! `isthmus bench ipam`: the reference thesis's benchmark B1 over real TCP gRPC. M concurrent clients (one
 //! HTTP/2 connection each by default, or sharing K connections as the reflectors of one virtual
 //! kubelet share its client) send N `MapEndpointIP` calls each, then the matching
 //! `UnmapEndpointIP` calls. One request in four maps a local pod IP (a pure translation); the rest
@@ -48,7 +48,12 @@ impl std::fmt::Display for IpamBenchReport {
         if self.errors.is_empty() {
             write!(f, "errors: none")
         } else {
-            write!(f, "errors: {:?}", self.errors)
+            let errors: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(code, n)| format!("{code} ×{n}"))
+                .collect();
+            write!(f, "errors: {}", errors.join(", "))
         }
     }
 }

@@ -388,12 +388,24 @@ fn ended(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> a
 /// from the stored state instead of ignoring them silently.
 fn warn_ignored_settings(asked: &IpamConfig, stored: &isthmus_ipam::LocalNetworks) {
     if asked.pools != stored.pools {
-        tracing::warn!(stored = ?stored.pools, asked = ?asked.pools,
+        tracing::warn!(stored = %cidr_list(&stored.pools), asked = %cidr_list(&asked.pools),
             "--pool differs from the IPAM state, which keeps the pools of its first start; \
              changing them needs a new IPAM state (unpeer everything, delete the IpamStorage objects)");
     }
     if asked.reserved != stored.reserved {
-        tracing::warn!(stored = ?stored.reserved, asked = ?asked.reserved,
+        tracing::warn!(stored = %cidr_list(&stored.reserved), asked = %cidr_list(&asked.reserved),
             "--reserved differs from the IPAM state, which keeps the reservations of its first start");
     }
+}
+
+/// `10.0.0.0/8, 172.16.0.0/12` (`none` when empty), for logs.
+fn cidr_list(cidrs: &[Cidr]) -> String {
+    if cidrs.is_empty() {
+        return "none".to_owned();
+    }
+    cidrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -86,13 +86,14 @@ pub enum TargetError {
     BadUrl { url: String, reason: String },
     #[error("cannot build a client for {server}: {}", describe(error))]
     Client { server: String, error: kube::Error },
-    #[error("no lab is running (no {}); start one with `sudo isthmus lab up`", file.display())]
+    #[error("no lab is running (no {}); start one with `sudo {} lab up`", file.display(), crate::lab::self_command())]
     NoLab { file: PathBuf },
     #[error("cannot read the lab state {}: {message}", file.display())]
     LabState { file: PathBuf, message: String },
     #[error(
-        "the lab in {} is not running (its process {pid} is gone); `sudo isthmus lab down` cleans up",
-        file.display()
+        "the lab in {} is not running (its process {pid} is gone); `sudo {} lab down` cleans up",
+        file.display(),
+        crate::lab::self_command()
     )]
     LabGone { file: PathBuf, pid: u32 },
     #[error("the lab is not ready ({phase}){}", error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]

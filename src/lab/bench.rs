@@ -1,5 +1,5 @@
 //! `isthmus lab bench`: the peering figures of the lab, measured on a fresh hub lab (a, b, c):
-//! bring-up times (ForeignClusters → first packet, lab up → full connectivity), and seed 004's
+//! bring-up times (ForeignClusters → first packet, lab up → full connectivity), and the reference thesis's
 //! B2: a `MapEndpointIP` reply at the hub → the DNAT entry carrying packets in the kernel (p50 and
 //! p99 over N sequential mappings, each proven by an echo reply through both tunnels), and M
 //! mappings created at once → all present in the kernel's DNAT map.

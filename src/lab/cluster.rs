@@ -178,6 +178,17 @@ impl ClusterRuntime {
         self.start_kind(Kind::NetworkManager);
     }
 
+    /// Every component that has failed at least once, with its failures.
+    pub fn failing(&self) -> Vec<(String, crate::lab::component::Failures)> {
+        self.network_manager
+            .iter()
+            .chain(self.gateway.iter())
+            .chain(self.agents.iter())
+            .map(|c| (c.name().to_owned(), c.failures()))
+            .filter(|(_, f)| f.count > 0)
+            .collect()
+    }
+
     /// The telemetry address of `component`.
     fn metrics_addr(&self, component: &str) -> Option<SocketAddr> {
         self.metrics.get(component).copied()

@@ -45,7 +45,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             "removing what a previous lab (pid {}) left behind",
             state.pid
         );
-        down(&dir).await?;
+        println!("{}", remove(&dir).await?);
     }
     std::fs::create_dir_all(&dir)?;
     let log = std::fs::File::create(log_file(&dir))?;
@@ -70,20 +70,22 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if let Some(status) = child.try_wait()? {
             let tail = log_tail(&dir);
-            let _ = down(&dir).await;
-            bail!("the lab daemon exited ({status}) before it was ready:\n{tail}");
+            let error = LabState::load(&dir).ok().flatten().and_then(|s| s.error);
+            let _ = remove(&dir).await;
+            match error {
+                Some(error) => bail!("the lab failed: {error}\n\nlast lines of its log:\n{tail}"),
+                None => bail!(
+                    "the lab daemon exited ({status}) before it was ready; last lines of its log:\n{tail}"
+                ),
+            }
         }
         match LabState::load(&dir)? {
             Some(state) if state.phase == Phase::Ready => return print_ready(&state).await,
-            Some(state) if state.phase == Phase::Failed => {
-                let error = state.error.clone().unwrap_or_default();
-                let _ = down(&dir).await;
-                bail!("the lab failed: {error}\n{}", log_tail(&dir));
-            }
             _ if started.elapsed() > UP_TIMEOUT => {
-                let _ = down(&dir).await;
+                let _ = remove(&dir).await;
                 bail!(
-                    "the lab was not ready after {UP_TIMEOUT:?}:\n{}",
+                    "the lab was not ready after {}s; last lines of its log:\n{}",
+                    UP_TIMEOUT.as_secs(),
                     log_tail(&dir)
                 );
             }
@@ -101,7 +103,8 @@ async fn print_ready(state: &LabState) -> anyhow::Result<()> {
         report::render_matrix(&state.matrix, state.clusters.len())
     );
     println!("{}", report::render_timings(&state.timings));
-    println!("`sudo isthmus lab status` measures again; `sudo isthmus lab down` removes the lab.");
+    let me = self_command();
+    println!("`sudo {me} lab status` measures again; `sudo {me} lab down` removes the lab.");
     if !state.matrix.all_reachable() {
         bail!("some pods could not reach each other (see the matrix above)");
     }
@@ -165,18 +168,20 @@ pub async fn run(args: UpArgs, foreground: bool) -> anyhow::Result<()> {
 
 /// `lab status`.
 pub async fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let me = self_command();
     let Some(state) = LabState::load(dir)? else {
-        bail!("no lab is running; start one with `sudo isthmus lab up`");
+        bail!("no lab is running; start one with `sudo {me} lab up`");
     };
     if !state.alive() {
         bail!(
-            "the lab daemon (pid {}) is not running; `sudo isthmus lab down` removes what it left",
+            "the lab is not running: its daemon (pid {}) is gone (it crashed or was killed); \
+             `sudo {me} lab down` removes what it left",
             state.pid
         );
     }
     if state.phase != Phase::Ready {
         bail!(
-            "the lab is {:?}; see {}",
+            "the lab is {}; see {}",
             state.phase,
             log_file(dir).display()
         );
@@ -189,9 +194,7 @@ pub async fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
     let topology = isthmus_lab::TopologyRecord::load(&topology_file)?;
     let matrix = probe_all(&topology, &state.reflections).await;
     if json {
-        let out =
-            serde_json::json!({ "clusters": state.clusters, "tunnels": tunnels, "matrix": matrix });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", report::status_json(&state, &tunnels, &matrix)?);
     } else {
         println!("{}", report::render_clusters(&state));
         println!("{}", report::render_tunnels(&tunnels));
@@ -200,33 +203,99 @@ pub async fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `lab down`: stop the daemon, then remove every lab namespace whose owner is gone.
+/// What `lab down` found and did.
+#[derive(Debug, Default)]
+pub struct Removal {
+    /// The daemon was running and was stopped (it removed its own namespaces).
+    pub stopped: Option<u32>,
+    /// The daemon of the state file was gone (crashed or killed): `lab down` cleaned up.
+    pub dead: Option<u32>,
+    /// Labs whose namespaces `lab down` removed itself (tags).
+    pub removed: Vec<String>,
+}
+
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let removed = self.removed.join(", ");
+        match (self.stopped, self.dead) {
+            (Some(pid), _) if self.removed.is_empty() => {
+                write!(f, "stopped the lab (pid {pid}); it removed its namespaces")
+            }
+            (Some(pid), _) => write!(
+                f,
+                "stopped the lab (pid {pid}), then removed what it had left: {removed}"
+            ),
+            (None, Some(pid)) if self.removed.is_empty() => write!(
+                f,
+                "the lab daemon (pid {pid}) was not running (it crashed or was killed); it left \
+                 no namespaces"
+            ),
+            (None, Some(pid)) => write!(
+                f,
+                "the lab daemon (pid {pid}) was not running (it crashed or was killed); removed \
+                 what it left: {removed}"
+            ),
+            (None, None) if self.removed.is_empty() => f.write_str("no lab to remove"),
+            (None, None) => write!(f, "removed what earlier labs left: {removed}"),
+        }
+    }
+}
+
+/// `lab down`.
 pub async fn down(dir: &Path) -> anyhow::Result<()> {
+    println!("{}", remove(dir).await?);
+    Ok(())
+}
+
+/// Stops the daemon, then removes every lab namespace whose owner is gone.
+pub async fn remove(dir: &Path) -> anyhow::Result<Removal> {
     let state = LabState::load(dir)?;
-    let mut removed = Vec::new();
-    if let Some(state) = state.as_ref().filter(|s| s.alive()) {
-        stop_daemon(state.pid).await;
-        removed.push(format!(
-            "the lab of pid {} (stopped; it removed its namespaces)",
-            state.pid
-        ));
+    let mut removal = Removal::default();
+    match state.as_ref() {
+        Some(state) if state.alive() => {
+            stop_daemon(state.pid).await;
+            removal.stopped = Some(state.pid);
+        }
+        Some(state) => removal.dead = Some(state.pid),
+        None => {}
     }
     if let Some(file) = state.as_ref().and_then(|s| s.topology_file.clone())
         && file.exists()
     {
         let record = isthmus_lab::TopologyRecord::load(&file)?;
-        isthmus_lab::destroy(&record)?;
-        removed.push(record.tag.clone());
+        if isthmus_lab::exists(&record) {
+            isthmus_lab::destroy(&record)?;
+            removal.removed.push(record.tag.clone());
+        }
         let _ = std::fs::remove_file(&file);
     }
-    removed.extend(isthmus_lab::destroy_stale(Some(dir))?);
+    removal
+        .removed
+        .extend(isthmus_lab::destroy_stale(Some(dir))?);
+    removal.removed.dedup();
     let _ = std::fs::remove_file(crate::lab::state::state_file(dir));
-    if removed.is_empty() {
-        println!("no lab to remove");
-    } else {
-        println!("removed lab(s) {}", removed.join(", "));
+    Ok(removal)
+}
+
+/// How to run this binary again, as the user should type it: `isthmus` when that is what `PATH`
+/// finds, else its path (relative to the working directory when under it).
+pub fn self_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "isthmus".to_owned();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths)
+            .any(|dir| std::fs::canonicalize(dir.join("isthmus")).is_ok_and(|found| found == exe))
+    });
+    if on_path {
+        return "isthmus".to_owned();
     }
-    Ok(())
+    match std::env::current_dir() {
+        Ok(cwd) => exe
+            .strip_prefix(&cwd)
+            .map_or_else(|_| exe.display().to_string(), |p| p.display().to_string()),
+        Err(_) => exe.display().to_string(),
+    }
 }
 
 async fn stop_daemon(pid: u32) {

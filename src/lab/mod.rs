@@ -1,5 +1,5 @@
 //! `isthmus lab`: several clusters in network namespaces on this machine, every component of every
-//! cluster in one process, each cluster with its own in-memory API (design brief §7).
+//! cluster in one process, each cluster with its own in-memory API.
 //!
 //! `lab up` starts the lab daemon (`lab run`, in the background), waits until it is ready and
 //! prints what it measured; `lab status` reads the daemon's state and measures again; `lab down`
@@ -11,6 +11,7 @@ pub mod component;
 mod daemon;
 pub mod matrix;
 pub mod plan;
+pub mod preflight;
 pub mod reflector;
 pub mod report;
 pub mod runner;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
 
+pub use crate::lab::daemon::self_command;
 use crate::lab::plan::Shape;
 use crate::lab::runner::LabOptions;
 
@@ -35,10 +37,17 @@ pub enum LabCommand {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Directory of the lab's state and log.
+        #[arg(long, default_value = state::STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Stop the lab and remove everything it created (also after a crash of `lab up`).
-    Down,
-    /// Bring-up times and seed 004's B2 (MapEndpointIP → DNAT active in the kernel) on a fresh
+    Down {
+        /// Directory of the lab's state and log.
+        #[arg(long, default_value = state::STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Bring-up times and the reference thesis's benchmark B2 (MapEndpointIP → DNAT active in the kernel) on a fresh
     /// hub lab, which is removed afterwards.
     Bench(bench::LabBenchOptions),
     /// The lab daemon itself (what `lab up` starts in the background).
@@ -89,14 +98,17 @@ impl UpArgs {
 
 /// Runs a lab command.
 pub async fn main(command: LabCommand) -> anyhow::Result<()> {
+    if let LabCommand::Up(args) = &command {
+        // Before root is asked for and before anything starts: bad input fails in one sentence.
+        preflight::check(&args.options())?;
+    }
     require_root()?;
-    let dir = PathBuf::from(state::STATE_DIR);
     match command {
         LabCommand::Up(args) if args.foreground => daemon::run(args, true).await,
         LabCommand::Up(args) => daemon::up(args).await,
         LabCommand::Run(args) => daemon::run(args, false).await,
-        LabCommand::Status { json } => daemon::status(&dir, json).await,
-        LabCommand::Down => daemon::down(&dir).await,
+        LabCommand::Status { json, state_dir } => daemon::status(&state_dir, json).await,
+        LabCommand::Down { state_dir } => daemon::down(&state_dir).await,
         LabCommand::Bench(options) => {
             println!("{}", bench::run(options).await?);
             Ok(())

@@ -45,6 +45,16 @@ pub fn peerings(n: usize, shape: Shape) -> Vec<(usize, usize)> {
     pairs
 }
 
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}→{}", cluster_name(self.from), cluster_name(self.to))?;
+        match self.via {
+            Some(via) => write!(f, " via {}", cluster_name(via)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// How cluster `from` reaches the pods of cluster `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Path {

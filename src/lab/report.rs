@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::lab::cluster::NAMESPACE;
 use crate::lab::matrix::{Matrix, format_rtt};
-use crate::lab::plan::Shape;
+use crate::lab::plan::{Shape, cluster_name};
 use crate::lab::state::{LabState, Timings};
 
 /// One TunnelEndpoint as a table row.
@@ -28,6 +28,46 @@ pub struct TunnelRow {
     pub local_pods_as: String,
     pub remote_pods_as: String,
     pub message: String,
+}
+
+/// One probe of the matrix as `lab status --json` prints it: clusters by name, the round-trip
+/// time in milliseconds (`null` when no reply came).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeJson {
+    pub from: String,
+    pub from_pod: String,
+    pub to: String,
+    pub to_pod: String,
+    pub via: Option<String>,
+    pub address: std::net::Ipv4Addr,
+    pub rtt_ms: Option<f64>,
+}
+
+/// `lab status --json`.
+pub fn status_json(
+    state: &LabState,
+    tunnels: &[TunnelRow],
+    matrix: &Matrix,
+) -> serde_json::Result<String> {
+    let probes: Vec<ProbeJson> = matrix
+        .probes
+        .iter()
+        .map(|p| ProbeJson {
+            from: cluster_name(p.from),
+            from_pod: p.from_pod.clone(),
+            to: cluster_name(p.to),
+            to_pod: p.to_pod.clone(),
+            via: p.via.map(cluster_name),
+            address: p.address,
+            rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1e3),
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "clusters": state.clusters,
+        "tunnels": tunnels,
+        "matrix": probes,
+        "all_reachable": matrix.all_reachable(),
+    }))
 }
 
 /// A client of a lab API served over HTTP.
@@ -187,4 +227,55 @@ pub fn render_matrix(matrix: &Matrix, clusters: usize) -> String {
 /// `0.42 ms` or `no reply` (re-exported for the CLI).
 pub fn rtt(d: Option<Duration>) -> String {
     format_rtt(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::matrix::Probe;
+    use crate::lab::state::{ClusterState, Phase};
+
+    #[test]
+    fn status_json_names_clusters_and_gives_milliseconds() {
+        let state = LabState {
+            pid: 1,
+            phase: Phase::Ready,
+            error: None,
+            shape: Shape::Hub,
+            topology_file: None,
+            clusters: vec![ClusterState {
+                id: "a".into(),
+                api_url: "http://127.0.0.1:1".into(),
+                grpc: "127.0.0.1:2".parse().unwrap(),
+                metrics: Default::default(),
+            }],
+            peerings: vec![(0, 1)],
+            reflections: Vec::new(),
+            timings: Timings::default(),
+            matrix: Matrix::default(),
+        };
+        let probe = |rtt| Probe {
+            from: 0,
+            from_pod: "pod0-0".into(),
+            to: 2,
+            to_pod: "pod1-0".into(),
+            via: Some(1),
+            address: "10.2.0.7".parse().unwrap(),
+            rtt,
+        };
+        let matrix = Matrix {
+            probes: vec![probe(Some(Duration::from_micros(1500))), probe(None)],
+        };
+        let text = status_json(&state, &[], &matrix).unwrap();
+        assert!(!text.contains("secs") && !text.contains("nanos"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let first = &json["matrix"][0];
+        assert_eq!(first["from"], "a");
+        assert_eq!(first["to"], "c");
+        assert_eq!(first["via"], "b");
+        assert_eq!(first["rtt_ms"], 1.5);
+        assert!(json["matrix"][1]["rtt_ms"].is_null());
+        assert_eq!(json["all_reachable"], false);
+        assert_eq!(json["clusters"][0]["id"], "a");
+    }
 }

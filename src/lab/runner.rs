@@ -58,6 +58,51 @@ impl LabOptions {
         }
         Ok(())
     }
+
+    /// The namespaces and addresses to build.
+    pub fn topology_spec(&self) -> TopologySpec {
+        TopologySpec {
+            clusters: self.clusters,
+            workers: self.workers,
+            pods_per_node: self.pods_per_node,
+            pod_cidr: self.pod_cidr,
+            state_file: self.topology_file.clone(),
+            ..TopologySpec::default()
+        }
+    }
+
+    /// The IPAM pools of cluster `index` (empty: the RFC 1918 ranges).
+    fn pools_of(&self, index: usize) -> Vec<isthmus_api::Cidr> {
+        self.pools
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// The IPAM configuration cluster `index`'s network-manager gets.
+    pub fn ipam_config(
+        &self,
+        index: usize,
+        pod_cidr: isthmus_api::Cidr,
+        record: &isthmus_lab::TopologyRecord,
+    ) -> isthmus_ipam::IpamConfig {
+        crate::standalone::ipam_config(
+            pod_cidr,
+            None,
+            None,
+            self.pools_of(index),
+            reserved_networks(&record.clusters[index], record.wan.network),
+        )
+    }
+}
+
+/// What a lab cluster's IPAM must never hand out: its node network and the underlay.
+fn reserved_networks(cluster: &isthmus_lab::ClusterRecord, wan: Ipv4Net) -> Vec<isthmus_api::Cidr> {
+    [cluster.node_network, wan]
+        .iter()
+        .map(|n| n.to_string().parse().expect("an Ipv4Net is a valid CIDR"))
+        .collect()
 }
 
 /// A running lab. Dropping it without [`Lab::shutdown`] still removes the namespaces.
@@ -92,19 +137,11 @@ fn site_of(
         index,
         id: cluster.id.parse()?,
         pod_cidr: cluster.pod_cidr.to_string().parse()?,
-        reserved: vec![
-            cluster.node_network.to_string().parse()?,
-            wan.to_string().parse()?,
-        ],
+        reserved: reserved_networks(cluster, wan),
         underlay: cluster.underlay,
         wg_interface: cluster.wg_interface.clone(),
         mtu: 1420,
-        pools: options
-            .pools
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_default(),
+        pools: options.pools_of(index),
         nodes,
     })
 }
@@ -112,15 +149,10 @@ fn site_of(
 impl Lab {
     /// Builds the namespaces and starts every cluster's API and components (not yet peered).
     pub async fn start(options: LabOptions) -> anyhow::Result<Lab> {
+        // Only the cheap checks: tests build labs whose peerings are meant to fail (exhausted
+        // pools); `lab up` runs the whole preflight before it starts anything.
         options.validate()?;
-        let spec = TopologySpec {
-            clusters: options.clusters,
-            workers: options.workers,
-            pods_per_node: options.pods_per_node,
-            pod_cidr: options.pod_cidr,
-            state_file: options.topology_file.clone(),
-            ..TopologySpec::default()
-        };
+        let spec = options.topology_spec();
         let topology = tokio::task::spawn_blocking(move || Topology::build(&spec))
             .await??
             .guard();
@@ -247,7 +279,7 @@ impl Lab {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        bail!("no packet through {path:?} within {timeout:?}")
+        bail!("no packet through {path} within {} s", timeout.as_secs())
     }
 
     /// Cluster `i`'s TunnelEndpoint for cluster `j`.
@@ -285,8 +317,12 @@ impl Lab {
                 for (x, y) in [(i, j), (j, i)] {
                     let state = self.tunnel_state(x, y).await;
                     if state != Some(ConnectionState::Connected) {
+                        let state = state.map_or_else(
+                            || "no TunnelEndpoint status yet".to_owned(),
+                            |s| s.to_string(),
+                        );
                         pending.push(format!(
-                            "{}→{}: {state:?}",
+                            "{}→{}: {state}",
                             self.clusters[x].site.id, self.clusters[y].site.id
                         ));
                     }
@@ -297,12 +333,24 @@ impl Lab {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "tunnels not connected after {timeout:?}: {}",
-                    pending.join(", ")
+                    "tunnels not connected after {} s: {}{}",
+                    timeout.as_secs(),
+                    pending.join(", "),
+                    self.failing_components()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `; a/network-manager failed 12 times, last: …` for every component that keeps failing.
+    fn failing_components(&self) -> String {
+        let mut out = String::new();
+        for (name, f) in self.clusters.iter().flat_map(|c| c.failing()) {
+            let last = f.last.unwrap_or_default();
+            out.push_str(&format!("; {name} failed {} times, last: {last}", f.count));
+        }
+        out
     }
 
     /// Exposes every pod along every path (hub paths included).
@@ -313,7 +361,7 @@ impl Lab {
                     .reflector
                     .reflect(path, &pod.name, pod.ip)
                     .await
-                    .with_context(|| format!("reflecting {} along {path:?}", pod.name))?;
+                    .with_context(|| format!("reflecting {} along {path}", pod.name))?;
                 tracing::info!(from = %self.clusters[path.from].site.id, pod = %pod.name,
                     to = %self.clusters[path.to].site.id, address = %r.address(), "pod reflected");
                 self.reflections.push(r);

@@ -27,6 +27,16 @@ pub fn log_file(dir: &Path) -> PathBuf {
     dir.join("lab.log")
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Failed => "failed",
+        })
+    }
+}
+
 /// Where the daemon is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -123,8 +133,9 @@ impl LabState {
         }
     }
 
-    /// Whether the daemon process still runs.
+    /// Whether the daemon process still runs (a killed daemon that nobody reaped, a zombie,
+    /// does not).
     pub fn alive(&self) -> bool {
-        Path::new(&format!("/proc/{}", self.pid)).exists()
+        isthmus_lab::process_alive(self.pid)
     }
 }

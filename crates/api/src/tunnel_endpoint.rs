@@ -66,7 +66,7 @@ pub struct TunnelEndpointSpec {
     pub backend_config: BTreeMap<String, String>,
 }
 
-/// `connected`, `connecting` or `error`, as in the seed.
+/// `connected`, `connecting` or `error`, as in the reference thesis.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionState {
@@ -74,6 +74,16 @@ pub enum ConnectionState {
     #[default]
     Connecting,
     Error,
+}
+
+impl std::fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectionState::Connected => "connected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Error => "error",
+        })
+    }
 }
 
 /// The tunnel as the gateway observes it.

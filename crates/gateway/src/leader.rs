@@ -209,8 +209,9 @@ impl Elector {
                         .and_then(|s| s.holder_identity)
                         .unwrap_or_default();
                     if holder != self.config.identity {
+                        let holder = if holder.is_empty() { "nobody" } else { &holder };
                         return Err(Error::LeadershipLost(format!(
-                            "lease {} is held by {holder:?}",
+                            "lease {} is held by {holder}",
                             self.config.lease_name
                         )));
                     }
@@ -219,8 +220,9 @@ impl Elector {
             }
             if renewed.elapsed() >= self.config.lease_duration {
                 return Err(Error::LeadershipLost(format!(
-                    "lease {} not renewed for {:?}",
-                    self.config.lease_name, self.config.lease_duration
+                    "lease {} not renewed for {} s",
+                    self.config.lease_name,
+                    self.config.lease_duration.as_secs()
                 )));
             }
         }

@@ -56,7 +56,7 @@ pub enum Error {
     #[error(transparent)]
     Dataplane(#[from] isthmus_dataplane::Error),
     /// Building failed, and so did removing what had been built.
-    #[error("{cause} (and rolling back failed: {rollback})")]
+    #[error("{cause} (removing what was already built failed too: {rollback})")]
     RollbackFailed {
         /// Why the build failed.
         cause: Box<Error>,

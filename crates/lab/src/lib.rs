@@ -1,4 +1,4 @@
-//! isthmus-lab: the kernel side of `isthmus lab` (design brief §7).
+//! isthmus-lab: the kernel side of `isthmus lab`.
 //!
 //! - [`TopologySpec`] → [`TopologySpec::plan`] (pure: every name and address) → [`Topology::build`]
 //!   (namespaces, bridges, veths, addresses, routes, in parallel `ip` batches);
@@ -27,7 +27,9 @@ pub use record::{
     ClusterRecord, DEFAULT_STATE_DIR, NodeRecord, PodRecord, TopologyRecord, WanRecord,
 };
 pub use spec::TopologySpec;
-pub use teardown::{UAPI_DIR, destroy, destroy_stale, destroy_tag, lab_tags, uapi_socket};
+pub use teardown::{
+    UAPI_DIR, destroy, destroy_stale, destroy_tag, exists, lab_tags, process_alive, uapi_socket,
+};
 
 /// Fails loudly unless running as root (lab tests never skip).
 pub fn require_root() {

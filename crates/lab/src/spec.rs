@@ -50,6 +50,11 @@ impl Default for TopologySpec {
     }
 }
 
+/// Whether two networks share an address.
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
 /// `.n` of `net`, if it is a host address of `net`.
 fn host(net: Ipv4Net, n: u32) -> Option<Ipv4Addr> {
     let addr = Ipv4Addr::from(u32::from(net.network()).checked_add(n)?);
@@ -110,6 +115,18 @@ impl TopologySpec {
             )));
         }
         let pod_cidr = self.pod_cidr_of(index);
+        for (network, what) in [
+            (self.node_network, "node network"),
+            (self.wan_network, "underlay between gateways"),
+        ] {
+            if overlaps(pod_cidr, network) {
+                return Err(Error::spec(format!(
+                    "Pod CIDR {pod_cidr} overlaps the lab's {what} {network}; choose one clear of \
+                     {} and {} (the default is 10.0.0.0/16)",
+                    self.node_network, self.wan_network
+                )));
+            }
+        }
         if pod_cidr.prefix_len() > 24 {
             return Err(Error::spec(format!(
                 "Pod CIDR {pod_cidr} must be /24 or larger (one /24 per node)"
@@ -225,5 +242,17 @@ mod tests {
                 .plan("il4194304x1234")
                 .is_err()
         );
+        for (cidr, named) in [
+            ("172.16.0.0/16", "node network 172.16.0.0/24"),
+            (
+                "192.168.0.0/16",
+                "underlay between gateways 192.168.100.0/24",
+            ),
+        ] {
+            let mut overlapping = TopologySpec::with_clusters(2);
+            overlapping.pod_cidr = cidr.parse().unwrap();
+            let err = overlapping.plan("il1x0").unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains(cidr), "{err}");
+        }
     }
 }

@@ -94,8 +94,23 @@ fn tagged_sockets(tag: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// Whether any namespace of the lab of `record` is still there.
+pub fn exists(record: &TopologyRecord) -> bool {
+    record.namespaces().iter().any(|n| netns_exists(n))
+}
+
+/// Whether process `pid` runs: it exists and is not a zombie (a killed process whose parent has
+/// not reaped it still has its `/proc` entry; in a container whose init does not reap, forever).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat_says_running(&stat))
+}
+
+/// Parses `/proc/PID/stat`: the state is the first field after the command's closing `)`.
+fn stat_says_running(stat: &str) -> bool {
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X" | "x") | None)
 }
 
 /// Every lab tag present on the host: in namespace names, WireGuard sockets and the state files
@@ -116,7 +131,7 @@ pub fn lab_tags(state_dir: Option<&Path>) -> Result<Vec<(String, bool)>> {
     Ok(tags
         .into_iter()
         .map(|tag| {
-            let alive = naming::pid_of(&tag).is_some_and(pid_alive);
+            let alive = naming::pid_of(&tag).is_some_and(process_alive);
             (tag, alive)
         })
         .collect())
@@ -139,4 +154,23 @@ pub fn destroy_stale(state_dir: Option<&Path>) -> Result<Vec<String>> {
         }
     }
     Error::collect(errors).map(|()| destroyed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zombies_and_dead_processes_are_not_running() {
+        assert!(stat_says_running("42 (isthmus) S 1 42 42 0 -1"));
+        assert!(
+            stat_says_running("42 (a) b) R 1"),
+            "the command may contain ')'"
+        );
+        assert!(!stat_says_running("42 (isthmus) Z 1 42 42 0 -1"));
+        assert!(!stat_says_running("42 (isthmus) X 1"));
+        assert!(!stat_says_running("garbage"));
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(u32::MAX));
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 use isthmus_dataplane::Netns;
 
-use super::desired::Target;
+use super::desired::{LabHints, Target};
 use super::linux::LinuxObserver;
 use crate::lab::state::{LabState, Phase, STATE_DIR};
 
@@ -68,6 +68,7 @@ async fn resolve(args: &Args) -> anyhow::Result<(kube::Client, Target, Netns)> {
         node_name: args.node_name.clone(),
         listen_port: args.listen_port,
         api: String::new(),
+        lab: None,
     };
     if let Some(cluster) = &args.lab {
         return lab(args, cluster, target).await;
@@ -95,11 +96,15 @@ async fn lab(
     if !nix::unistd::geteuid().is_root() {
         bail!("--lab enters the lab node's network namespace: run it as root (sudo)");
     }
-    let state = LabState::load(&args.lab_dir)?
-        .context("no lab is running; start one with `sudo isthmus lab up`")?;
+    let state = LabState::load(&args.lab_dir)?.with_context(|| {
+        format!(
+            "no lab is running; start one with `sudo {} lab up`",
+            crate::lab::self_command()
+        )
+    })?;
     if state.phase != Phase::Ready || !state.alive() {
         bail!(
-            "the lab is not ready (phase {:?}, pid {})",
+            "the lab is not ready (phase {}, pid {})",
             state.phase,
             state.pid
         );
@@ -134,6 +139,10 @@ async fn lab(
     target.interface_given = true;
     target.node_name = Some(node.name.clone());
     target.api = format!("lab cluster {cluster} ({})", api.api_url);
+    target.lab = Some(LabHints {
+        command: crate::lab::self_command(),
+        log: crate::lab::state::log_file(&args.lab_dir),
+    });
     let client = crate::lab::report::http_client(&api.api_url)?;
     Ok((client, target, node.netns()))
 }

@@ -33,6 +33,27 @@ pub struct Target {
     pub listen_port: Option<u16>,
     /// The API, for the report.
     pub api: String,
+    /// Set when the target is a lab cluster: hints then name lab commands, not kubectl ones.
+    pub lab: Option<LabHints>,
+}
+
+/// What a hint needs to know of the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabHints {
+    /// How the user runs isthmus (`target/release/isthmus`).
+    pub command: String,
+    /// The lab daemon's log, where every component of the lab logs.
+    pub log: std::path::PathBuf,
+}
+
+impl LabHints {
+    /// The lab runs every component in its own process: restarting one means restarting the lab.
+    pub fn restart(&self) -> String {
+        format!(
+            "the lab restarts its components together: `sudo {0} lab down`, then `sudo {0} lab up`",
+            self.command
+        )
+    }
 }
 
 /// One TunnelEndpoint, as the checks need it.

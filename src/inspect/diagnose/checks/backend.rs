@@ -7,17 +7,18 @@ use std::collections::BTreeSet;
 
 use isthmus_dataplane::tunnel::{Backend, DeviceView, ModuleState};
 
-use super::{Inputs, restart_gateway};
+use super::{Inputs, gateway_logs, restart_gateway};
+use crate::inspect::diagnose::desired::Target;
 use crate::inspect::diagnose::report::{Check, CheckId, Finding};
 
 const COST: &str = "The userspace engine works, but costs CPU per packet and caps throughput well below the \
 kernel module (docs/BENCHMARKS.md).";
 
 /// The module situation in one sentence, and how to get the kernel backend.
-fn module_advice(module: &ModuleState, namespace: &str) -> (String, String) {
+fn module_advice(module: &ModuleState, target: &Target) -> (String, String) {
     let restart = format!(
         "then restart the gateway, which picks the backend when it starts: {}",
-        restart_gateway(namespace)
+        restart_gateway(target)
     );
     match module {
         ModuleState::Missing {
@@ -50,7 +51,7 @@ fn module_advice(module: &ModuleState, namespace: &str) -> (String, String) {
             "the kernel module is available, yet the gateway runs the userspace engine: it started \
              before the module was loaded"
                 .into(),
-            format!("{COST}\nRestart the gateway to switch: {}", restart_gateway(namespace)),
+            format!("{COST}\nRestart the gateway to switch: {}", restart_gateway(target)),
         ),
     }
 }
@@ -65,7 +66,6 @@ fn backend_word(backend: Backend) -> &'static str {
 /// What the device on this node says.
 fn observed(i: &Inputs<'_>) -> (Vec<Finding>, Option<Backend>) {
     let iface = &i.target.interface;
-    let ns = &i.target.namespace;
     match &i.facts.device {
         Err(err) => (
             vec![Finding::fail(
@@ -90,8 +90,8 @@ fn observed(i: &Inputs<'_>) -> (Vec<Finding>, Option<Backend>) {
                     format!(
                         "The gateway creates it when it leads and has at least one peer; with the userspace \
                          backend it exists only while the gateway process runs. Check that the gateway runs \
-                         on this node and its logs: kubectl -n {ns} logs deployment -l \
-                         app.kubernetes.io/component=gateway.{other}"
+                         on this node and its logs: {}.{other}",
+                        gateway_logs(i.target)
                     ),
                 )],
                 None,
@@ -103,7 +103,7 @@ fn observed(i: &Inputs<'_>) -> (Vec<Finding>, Option<Backend>) {
                     "kernel WireGuard carries the tunnel ({iface} is a wireguard link)"
                 )),
                 _ => {
-                    let (why, hint) = module_advice(&i.facts.module, ns);
+                    let (why, hint) = module_advice(&i.facts.module, i.target);
                     Finding::warn(
                         format!(
                             "userspace WireGuard (gotatun) carries the tunnel on {iface}: {why}"
@@ -148,8 +148,8 @@ fn reported(i: &Inputs<'_>, here: Option<Backend>) -> Vec<Finding> {
         (None, _) => out.push(Finding::warn(
             "no TunnelEndpoint reports a backend: the gateway has not written any status",
             format!(
-                "Is a gateway running and leading? kubectl -n {ns} get lease; kubectl -n {ns} logs \
-                 deployment -l app.kubernetes.io/component=gateway"
+                "Is a gateway running and leading? kubectl -n {ns} get lease; {}",
+                gateway_logs(i.target)
             ),
         )),
         (Some(r), Some(b)) if backends.len() == 1 && r == backend_word(b) => {
@@ -270,6 +270,20 @@ mod tests {
                 .as_deref()
                 .unwrap()
                 .contains("rollout restart")
+        );
+        // In the lab there is no Deployment to restart: the hint names the lab's own commands.
+        w.target.lab = Some(crate::inspect::diagnose::desired::LabHints {
+            command: "target/release/isthmus".into(),
+            log: "/run/isthmus-lab/lab.log".into(),
+        });
+        let hint = w.check(CheckId::WireguardBackend).findings[0]
+            .hint
+            .clone()
+            .unwrap();
+        assert!(!hint.contains("kubectl"), "{hint}");
+        assert!(
+            hint.contains("sudo target/release/isthmus lab down"),
+            "{hint}"
         );
     }
 

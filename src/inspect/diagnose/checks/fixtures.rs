@@ -141,6 +141,7 @@ impl World {
             node_name: Some("node0".into()),
             listen_port: None,
             api: "http://127.0.0.1:1".into(),
+            lab: None,
         };
         let mut world = World {
             target,

@@ -85,11 +85,37 @@ pub(crate) fn age(d: Duration) -> String {
     }
 }
 
-/// How to restart the gateway on a cluster installed by the Helm chart.
-pub(crate) fn restart_gateway(namespace: &str) -> String {
-    format!(
-        "kubectl -n {namespace} rollout restart deployment -l app.kubernetes.io/component=gateway"
-    )
+/// How to restart the gateway: on a cluster installed by the Helm chart, or in the lab.
+pub(crate) fn restart_gateway(target: &Target) -> String {
+    match &target.lab {
+        Some(lab) => lab.restart(),
+        None => format!(
+            "kubectl -n {} rollout restart deployment -l app.kubernetes.io/component=gateway",
+            target.namespace
+        ),
+    }
+}
+
+/// How to restart the route agents.
+pub(crate) fn restart_route_agents(target: &Target) -> String {
+    match &target.lab {
+        Some(lab) => lab.restart(),
+        None => format!(
+            "kubectl -n {} rollout restart daemonset -l app.kubernetes.io/component=route-agent",
+            target.namespace
+        ),
+    }
+}
+
+/// Where the gateway's logs are.
+pub(crate) fn gateway_logs(target: &Target) -> String {
+    match &target.lab {
+        Some(lab) => format!("the lab's log, {}", lab.log.display()),
+        None => format!(
+            "kubectl -n {} logs deployment -l app.kubernetes.io/component=gateway",
+            target.namespace
+        ),
+    }
 }
 
 #[cfg(test)]

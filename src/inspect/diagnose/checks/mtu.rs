@@ -74,7 +74,7 @@ fn too_big(i: &Inputs<'_>, peer: &str, p: &Path, mtu: u32) -> Finding {
              ({}). If the interface was changed by hand, the gateway restores its configured \
              MTU at its next resync. MSS clamping keeps TCP going meanwhile; UDP and ICMP \
              above {max} bytes still break.",
-            restart_gateway(&i.target.namespace)
+            restart_gateway(i.target)
         ),
     )
 }
@@ -158,7 +158,7 @@ fn mss_clamping(i: &Inputs<'_>) -> Vec<Finding> {
                      filtering often breaks (connections stall after the handshake). The gateway \
                      rebuilds its table at its next resync when the rule count changed; otherwise \
                      restart it: {}",
-                    restart_gateway(&i.target.namespace)
+                    restart_gateway(i.target)
                 ),
             )
         })

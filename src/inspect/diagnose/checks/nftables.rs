@@ -7,38 +7,39 @@ use isthmus_dataplane::firewall::NatPlan;
 use isthmus_dataplane::firewall::view::{TableDiff, TableView, diff};
 
 use super::{Inputs, capped, restart_gateway};
+use crate::inspect::diagnose::desired::Target;
 use crate::inspect::diagnose::report::{Check, CheckId, Finding};
 
 /// Findings shown per kind of difference before the rest is counted.
 const SHOWN: usize = 10;
 
-fn table_gone_hint(ns: &str) -> String {
+fn table_gone_hint(target: &Target) -> String {
     format!(
         "The gateway rebuilds its table at its next resync (every probe interval, 5 s by default). If \
          it keeps disappearing, another program flushes nftables: a firewall manager (firewalld, ufw), \
          `nft flush ruleset` or an iptables-nft restore in a provisioning script, a CNI. Watch with \
          `nft monitor`. To rebuild now, restart the gateway: {}",
-        restart_gateway(ns)
+        restart_gateway(target)
     )
 }
 
-fn rules_hint(ns: &str) -> String {
+fn rules_hint(target: &Target) -> String {
     format!(
         "The gateway compares the whole table with what it applied at every resync (each probe \
          interval, 5 s by default) and rebuilds it on any difference. If this persists, something \
          other than isthmus keeps writing to table inet isthmus: find it with `nft monitor`. \
          Restart the gateway to rebuild the table now: {}",
-        restart_gateway(ns)
+        restart_gateway(target)
     )
 }
 
-fn elements_hint(ns: &str) -> String {
+fn elements_hint(target: &Target) -> String {
     format!(
         "The gateway's repair pass compares every map element with what it applied and rebuilds \
          the table at its next resync (each probe interval). If this persists, something edits \
          the map behind isthmus (find it with `nft monitor`) or the gateway is not running. \
          Restart the gateway to rebuild now: {}.",
-        restart_gateway(ns)
+        restart_gateway(target)
     )
 }
 
@@ -165,8 +166,8 @@ fn rules(
     out
 }
 
-fn elements(d: &TableDiff, nat: Option<&NatPlan>, ns: &str) -> Vec<Finding> {
-    let hint = elements_hint(ns);
+fn elements(d: &TableDiff, nat: Option<&NatPlan>, target: &Target) -> Vec<Finding> {
+    let hint = elements_hint(target);
     let mut out: Vec<Finding> = d
         .missing_elements
         .iter()
@@ -227,7 +228,6 @@ fn summary(want: &TableView) -> String {
 
 /// The check.
 pub fn check(i: &Inputs<'_>) -> Check {
-    let ns = &i.target.namespace;
     let nat = i.desired.nat.as_ref();
     let findings = match (&i.facts.table, &i.desired.table) {
         (Err(err), _) => vec![Finding::fail(
@@ -246,7 +246,7 @@ pub fn check(i: &Inputs<'_>) -> Check {
         (Ok(None), Some(_)) => vec![Finding::fail(
             "table inet isthmus does not exist: no NAT toward any peer (packets leave with their \
              real addresses, NatMapping addresses lead nowhere)",
-            table_gone_hint(ns),
+            table_gone_hint(i.target),
         )],
         (Ok(Some(have)), Some(want)) => {
             let mut d = diff(want, have);
@@ -266,12 +266,12 @@ pub fn check(i: &Inputs<'_>) -> Check {
             if d.is_empty() {
                 out.insert(0, Finding::ok(summary(want)));
             } else {
-                let hint = rules_hint(ns);
+                let hint = rules_hint(i.target);
                 let (broken, foreign) = objects(&d, nat, &hint);
                 out.extend(broken);
                 out.extend(rules(&d, (want, have), nat, &hint));
                 out.extend(foreign);
-                out.extend(elements(&d, nat, ns));
+                out.extend(elements(&d, nat, i.target));
             }
             out
         }

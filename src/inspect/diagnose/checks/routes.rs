@@ -10,7 +10,7 @@ use isthmus_dataplane::routes::{
 };
 use isthmus_route_agent::Skipped;
 
-use super::{Inputs, capped, restart_gateway};
+use super::{Inputs, capped, restart_gateway, restart_route_agents};
 use crate::inspect::diagnose::report::{Check, CheckId, Finding};
 
 /// `dev isthmus0`, `via 172.16.0.10`, `blackhole` …
@@ -66,13 +66,10 @@ fn expected(i: &Inputs<'_>) -> Expected {
 }
 
 fn missing_hint(owner: &str, i: &Inputs<'_>) -> String {
-    let ns = &i.target.namespace;
     let restart = if owner == "gateway" {
-        restart_gateway(ns)
+        restart_gateway(i.target)
     } else {
-        format!(
-            "kubectl -n {ns} rollout restart daemonset -l app.kubernetes.io/component=route-agent"
-        )
+        restart_route_agents(i.target)
     };
     format!(
         "The {owner} re-adds its routes at its next resync (gateway: every probe interval; route \

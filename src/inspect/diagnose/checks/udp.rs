@@ -37,14 +37,13 @@ fn udp_hint(endpoint: &str, port: u16, keepalive: Option<u16>) -> String {
 
 fn port(i: &Inputs<'_>, device: &DeviceView) -> Vec<Finding> {
     let p = device.listen_port;
-    let ns = &i.target.namespace;
     if let Some(want) = i.target.listen_port.filter(|w| *w != p) {
         return vec![Finding::fail(
             format!("{} listens on UDP {p}, not on {want}", i.target.interface),
             format!(
                 "Peers dial the port our network-manager published; give the gateway --listen-port \
                  {want} (or diagnose the right port) and restart it: {}",
-                restart_gateway(ns)
+                restart_gateway(i.target)
             ),
         )];
     }
@@ -53,7 +52,7 @@ fn port(i: &Inputs<'_>, device: &DeviceView) -> Vec<Finding> {
             format!("{} has no UDP listen port", i.target.interface),
             format!(
                 "The gateway sets it at every resync; restart it: {}",
-                restart_gateway(ns)
+                restart_gateway(i.target)
             ),
         )];
     }
@@ -70,7 +69,7 @@ fn port(i: &Inputs<'_>, device: &DeviceView) -> Vec<Finding> {
                 ),
                 format!(
                     "The WireGuard engine is not listening: restart the gateway ({}) and read its logs",
-                    restart_gateway(ns)
+                    restart_gateway(i.target)
                 ),
             )],
         },
@@ -101,8 +100,8 @@ fn route_to(i: &Inputs<'_>, peer: &PeerView, addr: SocketAddr) -> Option<Finding
         Some(Ok(found)) if found.kind != RouteKind::Unicast && found.kind != RouteKind::Local => {
             Some(Finding::fail(
                 format!(
-                    "peer {name}: the route to its endpoint {v4} is {:?}",
-                    found.kind
+                    "peer {name}: the route to its endpoint {v4} is of type {}",
+                    format!("{:?}", found.kind).to_lowercase()
                 ),
                 format!("Remove that route: ip route show {v4}"),
             ))
@@ -138,7 +137,7 @@ fn handshake(i: &Inputs<'_>, peer: &PeerView, wg: &PeerStatus, port: u16) -> Fin
     match connection {
         Some(c) if c.status != ConnectionState::Connected => Finding::warn(
             format!(
-                "peer {name}: handshake {} ago, but the gateway reports {:?}: {}",
+                "peer {name}: handshake {} ago, but the gateway reports {}: {}",
                 age(since),
                 c.status,
                 c.message
@@ -197,7 +196,7 @@ fn per_peer(i: &Inputs<'_>, device: Option<&DeviceView>, peer: &PeerView) -> Vec
             ),
             format!(
                 "The gateway adds it at its next resync; if it does not, read its logs and restart it: {}",
-                restart_gateway(&i.target.namespace)
+                restart_gateway(i.target)
             ),
         )],
         Some(wg) => vec![handshake(i, peer, wg, device.listen_port)],

@@ -106,7 +106,7 @@ impl Cidr {
         self.len <= other.len && self.contains(other.network())
     }
 
-    /// The seed's `MapIPToNetwork`: keep the host bits of `ip`, take the network bits of `self`.
+    /// The reference thesis's `MapIPToNetwork`: keep the host bits of `ip`, take the network bits of `self`.
     pub fn map_ip(&self, ip: Ipv4Addr) -> Ipv4Addr {
         let m = mask(self.len);
         Ipv4Addr::from(self.base | (u32::from(ip) & !m))
@@ -181,7 +181,7 @@ impl<'de> Deserialize<'de> for Cidr {
 }
 
 /// Serde helpers for an optional CIDR that also accepts Liqo's string `"None"` (and `""`) as
-/// absent, for compatibility with the seed's resources. Absent values are written as absent.
+/// absent, for compatibility with the reference thesis's resources. Absent values are written as absent.
 pub mod none_as_absent {
     use super::*;
 

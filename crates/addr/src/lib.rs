@@ -1,5 +1,5 @@
 //! Validated address types shared by every isthmus crate: [`Cidr`] (a canonical IPv4 network),
-//! [`ClusterId`] (a peer's identity) and the seed's `MapIPToNetwork` arithmetic.
+//! [`ClusterId`] (a peer's identity) and the reference thesis's `MapIPToNetwork` arithmetic.
 //!
 //! Pure: no I/O. Parsing is strict so that bad input is rejected at the edge with a message that
 //! says what was wrong, and everything past the edge can rely on the invariants.

@@ -66,7 +66,7 @@ pub struct IpamNetworks {
     pub reserved: Vec<Cidr>,
 }
 
-/// The networks of one peer, in both views (as in the seed's `Subnets`).
+/// The networks of one peer, in both views (as in the reference thesis's `Subnets`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct ClusterSubnets {
     /// The peer's real Pod CIDR.

@@ -1,4 +1,4 @@
-//! isthmus-gateway: the gateway controller (design brief §2, §4, §5).
+//! isthmus-gateway: the gateway controller.
 //!
 //! It watches the TunnelEndpoints and NatMappings of its namespace, plans the desired
 //! [`isthmus_dataplane::GatewaySpec`] purely ([`plan`]), applies it through a

@@ -1,5 +1,5 @@
 //! Probing a peer gateway: one ICMP echo to its transit address through the tunnel, answered by
-//! the peer's kernel (design brief §4: the transit address is on its WireGuard interface).
+//! the peer's kernel (the transit address is on its WireGuard interface).
 //!
 //! [`Prober`] is the trait the controller uses; [`IcmpProber`] sends from a raw socket created
 //! inside the gateway's network namespace; [`FakeProber`] answers what a test scripts.

@@ -1,4 +1,4 @@
-//! Endpoint reflection, the seed's Algorithms 3 and 4: `MapEndpointIP`, `UnmapEndpointIP`, and
+//! Endpoint reflection, the reference thesis's Algorithms 3 and 4: `MapEndpointIP`, `UnmapEndpointIP`, and
 //! the read-only `GetHomePodIP` / `BelongsToPodCIDR`, plus the NAT mapping entries they imply.
 
 use std::collections::BTreeMap;
@@ -105,7 +105,7 @@ impl Ipam {
         }
     }
 
-    /// Algorithm 4. Unmapping something never mapped is a no-op (as in the seed).
+    /// Algorithm 4. Unmapping something never mapped is a no-op (as in the reference thesis).
     pub fn plan_unmap(&self, cluster: &ClusterId, ip: Ipv4Addr) -> Result<UnmapOutcome, IpamError> {
         let peer = self
             .peers

@@ -1,10 +1,10 @@
 //! The isthmus IPAM, pure: no I/O, no clock, no async.
 //!
-//! It owns three decisions (design brief §3):
+//! It owns three decisions:
 //! - the local networks: Pod and Service CIDRs reserved, an ExternalCIDR chosen from the pools;
 //! - per peer: its Pod CIDR and ExternalCIDR accepted as-is when free, otherwise remapped 1:1 to a
 //!   free network of the same prefix length (stable across repeats);
-//! - per endpoint reflection (seed 004, Algorithms 3 and 4): a local pod IP is translated
+//! - per endpoint reflection (the reference thesis's Algorithms 3 and 4): a local pod IP is translated
 //!   arithmetically into the peer's view; any other IP gets one ExternalCIDR address shared by all
 //!   peers it is reflected to, recorded in that peer's NAT mapping, freed after the last unmap.
 //!

@@ -1,4 +1,4 @@
-//! The isthmus network-manager controllers (design brief §2-3; Liqo's network module, seed 004
+//! The isthmus network-manager controllers (Liqo's network module, as the reference thesis describes it
 //! chapters 4-5):
 //!
 //! - **ForeignCluster** → our `NetworkConfig` in the peer's API (PodCIDR, ExternalCIDR, gateway

@@ -72,7 +72,7 @@ pub fn outgoing_network_config(
     nc
 }
 
-/// The merged view of a peering (design brief §2): our networks and how the peer addresses them
+/// The merged view of a peering: our networks and how the peer addresses them
 /// (its decision), the peer's networks and how we address them (ours), the peer's gateway.
 pub fn tunnel_endpoint_spec(
     local: &LocalNetworks,

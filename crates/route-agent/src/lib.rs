@@ -1,4 +1,4 @@
-//! The isthmus route agent: one per node (design brief §4). It watches the TunnelEndpoints of its
+//! The isthmus route agent: one per node. It watches the TunnelEndpoints of its
 //! namespace and keeps this node's routes to every peer's ranges pointing at the gateway node:
 //!
 //! - [`plan`]: pure; TunnelEndpoints in, the wanted routes out (nothing on the gateway node);

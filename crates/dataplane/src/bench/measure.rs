@@ -1,5 +1,5 @@
-//! Measurements: sequential HTTP request-response (seed 000) and iperf3 TCP throughput with the
-//! best and worst runs dropped (seed 001), plus the small statistics they need.
+//! Measurements: sequential HTTP request-response and iperf3 TCP throughput with the
+//! best and worst runs dropped, plus the small statistics they need.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};

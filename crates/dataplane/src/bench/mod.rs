@@ -20,9 +20,9 @@ use crate::{Error, LinuxGateway, PrivateKey, Result};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct DatapathBenchOptions {
-    /// Sequential HTTP requests per path (seed 000 uses 10,000).
+    /// Sequential HTTP requests per path.
     pub requests: usize,
-    /// iperf3 runs per path; the best and the worst are dropped (seed 001 uses 12).
+    /// iperf3 runs per path; the best and the worst are dropped.
     pub iperf_runs: usize,
     /// Seconds per iperf3 run.
     pub iperf_seconds: u32,

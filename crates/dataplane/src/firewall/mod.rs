@@ -1,4 +1,4 @@
-//! Firewall: the NAT plan of the design brief §4, the driver trait, and what changes between two plans.
+//! Firewall: the NAT plan (docs/datapath.md), the driver trait, and what changes between two plans.
 //!
 //! One nftables table (`inet isthmus`) is ours. [`NatPlan`] is pure data derived from the validated
 //! gateway spec; [`render`](render::render) turns it into one atomic JSON batch; [`changes`] decides

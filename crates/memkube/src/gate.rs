@@ -51,6 +51,19 @@ impl Endpoint {
         Some(endpoint)
     }
 
+    /// The kind posted to the endpoint.
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Review(Review::SelfAccess) => "SelfSubjectAccessReview",
+            Self::Review(Review::Access) => "SubjectAccessReview",
+            Self::Review(Review::LocalAccess) => "LocalSubjectAccessReview",
+            Self::Review(Review::SelfRules) => "SelfSubjectRulesReview",
+            Self::SelfSubject => "SelfSubjectReview",
+            Self::TokenReview => "TokenReview",
+            Self::TokenRequest => "TokenRequest",
+        }
+    }
+
     /// 405 unless the request creates; 404 when the path has the wrong shape for the kind.
     fn check_shape(self, r: &ResourceAttributes) -> Result<(), ApiError> {
         if r.verb != "create" {
@@ -123,7 +136,7 @@ fn serve_endpoint(
     now: DateTime<Utc>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     endpoint.check_shape(r)?;
-    let object = request_object(parts, body)?;
+    let object = request_object(parts, body, endpoint.kind())?;
     let answer = match endpoint {
         Endpoint::Review(kind) => review::answer(shared, user, kind, &r.namespace, object)?,
         Endpoint::SelfSubject => authn_review::self_subject(user, object),
@@ -135,19 +148,16 @@ fn serve_endpoint(
     Ok(json_response(StatusCode::CREATED, &answer))
 }
 
-/// The posted object (JSON, or YAML by content type).
-fn request_object(parts: &Parts, body: &[u8]) -> Result<Value, ApiError> {
+/// The posted object (JSON, or YAML or Kubernetes protobuf by content type).
+fn request_object(parts: &Parts, body: &[u8], kind: &str) -> Result<Value, ApiError> {
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if content_type.contains("protobuf") {
-        return Err(ApiError::UnsupportedMediaType(
-            "application/json, application/yaml".into(),
-        ));
-    }
-    let parsed = if content_type.contains("yaml") {
+    let parsed = if content_type.contains("protobuf") {
+        crate::protobuf::decode(kind, body)
+    } else if content_type.contains("yaml") {
         serde_yaml::from_slice(body).map_err(|e| e.to_string())
     } else {
         serde_json::from_slice(body).map_err(|e| e.to_string())

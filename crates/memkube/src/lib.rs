@@ -30,6 +30,7 @@ mod managed;
 mod meta;
 mod openapi;
 mod patch;
+mod protobuf;
 mod rbac;
 mod resource;
 mod route;

@@ -24,6 +24,11 @@ pub struct TlsOptions {
     pub dns_sans: Vec<String>,
 }
 
+/// 127.0.0.1, which every serving certificate carries anyway.
+fn ips_has_localhost(ip: IpAddr) -> bool {
+    ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
 fn tls_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Tls {
         reason: format!("{what}: {e}"),
@@ -95,7 +100,12 @@ impl ClusterCa {
         let mut params = CertificateParams::new(Vec::<String>::new())
             .map_err(|e| tls_error("serving parameters", e))?;
         let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-        ips.extend(opts.ip_sans.iter().copied().filter(|ip| !ip.is_loopback()));
+        ips.extend(
+            opts.ip_sans
+                .iter()
+                .copied()
+                .filter(|ip| !ips_has_localhost(*ip)),
+        );
         let mut sans: Vec<SanType> = ips.into_iter().map(SanType::IpAddress).collect();
         for name in std::iter::once("localhost").chain(opts.dns_sans.iter().map(String::as_str)) {
             let dns = name

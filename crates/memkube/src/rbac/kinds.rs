@@ -2,7 +2,8 @@
 //! table: the stored RBAC kinds, NetworkPolicy and PodDisruptionBudget (schemaless, so charts
 //! that ship them install), and the create-only review kinds, which are never stored (the
 //! `gate` answers them). Also what discovery says about them: review kinds and
-//! `serviceaccounts/token` have only the `create` verb.
+//! `serviceaccounts/token` have only the `create` verb. RBAC objects' names are path segments,
+//! not DNS names.
 
 use serde_json::{Value, json};
 
@@ -127,6 +128,21 @@ pub(crate) fn is_review(group: &str, plural: &str) -> bool {
 /// The verbs discovery lists for a type, when they are not the usual eight.
 pub(crate) fn verbs(ty: &ResourceType) -> Option<&'static [&'static str]> {
     is_review(&ty.group, &ty.plural).then_some(&["create"])
+}
+
+/// Checks an object name: RBAC objects need only be valid path segments (so
+/// `system:discovery` is a name), everything else a DNS-1123 subdomain.
+pub(crate) fn validate_name(ty: &ResourceType, name: &str) -> Result<(), String> {
+    if ty.group != super::GROUP {
+        return crate::meta::validate_name(name);
+    }
+    match name {
+        "" => Err("name or generateName is required".into()),
+        "." | ".." => Err(format!("may not be '{name}'")),
+        _ if name.contains('/') => Err("may not contain '/'".into()),
+        _ if name.contains('%') => Err("may not contain '%'".into()),
+        _ => Ok(()),
+    }
 }
 
 /// Subresource entries discovery lists besides `status` (`serviceaccounts/token`).

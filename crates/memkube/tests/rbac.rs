@@ -44,6 +44,7 @@ on_memkube!(
     rules::subresources_need_their_own_rules,
     rules::resource_names_never_match_unnamed_requests,
     rules::bindings_scope_their_grants,
+    rules::namespaces_are_in_their_own_namespace,
     rules::subjects_match_users_groups_and_service_accounts,
     rules::missing_roles_are_named_in_the_denial,
     rules::non_resource_urls_need_cluster_role_bindings,

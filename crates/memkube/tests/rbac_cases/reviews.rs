@@ -141,6 +141,19 @@ pub async fn self_rules_review_lists_the_rules(c: &impl Cluster) {
     assert!(!status.incomplete);
 }
 
+/// A SubjectAccessReview: may `user` (in `system:authenticated`) get configmaps in `ns`?
+fn access_review(user: &str, ns: &str) -> SubjectAccessReview {
+    SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            groups: Some(vec!["system:authenticated".into()]),
+            resource_attributes: Some(resource("get", "configmaps", ns)),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    }
+}
+
 /// An admin asks about another user; a ServiceAccount may not.
 pub async fn subject_access_reviews_ask_about_others(c: &impl Cluster) {
     let ns = namespace(&c.admin()).await;
@@ -153,15 +166,7 @@ pub async fn subject_access_reviews_ask_about_others(c: &impl Cluster) {
     )
     .await;
     role_binding(c, &ns, "reads", ("Role", "reader"), vec![sa(&a)]).await;
-    let review = |user: &str| SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            groups: Some(vec!["system:authenticated".into()]),
-            resource_attributes: Some(resource("get", "configmaps", &ns)),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
+    let review = |user: &str| access_review(user, &ns);
     let admin: Api<SubjectAccessReview> = Api::all(c.admin());
     let pp = PostParams::default();
     let yes = admin

@@ -78,14 +78,9 @@ pub async fn verbs_are_matched_exactly(c: &impl Cluster) {
         api.delete("c1", &DeleteParams::default()).await,
         &msg(named, "delete"),
     );
-    let details = status.details.expect("details");
     assert_eq!(
-        (
-            details.name.as_str(),
-            details.group.as_str(),
-            details.kind.as_str()
-        ),
-        ("c1", "", "configmaps")
+        details(&status),
+        ("c1".into(), "".into(), "configmaps".into())
     );
     let dc = api
         .delete_collection(&DeleteParams::default(), &ListParams::default())
@@ -156,9 +151,9 @@ async fn gizmo_type(admin: &Client) -> ApiResource {
     ty
 }
 
-/// A subresource needs a rule naming it (`gizmos/status`) or `*/status`; the main resource's
-/// rule does not cover it, nor the reverse.
-pub async fn subresources_need_their_own_rules(c: &impl Cluster) {
+/// Gizmo `g1` in a fresh namespace, and one actor per grant of `patch` on gizmos: `main`
+/// (`gizmos`), `status` (`gizmos/status`), `any-status` (`*/status`), `everything` (`*`).
+async fn gizmo_patchers(c: &impl Cluster) -> (ApiResource, String, Vec<Actor>) {
     let ty = gizmo_type(&c.admin()).await;
     let ns = namespace(&c.admin()).await;
     let gizmos: Api<DynamicObject> = Api::namespaced_with(c.admin(), &ns, &ty);
@@ -187,6 +182,22 @@ pub async fn subresources_need_their_own_rules(c: &impl Cluster) {
         role_binding(c, &ns, name, ("Role", name), vec![sa(&a)]).await;
         actors.push(a);
     }
+    (ty, ns, actors)
+}
+
+/// `details` of a denial as (name, group, kind).
+fn details(status: &Status) -> (String, String, String) {
+    let d = status.details.as_ref().expect("details");
+    (d.name.clone(), d.group.clone(), d.kind.clone())
+}
+
+/// A subresource needs a rule naming it (`gizmos/status`) or `*/status`; the main resource's
+/// rule does not cover it, nor the reverse.
+pub async fn subresources_need_their_own_rules(c: &impl Cluster) {
+    let (ty, ns, actors) = gizmo_patchers(c).await;
+    let [main, status_only, any_status, everything] = &actors[..] else {
+        panic!("four actors");
+    };
     let spec = Patch::Merge(json!({"spec": {"size": 2}}));
     let status = Patch::Merge(json!({"status": {"ready": true}}));
     let pp = PatchParams::default();
@@ -197,34 +208,27 @@ pub async fn subresources_need_their_own_rules(c: &impl Cluster) {
         denied(&format!("gizmos.{GIZMO_GROUP} \"g1\""), &a.user, &rest)
     };
     let api = |a: &Actor| Api::<DynamicObject>::namespaced_with(a.client.clone(), &ns, &ty);
-    let main = &actors[0];
     assert_allowed(&api(main).patch("g1", &pp, &spec).await);
     let denial = assert_forbidden(
         api(main).patch_status("g1", &pp, &status).await,
         &message(main, "gizmos/status"),
     );
-    let details = denial.details.expect("details");
     assert_eq!(
-        (
-            details.name.as_str(),
-            details.group.as_str(),
-            details.kind.as_str()
-        ),
-        ("g1", GIZMO_GROUP, "gizmos")
+        details(&denial),
+        ("g1".into(), GIZMO_GROUP.into(), "gizmos".into())
     );
-    let status_only = &actors[1];
     assert_allowed(&api(status_only).patch_status("g1", &pp, &status).await);
     assert_forbidden(
         api(status_only).patch("g1", &pp, &spec).await,
         &message(status_only, "gizmos"),
     );
-    assert_allowed(&api(&actors[2]).patch_status("g1", &pp, &status).await);
+    assert_allowed(&api(any_status).patch_status("g1", &pp, &status).await);
     assert_forbidden(
-        api(&actors[2]).patch("g1", &pp, &spec).await,
-        &message(&actors[2], "gizmos"),
+        api(any_status).patch("g1", &pp, &spec).await,
+        &message(any_status, "gizmos"),
     );
-    assert_allowed(&api(&actors[3]).patch("g1", &pp, &spec).await);
-    assert_allowed(&api(&actors[3]).patch_status("g1", &pp, &status).await);
+    assert_allowed(&api(everything).patch("g1", &pp, &spec).await);
+    assert_allowed(&api(everything).patch_status("g1", &pp, &status).await);
 }
 
 /// `resourceNames` allow requests naming a listed object, never requests without a name
@@ -278,22 +282,43 @@ pub async fn resource_names_never_match_unnamed_requests(c: &impl Cluster) {
     assert_allowed(&api.delete("allowed", &DeleteParams::default()).await);
 }
 
-/// A RoleBinding grants (even a ClusterRole's rules) only in its namespace; a
-/// ClusterRoleBinding everywhere and at the cluster scope. A Namespace is addressed in its
-/// own namespace.
+/// A RoleBinding grants a ClusterRole's rules only in its namespace; a ClusterRoleBinding
+/// everywhere and at the cluster scope.
 pub async fn bindings_scope_their_grants(c: &impl Cluster) {
     let (ns, other) = (namespace(&c.admin()).await, namespace(&c.admin()).await);
     let local = actor(c, &ns, "local").await;
     let global = actor(c, &ns, "global").await;
     let reader = unique("secret-reader");
-    let ns_getter = unique("ns-getter");
-    let roles_getter = unique("roles-getter");
     cluster_role(
         c,
         &reader,
         vec![rule(&["get", "list"], &[""], &["secrets"])],
     )
     .await;
+    role_binding(c, &ns, &reader, ("ClusterRole", &reader), vec![sa(&local)]).await;
+    cluster_role_binding(c, &unique("global-reader"), &reader, vec![sa(&global)]).await;
+    let lp = ListParams::default();
+    let secrets = |a: &Actor, ns: &str| Api::<Secret>::namespaced(a.client.clone(), ns);
+    assert_allowed(&secrets(&local, &ns).list(&lp).await);
+    let in_ns = format!("list resource \"secrets\" in API group \"\" in the namespace \"{other}\"");
+    assert_forbidden(
+        secrets(&local, &other).list(&lp).await,
+        &denied("secrets", &local.user, &in_ns),
+    );
+    let all = Api::<Secret>::all(local.client.clone()).list(&lp).await;
+    let cluster = "list resource \"secrets\" in API group \"\" at the cluster scope";
+    assert_forbidden(all, &denied("secrets", &local.user, cluster));
+    assert_allowed(&secrets(&global, &other).list(&lp).await);
+    assert_allowed(&Api::<Secret>::all(global.client.clone()).list(&lp).await);
+}
+
+/// A Namespace is addressed in its own namespace, so a RoleBinding lets its subject read that
+/// namespace only; a cluster-scoped resource cannot be granted by a RoleBinding at all.
+pub async fn namespaces_are_in_their_own_namespace(c: &impl Cluster) {
+    let (ns, other) = (namespace(&c.admin()).await, namespace(&c.admin()).await);
+    let local = actor(c, &ns, "local").await;
+    let ns_getter = unique("ns-getter");
+    let roles_getter = unique("roles-getter");
     cluster_role(
         c,
         &ns_getter,
@@ -310,24 +335,9 @@ pub async fn bindings_scope_their_grants(c: &impl Cluster) {
         )],
     )
     .await;
-    for role in [&reader, &ns_getter, &roles_getter] {
+    for role in [&ns_getter, &roles_getter] {
         role_binding(c, &ns, role, ("ClusterRole", role), vec![sa(&local)]).await;
     }
-    cluster_role_binding(c, &unique("global-reader"), &reader, vec![sa(&global)]).await;
-    let lp = ListParams::default();
-    let secrets = |a: &Actor, ns: &str| Api::<Secret>::namespaced(a.client.clone(), ns);
-    assert_allowed(&secrets(&local, &ns).list(&lp).await);
-    let in_ns =
-        |n: &str| format!("list resource \"secrets\" in API group \"\" in the namespace \"{n}\"");
-    assert_forbidden(
-        secrets(&local, &other).list(&lp).await,
-        &denied("secrets", &local.user, &in_ns(&other)),
-    );
-    let all = Api::<Secret>::all(local.client.clone()).list(&lp).await;
-    let cluster = "list resource \"secrets\" in API group \"\" at the cluster scope";
-    assert_forbidden(all, &denied("secrets", &local.user, cluster));
-    assert_allowed(&secrets(&global, &other).list(&lp).await);
-    assert_allowed(&Api::<Secret>::all(global.client.clone()).list(&lp).await);
     let namespaces: Api<Namespace> = Api::all(local.client.clone());
     assert_allowed(&namespaces.get(&ns).await);
     let get_other =
@@ -338,14 +348,14 @@ pub async fn bindings_scope_their_grants(c: &impl Cluster) {
     );
     let list_all = "list resource \"namespaces\" in API group \"\" at the cluster scope";
     assert_forbidden(
-        namespaces.list(&lp).await,
+        namespaces.list(&ListParams::default()).await,
         &denied("namespaces", &local.user, list_all),
     );
     let cluster_roles: Api<ClusterRole> = Api::all(local.client.clone());
     let rest = "get resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope";
-    let what = format!("clusterroles.rbac.authorization.k8s.io \"{reader}\"");
+    let what = format!("clusterroles.rbac.authorization.k8s.io \"{ns_getter}\"");
     assert_forbidden(
-        cluster_roles.get(&reader).await,
+        cluster_roles.get(&ns_getter).await,
         &denied(&what, &local.user, rest),
     );
 }
@@ -454,15 +464,7 @@ pub async fn non_resource_urls_need_cluster_role_bindings(c: &impl Cluster) {
         get_path(&a.client, "/metrics").await,
         &denial(&a.user, "/metrics"),
     );
-    let details = status.details.expect("details");
-    assert_eq!(
-        (
-            details.name.as_str(),
-            details.group.as_str(),
-            details.kind.as_str()
-        ),
-        ("", "", "")
-    );
+    assert_eq!(details(&status), ("".into(), "".into(), "".into()));
     let role = unique("paths");
     let urls = PolicyRule {
         verbs: vec!["get".into()],

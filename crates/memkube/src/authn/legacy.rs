@@ -6,6 +6,8 @@
 //! write to Secrets or ServiceAccounts, so a client sees the token on its next read, as it
 //! would a moment later on a real cluster.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
 use serde_json::{Value, json};
@@ -14,6 +16,7 @@ use super::tokens::{AccountRef, SecretRef, random_token};
 use crate::Shared;
 use crate::meta::meta_str;
 use crate::resource::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{DeleteOptions, State, WriteCtx};
 
 /// The Secret type the controller fills in.
@@ -116,8 +119,26 @@ fn core_type(state: &State, plural: &str) -> Option<ResourceType> {
     state.registry.lookup("", "v1", plural).cloned()
 }
 
-/// Runs the controller over every token Secret of the instance.
+/// Every Secret of the token type that names a ServiceAccount.
+fn token_secrets(state: &State, secrets: &ResourceType) -> Vec<Arc<Value>> {
+    let (everything, any) = (LabelSelector::default(), FieldSelector::default());
+    let (all, _) = state.list(secrets, None, &everything, &any);
+    all.into_iter()
+        .filter(|s| s.get("type").and_then(Value::as_str) == Some(TOKEN_SECRET_TYPE))
+        .filter(|s| !annotation(s, NAME_ANNOTATION).is_empty())
+        .collect()
+}
+
+/// Runs the controller over every token Secret of the instance. The CA is made only when
+/// there is a token Secret.
 pub(crate) fn sync(shared: &Shared, now: DateTime<Utc>) {
+    let has_work = {
+        let state = shared.lock();
+        core_type(&state, "secrets").is_some_and(|ty| !token_secrets(&state, &ty).is_empty())
+    };
+    if !has_work {
+        return;
+    }
     let ca_pem = match shared.auth.ca() {
         Ok(ca) => Some(ca.cert_pem().to_string()),
         Err(e) => {
@@ -134,21 +155,12 @@ pub(crate) fn sync(shared: &Shared, now: DateTime<Utc>) {
         ) else {
             return;
         };
-        let everything = crate::selector::LabelSelector::parse("").unwrap_or_default();
-        let any = crate::selector::FieldSelector::parse("", false).unwrap_or_default();
-        let (all, _) = state.list(&secrets, None, &everything, &any);
-        for secret in all
-            .iter()
-            .filter(|s| s.get("type").and_then(Value::as_str) == Some(TOKEN_SECRET_TYPE))
-        {
-            let sa_name = annotation(secret, NAME_ANNOTATION);
-            if sa_name.is_empty() {
-                continue;
-            }
-            let ns = meta_str(secret, "namespace").unwrap_or_default();
+        for secret in token_secrets(&state, &secrets) {
+            let ns = meta_str(&secret, "namespace").unwrap_or_default();
+            let sa_name = annotation(&secret, NAME_ANNOTATION);
             let sa = state.get(&accounts, Some(ns), sa_name).ok();
-            let action = decide(secret, sa.as_deref(), ca_pem.as_deref());
-            if let Some(done) = apply(&mut state, &secrets, secret, action, now) {
+            let action = decide(&secret, sa.as_deref(), ca_pem.as_deref());
+            if let Some(done) = apply(&mut state, &secrets, &secret, action, now) {
                 registered.push(done);
             }
         }

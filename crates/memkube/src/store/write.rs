@@ -311,7 +311,7 @@ impl State {
                 ));
             }
         };
-        meta::validate_name(&name).map_err(|m| invalid(m, "metadata.name"))?;
+        crate::rbac::kinds::validate_name(ty, &name).map_err(|m| invalid(m, "metadata.name"))?;
         Ok(name)
     }
 

@@ -240,6 +240,9 @@ fn crdgen(out: PathBuf, check: bool) -> anyhow::Result<()> {
 /// exit code. Errors are printed here, once.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if std::env::var_os(crate::lab::kubelet::process::EXIT_WITH_PARENT).is_some() {
+        exit_with_parent();
+    }
     // A report prints what went wrong itself; client logs would only repeat it.
     let quiet = cli.command.reports_its_own_errors();
     init_tracing(cli.log_format, quiet);
@@ -277,4 +280,24 @@ fn init_tracing(format: LogFormat, quiet: bool) {
         LogFormat::Json => crate::logging::Format::Json,
     };
     crate::logging::init(format, quiet);
+}
+
+/// A pod of the lab: exit when the lab that started this process is gone (its parent changes),
+/// so that a killed lab leaves no daemon behind.
+fn exit_with_parent() {
+    let parent = nix::unistd::getppid();
+    let watch = std::thread::Builder::new()
+        .name("exit-with-parent".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if nix::unistd::getppid() != parent {
+                    eprintln!("the lab that started this process is gone; exiting");
+                    std::process::exit(1);
+                }
+            }
+        });
+    if let Err(e) = watch {
+        eprintln!("warning: cannot watch the parent process: {e}");
+    }
 }

@@ -367,7 +367,7 @@ async fn exhausted_pools_refuse_the_peering_with_a_reason_and_no_tunnel() {
         clusters: 2,
         shape: Shape::Mesh,
         pools: vec![(0, vec!["10.0.0.0/15".parse().unwrap()])],
-        ..LabOptions::default()
+        ..e2e_common::options()
     };
     let lab = isthmus::lab::runner::Lab::start(options).await.unwrap();
     lab.peer(0, 1).await.unwrap();
@@ -413,15 +413,15 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
     let options = LabOptions {
         clusters: 2,
         shape: Shape::Mesh,
-        ..LabOptions::default()
+        ..e2e_common::options()
     };
-    let lab = isthmus::lab::runner::Lab::start(options).await.unwrap();
+    let mut lab = isthmus::lab::runner::Lab::start(options).await.unwrap();
     // b's API cannot be reached from a: a's ForeignCluster says so and keeps retrying.
-    lab.peers.remove("b");
-    lab.clusters[0]
-        .peer_with(&lab.clusters[1].site.id)
+    lab.clusters[1]
+        .set_api_reachable_from_peers(false)
         .await
         .unwrap();
+    lab.peer_towards(0, 1).await.unwrap();
     let fcs: kube::Api<isthmus_api::ForeignCluster> = kube::Api::all(lab.clusters[0].client());
     eventually(
         "a reports b unreachable",
@@ -435,7 +435,7 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
                     c.type_ == "PeerAPIReachable"
                         && c.status == "False"
                         && c.reason == "PeerUnreachable"
-                        && c.message.contains("\"b\"")
+                        && c.message.contains("peer b")
                 })
             })
         },
@@ -492,11 +492,11 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
     )
     .await;
     // The peer's API answers again: the retries get through and the tunnel comes up.
-    lab.peers.insert("b", lab.clusters[1].client());
     lab.clusters[1]
-        .peer_with(&lab.clusters[0].site.id)
+        .set_api_reachable_from_peers(true)
         .await
         .unwrap();
+    lab.peer_towards(1, 0).await.unwrap();
     lab.wait_connected(&[(0, 1)], Duration::from_secs(60))
         .await
         .unwrap();

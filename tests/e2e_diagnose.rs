@@ -176,7 +176,7 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
         clusters: 3,
         shape: Shape::Hub,
         topology_file: Some(dir.path().join("topology.json")),
-        ..LabOptions::default()
+        ..e2e_common::options()
     })
     .await;
     let ns = gateway_ns(&lab, HUB);

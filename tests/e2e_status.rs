@@ -36,9 +36,10 @@ async fn status_of_the_hub_matches_its_objects() {
     isthmus_lab::require_root();
     let lab = lab_up(3, Shape::Hub).await;
     let hub = 1;
-    let url = lab.clusters[hub].api_url();
-    let report: Value = serde_json::from_str(&status(&["--server", &url, "-o", "json"]).await)
-        .expect("JSON report");
+    let kubeconfig = lab.clusters[hub].admin_kubeconfig.display().to_string();
+    let report: Value =
+        serde_json::from_str(&status(&["--kubeconfig", &kubeconfig, "-o", "json"]).await)
+            .expect("JSON report");
 
     // What the hub's API holds, read directly.
     let client = lab.clusters[hub].client();
@@ -111,7 +112,7 @@ async fn status_of_the_hub_matches_its_objects() {
         capacity - mappings as u64
     );
 
-    let table = status(&["--server", &url]).await;
+    let table = status(&["--kubeconfig", &kubeconfig]).await;
     eprintln!("{table}");
     assert!(
         table.starts_with("cluster b: 2/2 peers connected\n"),

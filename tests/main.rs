@@ -5,6 +5,7 @@ mod common;
 mod e2e_common;
 
 mod chart;
+mod chart_rbac;
 mod crash;
 mod crds;
 mod daemon_network_manager;

@@ -215,9 +215,9 @@ async fn the_table_has_a_summary_and_a_row_per_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_cluster_is_found_through_the_lab_state() {
-    let (_kube, server) = cluster().await;
+    let (kube, server) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
-    write_lab_state(dir.path(), &server.url());
+    write_lab_state(dir.path(), &server.url(), &kube.admin_token());
     let state_dir = dir.path().to_str().unwrap();
     let out = run(&["--lab", "b", "--lab-dir", state_dir, "-o", "json"]).await;
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -229,13 +229,20 @@ async fn a_lab_cluster_is_found_through_the_lab_state() {
     assert!(failure(&out).contains("no lab is running"));
 }
 
-/// A ready lab of this (live) process whose cluster `b` is served at `url`.
-fn write_lab_state(dir: &Path, url: &str) {
+/// A ready lab of this (live) process whose cluster `b` is served at `url` (its admin
+/// kubeconfig written next to the state, as the lab does).
+fn write_lab_state(dir: &Path, url: &str, token: &str) {
+    let kubeconfig = dir.join("b.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        isthmus_memkube::kubeconfig_yaml(url, None, token, "isthmus"),
+    )
+    .unwrap();
     let state = json!({
         "pid": std::process::id(), "phase": "ready", "shape": "hub",
         "clusters": [
             {"id": "a", "api_url": "http://127.0.0.1:9", "grpc": "127.0.0.1:9"},
-            {"id": "b", "api_url": url, "grpc": "127.0.0.1:9"},
+            {"id": "b", "api_url": url, "grpc": "127.0.0.1:9", "kubeconfig": kubeconfig},
         ],
         "peerings": [], "reflections": [],
         "timings": {"topology": {"secs": 0, "nanos": 0}, "components": {"secs": 0, "nanos": 0},

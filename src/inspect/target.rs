@@ -105,13 +105,14 @@ pub enum TargetError {
     UnknownLabCluster { cluster: String, known: Vec<String> },
 }
 
-/// The API URL of lab cluster `cluster`, from the lab's state and whether its daemon is alive.
-pub fn lab_api_url(
+/// The admin kubeconfig of lab cluster `cluster`, from the lab's state and whether its daemon is
+/// alive.
+pub fn lab_kubeconfig(
     state: &LabState,
     alive: bool,
     cluster: &str,
     file: &Path,
-) -> Result<String, TargetError> {
+) -> Result<PathBuf, TargetError> {
     if !alive {
         return Err(TargetError::LabGone {
             file: file.to_owned(),
@@ -129,7 +130,7 @@ pub fn lab_api_url(
         });
     }
     match state.clusters.iter().find(|c| c.id == cluster) {
-        Some(c) => Ok(c.api_url.clone()),
+        Some(c) => Ok(c.kubeconfig.clone()),
         None => Err(TargetError::UnknownLabCluster {
             cluster: cluster.to_owned(),
             known: state.clusters.iter().map(|c| c.id.clone()).collect(),
@@ -137,7 +138,7 @@ pub fn lab_api_url(
     }
 }
 
-fn lab_url(dir: &Path, cluster: &str) -> Result<String, TargetError> {
+fn lab_kubeconfig_of(dir: &Path, cluster: &str) -> Result<PathBuf, TargetError> {
     let file = state_file(dir);
     let state = LabState::load(dir)
         .map_err(|e| TargetError::LabState {
@@ -145,16 +146,22 @@ fn lab_url(dir: &Path, cluster: &str) -> Result<String, TargetError> {
             message: format!("{e:#}"),
         })?
         .ok_or_else(|| TargetError::NoLab { file: file.clone() })?;
-    lab_api_url(&state, state.alive(), cluster, &file)
+    lab_kubeconfig(&state, state.alive(), cluster, &file)
 }
 
 async fn config(args: &TargetArgs) -> Result<kube::Config, TargetError> {
-    let url = match (&args.server, &args.lab) {
-        (Some(url), _) => Some(url.clone()),
-        (None, Some(cluster)) => Some(lab_url(&args.lab_dir, cluster)?),
-        (None, None) => None,
-    };
-    if let Some(url) = url {
+    if let (None, Some(cluster)) = (&args.server, &args.lab) {
+        let path = lab_kubeconfig_of(&args.lab_dir, cluster)?;
+        let wrap = |error| TargetError::Kubeconfig {
+            path: Some(path.clone()),
+            error,
+        };
+        let kubeconfig = Kubeconfig::read_from(&path).map_err(wrap)?;
+        return kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(wrap);
+    }
+    if let Some(url) = args.server.clone() {
         let config = url
             .parse()
             .map(kube::Config::new)
@@ -215,8 +222,10 @@ mod tests {
         let json = serde_json::json!({
             "pid": 1, "phase": phase, "shape": "hub",
             "clusters": [
-                {"id": "a", "api_url": "http://127.0.0.1:1001", "grpc": "127.0.0.1:2001"},
-                {"id": "b", "api_url": "http://127.0.0.1:1002", "grpc": "127.0.0.1:2002"},
+                {"id": "a", "api_url": "https://127.0.0.1:1001", "grpc": "127.0.0.1:2001",
+                 "kubeconfig": "/run/isthmus-lab/clusters/a/admin.kubeconfig"},
+                {"id": "b", "api_url": "https://127.0.0.1:1002", "grpc": "127.0.0.1:2002",
+                 "kubeconfig": "/run/isthmus-lab/clusters/b/admin.kubeconfig"},
             ],
             "peerings": [], "reflections": [], "timings": {
                 "topology": {"secs": 0, "nanos": 0}, "components": {"secs": 0, "nanos": 0},
@@ -227,18 +236,18 @@ mod tests {
     }
 
     #[test]
-    fn a_lab_cluster_resolves_to_its_api_url() {
+    fn a_lab_cluster_resolves_to_its_admin_kubeconfig() {
         let f = Path::new("/run/isthmus-lab/lab.json");
         let s = state(Phase::Ready);
         assert_eq!(
-            lab_api_url(&s, true, "b", f).unwrap(),
-            "http://127.0.0.1:1002"
+            lab_kubeconfig(&s, true, "b", f).unwrap(),
+            Path::new("/run/isthmus-lab/clusters/b/admin.kubeconfig")
         );
-        let unknown = lab_api_url(&s, true, "z", f).unwrap_err().to_string();
+        let unknown = lab_kubeconfig(&s, true, "z", f).unwrap_err().to_string();
         assert_eq!(unknown, "the lab has no cluster \"z\" (it has a, b)");
-        let gone = lab_api_url(&s, false, "a", f).unwrap_err().to_string();
+        let gone = lab_kubeconfig(&s, false, "a", f).unwrap_err().to_string();
         assert!(gone.contains("process 1 is gone"), "{gone}");
-        let starting = lab_api_url(&state(Phase::Starting), true, "a", f).unwrap_err();
+        let starting = lab_kubeconfig(&state(Phase::Starting), true, "a", f).unwrap_err();
         assert_eq!(starting.to_string(), "the lab is not ready (starting)");
         let _: &[ClusterState] = &s.clusters;
     }
@@ -246,7 +255,7 @@ mod tests {
     #[test]
     fn no_state_file_means_no_lab() {
         let dir = tempfile::tempdir().unwrap();
-        let err = lab_url(dir.path(), "a").unwrap_err().to_string();
+        let err = lab_kubeconfig_of(dir.path(), "a").unwrap_err().to_string();
         assert!(err.starts_with("no lab is running"), "{err}");
     }
 

@@ -1,34 +1,39 @@
-//! One lab cluster at run time: its in-memory API (also served over HTTP for `kubectl`), its
-//! gRPC IPAM address, the gateway's key, and its supervised components: the network-manager,
-//! the gateway (in the gateway node's namespace) and one route agent per node.
+//! One lab cluster at run time, set up as an operator sets up a real one: an API server (memkube,
+//! or a real one), reachable by the cluster's nodes at an address of its LAN and by the other
+//! clusters at an address of the underlay (the lab forwards both to the server); the Helm chart
+//! installed into it with the lab's values; and the chart's pods run by the lab's kubelet as OS
+//! processes in the nodes' network namespaces, each with a token of its own ServiceAccount. The
+//! daemons' gRPC and telemetry ports are forwarded to this host's loopback.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use futures::FutureExt;
-use isthmus_api::{ClusterId, ForeignCluster, ForeignClusterSpec};
-use isthmus_dataplane::{Netns, PrivateKey};
-use isthmus_memkube::{HttpServer, MemKube};
-use isthmus_network_manager::{LabPeers, LocalGateway, NetworkManagerConfig, PeerResolver};
-use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use isthmus_api::ClusterId;
+use isthmus_kubetarget::ApiServer;
 
-use crate::lab::component::{Component, Starter};
+use crate::lab::chart::{self, LabValues};
+use crate::lab::component::Failures;
+use crate::lab::forward::{Forward, Side};
+use crate::lab::kubelet::pods::{LabNode, PodProcess};
+use crate::lab::kubelet::{Kubelet, KubeletConfig};
 
-/// Namespace of every isthmus object in a lab cluster.
-pub const NAMESPACE: &str = "isthmus";
+/// Namespace of every isthmus object in a lab cluster (the chart's release namespace).
+pub const NAMESPACE: &str = chart::RELEASE;
 /// WireGuard port of every lab gateway (each has its own underlay address).
 pub const WIREGUARD_PORT: u16 = 51820;
+/// The port the API is forwarded to on the LAN and on the underlay.
+pub const API_PORT: u16 = 6443;
 
-/// What the runner needs to know of one cluster's namespaces and addresses.
+/// What the runner knows of one cluster's namespaces and addresses.
 #[derive(Debug, Clone)]
 pub struct Site {
     pub index: usize,
     pub id: ClusterId,
     pub pod_cidr: isthmus_api::Cidr,
+    pub service_cidr: isthmus_api::Cidr,
     /// Networks the IPAM must never hand out (node network, underlay).
     pub reserved: Vec<isthmus_api::Cidr>,
     pub underlay: Ipv4Addr,
@@ -36,11 +41,46 @@ pub struct Site {
     pub mtu: u32,
     /// Address pools of the IPAM (empty: the RFC 1918 ranges).
     pub pools: Vec<isthmus_api::Cidr>,
-    /// Nodes: name, namespace, node address; the first is the gateway node.
-    pub nodes: Vec<(String, Netns, Ipv4Addr)>,
+    /// Nodes; the first is the gateway node.
+    pub nodes: Vec<LabNode>,
+    /// The LAN's namespace and the API's address there.
+    pub lan_netns: String,
+    pub api_lan: Ipv4Addr,
+    /// The underlay's namespace and the API's address there.
+    pub wan_netns: String,
+    pub api_wan: Ipv4Addr,
 }
 
-/// Which component to restart or stop.
+impl Site {
+    /// The URL other clusters reach this cluster's API at.
+    pub fn api_url_on_underlay(&self, api: &ApiServer) -> String {
+        format!("{}://{}:{API_PORT}", scheme(api), self.api_wan)
+    }
+
+    fn values(&self) -> LabValues {
+        LabValues {
+            cluster_id: self.id.to_string(),
+            pod_cidr: self.pod_cidr.to_string(),
+            service_cidr: self.service_cidr.to_string(),
+            reserved: self.reserved.iter().map(ToString::to_string).collect(),
+            pools: self.pools.iter().map(ToString::to_string).collect(),
+            gateway_endpoint: format!("{}:{WIREGUARD_PORT}", self.underlay),
+            wg_interface: self.wg_interface.clone(),
+            wireguard_port: WIREGUARD_PORT,
+            mtu: self.mtu,
+        }
+    }
+}
+
+fn scheme(api: &ApiServer) -> &'static str {
+    if api.url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// Which component to restart or stop (the chart's `app.kubernetes.io/component`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     NetworkManager,
@@ -48,310 +88,251 @@ pub enum Kind {
     RouteAgents,
 }
 
+impl Kind {
+    fn component(self) -> &'static str {
+        match self {
+            Kind::NetworkManager => "network-manager",
+            Kind::Gateway => "gateway",
+            Kind::RouteAgents => "route-agent",
+        }
+    }
+}
+
+/// What every cluster of one lab shares.
+#[derive(Debug, Clone)]
+pub struct LabContext {
+    /// The `isthmus` binary the pods run.
+    pub binary: PathBuf,
+    /// The lab's working directory (kubeconfigs, tokens, logs, the chart).
+    pub dir: PathBuf,
+    /// The chart, written out.
+    pub chart: PathBuf,
+}
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct ClusterRuntime {
     pub site: Site,
-    pub kube: MemKube,
-    http: Option<HttpServer>,
+    pub api: Arc<ApiServer>,
+    /// A kubeconfig with every right (helm, kubectl, `isthmus status`).
+    pub admin_kubeconfig: PathBuf,
+    /// The network-manager's gRPC IPAM, forwarded to this host.
     pub grpc: SocketAddr,
-    /// Telemetry address per component (`network-manager`, `gateway`, `route-agent/<node>`).
+    /// Telemetry address per pod (`network-manager`, `gateway`, `route-agent/<node>`), forwarded.
     pub metrics: BTreeMap<String, SocketAddr>,
-    key: PrivateKey,
-    peers: Arc<LabPeers>,
-    network_manager: Option<Component>,
-    gateway: Option<Component>,
-    agents: Vec<Component>,
+    kubelet: Option<Kubelet>,
+    _forwards: Vec<Forward>,
+    /// The API's forward on the underlay (none while other clusters are cut off from it).
+    wan_forward: Option<Forward>,
+    api_target: SocketAddr,
 }
 
 impl ClusterRuntime {
-    /// Starts the API, binds the gRPC port and starts every component.
-    pub async fn start(site: Site, peers: Arc<LabPeers>) -> anyhow::Result<Self> {
-        let kube = MemKube::new();
-        for crd in isthmus_api::all_crds() {
-            kube.register_crd(&crd)?;
-        }
-        kube.create_namespace(NAMESPACE)?;
-        let http = kube
-            .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await?;
-        let grpc = crate::grpc::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await?
-            .local_addr()?;
-        peers.insert(site.id.as_str(), kube.client());
-        let metrics = metrics_addresses(&site).await?;
-        let mut cluster = ClusterRuntime {
+    /// Forwards the API into the LAN and the underlay, installs the chart, starts the pods.
+    pub async fn start(site: Site, api: ApiServer, ctx: &LabContext) -> anyhow::Result<Self> {
+        let api = Arc::new(api);
+        let dir = ctx.dir.join(site.id.as_str());
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let target = api_address(&api).await?;
+        let mut forwards = vec![
+            Forward::start(
+                Side::Netns(site.lan_netns.clone()),
+                SocketAddr::from((site.api_lan, API_PORT)),
+                Side::Host,
+                target,
+            )
+            .await
+            .context("forwarding the API into the LAN")?,
+        ];
+        let wan_forward = Some(wan_forward(&site, target).await?);
+        let admin_kubeconfig = dir.join("admin.kubeconfig");
+        write_secret_file(&admin_kubeconfig, api.admin_kubeconfig()?.as_bytes())?;
+        chart::install(
+            &ctx.chart,
+            &admin_kubeconfig,
+            &site.values(),
+            &dir,
+            api.is_real(),
+        )
+        .await?;
+        let kubelet = Kubelet::start(
+            site.id.as_str(),
+            api.clone(),
+            &site.nodes,
+            KubeletConfig {
+                binary: ctx.binary.clone(),
+                dir: dir.join("pods"),
+                api_url_on_nodes: format!("{}://{}:{API_PORT}", scheme(&api), site.api_lan),
+                namespace: NAMESPACE.to_owned(),
+            },
+        )
+        .await?;
+        let (grpc, metrics) = forward_ports(&kubelet, &mut forwards).await?;
+        Ok(ClusterRuntime {
             site,
-            kube,
-            http: Some(http),
+            api,
+            admin_kubeconfig,
             grpc,
             metrics,
-            key: PrivateKey::generate(),
-            peers,
-            network_manager: None,
-            gateway: None,
-            agents: Vec::new(),
-        };
-        for kind in [Kind::NetworkManager, Kind::Gateway, Kind::RouteAgents] {
-            cluster.start_kind(kind);
+            kubelet: Some(kubelet),
+            _forwards: forwards,
+            wan_forward,
+            api_target: target,
+        })
+    }
+
+    /// Cuts the other clusters off from this cluster's API (`false`), or lets them in again.
+    pub async fn set_api_reachable_from_peers(&mut self, reachable: bool) -> anyhow::Result<()> {
+        self.wan_forward = None;
+        if reachable {
+            self.wan_forward = Some(wan_forward(&self.site, self.api_target).await?);
         }
-        Ok(cluster)
+        Ok(())
     }
 
-    /// `http://127.0.0.1:PORT` of the cluster's API, for kubectl.
-    pub fn api_url(&self) -> String {
-        self.http.as_ref().map(|h| h.url()).unwrap_or_default()
-    }
-
-    /// A client of the cluster's API.
+    /// A client of the cluster's API with every right.
     pub fn client(&self) -> kube::Client {
-        self.kube.client()
+        self.api.admin()
     }
 
-    fn name(&self, what: &str) -> String {
-        format!("{}/{what}", self.site.id)
+    /// The API's URL as this host reaches it.
+    pub fn api_url(&self) -> String {
+        self.api.url.clone()
     }
 
-    fn start_kind(&mut self, kind: Kind) {
-        match kind {
-            Kind::NetworkManager => {
-                let starter = self.network_manager_starter();
-                self.network_manager =
-                    Some(Component::spawn(self.name("network-manager"), starter));
-            }
-            Kind::Gateway => {
-                let starter = self.gateway_starter();
-                self.gateway = Some(Component::spawn(self.name("gateway"), starter));
-            }
-            Kind::RouteAgents => {
-                self.agents = (0..self.site.nodes.len())
-                    .map(|i| {
-                        let name = self.name(&format!("route-agent/{}", self.site.nodes[i].0));
-                        Component::spawn(name, self.route_agent_starter(i))
-                    })
-                    .collect();
-            }
-        }
-    }
-
-    async fn stop_kind(&mut self, kind: Kind) {
-        match kind {
-            Kind::NetworkManager => {
-                if let Some(c) = self.network_manager.take() {
-                    c.stop().await;
-                }
-            }
-            Kind::Gateway => {
-                if let Some(c) = self.gateway.take() {
-                    c.stop().await;
-                }
-            }
-            Kind::RouteAgents => {
-                for c in std::mem::take(&mut self.agents) {
-                    c.stop().await;
-                }
-            }
-        }
+    fn kubelet(&mut self) -> &mut Kubelet {
+        self.kubelet.as_mut().expect("running until shutdown")
     }
 
     /// Stops a component cleanly and starts it again.
     pub async fn restart(&mut self, kind: Kind) {
-        self.stop_kind(kind).await;
-        self.start_kind(kind);
+        self.kubelet().stop(kind.component()).await;
+        self.kubelet().resume(kind.component());
     }
 
-    /// Stops a component (it stays stopped until [`Self::start`]ed).
+    /// Stops a component (it stays stopped until [`Self::resume`]).
     pub async fn stop(&mut self, kind: Kind) {
-        self.stop_kind(kind).await;
+        self.kubelet().stop(kind.component()).await;
     }
 
     /// Starts a stopped component.
     pub fn resume(&mut self, kind: Kind) {
-        self.start_kind(kind);
+        self.kubelet().resume(kind.component());
     }
 
-    /// Kills the network-manager without a clean shutdown, then starts it again.
+    /// Kills the network-manager (SIGKILL) and starts it again.
     pub fn crash_network_manager(&mut self) {
-        if let Some(c) = self.network_manager.take() {
-            c.kill();
-        }
-        self.start_kind(Kind::NetworkManager);
+        self.kubelet().crash(Kind::NetworkManager.component());
     }
 
-    /// Every component that has failed at least once, with its failures.
-    pub fn failing(&self) -> Vec<(String, crate::lab::component::Failures)> {
-        self.network_manager
-            .iter()
-            .chain(self.gateway.iter())
-            .chain(self.agents.iter())
-            .map(|c| (c.name().to_owned(), c.failures()))
-            .filter(|(_, f)| f.count > 0)
-            .collect()
+    /// Every pod that has failed at least once, with its failures.
+    pub fn failing(&self) -> Vec<(String, Failures)> {
+        self.kubelet
+            .as_ref()
+            .map(Kubelet::failing)
+            .unwrap_or_default()
     }
 
-    /// The telemetry address of `component`.
-    fn metrics_addr(&self, component: &str) -> Option<SocketAddr> {
-        self.metrics.get(component).copied()
+    /// Every pod's log file.
+    pub fn logs(&self) -> Vec<(String, PathBuf)> {
+        self.kubelet.as_ref().map(Kubelet::logs).unwrap_or_default()
     }
 
-    fn network_manager_starter(&self) -> Starter {
-        let site = self.site.clone();
-        let metrics = self.metrics_addr("network-manager");
-        let client = self.kube.client();
-        let peers: Arc<dyn PeerResolver> = self.peers.clone();
-        let grpc = self.grpc;
-        let public_key = self.key.public_key().to_string();
-        Arc::new(move |shutdown| {
-            let config = network_manager_config(&site, &public_key, metrics);
-            let (client, peers) = (client.clone(), peers.clone());
-            async move {
-                let listener = bind_again(grpc).await?;
-                crate::daemons::network_manager::run_kube(
-                    config?, client, peers, listener, shutdown,
-                )
-                .await
-            }
-            .boxed()
-        })
-    }
-
-    fn gateway_starter(&self) -> Starter {
-        let site = self.site.clone();
-        let metrics = self.metrics_addr("gateway");
-        let client = self.kube.client();
-        let key = self.key.clone();
-        Arc::new(move |shutdown| {
-            let (name, netns, node_ip) = site.nodes[0].clone();
-            let mut config = isthmus_gateway::GatewayConfig::new(
-                site.id.clone(),
-                NAMESPACE,
-                &site.wg_interface,
-                &name,
-                node_ip,
-                &format!("{}-gateway-0", site.id),
-            );
-            config.listen_port = WIREGUARD_PORT;
-            config.mtu = site.mtu;
-            config.keepalive = Some(10);
-            config.probe_interval = Duration::from_secs(1);
-            let (client, key) = (client.clone(), key.clone());
-            async move {
-                crate::daemons::gateway::run(config, client, netns, key, metrics, shutdown).await
-            }
-            .boxed()
-        })
-    }
-
-    fn route_agent_starter(&self, node: usize) -> Starter {
-        let (name, netns, _) = self.site.nodes[node].clone();
-        let metrics = self.metrics_addr(&format!("route-agent/{name}"));
-        let client = self.kube.client();
-        Arc::new(move |shutdown| {
-            let mut config = isthmus_route_agent::RouteAgentConfig::new(&name, NAMESPACE);
-            config.resync = Duration::from_secs(10);
-            let (client, netns) = (client.clone(), netns.clone());
-            async move {
-                crate::daemons::route_agent::run(config, client, netns, metrics, shutdown).await
-            }
-            .boxed()
-        })
-    }
-
-    /// Creates the ForeignCluster for `peer` (resolved through the lab).
-    pub async fn peer_with(&self, peer: &ClusterId) -> anyhow::Result<()> {
-        let api: Api<ForeignCluster> = Api::all(self.client());
-        let fc = ForeignCluster::new(
-            peer.as_str(),
-            ForeignClusterSpec {
-                cluster_id: peer.clone(),
-                kubeconfig_secret_ref: None,
-                lab_cluster: Some(peer.to_string()),
-            },
-        );
-        api.create(&PostParams::default(), &fc)
-            .await
-            .with_context(|| format!("creating ForeignCluster {peer} in {}", self.site.id))?;
-        Ok(())
-    }
-
-    /// Deletes the ForeignCluster for `peer` (unpeering; the finalizer finishes the job).
-    pub async fn unpeer(&self, peer: &ClusterId) -> anyhow::Result<()> {
-        let api: Api<ForeignCluster> = Api::all(self.client());
-        api.delete(peer.as_str(), &DeleteParams::default())
-            .await
-            .with_context(|| format!("deleting ForeignCluster {peer} in {}", self.site.id))?;
-        Ok(())
-    }
-
-    /// Stops every component and the API server.
+    /// Stops every pod (the API server stops when the last reference to it is dropped).
     pub async fn shutdown(mut self) {
-        for kind in [Kind::RouteAgents, Kind::Gateway, Kind::NetworkManager] {
-            self.stop_kind(kind).await;
-        }
-        self.peers.remove(self.site.id.as_str());
-        if let Some(http) = self.http.take() {
-            http.shutdown().await;
+        if let Some(kubelet) = self.kubelet.take() {
+            kubelet.shutdown().await;
         }
     }
 }
 
-/// The network-manager's configuration in the lab: fast rechecks, the topology's reserved
-/// networks, and the gateway's underlay address as its endpoint.
-fn network_manager_config(
-    site: &Site,
-    public_key: &str,
-    metrics_listen: Option<SocketAddr>,
-) -> anyhow::Result<crate::daemons::network_manager::KubeModeConfig> {
-    let gateway = LocalGateway {
-        endpoint: format!("{}:{WIREGUARD_PORT}", site.underlay),
-        public_key: public_key.to_owned(),
-    };
-    let mut manager = NetworkManagerConfig::new(site.id.clone(), NAMESPACE, gateway);
-    manager.pending_recheck = Duration::from_secs(1);
-    let ipam = crate::standalone::ipam_config(
-        site.pod_cidr,
-        None,
-        None,
-        site.pools.clone(),
-        site.reserved.clone(),
-    );
-    Ok(crate::daemons::network_manager::KubeModeConfig {
-        manager,
-        ipam,
-        ipam_shards: 16,
-        metrics_listen,
-        identity: format!("{}-network-manager-0", site.id),
-    })
+/// The API's forward onto the underlay, where the other clusters reach it.
+async fn wan_forward(site: &Site, target: SocketAddr) -> anyhow::Result<Forward> {
+    Forward::start(
+        Side::Netns(site.wan_netns.clone()),
+        SocketAddr::from((site.api_wan, API_PORT)),
+        Side::Host,
+        target,
+    )
+    .await
+    .context("forwarding the API onto the underlay")
 }
 
-/// A free loopback port for each component's telemetry, kept across its restarts.
-async fn metrics_addresses(site: &Site) -> anyhow::Result<BTreeMap<String, SocketAddr>> {
-    let mut components = vec!["network-manager".to_owned(), "gateway".to_owned()];
-    components.extend(
-        site.nodes
-            .iter()
-            .map(|(name, ..)| format!("route-agent/{name}")),
-    );
-    let mut out = BTreeMap::new();
-    // All held until every port is chosen, so no two components get the same one.
-    let mut held = Vec::new();
-    for component in components {
-        let probe = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        out.insert(component, probe.local_addr()?);
-        held.push(probe);
-    }
-    Ok(out)
+/// The API server's address on this host.
+async fn api_address(api: &ApiServer) -> anyhow::Result<SocketAddr> {
+    let uri: http::Uri = api
+        .url
+        .parse()
+        .with_context(|| format!("API URL {}", api.url))?;
+    let host = uri.host().context("the API URL has no host")?;
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme(api) == "https" { 443 } else { 80 });
+    tokio::net::lookup_host((host.trim_start_matches('[').trim_end_matches(']'), port))
+        .await
+        .with_context(|| format!("resolving {host}"))?
+        .find(SocketAddr::is_ipv4)
+        .with_context(|| format!("{host} has no IPv4 address"))
 }
 
-/// Binds the cluster's gRPC address again after a restart (the old socket may linger briefly).
-async fn bind_again(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let mut last = None;
-    for _ in 0..50 {
-        match crate::grpc::bind(addr).await {
-            Ok(listener) => return Ok(listener),
-            Err(err) => last = Some(err),
+/// The port of `--flag=ADDR:PORT` among a pod's arguments.
+fn port_arg(pod: &PodProcess, flag: &str) -> Option<u16> {
+    let prefix = format!("{flag}=");
+    pod.args
+        .iter()
+        .find_map(|a| a.strip_prefix(&prefix))
+        .and_then(|addr| addr.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+}
+
+/// Forwards the network-manager's gRPC port and every pod's telemetry port to this host.
+async fn forward_ports(
+    kubelet: &Kubelet,
+    forwards: &mut Vec<Forward>,
+) -> anyhow::Result<(SocketAddr, BTreeMap<String, SocketAddr>)> {
+    let mut grpc = None;
+    let mut metrics = BTreeMap::new();
+    for pod in kubelet.pods() {
+        let into = |port: u16| {
+            (
+                Side::Netns(pod.node.netns.clone()),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            )
+        };
+        if pod.component == "network-manager"
+            && let Some(port) = port_arg(pod, "--listen")
+        {
+            let (side, target) = into(port);
+            let f = Forward::start(Side::Host, "127.0.0.1:0".parse()?, side, target).await?;
+            grpc = Some(f.listen);
+            forwards.push(f);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(port) = port_arg(pod, "--metrics-listen") {
+            let (side, target) = into(port);
+            let f = Forward::start(Side::Host, "127.0.0.1:0".parse()?, side, target).await?;
+            let name = match pod.component.as_str() {
+                "route-agent" => format!("route-agent/{}", pod.node.name),
+                other => other.to_owned(),
+            };
+            metrics.insert(name, f.listen);
+            forwards.push(f);
+        }
     }
-    Err(last.map_or_else(|| anyhow::anyhow!("cannot bind {addr}"), Into::into))
+    let grpc = grpc.context("the chart renders no network-manager with --listen")?;
+    Ok((grpc, metrics))
+}
+
+/// Writes a file readable by root only.
+fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
 }

@@ -29,6 +29,9 @@ fn lab_args(args: &UpArgs) -> Vec<String> {
         format!("--pods-per-node={}", args.pods_per_node),
         format!("--state-dir={}", args.state_dir.display()),
     ]
+    .into_iter()
+    .chain(args.kubeconfigs.iter().map(|k| format!("--kubeconfig={k}")))
+    .collect()
 }
 
 /// `lab up`: start the daemon, wait until it is ready, print what it measured.
@@ -121,7 +124,7 @@ fn log_tail(dir: &Path) -> String {
 /// then removes everything.
 pub async fn run(args: UpArgs, foreground: bool) -> anyhow::Result<()> {
     let dir = args.state_dir.clone();
-    let options = args.options();
+    let options = args.options()?;
     let mut state = LabState {
         pid: std::process::id(),
         phase: Phase::Starting,

@@ -6,10 +6,14 @@
 //! stops the daemon and removes every namespace a lab created, also after a crash.
 
 pub mod bench;
+pub mod chart;
 pub mod cluster;
 pub mod component;
 mod daemon;
+pub mod forward;
+pub mod kubelet;
 pub mod matrix;
+pub mod peering;
 pub mod plan;
 pub mod preflight;
 pub mod reflector;
@@ -80,11 +84,23 @@ pub struct UpArgs {
     /// Directory of the lab's state and log.
     #[arg(long, default_value = state::STATE_DIR)]
     pub state_dir: PathBuf,
+    /// Real API servers instead of memkube: one kubeconfig per cluster, `a=PATH,b=PATH,…`
+    /// (`NAME=PATH@CONTEXT` picks a context). Without it, `ISTHMUS_KUBECONFIGS` says the same,
+    /// else `KUBEBUILDER_ASSETS` (envtest's `etcd` and `kube-apiserver`) starts one control
+    /// plane per cluster, else every cluster gets an embedded memkube.
+    #[arg(long = "kubeconfig", value_name = "NAME=PATH,...")]
+    pub kubeconfigs: Option<String>,
 }
 
 impl UpArgs {
-    fn options(&self) -> LabOptions {
-        LabOptions {
+    fn options(&self) -> anyhow::Result<LabOptions> {
+        let source = match &self.kubeconfigs {
+            Some(list) => isthmus_kubetarget::Source::Kubeconfigs(
+                isthmus_kubetarget::parse_kubeconfigs(list)?,
+            ),
+            None => isthmus_kubetarget::Source::from_env()?,
+        };
+        Ok(LabOptions {
             clusters: self.clusters,
             shape: self.topology,
             pod_cidr: self.pod_cidr,
@@ -92,7 +108,10 @@ impl UpArgs {
             pods_per_node: self.pods_per_node,
             pools: Vec::new(),
             topology_file: Some(self.state_dir.join("topology.json")),
-        }
+            source,
+            binary: None,
+            work_dir: Some(self.state_dir.join("clusters")),
+        })
     }
 }
 
@@ -100,7 +119,7 @@ impl UpArgs {
 pub async fn main(command: LabCommand) -> anyhow::Result<()> {
     if let LabCommand::Up(args) = &command {
         // Before root is asked for and before anything starts: bad input fails in one sentence.
-        preflight::check(&args.options())?;
+        preflight::check(&args.options()?)?;
     }
     require_root()?;
     match command {

@@ -3,6 +3,8 @@
 //! timings and the connectivity matrix.
 
 use std::fmt::Write as _;
+
+use anyhow::Context as _;
 use std::time::Duration;
 
 use isthmus_api::TunnelEndpoint;
@@ -13,7 +15,7 @@ use serde::Serialize;
 use crate::lab::cluster::NAMESPACE;
 use crate::lab::matrix::{Matrix, format_rtt};
 use crate::lab::plan::{Shape, cluster_name};
-use crate::lab::state::{LabState, Timings};
+use crate::lab::state::{ClusterState, LabState, Timings};
 
 /// One TunnelEndpoint as a table row.
 #[derive(Debug, Clone, Serialize)]
@@ -70,9 +72,15 @@ pub fn status_json(
     }))
 }
 
-/// A client of a lab API served over HTTP.
-pub fn http_client(url: &str) -> anyhow::Result<kube::Client> {
-    let mut config = kube::Config::new(url.parse()?);
+/// An admin client of a lab cluster's API, from the kubeconfig the lab wrote for it.
+pub async fn admin_client(cluster: &ClusterState) -> anyhow::Result<kube::Client> {
+    let path = &cluster.kubeconfig;
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("{}", path.display()))?;
     config.default_namespace = NAMESPACE.to_owned();
     config.read_timeout = Some(Duration::from_secs(5));
     Ok(kube::Client::try_from(config)?)
@@ -85,7 +93,7 @@ pub async fn fetch_tunnels(state: &LabState) -> anyhow::Result<Vec<TunnelRow>> {
         .map_or(0, |d| d.as_secs() as i64);
     let mut rows = Vec::new();
     for cluster in &state.clusters {
-        let api: Api<TunnelEndpoint> = Api::namespaced(http_client(&cluster.api_url)?, NAMESPACE);
+        let api: Api<TunnelEndpoint> = Api::namespaced(admin_client(cluster).await?, NAMESPACE);
         for tep in api.list(&ListParams::default()).await? {
             let status = tep.status.clone().unwrap_or_default();
             let c = &status.connection;
@@ -246,6 +254,7 @@ mod tests {
             clusters: vec![ClusterState {
                 id: "a".into(),
                 api_url: "http://127.0.0.1:1".into(),
+                kubeconfig: "/run/isthmus-lab/clusters/a/admin.kubeconfig".into(),
                 grpc: "127.0.0.1:2".parse().unwrap(),
                 metrics: Default::default(),
             }],

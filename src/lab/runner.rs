@@ -1,19 +1,21 @@
-//! A whole lab in this process: the topology (namespaces), one [`ClusterRuntime`] per cluster,
-//! peering (ForeignClusters in both clusters of each pair), waiting for the tunnels, the reflector
-//! and the connectivity matrix. `isthmus lab run` and the end-to-end tests drive this.
+//! A whole lab, driven from this process: the topology (namespaces), one API server per cluster
+//! (memkube by default, or real ones), one [`ClusterRuntime`] per cluster (the chart installed,
+//! its pods running as processes), peering (a kubeconfig Secret and a ForeignCluster in both
+//! clusters of each pair), waiting for the tunnels, the reflector and the connectivity matrix.
+//! `isthmus lab run` and the end-to-end tests drive this.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 use isthmus_api::{ConnectionState, TunnelEndpoint};
+use isthmus_kubetarget::Source;
 use isthmus_lab::{PodRecord, Topology, TopologyGuard, TopologySpec};
-use isthmus_network_manager::LabPeers;
 use kube::Api;
 
-use crate::lab::cluster::{ClusterRuntime, NAMESPACE, Site};
+use crate::lab::cluster::{ClusterRuntime, LabContext, NAMESPACE, Site};
+use crate::lab::kubelet::pods::LabNode;
 use crate::lab::matrix::{Matrix, Probe};
 use crate::lab::plan::{self, Path, Shape};
 use crate::lab::reflector::{Reflection, Reflector};
@@ -31,6 +33,12 @@ pub struct LabOptions {
     pub pools: Vec<(usize, Vec<isthmus_api::Cidr>)>,
     /// Where `isthmus-lab` writes the topology record (none: not written).
     pub topology_file: Option<std::path::PathBuf>,
+    /// Where the API servers come from (memkube unless told otherwise).
+    pub source: Source,
+    /// The `isthmus` binary the clusters' pods run (none: this process's own executable).
+    pub binary: Option<std::path::PathBuf>,
+    /// The lab's working directory: kubeconfigs, tokens, pod logs (none: a temporary one).
+    pub work_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LabOptions {
@@ -43,9 +51,15 @@ impl Default for LabOptions {
             pods_per_node: 1,
             pools: Vec::new(),
             topology_file: None,
+            source: Source::Memkube,
+            binary: None,
+            work_dir: None,
         }
     }
 }
+
+/// The Service CIDR every lab cluster declares (reserved in its IPAM, as on a real cluster).
+pub const SERVICE_CIDR: &str = "172.31.0.0/16";
 
 impl LabOptions {
     /// Checks what the topology builder does not.
@@ -89,7 +103,7 @@ impl LabOptions {
     ) -> isthmus_ipam::IpamConfig {
         crate::standalone::ipam_config(
             pod_cidr,
-            None,
+            Some(SERVICE_CIDR.parse().expect("literal")),
             None,
             self.pools_of(index),
             reserved_networks(&record.clusters[index], record.wan.network),
@@ -105,6 +119,24 @@ fn reserved_networks(cluster: &isthmus_lab::ClusterRecord, wan: Ipv4Net) -> Vec<
         .collect()
 }
 
+/// The binary, working directory and chart of a lab (a temporary directory when none is given).
+fn lab_context(options: &LabOptions) -> anyhow::Result<(LabContext, Option<tempfile::TempDir>)> {
+    let binary = match &options.binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("locating the isthmus binary")?,
+    };
+    let (dir, temp) = match &options.work_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new().prefix("isthmus-lab-").tempdir()?;
+            (temp.path().to_owned(), Some(temp))
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let chart = crate::lab::chart::write_chart(&dir).context("writing the chart")?;
+    Ok((LabContext { binary, dir, chart }, temp))
+}
+
 /// A running lab. Dropping it without [`Lab::shutdown`] still removes the namespaces.
 #[derive(Debug)]
 pub struct Lab {
@@ -115,7 +147,8 @@ pub struct Lab {
     pub reflector: Reflector,
     pub reflections: Vec<Reflection>,
     pub timings: Timings,
-    pub peers: Arc<LabPeers>,
+    /// The working directory, when the lab made a temporary one (removed with the lab).
+    _work_dir: Option<tempfile::TempDir>,
 }
 
 /// How long to wait for every tunnel to come up.
@@ -124,25 +157,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 fn site_of(
     index: usize,
     cluster: &isthmus_lab::ClusterRecord,
-    wan: Ipv4Net,
+    (wan, wan_netns): (Ipv4Net, &str),
     options: &LabOptions,
 ) -> anyhow::Result<Site> {
-    let mut nodes: Vec<_> = cluster
+    let mut nodes: Vec<LabNode> = cluster
         .nodes
         .iter()
-        .map(|n| (n.name.clone(), n.netns(), n.ip))
+        .map(|n| LabNode {
+            name: n.name.clone(),
+            netns: n.namespace.clone(),
+            ip: n.ip,
+        })
         .collect();
-    nodes.sort_by_key(|n| n.0 != cluster.gateway().name);
+    nodes.sort_by_key(|n| n.name != cluster.gateway().name);
     Ok(Site {
         index,
         id: cluster.id.parse()?,
         pod_cidr: cluster.pod_cidr.to_string().parse()?,
+        service_cidr: SERVICE_CIDR.parse()?,
         reserved: reserved_networks(cluster, wan),
         underlay: cluster.underlay,
         wg_interface: cluster.wg_interface.clone(),
         mtu: 1420,
         pools: options.pools_of(index),
         nodes,
+        lan_netns: cluster.lan_namespace.clone(),
+        api_lan: cluster.api_lan,
+        wan_netns: wan_netns.to_owned(),
+        api_wan: cluster.api_wan,
     })
 }
 
@@ -161,11 +203,19 @@ impl Lab {
             ..Timings::default()
         };
         let started = Instant::now();
-        let peers = Arc::new(LabPeers::new());
+        let (ctx, temp) = lab_context(&options)?;
+        let names: Vec<&str> = topology.clusters.iter().map(|c| c.id.as_str()).collect();
+        let apis = isthmus_kubetarget::start(&options.source, &names)
+            .await
+            .with_context(|| format!("API servers ({})", options.source.describe()))?;
         let mut clusters = Vec::new();
-        for (i, record) in topology.clusters.iter().enumerate() {
-            let site = site_of(i, record, topology.wan.network, &options)?;
-            clusters.push(ClusterRuntime::start(site, peers.clone()).await?);
+        for ((i, record), api) in topology.clusters.iter().enumerate().zip(apis) {
+            let wan = (topology.wan.network, topology.wan.namespace.as_str());
+            let site = site_of(i, record, wan, &options)?;
+            let cluster = ClusterRuntime::start(site, api, &ctx)
+                .await
+                .with_context(|| format!("starting cluster {}", record.id))?;
+            clusters.push(cluster);
         }
         timings.components = started.elapsed();
         let names = clusters.iter().map(|c| c.site.id.to_string()).collect();
@@ -179,7 +229,7 @@ impl Lab {
             reflector,
             reflections: Vec::new(),
             timings,
-            peers,
+            _work_dir: temp,
         })
     }
 
@@ -235,22 +285,26 @@ impl Lab {
         Ok(())
     }
 
-    /// Creates the ForeignCluster of each side of one pair.
+    /// Peers one pair: a kubeconfig Secret and a ForeignCluster on each side.
     pub async fn peer(&self, i: usize, j: usize) -> anyhow::Result<()> {
-        self.clusters[i]
-            .peer_with(&self.clusters[j].site.id)
-            .await?;
-        self.clusters[j]
-            .peer_with(&self.clusters[i].site.id)
-            .await?;
-        Ok(())
+        crate::lab::peering::peer_towards(&self.clusters[i], &self.clusters[j]).await?;
+        crate::lab::peering::peer_towards(&self.clusters[j], &self.clusters[i]).await
     }
 
-    /// Deletes the ForeignCluster of each side of one pair.
+    /// One direction of a peering: `i`'s kubeconfig Secret and ForeignCluster for `j`.
+    pub async fn peer_towards(&self, i: usize, j: usize) -> anyhow::Result<()> {
+        crate::lab::peering::peer_towards(&self.clusters[i], &self.clusters[j]).await
+    }
+
+    /// Unpeers one pair: deletes both ForeignClusters, waits for their cleanup, then deletes the
+    /// kubeconfig Secrets.
     pub async fn unpeer(&self, i: usize, j: usize) -> anyhow::Result<()> {
-        self.clusters[i].unpeer(&self.clusters[j].site.id).await?;
-        self.clusters[j].unpeer(&self.clusters[i].site.id).await?;
-        Ok(())
+        use crate::lab::peering::{forget_towards, unpeer_towards};
+        let (a, b) = (&self.clusters[i], &self.clusters[j]);
+        unpeer_towards(a, b).await?;
+        unpeer_towards(b, a).await?;
+        forget_towards(a, b, CONNECT_TIMEOUT).await?;
+        forget_towards(b, a, CONNECT_TIMEOUT).await
     }
 
     /// Polls `MapEndpointIP` then ping from the first pod of `path.from` to the first pod of

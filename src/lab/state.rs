@@ -50,8 +50,11 @@ pub enum Phase {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterState {
     pub id: String,
-    /// The in-memory API over HTTP (`kubectl --server …`).
+    /// The cluster's API, as this host reaches it.
     pub api_url: String,
+    /// A kubeconfig with every right on that API (`kubectl --kubeconfig …`, `isthmus status`).
+    #[serde(default)]
+    pub kubeconfig: PathBuf,
     /// The gRPC IPAM.
     pub grpc: SocketAddr,
     /// Where each component serves `/metrics`, `/healthz` and `/readyz`: `network-manager`,
@@ -66,6 +69,7 @@ impl ClusterState {
         ClusterState {
             id: cluster.site.id.to_string(),
             api_url: cluster.api_url(),
+            kubeconfig: cluster.admin_kubeconfig.clone(),
             grpc: cluster.grpc,
             metrics: cluster.metrics.clone(),
         }

@@ -14,12 +14,23 @@ use isthmus_api::{ForeignCluster, NatMapping, NetworkConfig, TunnelEndpoint};
 use kube::Api;
 use kube::api::ListParams;
 
+/// The options every end-to-end lab starts from: this build's `isthmus` binary for the pods, and
+/// the API servers the environment names (memkube unless `ISTHMUS_KUBECONFIGS` or
+/// `KUBEBUILDER_ASSETS` says otherwise).
+pub fn options() -> LabOptions {
+    LabOptions {
+        binary: Some(env!("CARGO_BIN_EXE_isthmus").into()),
+        source: isthmus_kubetarget::Source::from_env().expect("ISTHMUS_KUBECONFIGS is valid"),
+        ..LabOptions::default()
+    }
+}
+
 /// Builds, peers and exposes pods; panics (after removing everything) when any step fails.
 pub async fn lab_up(clusters: usize, shape: Shape) -> Lab {
     lab_with(LabOptions {
         clusters,
         shape,
-        ..LabOptions::default()
+        ..options()
     })
     .await
 }

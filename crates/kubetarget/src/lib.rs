@@ -12,7 +12,7 @@ mod server;
 mod source;
 
 pub use certs::{ServingPki, serving_pki, signing_key_pem};
-pub use kubeconfig::{KubeconfigSpec, base64};
+pub use isthmus_memkube::{Credential, KubeconfigSpec, base64, render_kubeconfig};
 pub use server::{ApiServer, Backend, start};
 pub use source::{ASSETS_VAR, KUBECONFIGS_VAR, NamedKubeconfig, Source, parse_kubeconfigs};
 

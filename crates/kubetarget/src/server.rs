@@ -12,8 +12,8 @@ use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
 use crate::envtest::ControlPlane;
-use crate::kubeconfig::{KubeconfigSpec, render};
 use crate::{Error, NamedKubeconfig, Source};
+use isthmus_memkube::{Credential, KubeconfigSpec, render_kubeconfig as render};
 
 /// What is behind an [`ApiServer`].
 #[derive(Debug)]
@@ -76,17 +76,25 @@ pub async fn start(source: &Source, names: &[&str]) -> Result<Vec<ApiServer>, Er
 }
 
 impl ApiServer {
-    /// A fresh memkube, served over HTTP on 127.0.0.1.
+    /// A fresh memkube, served over HTTPS on 127.0.0.1 as a real API server is: every request
+    /// over the network needs a token (no anonymous access) and RBAC decides what it may do.
+    /// The admin client works in-process.
     pub async fn memkube(name: &str) -> Result<ApiServer, Error> {
-        let kube = MemKube::new();
+        let kube = MemKube::with_config(isthmus_memkube::Config {
+            anonymous_is_admin: false,
+            ..isthmus_memkube::Config::default()
+        });
         let http = kube
-            .serve_http(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .serve_https(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                isthmus_memkube::TlsOptions::default(),
+            )
             .await
             .map_err(|e| Error::Memkube(e.to_string()))?;
         Ok(ApiServer {
             name: name.to_owned(),
             url: http.url(),
-            ca_pem: None,
+            ca_pem: http.ca_pem().map(str::to_owned),
             admin: kube.client(),
             backend: Backend::Memkube { kube, http },
         })
@@ -104,7 +112,11 @@ impl ApiServer {
         let config = kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| Error::Kubeconfig(format!("{}: {e}", entry.path.display())))?;
-        let url = config.cluster_url.to_string().trim_end_matches('/').to_owned();
+        let url = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned();
         let ca_pem = config.root_cert.as_ref().map(|certs| {
             certs
                 .iter()
@@ -135,7 +147,7 @@ impl ApiServer {
             server: &plane.url(),
             ca_pem: Some(&plane.ca_pem),
             tls_server_name: None,
-            token: &plane.admin_token,
+            credential: Credential::Token(&plane.admin_token),
             namespace: "default",
         });
         Ok(ApiServer {
@@ -167,6 +179,41 @@ impl ApiServer {
         match &self.backend {
             Backend::Memkube { kube, .. } => Some(kube),
             _ => None,
+        }
+    }
+
+    /// A kubeconfig with every right, for helm and kubectl: the user's own file for a real API
+    /// server named by one (its current context set to the one asked for), else one rendered
+    /// with the server's admin token.
+    pub fn admin_kubeconfig(&self) -> Result<String, Error> {
+        match &self.backend {
+            Backend::Memkube { kube, .. } => Ok(render(&KubeconfigSpec {
+                name: &self.name,
+                server: &self.url,
+                ca_pem: self.ca_pem.as_deref(),
+                tls_server_name: None,
+                credential: Credential::Token(&kube.admin_token()),
+                namespace: "default",
+            })),
+            Backend::Envtest(plane) => Ok(render(&KubeconfigSpec {
+                name: &self.name,
+                server: &self.url,
+                ca_pem: self.ca_pem.as_deref(),
+                tls_server_name: None,
+                credential: Credential::Token(&plane.admin_token),
+                namespace: "default",
+            })),
+            Backend::Kubeconfig(entry) => {
+                let text = std::fs::read_to_string(&entry.path)
+                    .map_err(|e| Error::Kubeconfig(format!("{}: {e}", entry.path.display())))?;
+                let Some(context) = &entry.context else {
+                    return Ok(text);
+                };
+                let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)
+                    .map_err(|e| Error::Kubeconfig(format!("{}: {e}", entry.path.display())))?;
+                doc["current-context"] = serde_yaml::Value::String(context.clone());
+                serde_yaml::to_string(&doc).map_err(|e| Error::Kubeconfig(e.to_string()))
+            }
         }
     }
 
@@ -221,12 +268,22 @@ impl ApiServer {
 
     /// A kubeconfig that reaches this server at `server` (default: its own URL) with `token`.
     pub fn kubeconfig_for(&self, token: &str, namespace: &str, server: Option<&str>) -> String {
+        self.kubeconfig_with(Credential::Token(token), namespace, server)
+    }
+
+    /// [`Self::kubeconfig_for`] with any credential.
+    pub fn kubeconfig_with(
+        &self,
+        credential: Credential<'_>,
+        namespace: &str,
+        server: Option<&str>,
+    ) -> String {
         render(&KubeconfigSpec {
             name: &self.name,
             server: server.unwrap_or(&self.url),
             ca_pem: self.ca_pem.as_deref(),
             tls_server_name: server.and_then(|_| self.tls_server_name()),
-            token,
+            credential,
             namespace,
         })
     }
@@ -241,13 +298,17 @@ impl ApiServer {
     }
 
     /// A client acting with `token` (over the network, as another process would).
-    pub async fn client_for_token(&self, token: &str, namespace: &str) -> Result<kube::Client, Error> {
+    pub async fn client_for_token(
+        &self,
+        token: &str,
+        namespace: &str,
+    ) -> Result<kube::Client, Error> {
         crate::kubeconfig::client(&self.kubeconfig_for(token, namespace, None)).await
     }
 }
 
 fn der_to_pem(der: &[u8]) -> String {
-    let body = crate::kubeconfig::base64(der);
+    let body = isthmus_memkube::base64(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
     for line in body.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));

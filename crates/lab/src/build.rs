@@ -256,15 +256,27 @@ fn devices(lab: &TopologyRecord) -> Phase {
 
 /// Addresses everywhere, and the bridge ports up (their peers are still down).
 fn ports_up(lab: &TopologyRecord) -> Phase {
-    let wan_ports = lab.clusters.iter().map(|c| {
+    let wan_prefix = lab.wan.network.prefix_len();
+    let wan_ports = lab.clusters.iter().flat_map(|c| {
         let port = naming::wan_port(&c.id);
-        format!("link set {port} master {BRIDGE} up")
+        [
+            format!("link set {port} master {BRIDGE} up"),
+            // the address other clusters reach this cluster's API at
+            format!("addr add {}/{wan_prefix} dev {BRIDGE}", c.api_wan),
+        ]
     });
     let mut phase = vec![(lab.wan.namespace.clone(), wan_ports.collect())];
     for cluster in &lab.clusters {
-        let lan_ports =
-            (0..cluster.nodes.len()).map(|j| format!("link set n{j} master {BRIDGE} up"));
-        phase.push((cluster.lan_namespace.clone(), lan_ports.collect()));
+        let mut lan_lines: Vec<String> = (0..cluster.nodes.len())
+            .map(|j| format!("link set n{j} master {BRIDGE} up"))
+            .collect();
+        // the address the cluster's nodes reach its API at
+        lan_lines.push(format!(
+            "addr add {}/{} dev {BRIDGE}",
+            cluster.api_lan,
+            cluster.node_network.prefix_len()
+        ));
+        phase.push((cluster.lan_namespace.clone(), lan_lines));
         for node in &cluster.nodes {
             phase.push((node.namespace.clone(), node_lines(lab, cluster, node)));
         }

@@ -54,6 +54,11 @@ pub struct ClusterRecord {
     pub underlay: Ipv4Addr,
     /// The WireGuard interface name to create on the gateway node (unique on the host).
     pub wg_interface: String,
+    /// Where the cluster's nodes reach its API: an address of the LAN bridge (`.2` of the node
+    /// network), where the lab forwards to the API server.
+    pub api_lan: Ipv4Addr,
+    /// Where other clusters reach its API: an address of the underlay bridge (`.(200+i)`).
+    pub api_wan: Ipv4Addr,
     /// Nodes; index 0 is the gateway node.
     pub nodes: Vec<NodeRecord>,
     /// Pods of every node.

@@ -13,6 +13,10 @@ use crate::{Error, Result};
 /// First host number handed out in every network (node `j` = `.(10+j)`, pod `k` = `.(10+k)`,
 /// gateway of cluster `i` on the underlay = `.(10+i)`).
 pub const FIRST_HOST: u32 = 10;
+/// Host number of a cluster's API on its node network (on the LAN bridge).
+pub const API_LAN_HOST: u32 = 2;
+/// First host number of the clusters' APIs on the underlay (cluster `i` = `.(200+i)`).
+pub const API_WAN_FIRST_HOST: u32 = 200;
 
 /// The shape of a lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +173,12 @@ impl TopologySpec {
             lan_namespace: naming::lan_namespace(tag, &id),
             underlay: host_or(self.wan_network, FIRST_HOST + index as u32, "a gateway")?,
             wg_interface,
+            api_lan: host_or(self.node_network, API_LAN_HOST, "the API's address")?,
+            api_wan: host_or(
+                self.wan_network,
+                API_WAN_FIRST_HOST + index as u32,
+                "the API's address",
+            )?,
             pod_cidr,
             node_network: self.node_network,
             nodes,
@@ -190,6 +200,8 @@ mod tests {
         let b = lab.cluster("b").unwrap();
         assert_eq!(b.underlay, Ipv4Addr::new(192, 168, 100, 11));
         assert_eq!(b.wg_interface, "il42x0-b");
+        assert_eq!(b.api_lan, Ipv4Addr::new(172, 16, 0, 2));
+        assert_eq!(b.api_wan, Ipv4Addr::new(192, 168, 100, 201));
         assert_eq!(b.lan_namespace, "il42x0-b-lan");
         assert_eq!(b.gateway().name, "node0");
         assert_eq!(b.gateway().namespace, "il42x0-b-node0");

@@ -55,7 +55,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 
 pub use body::ResponseBody;
 pub use error::{ApiError, Error, Result};
-pub use kubeconfig::{KUBECONFIG_NAME, kubeconfig_yaml};
+pub use kubeconfig::{
+    Credential, KUBECONFIG_NAME, KubeconfigSpec, base64, kubeconfig_yaml,
+    render as render_kubeconfig,
+};
 pub use resource::{PrinterColumn, ResourceType};
 pub use server::HttpServer;
 pub use tls::TlsOptions;

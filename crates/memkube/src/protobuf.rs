@@ -1,10 +1,13 @@
-//! Kubernetes protobuf request bodies (pure), decoded only as far as the create-only endpoints
-//! need: kubectl's typed clients post SelfSubjectAccessReview (`auth can-i`),
-//! SelfSubjectRulesReview (`auth can-i --list`), SelfSubjectReview (`auth whoami`) and
-//! TokenRequest (`create token`) as `application/vnd.kubernetes.protobuf`. The body is the
-//! `k8s\0` magic and a `runtime.Unknown` whose `raw` is the object; the object's fields are
-//! turned into the JSON the endpoints read, by the field numbers of `k8s.io/api`'s
-//! `generated.proto`. Fields not listed here are skipped; responses are always JSON.
+//! Kubernetes protobuf request bodies (pure), decoded as far as the clients we meet need. Typed
+//! client-go clients send built-in kinds as `application/vnd.kubernetes.protobuf`: kubectl posts
+//! SelfSubjectAccessReview (`auth can-i`), SelfSubjectRulesReview (`auth can-i --list`),
+//! SelfSubjectReview (`auth whoami`), TokenRequest (`create token`), Namespaces and
+//! ServiceAccounts (`create namespace`, `create serviceaccount`); Helm stores its releases as
+//! Secrets (or ConfigMaps). The body is the `k8s\0` magic and a `runtime.Unknown` whose `raw` is
+//! the object; the object's fields are turned into its JSON form by the field numbers of
+//! `k8s.io/api`'s and `k8s.io/apimachinery`'s `generated.proto`. Fields not listed here are
+//! skipped (the server-owned ones, timestamps among them, are the server's anyway); responses
+//! are always JSON, which client-go accepts.
 
 use serde_json::{Map, Value, json};
 
@@ -14,17 +17,49 @@ enum Kind {
     Str,
     Strings,
     Int,
+    Bool,
+    /// `bytes`, written as base64 in JSON.
+    Bytes,
     Msg(&'static [Field]),
+    /// `repeated` message.
+    Msgs(&'static [Field]),
+    /// `map<string, string>`.
+    StrMap,
+    /// `map<string, bytes>` (base64 values in JSON).
+    BytesMap,
 }
 
 /// (field number, JSON name, kind)
 type Field = (u32, &'static str, Kind);
 
+const OWNER_REFERENCE: &[Field] = &[
+    (1, "kind", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "uid", Kind::Str),
+    (5, "apiVersion", Kind::Str),
+    (6, "controller", Kind::Bool),
+    (7, "blockOwnerDeletion", Kind::Bool),
+];
 const META: &[Field] = &[
     (1, "name", Kind::Str),
     (2, "generateName", Kind::Str),
     (3, "namespace", Kind::Str),
+    (5, "uid", Kind::Str),
+    (6, "resourceVersion", Kind::Str),
+    (11, "labels", Kind::StrMap),
+    (12, "annotations", Kind::StrMap),
+    (13, "ownerReferences", Kind::Msgs(OWNER_REFERENCE)),
+    (14, "finalizers", Kind::Strings),
 ];
+const OBJECT_REFERENCE: &[Field] = &[
+    (1, "kind", Kind::Str),
+    (2, "namespace", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "uid", Kind::Str),
+    (5, "apiVersion", Kind::Str),
+];
+const LOCAL_OBJECT_REFERENCE: &[Field] = &[(1, "name", Kind::Str)];
+const NAMESPACE_SPEC: &[Field] = &[(1, "finalizers", Kind::Strings)];
 const RESOURCE_ATTRIBUTES: &[Field] = &[
     (1, "namespace", Kind::Str),
     (2, "verb", Kind::Str),
@@ -79,7 +114,34 @@ fn object_fields(kind: &str) -> Option<&'static [Field]> {
         (2, "spec", Kind::Msg(TOKEN_REVIEW_SPEC)),
     ];
     const META_ONLY: &[Field] = &[(1, "metadata", Kind::Msg(META))];
+    const SECRET: &[Field] = &[
+        (1, "metadata", Kind::Msg(META)),
+        (2, "data", Kind::BytesMap),
+        (3, "type", Kind::Str),
+        (4, "stringData", Kind::StrMap),
+        (5, "immutable", Kind::Bool),
+    ];
+    const CONFIG_MAP: &[Field] = &[
+        (1, "metadata", Kind::Msg(META)),
+        (2, "data", Kind::StrMap),
+        (3, "binaryData", Kind::BytesMap),
+        (4, "immutable", Kind::Bool),
+    ];
+    const NAMESPACE: &[Field] = &[
+        (1, "metadata", Kind::Msg(META)),
+        (2, "spec", Kind::Msg(NAMESPACE_SPEC)),
+    ];
+    const SERVICE_ACCOUNT: &[Field] = &[
+        (1, "metadata", Kind::Msg(META)),
+        (2, "secrets", Kind::Msgs(OBJECT_REFERENCE)),
+        (3, "imagePullSecrets", Kind::Msgs(LOCAL_OBJECT_REFERENCE)),
+        (4, "automountServiceAccountToken", Kind::Bool),
+    ];
     Some(match kind {
+        "Secret" => SECRET,
+        "ConfigMap" => CONFIG_MAP,
+        "Namespace" => NAMESPACE,
+        "ServiceAccount" => SERVICE_ACCOUNT,
         "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => ACCESS,
         "SelfSubjectRulesReview" => RULES,
         "TokenRequest" => TOKEN,
@@ -164,8 +226,31 @@ fn message(buf: &[u8], schema: &'static [Field]) -> Result<Value, String> {
             (Kind::Int, Wire::Varint(v)) => {
                 out.insert(name, json!(v as i64));
             }
+            (Kind::Bool, Wire::Varint(v)) => {
+                out.insert(name, json!(v != 0));
+            }
+            (Kind::Bytes, Wire::Bytes(b)) => {
+                out.insert(name, json!(crate::kubeconfig::base64(b)));
+            }
             (Kind::Msg(inner), Wire::Bytes(b)) => {
                 out.insert(name, message(b, inner)?);
+            }
+            (Kind::Msgs(inner), Wire::Bytes(b)) => {
+                let item = message(b, inner)?;
+                if let Some(list) = out.entry(name).or_insert_with(|| json!([])).as_array_mut() {
+                    list.push(item);
+                }
+            }
+            (Kind::StrMap | Kind::BytesMap, Wire::Bytes(b)) => {
+                let value_kind = if matches!(kind, Kind::StrMap) {
+                    Kind::Str
+                } else {
+                    Kind::Bytes
+                };
+                let (key, value) = map_entry(b, value_kind)?;
+                if let Some(map) = out.entry(name).or_insert_with(|| json!({})).as_object_mut() {
+                    map.insert(key, value);
+                }
             }
             _ => {
                 return Err(format!(
@@ -177,18 +262,44 @@ fn message(buf: &[u8], schema: &'static [Field]) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
+/// One `map` entry: key (1, a string) and value (2).
+fn map_entry(buf: &[u8], value_kind: Kind) -> Result<(String, Value), String> {
+    const STR_ENTRY: &[Field] = &[(1, "key", Kind::Str), (2, "value", Kind::Str)];
+    const BYTES_ENTRY: &[Field] = &[(1, "key", Kind::Str), (2, "value", Kind::Bytes)];
+    let schema = if matches!(value_kind, Kind::Str) {
+        STR_ENTRY
+    } else {
+        BYTES_ENTRY
+    };
+    let mut entry = message(buf, schema)?;
+    let key = entry["key"].as_str().unwrap_or_default().to_owned();
+    let value = entry
+        .get_mut("value")
+        .map(Value::take)
+        .unwrap_or_else(|| json!(""));
+    Ok((key, value))
+}
+
+/// Whether protobuf bodies of `kind` can be decoded.
+pub fn supports(kind: &str) -> bool {
+    object_fields(kind).is_some()
+}
+
 /// Decodes a protobuf request body holding a `kind` object into its JSON form.
 pub fn decode(kind: &str, body: &[u8]) -> Result<Value, String> {
     let envelope = body
         .strip_prefix(b"k8s\0")
         .ok_or("missing the k8s protobuf magic")?;
     let (mut raw, mut sent_kind, mut encoding) = (None, String::new(), String::new());
+    let mut api_version = String::new();
     for (number, wire) in fields(envelope)? {
         match (number, wire) {
             (1, Wire::Bytes(type_meta)) => {
                 for (n, w) in fields(type_meta)? {
-                    if let (2, Wire::Bytes(k)) = (n, w) {
-                        sent_kind = utf8(k)?;
+                    match (n, w) {
+                        (1, Wire::Bytes(v)) => api_version = utf8(v)?,
+                        (2, Wire::Bytes(k)) => sent_kind = utf8(k)?,
+                        _ => {}
                     }
                 }
             }
@@ -207,6 +318,9 @@ pub fn decode(kind: &str, body: &[u8]) -> Result<Value, String> {
         object_fields(kind).ok_or_else(|| format!("protobuf is not supported for {kind}"))?;
     let mut object = message(raw.unwrap_or_default(), schema)?;
     object["kind"] = json!(kind);
+    if !api_version.is_empty() {
+        object["apiVersion"] = json!(api_version);
+    }
     Ok(object)
 }
 
@@ -270,6 +384,41 @@ mod tests {
             value["spec"],
             json!({"audiences": ["a", "b"], "expirationSeconds": 600})
         );
+    }
+
+    /// A `map<string, V>` entry.
+    fn entry(number: u32, k: &str, v: &[u8]) -> Vec<u8> {
+        bytes(number, &[bytes(1, k.as_bytes()), bytes(2, v)].concat())
+    }
+
+    #[test]
+    fn a_secret_as_helm_stores_its_releases_decodes() {
+        let meta = [
+            bytes(1, b"sh.helm.release.v1.isthmus.v1"),
+            bytes(6, b"42"),
+            entry(11, "owner", b"helm"),
+            entry(11, "status", b"deployed"),
+            bytes(14, b"f"),
+        ]
+        .concat();
+        let raw = [
+            bytes(1, &meta),
+            entry(2, "release", b"\x00\xffgz"),
+            bytes(3, b"helm.sh/release.v1"),
+        ]
+        .concat();
+        let value = decode("Secret", &envelope("Secret", &raw)).unwrap();
+        assert_eq!(value["metadata"]["name"], "sh.helm.release.v1.isthmus.v1");
+        assert_eq!(value["metadata"]["resourceVersion"], "42");
+        assert_eq!(
+            value["metadata"]["labels"],
+            json!({"owner": "helm", "status": "deployed"})
+        );
+        assert_eq!(value["metadata"]["finalizers"], json!(["f"]));
+        assert_eq!(value["data"]["release"], "AP9neg==");
+        assert_eq!(value["type"], "helm.sh/release.v1");
+        assert_eq!(value["apiVersion"], "authorization.k8s.io/v1");
+        assert!(supports("ConfigMap") && supports("Namespace") && !supports("Pod"));
     }
 
     #[test]

@@ -143,7 +143,7 @@ async fn lab(
         command: crate::lab::self_command(),
         log: crate::lab::state::log_file(&args.lab_dir),
     });
-    let client = crate::lab::report::http_client(&api.api_url)?;
+    let client = crate::lab::report::admin_client(api).await?;
     Ok((client, target, node.netns()))
 }
 

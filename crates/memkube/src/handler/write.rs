@@ -39,12 +39,15 @@ fn write_ctx(req: &ResourceRequest<'_>) -> WriteCtx {
 
 fn parse_body(req: &ResourceRequest<'_>) -> Result<Value, ApiError> {
     let content_type = req.header(header::CONTENT_TYPE);
-    if content_type.contains("protobuf") {
-        return Err(ApiError::UnsupportedMediaType(
-            "application/json, application/yaml".into(),
-        ));
-    }
-    let parsed = if content_type.contains("yaml") {
+    let parsed = if content_type.contains("protobuf") {
+        // typed client-go clients (kubectl, Helm's release storage) send built-ins this way
+        if !crate::protobuf::supports(&req.ty.kind) {
+            return Err(ApiError::UnsupportedMediaType(
+                "application/json, application/yaml".into(),
+            ));
+        }
+        crate::protobuf::decode(&req.ty.kind, req.body)
+    } else if content_type.contains("yaml") {
         serde_yaml::from_slice(req.body).map_err(|e| e.to_string())
     } else {
         serde_json::from_slice(req.body).map_err(|e| e.to_string())

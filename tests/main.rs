@@ -3,6 +3,7 @@
 
 mod common;
 mod e2e_common;
+mod peer_common;
 
 mod chart;
 mod crash;
@@ -15,5 +16,6 @@ mod e2e_status;
 mod e2e_telemetry;
 mod grpc;
 mod lab_cli;
+mod peer_cli;
 mod python_client;
 mod status_cli;

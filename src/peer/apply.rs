@@ -89,7 +89,11 @@ pub async fn apply(
             .iter()
             .map(|c| {
                 let conn = pick(c.role, local, remote);
-                let ns = c.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
+                let ns = c
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default();
                 format!("{} {ns}{} in {}", c.kind, c.name, conn.label)
             })
             .collect(),
@@ -103,7 +107,8 @@ async fn write(
     minted: &Minted,
     created: &mut Vec<Created>,
 ) -> std::result::Result<(), String> {
-    let fail = |kind: &str, name: &str, e: String| format!("{}: writing {kind} {name}: {e}", conn.label);
+    let fail =
+        |kind: &str, name: &str, e: String| format!("{}: writing {kind} {name}: {e}", conn.label);
     let secrets: Api<Secret> = Api::namespaced(conn.client.clone(), &d.namespace);
     let secret = plan::secret(d, minted);
     if ssa(&secrets, &d.secret_name, &secret)

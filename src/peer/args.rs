@@ -108,15 +108,25 @@ mod tests {
     #[test]
     fn the_remote_cluster_must_be_named() {
         let err = Cli::try_parse_from(["peer"]).unwrap_err().to_string();
-        assert!(err.contains("--remote-kubeconfig") || err.contains("--remote-context"), "{err}");
+        assert!(
+            err.contains("--remote-kubeconfig") || err.contains("--remote-context"),
+            "{err}"
+        );
         let ok = Cli::try_parse_from(["peer", "--kubeconfig", "/k", "--remote-context", "kind-b"])
             .unwrap();
         assert_eq!(ok.peer.clusters.timeout, Duration::from_secs(60));
         assert_eq!(ok.peer.clusters.namespace, "isthmus");
-        let [local, remote] = ok.peer.clusters.refs(None, Some("https://10.0.0.3:6443".into()));
+        let [local, remote] = ok
+            .peer
+            .clusters
+            .refs(None, Some("https://10.0.0.3:6443".into()));
         assert_eq!((local.role, local.context), (Role::Local, None));
         assert_eq!(remote.context.as_deref(), Some("kind-b"));
-        assert_eq!(remote.kubeconfig, Some(PathBuf::from("/k")), "the same kubeconfig");
+        assert_eq!(
+            remote.kubeconfig,
+            Some(PathBuf::from("/k")),
+            "the same kubeconfig"
+        );
         assert_eq!(remote.api_url.as_deref(), Some("https://10.0.0.3:6443"));
     }
 

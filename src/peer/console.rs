@@ -18,7 +18,9 @@ pub struct Console {
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Console").field("tty", &self.tty).finish_non_exhaustive()
+        f.debug_struct("Console")
+            .field("tty", &self.tty)
+            .finish_non_exhaustive()
     }
 }
 

@@ -46,7 +46,9 @@ pub enum PeerError {
         side: Label,
         missing: Vec<&'static str>,
     },
-    #[error("{side}: namespace {namespace} does not exist; install isthmus there or name its namespace with --{flag}namespace")]
+    #[error(
+        "{side}: namespace {namespace} does not exist; install isthmus there or name its namespace with --{flag}namespace"
+    )]
     NoNamespace {
         side: Label,
         namespace: String,

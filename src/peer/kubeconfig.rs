@@ -69,7 +69,12 @@ mod tests {
 
     #[test]
     fn base64_is_rfc_4648_with_padding() {
-        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foobar", "Zm9vYmFy")] {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }
     }
@@ -101,6 +106,14 @@ mod tests {
         let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
         assert!(user.exec.is_none() && user.token_file.is_none() && user.client_key.is_none());
         assert_eq!(kc.current_context.as_deref(), Some("cluster-b"));
-        assert_eq!(kc.contexts[0].context.as_ref().unwrap().namespace.as_deref(), Some("isthmus"));
+        assert_eq!(
+            kc.contexts[0]
+                .context
+                .as_ref()
+                .unwrap()
+                .namespace
+                .as_deref(),
+            Some("isthmus")
+        );
     }
 }

@@ -67,17 +67,14 @@ async fn read_into(view: &mut PeeringView, facts: &Facts, peer: &ClusterId) -> k
             .is_some(),
     );
     let leases: Api<Lease> = Api::namespaced(client, ns);
-    view.lease = leases
-        .get_opt(&facts.info.gateway_lease)
-        .await?
-        .map(|l| {
-            let spec = l.spec.unwrap_or_default();
-            LeaseView {
-                name: facts.info.gateway_lease.clone(),
-                holder: spec.holder_identity.filter(|h| !h.is_empty()),
-                renewed: spec.renew_time.map(|t| t.0),
-                duration_secs: spec.lease_duration_seconds,
-            }
-        });
+    view.lease = leases.get_opt(&facts.info.gateway_lease).await?.map(|l| {
+        let spec = l.spec.unwrap_or_default();
+        LeaseView {
+            name: facts.info.gateway_lease.clone(),
+            holder: spec.holder_identity.filter(|h| !h.is_empty()),
+            renewed: spec.renew_time.map(|t| t.0),
+            duration_secs: spec.lease_duration_seconds,
+        }
+    });
     Ok(())
 }

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use isthmus_api::{ClusterId, ForeignCluster, ForeignClusterSpec, LABEL_REMOTE_CLUSTER, SecretKeyRef};
+use isthmus_api::{
+    ClusterId, ForeignCluster, ForeignClusterSpec, LABEL_REMOTE_CLUSTER, SecretKeyRef,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -277,11 +279,22 @@ mod tests {
         let p = plan(&a, &b);
         assert_eq!(p.warnings, Vec::<String>::new());
         let into_a = &p.directions[0];
-        assert_eq!((into_a.holder, into_a.holder_id.as_str()), (Role::Local, "cluster-a"));
+        assert_eq!(
+            (into_a.holder, into_a.holder_id.as_str()),
+            (Role::Local, "cluster-a")
+        );
         assert_eq!(into_a.secret_name, "isthmus-peer-cluster-b");
         assert_eq!(into_a.foreign_cluster.name_any(), "cluster-b");
-        let r = into_a.foreign_cluster.spec.kubeconfig_secret_ref.as_ref().unwrap();
-        assert_eq!((r.name.as_str(), r.namespace.as_str()), ("isthmus-peer-cluster-b", "isthmus"));
+        let r = into_a
+            .foreign_cluster
+            .spec
+            .kubeconfig_secret_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.namespace.as_str()),
+            ("isthmus-peer-cluster-b", "isthmus")
+        );
         assert_eq!(p.directions[1].foreign_cluster.name_any(), "cluster-a");
         assert_eq!(p.directions[1].reached.api_url, "https://172.18.0.2:6443");
     }
@@ -355,6 +368,10 @@ mod tests {
         a.foreign_clusters = vec![fc];
         let w = plan(&a, &b).warnings;
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("instead of isthmus/peer-cluster-b"), "{}", w[0]);
+        assert!(
+            w[0].contains("instead of isthmus/peer-cluster-b"),
+            "{}",
+            w[0]
+        );
     }
 }

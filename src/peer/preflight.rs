@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use crate::inspect::cause::describe;
 use crate::peer::error::{PeerError, Result};
 use crate::peer::plan::MANAGED_BY_SELECTOR;
-use crate::peer::side::{Connection, Label};
+use crate::peer::side::{Connection, Label, first_line};
 
 /// The label of the chart's cluster-info ConfigMap.
 pub const CLUSTER_INFO_LABEL: &str = "net.isthmus.io/cluster-info";
@@ -104,7 +104,7 @@ pub async fn inspect(conn: Connection, purpose: Purpose) -> Result<Facts> {
 pub fn api_error(conn: &Connection, what: &str, error: kube::Error) -> PeerError {
     let message = match &error {
         kube::Error::Api(s) if s.code == 403 => format!("access denied: {}", s.message),
-        _ => describe(&error),
+        _ => first_line(describe(&error)),
     };
     PeerError::Api {
         side: conn.label.clone(),
@@ -121,7 +121,7 @@ async fn answers(conn: &Connection) -> Result<()> {
         .map_err(|e| PeerError::Unreachable {
             side: conn.label.clone(),
             server: conn.server.clone(),
-            message: describe(&e),
+            message: first_line(describe(&e)),
         })
 }
 
@@ -193,7 +193,11 @@ async fn cluster_info(conn: &Connection) -> Result<ClusterInfo> {
 /// The chart's ConfigMap, read.
 pub fn parse_cluster_info(cm: &ConfigMap) -> std::result::Result<ClusterInfo, String> {
     let data = cm.data.clone().unwrap_or_default();
-    let get = |key: &str| data.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let get = |key: &str| {
+        data.get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let raw_id = get("clusterID").ok_or("it has no clusterID")?;
     let cluster_id =
         ClusterId::from_str(&raw_id).map_err(|e| format!("clusterID {raw_id:?}: {e}"))?;
@@ -313,16 +317,23 @@ mod tests {
     #[test]
     fn a_foreign_cluster_in_the_way_is_named() {
         let b: ClusterId = "cluster-b".parse().unwrap();
-        assert_eq!(foreign_cluster_conflict(&[fc("cluster-b", "cluster-b")], &b), None);
-        assert_eq!(foreign_cluster_conflict(&[fc("cluster-c", "cluster-c")], &b), None);
+        assert_eq!(
+            foreign_cluster_conflict(&[fc("cluster-b", "cluster-b")], &b),
+            None
+        );
+        assert_eq!(
+            foreign_cluster_conflict(&[fc("cluster-c", "cluster-c")], &b),
+            None
+        );
         let by_hand = foreign_cluster_conflict(&[fc("peer-b", "cluster-b")], &b).unwrap();
         assert!(by_hand.starts_with("ForeignCluster peer-b already peers with cluster-b"));
         let other = foreign_cluster_conflict(&[fc("cluster-b", "cluster-x")], &b).unwrap();
         assert!(other.contains("is for cluster cluster-x"), "{other}");
         let mut going = fc("cluster-b", "cluster-b");
-        going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        ));
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
         let going = foreign_cluster_conflict(&[going], &b).unwrap();
         assert!(going.contains("is being deleted"), "{going}");
     }
@@ -349,14 +360,21 @@ mod tests {
         assert_eq!(info.cluster_id.as_str(), "cluster-a");
         assert_eq!(info.peer_service_account, None);
         cm.data = data(&[("clusterID", "Not_A_Label")]);
-        assert!(parse_cluster_info(&cm).unwrap_err().starts_with("clusterID \"Not_A_Label\""));
+        assert!(
+            parse_cluster_info(&cm)
+                .unwrap_err()
+                .starts_with("clusterID \"Not_A_Label\"")
+        );
         cm.data = data(&[]);
         assert_eq!(parse_cluster_info(&cm).unwrap_err(), "it has no clusterID");
     }
 
     #[test]
     fn servers_compare_without_case_or_trailing_slash() {
-        assert!(same_server("https://API.example:6443/", "https://api.example:6443"));
+        assert!(same_server(
+            "https://API.example:6443/",
+            "https://api.example:6443"
+        ));
         assert!(!same_server("https://a:6443", "https://b:6443"));
     }
 }

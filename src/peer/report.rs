@@ -132,7 +132,10 @@ pub fn why_not_connected(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<St
         return vec![format!("{at}: cannot read {}'s API: {e}", p.side)];
     }
     let Some(fc) = &v.foreign_cluster else {
-        return vec![format!("{at}: {} has no ForeignCluster for {} (deleted meanwhile?)", p.side, p.peer)];
+        return vec![format!(
+            "{at}: {} has no ForeignCluster for {} (deleted meanwhile?)",
+            p.side, p.peer
+        )];
     };
     if fc.status.is_none() {
         if v.gateway_key == Some(false) {
@@ -150,10 +153,17 @@ pub fn why_not_connected(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<St
         )];
     }
     let Some(tep) = &v.tunnel else {
-        let conditions = fc.status.as_ref().map(|s| failing(&s.conditions)).unwrap_or_default();
+        let conditions = fc
+            .status
+            .as_ref()
+            .map(|s| failing(&s.conditions))
+            .unwrap_or_default();
         let phase = phase(fc).unwrap_or("Pending");
         if conditions.is_empty() {
-            return vec![format!("{at}: ForeignCluster {} is {phase}, no TunnelEndpoint yet", fc.name_any())];
+            return vec![format!(
+                "{at}: ForeignCluster {} is {phase}, no TunnelEndpoint yet",
+                fc.name_any()
+            )];
         }
         return conditions
             .into_iter()
@@ -175,7 +185,10 @@ pub fn why_not_connected(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<St
         .filter(|c| c.status == "False")
         .or_else(|| find("Connected"))
         .map_or("", |c| c.reason.as_str());
-    let mut line = format!("{at}: tunnel {} ({reason}): {}", status.connection.status, status.connection.message);
+    let mut line = format!(
+        "{at}: tunnel {} ({reason}): {}",
+        status.connection.status, status.connection.message
+    );
     if reason == "NoHandshake" {
         line.push_str(
             " (UDP between the gateways: check each side's gateway.endpoint and firewalls; \
@@ -192,7 +205,11 @@ pub fn unpeer_progress(p: Pair<'_>, v: &PeeringView) -> String {
     }
     let mut left = Vec::new();
     if let Some(fc) = &v.foreign_cluster {
-        left.push(format!("ForeignCluster {} ({})", fc.name_any(), phase(fc).unwrap_or("no status")));
+        left.push(format!(
+            "ForeignCluster {} ({})",
+            fc.name_any(),
+            phase(fc).unwrap_or("no status")
+        ));
     }
     if v.tunnel.is_some() {
         left.push("TunnelEndpoint (gateway cleaning the kernel)".to_owned());
@@ -214,8 +231,15 @@ pub fn why_not_unpeered(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<Str
     }
     let mut out = Vec::new();
     if let Some(fc) = &v.foreign_cluster {
-        let held = fc.finalizers().iter().any(|f| f == NETWORK_MANAGER_FINALIZER);
-        let conditions = fc.status.as_ref().map(|s| failing(&s.conditions)).unwrap_or_default();
+        let held = fc
+            .finalizers()
+            .iter()
+            .any(|f| f == NETWORK_MANAGER_FINALIZER);
+        let conditions = fc
+            .status
+            .as_ref()
+            .map(|s| failing(&s.conditions))
+            .unwrap_or_default();
         let why = match (held, conditions.first()) {
             (true, Some(c)) => format!("the network-manager cannot finish: {c}"),
             (true, None) => format!(
@@ -225,15 +249,22 @@ pub fn why_not_unpeered(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<Str
             ),
             (false, _) => "held by another finalizer".to_owned(),
         };
-        out.push(format!("{at}: ForeignCluster {} is still there: {why}", fc.name_any()));
+        out.push(format!(
+            "{at}: ForeignCluster {} is still there: {why}",
+            fc.name_any()
+        ));
     }
     if let Some(tep) = &v.tunnel {
         let name = tep.name_any();
         let held = tep.finalizers().iter().any(|f| f == GATEWAY_FINALIZER);
         let why = match (tep.metadata.deletion_timestamp.is_some(), held) {
-            (false, _) => "not deleted yet (the network-manager deletes it when it unpeers)".to_owned(),
+            (false, _) => {
+                "not deleted yet (the network-manager deletes it when it unpeers)".to_owned()
+            }
             (true, true) => match gateway_absent(p, v.lease.as_ref(), now) {
-                Some(absent) => format!("the gateway has not removed the peer from the kernel: {absent}"),
+                Some(absent) => {
+                    format!("the gateway has not removed the peer from the kernel: {absent}")
+                }
                 None => {
                     let message = tep
                         .status
@@ -247,7 +278,10 @@ pub fn why_not_unpeered(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<Str
             },
             (true, false) => "held by another finalizer".to_owned(),
         };
-        out.push(format!("{at}: TunnelEndpoint {}/{name} is still there: {why}", p.namespace));
+        out.push(format!(
+            "{at}: TunnelEndpoint {}/{name} is still there: {why}",
+            p.namespace
+        ));
     }
     if v.nat_mapping {
         out.push(format!(
@@ -261,7 +295,14 @@ pub fn why_not_unpeered(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<Str
 /// The final table: one row per direction (state, latency, how each side addresses the other's
 /// pods and is addressed).
 pub fn table(rows: &[(Pair<'_>, &PeeringView)]) -> String {
-    let header = ["CLUSTER", "PEER", "STATE", "LATENCY", "LOCAL PODS AS", "REMOTE PODS AS"];
+    let header = [
+        "CLUSTER",
+        "PEER",
+        "STATE",
+        "LATENCY",
+        "LOCAL PODS AS",
+        "REMOTE PODS AS",
+    ];
     let mut lines: Vec<[String; 6]> = vec![header.map(str::to_owned)];
     for (p, v) in rows {
         let tep = v.tunnel.as_ref();
@@ -278,7 +319,13 @@ pub fn table(rows: &[(Pair<'_>, &PeeringView)]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..6)
-        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for l in &lines {

@@ -101,32 +101,54 @@ fn view(fc: Option<ForeignCluster>, tep: Option<TunnelEndpoint>) -> PeeringView 
 #[test]
 fn progress_follows_the_peering_from_foreign_cluster_to_tunnel() {
     let steps = [
-        (view(Some(fc(None, vec![])), None), "ForeignCluster written, waiting for the network-manager"),
+        (
+            view(Some(fc(None, vec![])), None),
+            "ForeignCluster written, waiting for the network-manager",
+        ),
         (
             view(
-                Some(fc(Some("Peering"), vec![condition("PeerProcessed", "False", "Waiting", "not yet")])),
+                Some(fc(
+                    Some("Peering"),
+                    vec![condition("PeerProcessed", "False", "Waiting", "not yet")],
+                )),
                 None,
             ),
             "Peering: PeerProcessed Waiting: not yet",
         ),
-        (view(Some(fc(Some("Peered"), vec![])), Some(tep(None))), "TunnelEndpoint written, waiting for the gateway"),
+        (
+            view(Some(fc(Some("Peered"), vec![])), Some(tep(None))),
+            "TunnelEndpoint written, waiting for the gateway",
+        ),
         (
             view(
                 Some(fc(Some("Peered"), vec![])),
-                Some(tep(Some((ConnectionState::Connecting, "NoHandshake", "no WireGuard handshake")))),
+                Some(tep(Some((
+                    ConnectionState::Connecting,
+                    "NoHandshake",
+                    "no WireGuard handshake",
+                )))),
             ),
             "tunnel connecting: no WireGuard handshake",
         ),
         (
-            view(Some(fc(Some("Peered"), vec![])), Some(tep(Some((ConnectionState::Connected, "Connected", ""))))),
+            view(
+                Some(fc(Some("Peered"), vec![])),
+                Some(tep(Some((ConnectionState::Connected, "Connected", "")))),
+            ),
             "tunnel connected (0.42ms)",
         ),
     ];
     for (v, want) in steps {
         assert_eq!(progress(P, &v), format!("cluster-a → cluster-b: {want}"));
     }
-    assert!(!connected(&view(Some(fc(Some("Peered"), vec![])), Some(tep(None)))));
-    let up = view(Some(fc(Some("Peered"), vec![])), Some(tep(Some((ConnectionState::Connected, "Connected", "")))));
+    assert!(!connected(&view(
+        Some(fc(Some("Peered"), vec![])),
+        Some(tep(None))
+    )));
+    let up = view(
+        Some(fc(Some("Peered"), vec![])),
+        Some(tep(Some((ConnectionState::Connected, "Connected", "")))),
+    );
     assert!(connected(&up));
 }
 
@@ -136,10 +158,18 @@ fn a_timeout_names_the_missing_gateway_key_or_network_manager() {
     v.gateway_key = Some(false);
     let why = why_not_connected(P, &v, now());
     assert_eq!(why.len(), 1);
-    assert!(why[0].contains("Secret isthmus/isthmus-gateway-key is missing"), "{}", why[0]);
+    assert!(
+        why[0].contains("Secret isthmus/isthmus-gateway-key is missing"),
+        "{}",
+        why[0]
+    );
     v.gateway_key = Some(true);
     let why = why_not_connected(P, &v, now());
-    assert!(why[0].contains("is the network-manager running in namespace isthmus"), "{}", why[0]);
+    assert!(
+        why[0].contains("is the network-manager running in namespace isthmus"),
+        "{}",
+        why[0]
+    );
 }
 
 #[test]
@@ -148,9 +178,19 @@ fn a_timeout_quotes_the_foreign_cluster_conditions() {
         Some(fc(
             Some("Error"),
             vec![
-                condition("PeerAPIReachable", "False", "PeerUnreachable", "cannot reach the API of peer cluster-b: connection refused"),
+                condition(
+                    "PeerAPIReachable",
+                    "False",
+                    "PeerUnreachable",
+                    "cannot reach the API of peer cluster-b: connection refused",
+                ),
                 condition("LocalProcessed", "True", "Accepted", ""),
-                condition("PeerProcessed", "False", "PoolsExhausted", "no free /16 in the pools"),
+                condition(
+                    "PeerProcessed",
+                    "False",
+                    "PoolsExhausted",
+                    "no free /16 in the pools",
+                ),
             ],
         )),
         None,
@@ -170,26 +210,53 @@ fn a_timeout_says_when_no_gateway_runs_and_quotes_the_tunnel() {
     let peered = Some(fc(Some("Peered"), vec![]));
     let mut v = view(peered.clone(), Some(tep(None)));
     v.lease = None;
-    assert!(why_not_connected(P, &v, now())[0].contains("Lease isthmus/isthmus-gateway does not exist"));
+    assert!(
+        why_not_connected(P, &v, now())[0].contains("Lease isthmus/isthmus-gateway does not exist")
+    );
     v.lease = Some(lease(None, 2));
-    assert!(why_not_connected(P, &v, now())[0].contains("nobody holds Lease isthmus/isthmus-gateway"));
+    assert!(
+        why_not_connected(P, &v, now())[0].contains("nobody holds Lease isthmus/isthmus-gateway")
+    );
     v.lease = Some(lease(Some("gw-0"), 120));
     let stale = &why_not_connected(P, &v, now())[0];
-    assert!(stale.contains("(holder gw-0) was last renewed 120s ago"), "{stale}");
+    assert!(
+        stale.contains("(holder gw-0) was last renewed 120s ago"),
+        "{stale}"
+    );
     v.lease = Some(lease(Some("gw-0"), 2));
-    assert!(why_not_connected(P, &v, now())[0].contains("has not reported on TunnelEndpoint isthmus/cluster-b"));
+    assert!(
+        why_not_connected(P, &v, now())[0]
+            .contains("has not reported on TunnelEndpoint isthmus/cluster-b")
+    );
     let v = view(
         peered,
-        Some(tep(Some((ConnectionState::Connecting, "NoHandshake", "no WireGuard handshake with the peer yet")))),
+        Some(tep(Some((
+            ConnectionState::Connecting,
+            "NoHandshake",
+            "no WireGuard handshake with the peer yet",
+        )))),
     );
     let line = &why_not_connected(P, &v, now())[0];
-    assert!(line.starts_with("cluster-a → cluster-b: tunnel connecting (NoHandshake): no WireGuard handshake"), "{line}");
+    assert!(
+        line.starts_with(
+            "cluster-a → cluster-b: tunnel connecting (NoHandshake): no WireGuard handshake"
+        ),
+        "{line}"
+    );
     assert!(line.contains("gateway.endpoint"), "{line}");
 }
 
 #[test]
 fn unpeering_names_what_is_left_and_why() {
-    let mut going = fc(Some("Unpeering"), vec![condition("Ready", "False", "UnpeeringBlocked", "cannot reach the API of peer cluster-b")]);
+    let mut going = fc(
+        Some("Unpeering"),
+        vec![condition(
+            "Ready",
+            "False",
+            "UnpeeringBlocked",
+            "cannot reach the API of peer cluster-b",
+        )],
+    );
     going.metadata.finalizers = Some(vec![NETWORK_MANAGER_FINALIZER.into()]);
     let mut held = tep(None);
     held.metadata.finalizers = Some(vec![GATEWAY_FINALIZER.into()]);
@@ -205,8 +272,16 @@ fn unpeering_names_what_is_left_and_why() {
     let why = why_not_unpeered(P, &v, now());
     assert_eq!(why.len(), 3);
     assert!(why[0].ends_with("the network-manager cannot finish: Ready UnpeeringBlocked: cannot reach the API of peer cluster-b"), "{}", why[0]);
-    assert!(why[1].contains("the gateway has not removed the peer from the kernel: no gateway is running"), "{}", why[1]);
-    assert!(why[2].starts_with("cluster-a → cluster-b: NatMapping isthmus/cluster-b is still there"));
+    assert!(
+        why[1].contains(
+            "the gateway has not removed the peer from the kernel: no gateway is running"
+        ),
+        "{}",
+        why[1]
+    );
+    assert!(
+        why[2].starts_with("cluster-a → cluster-b: NatMapping isthmus/cluster-b is still there")
+    );
     let gone = PeeringView::default();
     assert!(unpeered(&gone));
     assert_eq!(unpeer_progress(P, &gone), "cluster-a → cluster-b: removed");
@@ -214,8 +289,15 @@ fn unpeering_names_what_is_left_and_why() {
 
 #[test]
 fn the_table_shows_both_tunnels_and_views() {
-    let up = view(Some(fc(Some("Peered"), vec![])), Some(tep(Some((ConnectionState::Connected, "Connected", "")))));
-    let back = Pair { side: "cluster-b", peer: "cluster-a", ..P };
+    let up = view(
+        Some(fc(Some("Peered"), vec![])),
+        Some(tep(Some((ConnectionState::Connected, "Connected", "")))),
+    );
+    let back = Pair {
+        side: "cluster-b",
+        peer: "cluster-a",
+        ..P
+    };
     let text = table(&[(P, &up), (back, &up)]);
     assert_eq!(
         text,

@@ -50,7 +50,12 @@ pub struct Label {
 
 impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the {} cluster (context {})", self.role.name(), self.context)
+        write!(
+            f,
+            "the {} cluster (context {})",
+            self.role.name(),
+            self.context
+        )
     }
 }
 
@@ -115,7 +120,7 @@ pub async fn connect(r: &ClusterRef, request_timeout: Duration) -> Result<Connec
     };
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| bad(format!("context {context}: {}", describe(&e))))?;
+        .map_err(|e| bad(first_line(format!("context {context}: {}", describe(&e)))))?;
     config = isthmus_kubeclient::with_timeouts(config);
     config.connect_timeout = Some(request_timeout);
     config.read_timeout = Some(request_timeout);
@@ -123,7 +128,11 @@ pub async fn connect(r: &ClusterRef, request_timeout: Duration) -> Result<Connec
         role: r.role,
         context,
     };
-    let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
     let api_url = match &r.api_url {
         Some(url) => checked_url(url).map_err(|message| PeerError::Config {
             side: label.clone(),
@@ -132,11 +141,14 @@ pub async fn connect(r: &ClusterRef, request_timeout: Duration) -> Result<Connec
         None => server.clone(),
     };
     let ca_pem = config.root_cert.as_ref().map(|certs| {
-        certs.iter().map(|der| pem_certificate(der)).collect::<String>()
+        certs
+            .iter()
+            .map(|der| pem_certificate(der))
+            .collect::<String>()
     });
     let tls_server_name = config.tls_server_name.clone();
     let insecure = config.accept_invalid_certs;
-    let client = kube::Client::try_from(config).map_err(|e| bad(describe(&e)))?;
+    let client = kube::Client::try_from(config).map_err(|e| bad(first_line(describe(&e))))?;
     Ok(Connection {
         label,
         client,
@@ -158,7 +170,7 @@ fn read(r: &ClusterRef) -> Result<(Kubeconfig, PathBuf)> {
     let kubeconfig = result.map_err(|e| PeerError::Kubeconfig {
         role,
         file: file.clone(),
-        message: describe(&e),
+        message: first_line(describe(&e)),
     })?;
     Ok((kubeconfig, file))
 }
@@ -194,6 +206,14 @@ fn context_of(r: &ClusterRef, kubeconfig: &Kubeconfig, file: &PathBuf) -> Result
     }
 }
 
+/// The first line of an error's text: YAML errors append a quoted excerpt of the input.
+pub fn first_line(text: String) -> String {
+    match text.split_once('\n') {
+        Some((first, _)) => first.trim_end().to_owned(),
+        None => text,
+    }
+}
+
 /// `url` if it is `http(s)://host[:port][/path]`, else why not.
 pub fn checked_url(url: &str) -> std::result::Result<String, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
@@ -218,6 +238,15 @@ mod tests {
         assert!(checked_url("10.0.0.1:6443").is_err());
         assert!(checked_url("ftp://x").is_err());
         assert!(checked_url("https://").is_err());
+    }
+
+    #[test]
+    fn only_the_first_line_of_a_yaml_error_is_kept() {
+        assert_eq!(
+            first_line("bad: line 1\n --> <input>\n".into()),
+            "bad: line 1"
+        );
+        assert_eq!(first_line("one".into()), "one");
     }
 
     #[test]

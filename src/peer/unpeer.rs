@@ -33,7 +33,10 @@ pub struct Removal {
 /// What to delete in a cluster whose ForeignClusters and peer Secrets are these, to unpeer
 /// `peer`.
 pub fn removal(fcs: &[ForeignCluster], peer_secrets: &[ObjectMeta], peer: &ClusterId) -> Removal {
-    let mine: Vec<&ForeignCluster> = fcs.iter().filter(|fc| fc.spec.cluster_id == *peer).collect();
+    let mine: Vec<&ForeignCluster> = fcs
+        .iter()
+        .filter(|fc| fc.spec.cluster_id == *peer)
+        .collect();
     let secrets: Vec<String> = peer_secrets
         .iter()
         .filter(|m| {
@@ -82,7 +85,10 @@ pub async fn run_unpeer(args: &UnpeerArgs, console: &mut Console) -> Result<()> 
     for (facts, r) in [(&local, &plans[0]), (&remote, &plans[1])] {
         console.say(&describe(facts, r))?;
         for s in &r.kept_secrets {
-            console.say(&format!("{}: Secret {s} was not written by isthmus peer: it is left", facts.id()))?;
+            console.say(&format!(
+                "{}: Secret {s} was not written by isthmus peer: it is left",
+                facts.id()
+            ))?;
         }
     }
     if args.dry_run {
@@ -111,7 +117,13 @@ async fn delete_foreign_clusters(facts: &Facts, names: &[String]) -> Result<()> 
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(api_error(&facts.conn, &format!("deleting ForeignCluster {name}"), e)),
+            Err(e) => {
+                return Err(api_error(
+                    &facts.conn,
+                    &format!("deleting ForeignCluster {name}"),
+                    e,
+                ));
+            }
         }
     }
     Ok(())
@@ -123,7 +135,13 @@ async fn delete_secrets(facts: &Facts, names: &[String]) -> Result<()> {
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(api_error(&facts.conn, &format!("deleting Secret {name}"), e)),
+            Err(e) => {
+                return Err(api_error(
+                    &facts.conn,
+                    &format!("deleting Secret {name}"),
+                    e,
+                ));
+            }
         }
     }
     Ok(())
@@ -141,7 +159,12 @@ async fn wait_unpeered(
         Instant::now() + timeout,
         POLL,
         async || observe_both(local, remote).await,
-        |(a, b)| vec![report::unpeer_progress(pl, a), report::unpeer_progress(pr, b)],
+        |(a, b)| {
+            vec![
+                report::unpeer_progress(pl, a),
+                report::unpeer_progress(pr, b),
+            ]
+        },
         |(a, b)| report::unpeered(a) && report::unpeered(b),
     )
     .await?;
@@ -186,7 +209,10 @@ mod tests {
     fn secret(name: &str, reached: &str) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.into()),
-            labels: Some(BTreeMap::from([(LABEL_REMOTE_CLUSTER.to_owned(), reached.to_owned())])),
+            labels: Some(BTreeMap::from([(
+                LABEL_REMOTE_CLUSTER.to_owned(),
+                reached.to_owned(),
+            )])),
             ..ObjectMeta::default()
         }
     }

@@ -137,7 +137,19 @@ pub fn why_not_connected(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<St
             p.side, p.peer
         )];
     };
-    if fc.status.is_none() {
+    let Some(tep) = &v.tunnel else {
+        return peering_reasons(&at, p, fc, v);
+    };
+    if let Some(why) = gateway_absent(p, v.lease.as_ref(), now) {
+        return vec![format!("{at}: {why}")];
+    }
+    vec![tunnel_reason(&at, p, tep)]
+}
+
+/// Why the network-manager has not written a TunnelEndpoint: it is not running (or waits for
+/// the gateway's key), or the ForeignCluster's conditions say.
+fn peering_reasons(at: &str, p: Pair<'_>, fc: &ForeignCluster, v: &PeeringView) -> Vec<String> {
+    let Some(status) = &fc.status else {
         if v.gateway_key == Some(false) {
             return vec![format!(
                 "{at}: the gateway has not published its key (Secret {}/{} is missing), and the \
@@ -151,34 +163,29 @@ pub fn why_not_connected(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<St
             fc.name_any(),
             p.namespace
         )];
-    }
-    let Some(tep) = &v.tunnel else {
-        let conditions = fc
-            .status
-            .as_ref()
-            .map(|s| failing(&s.conditions))
-            .unwrap_or_default();
-        let phase = phase(fc).unwrap_or("Pending");
-        if conditions.is_empty() {
-            return vec![format!(
-                "{at}: ForeignCluster {} is {phase}, no TunnelEndpoint yet",
-                fc.name_any()
-            )];
-        }
-        return conditions
-            .into_iter()
-            .map(|c| format!("{at}: ForeignCluster {} is {phase}: {c}", fc.name_any()))
-            .collect();
     };
-    if let Some(why) = gateway_absent(p, v.lease.as_ref(), now) {
-        return vec![format!("{at}: {why}")];
-    }
-    let Some(status) = &tep.status else {
+    let conditions = failing(&status.conditions);
+    let phase = phase(fc).unwrap_or("Pending");
+    if conditions.is_empty() {
         return vec![format!(
+            "{at}: ForeignCluster {} is {phase}, no TunnelEndpoint yet",
+            fc.name_any()
+        )];
+    }
+    conditions
+        .into_iter()
+        .map(|c| format!("{at}: ForeignCluster {} is {phase}: {c}", fc.name_any()))
+        .collect()
+}
+
+/// What the gateway says about the tunnel (a running gateway).
+fn tunnel_reason(at: &str, p: Pair<'_>, tep: &TunnelEndpoint) -> String {
+    let Some(status) = &tep.status else {
+        return format!(
             "{at}: the gateway has not reported on TunnelEndpoint {}/{} yet",
             p.namespace,
             tep.name_any()
-        )];
+        );
     };
     let find = |type_: &str| status.conditions.iter().find(|c| c.type_ == type_);
     let reason = find("TunnelConfigured")
@@ -195,7 +202,7 @@ pub fn why_not_connected(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<St
              docs/operations.md, Troubleshoot, Tunnel)",
         );
     }
-    vec![line]
+    line
 }
 
 /// One line: what is left of `p`'s direction while unpeering.
@@ -231,56 +238,18 @@ pub fn why_not_unpeered(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<Str
     }
     let mut out = Vec::new();
     if let Some(fc) = &v.foreign_cluster {
-        let held = fc
-            .finalizers()
-            .iter()
-            .any(|f| f == NETWORK_MANAGER_FINALIZER);
-        let conditions = fc
-            .status
-            .as_ref()
-            .map(|s| failing(&s.conditions))
-            .unwrap_or_default();
-        let why = match (held, conditions.first()) {
-            (true, Some(c)) => format!("the network-manager cannot finish: {c}"),
-            (true, None) => format!(
-                "its finalizer {NETWORK_MANAGER_FINALIZER} is still on: is the network-manager \
-                 running in namespace {}?",
-                p.namespace
-            ),
-            (false, _) => "held by another finalizer".to_owned(),
-        };
         out.push(format!(
-            "{at}: ForeignCluster {} is still there: {why}",
-            fc.name_any()
+            "{at}: ForeignCluster {} is still there: {}",
+            fc.name_any(),
+            foreign_cluster_left(p, fc)
         ));
     }
     if let Some(tep) = &v.tunnel {
-        let name = tep.name_any();
-        let held = tep.finalizers().iter().any(|f| f == GATEWAY_FINALIZER);
-        let why = match (tep.metadata.deletion_timestamp.is_some(), held) {
-            (false, _) => {
-                "not deleted yet (the network-manager deletes it when it unpeers)".to_owned()
-            }
-            (true, true) => match gateway_absent(p, v.lease.as_ref(), now) {
-                Some(absent) => {
-                    format!("the gateway has not removed the peer from the kernel: {absent}")
-                }
-                None => {
-                    let message = tep
-                        .status
-                        .as_ref()
-                        .map(|s| s.connection.message.clone())
-                        .filter(|m| !m.is_empty())
-                        .map(|m| format!(" (last status: {m})"))
-                        .unwrap_or_default();
-                    format!("the gateway is still removing the peer from the kernel{message}")
-                }
-            },
-            (true, false) => "held by another finalizer".to_owned(),
-        };
         out.push(format!(
-            "{at}: TunnelEndpoint {}/{name} is still there: {why}",
-            p.namespace
+            "{at}: TunnelEndpoint {}/{} is still there: {}",
+            p.namespace,
+            tep.name_any(),
+            tunnel_left(p, tep, v.lease.as_ref(), now)
         ));
     }
     if v.nat_mapping {
@@ -290,6 +259,54 @@ pub fn why_not_unpeered(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<Str
         ));
     }
     out
+}
+
+/// Why a deleted ForeignCluster is still there.
+fn foreign_cluster_left(p: Pair<'_>, fc: &ForeignCluster) -> String {
+    let held = fc
+        .finalizers()
+        .iter()
+        .any(|f| f == NETWORK_MANAGER_FINALIZER);
+    let conditions = fc
+        .status
+        .as_ref()
+        .map(|s| failing(&s.conditions))
+        .unwrap_or_default();
+    match (held, conditions.first()) {
+        (true, Some(c)) => format!("the network-manager cannot finish: {c}"),
+        (true, None) => format!(
+            "its finalizer {NETWORK_MANAGER_FINALIZER} is still on: is the network-manager \
+             running in namespace {}?",
+            p.namespace
+        ),
+        (false, _) => "held by another finalizer".to_owned(),
+    }
+}
+
+/// Why a TunnelEndpoint of an unpeered cluster is still there.
+fn tunnel_left(
+    p: Pair<'_>,
+    tep: &TunnelEndpoint,
+    lease: Option<&LeaseView>,
+    now: Timestamp,
+) -> String {
+    let held = tep.finalizers().iter().any(|f| f == GATEWAY_FINALIZER);
+    match (tep.metadata.deletion_timestamp.is_some(), held) {
+        (false, _) => "not deleted yet (the network-manager deletes it when it unpeers)".to_owned(),
+        (true, false) => "held by another finalizer".to_owned(),
+        (true, true) => match gateway_absent(p, lease, now) {
+            Some(absent) => {
+                format!("the gateway has not removed the peer from the kernel: {absent}")
+            }
+            None => {
+                let holder = lease.and_then(|l| l.holder.as_deref()).unwrap_or("?");
+                format!(
+                    "the gateway ({holder}) is still removing the peer from the kernel; if this \
+                     lasts, its log and /readyz say why (`datapath reconcile failed: …`)"
+                )
+            }
+        },
+    }
 }
 
 /// The final table: one row per direction (state, latency, how each side addresses the other's

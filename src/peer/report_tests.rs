@@ -282,6 +282,14 @@ fn unpeering_names_what_is_left_and_why() {
     assert!(
         why[2].starts_with("cluster-a → cluster-b: NatMapping isthmus/cluster-b is still there")
     );
+    v.lease = Some(lease(Some("gw-0"), 2));
+    let busy = &why_not_unpeered(P, &v, now())[1];
+    assert!(
+        busy.contains(
+            "the gateway (gw-0) is still removing the peer from the kernel; if this lasts"
+        ),
+        "{busy}"
+    );
     let gone = PeeringView::default();
     assert!(unpeered(&gone));
     assert_eq!(unpeer_progress(P, &gone), "cluster-a → cluster-b: removed");

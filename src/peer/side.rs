@@ -5,7 +5,7 @@
 //! here besides building the client; nothing is sent to the API.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -183,14 +183,14 @@ fn default_file() -> PathBuf {
     }
 }
 
-fn context_of(r: &ClusterRef, kubeconfig: &Kubeconfig, file: &PathBuf) -> Result<String> {
+fn context_of(r: &ClusterRef, kubeconfig: &Kubeconfig, file: &Path) -> Result<String> {
     let role = r.role.name();
     let known: Vec<String> = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
     match &r.context {
         Some(context) if known.contains(context) => Ok(context.clone()),
         Some(context) => Err(PeerError::UnknownContext {
             role,
-            file: file.clone(),
+            file: file.to_owned(),
             context: context.clone(),
             known,
         }),
@@ -201,7 +201,7 @@ fn context_of(r: &ClusterRef, kubeconfig: &Kubeconfig, file: &PathBuf) -> Result
             .ok_or_else(|| PeerError::NoContext {
                 role,
                 flag: r.role.flag(),
-                file: file.clone(),
+                file: file.to_owned(),
             }),
     }
 }

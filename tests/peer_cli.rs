@@ -505,3 +505,68 @@ async fn a_timeout_says_why_from_what_the_api_shows() {
     ));
     a.stop().await;
 }
+
+/// Mints like [`FakeTokens`], and meanwhile removes the ForeignCluster CRD from `sabotaged`:
+/// the write into that cluster fails after the other cluster's objects were written.
+struct CrdRemovedWhileMinting {
+    tokens: FakeTokens,
+    sabotaged: kube::Client,
+}
+
+impl std::fmt::Debug for CrdRemovedWhileMinting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CrdRemovedWhileMinting")
+    }
+}
+
+impl isthmus::peer::TokenSource for CrdRemovedWhileMinting {
+    fn mint<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        namespace: &'a str,
+        account: &'a str,
+        lifetime: Duration,
+    ) -> futures::future::BoxFuture<'a, Result<isthmus::peer::token::Minted, String>> {
+        Box::pin(async move {
+            let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+                Api::all(self.sabotaged.clone());
+            let _ = crds
+                .delete("foreignclusters.net.isthmus.io", &Default::default())
+                .await;
+            self.tokens.mint(client, namespace, account, lifetime).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_rolls_back_what_the_run_created() {
+    let a = Site::new("cluster-a", 1, Install::FULL).await;
+    let b = Site::new("cluster-b", 2, Install::FULL).await;
+    let tokens = CrdRemovedWhileMinting {
+        tokens: FakeTokens::default(),
+        sabotaged: b.client.clone(),
+    };
+    let (mut console, _) = captured();
+    let err = run_peer(&peer_args(&a, &b, WAIT), &tokens, &mut console)
+        .await
+        .expect_err("b lost its ForeignCluster CRD");
+    let m = err.to_string();
+    assert!(
+        m.starts_with(
+            "the remote cluster (context ctx-cluster-b): writing ForeignCluster cluster-a: "
+        ),
+        "{m}"
+    );
+    assert!(
+        m.ends_with(
+            "removed what this run had created (Secret isthmus-peer-cluster-a, ForeignCluster cluster-b, Secret isthmus-peer-cluster-b)"
+        ),
+        "{m}"
+    );
+    assert_eq!(a.peering_objects().await, Vec::<String>::new());
+    let b_secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(b.client.clone(), NS)
+        .get_opt("isthmus-peer-cluster-a")
+        .await
+        .unwrap();
+    assert!(b_secrets.is_none());
+}

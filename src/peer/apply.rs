@@ -156,35 +156,53 @@ where
 }
 
 /// Deletes what this run created, newest first, trying each; one line saying what happened.
+/// A ForeignCluster the network-manager already holds (its deletion is pending) is being
+/// unpeered, which needs its kubeconfig Secret: that Secret is kept.
 async fn rollback(created: &[Created], local: &Connection, remote: &Connection) -> String {
     if created.is_empty() {
         return "nothing had been created, nothing was changed".to_owned();
     }
-    let mut undone = Vec::new();
-    let mut failed = Vec::new();
+    let (mut undone, mut kept, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unpeering: Vec<Role> = Vec::new();
     for c in created.iter().rev() {
         let conn = pick(c.role, local, remote);
         let dp = DeleteParams::default();
+        let what = format!("{} {}", c.kind, c.name);
         let result = match (c.kind, &c.namespace) {
+            ("Secret", Some(_)) if unpeering.contains(&c.role) => {
+                kept.push(what);
+                continue;
+            }
             ("Secret", Some(ns)) => Api::<Secret>::namespaced(conn.client.clone(), ns)
                 .delete(&c.name, &dp)
                 .await
-                .map(|_| ()),
+                .map(|_| true),
             _ => Api::<ForeignCluster>::all(conn.client.clone())
                 .delete(&c.name, &dp)
                 .await
-                .map(|_| ()),
+                .map(|gone| gone.is_right()),
         };
         match result {
-            Ok(()) => undone.push(format!("{} {}", c.kind, c.name)),
-            Err(e) => failed.push(format!("{} {} ({})", c.kind, c.name, describe(&e))),
+            Ok(true) => undone.push(what),
+            Ok(false) => {
+                unpeering.push(c.role);
+                undone.push(format!("{what} (unpeering)"));
+            }
+            Err(e) => failed.push(format!("{what} ({})", describe(&e))),
         }
     }
-    match failed.is_empty() {
-        true => format!("removed what this run had created ({})", undone.join(", ")),
-        false => format!(
-            "could not remove {} (delete by hand or run `isthmus unpeer`)",
-            failed.join(", ")
-        ),
+    let mut out = format!("removed what this run had created ({})", undone.join(", "));
+    if !kept.is_empty() {
+        out.push_str(&format!(
+            "; kept {} until the network-manager has unpeered (`isthmus unpeer` finishes it)",
+            kept.join(", ")
+        ));
     }
+    if !failed.is_empty() {
+        out.push_str(&format!(
+            "; could not remove {} (delete by hand or run `isthmus unpeer`)",
+            failed.join(", ")
+        ));
+    }
+    out
 }

@@ -53,6 +53,18 @@ fn failing(conditions: &[Condition]) -> Vec<String> {
         .collect()
 }
 
+/// The `False` conditions that say why a peering waits: every one but the summary `Ready`,
+/// which only repeats them (it stays when it is alone).
+fn causes(conditions: &[Condition]) -> Vec<String> {
+    let (summary, details): (Vec<&Condition>, Vec<&Condition>) =
+        conditions.iter().partition(|c| c.type_ == "Ready");
+    let details: Vec<Condition> = details.into_iter().cloned().collect();
+    match failing(&details) {
+        found if !found.is_empty() => found,
+        _ => failing(&summary.into_iter().cloned().collect::<Vec<_>>()),
+    }
+}
+
 fn phase(fc: &ForeignCluster) -> Option<&str> {
     fc.status.as_ref().and_then(|s| s.phase.as_deref())
 }
@@ -82,7 +94,7 @@ pub fn progress(p: Pair<'_>, v: &PeeringView) -> String {
                 let why = fc
                     .status
                     .as_ref()
-                    .map(|s| failing(&s.conditions))
+                    .map(|s| causes(&s.conditions))
                     .and_then(|f| f.into_iter().next());
                 match why {
                     Some(why) => format!("{phase}: {why}"),
@@ -164,7 +176,7 @@ fn peering_reasons(at: &str, p: Pair<'_>, fc: &ForeignCluster, v: &PeeringView) 
             p.namespace
         )];
     };
-    let conditions = failing(&status.conditions);
+    let conditions = causes(&status.conditions);
     let phase = phase(fc).unwrap_or("Pending");
     if conditions.is_empty() {
         return vec![format!(
@@ -267,11 +279,14 @@ fn foreign_cluster_left(p: Pair<'_>, fc: &ForeignCluster) -> String {
         .finalizers()
         .iter()
         .any(|f| f == NETWORK_MANAGER_FINALIZER);
-    let conditions = fc
+    // the summary first: while unpeering it says what blocks (UnpeeringBlocked)
+    let mut conditions = fc
         .status
         .as_ref()
-        .map(|s| failing(&s.conditions))
+        .map(|s| s.conditions.clone())
         .unwrap_or_default();
+    conditions.sort_by_key(|c| c.type_ != "Ready");
+    let conditions = failing(&conditions);
     match (held, conditions.first()) {
         (true, Some(c)) => format!("the network-manager cannot finish: {c}"),
         (true, None) => format!(

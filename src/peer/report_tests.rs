@@ -250,12 +250,20 @@ fn a_timeout_says_when_no_gateway_runs_and_quotes_the_tunnel() {
 fn unpeering_names_what_is_left_and_why() {
     let mut going = fc(
         Some("Unpeering"),
-        vec![condition(
-            "Ready",
-            "False",
-            "UnpeeringBlocked",
-            "cannot reach the API of peer cluster-b",
-        )],
+        vec![
+            condition(
+                "PeerAPIReachable",
+                "False",
+                "PeerUnreachable",
+                "cannot reach the API of peer cluster-b",
+            ),
+            condition(
+                "Ready",
+                "False",
+                "UnpeeringBlocked",
+                "cannot reach the API of peer cluster-b",
+            ),
+        ],
     );
     going.metadata.finalizers = Some(vec![NETWORK_MANAGER_FINALIZER.into()]);
     let mut held = tep(None);

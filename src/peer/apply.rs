@@ -11,8 +11,7 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::inspect::cause::describe;
-use crate::peer::error::{PeerError, Result};
+use crate::peer::error::{PeerError, Result, request_error};
 use crate::peer::plan::{self, Direction, FIELD_MANAGER, Plan};
 use crate::peer::side::{Connection, Role};
 use crate::peer::token::{Minted, TOKEN_LIFETIME, TokenSource};
@@ -146,12 +145,12 @@ where
     let existed = api
         .get_metadata_opt(name)
         .await
-        .map_err(|e| describe(&e))?
+        .map_err(|e| request_error(&e))?
         .is_some();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(name, &params, &Patch::Apply(obj))
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| request_error(&e))?;
     Ok(!existed)
 }
 
@@ -188,7 +187,7 @@ async fn rollback(created: &[Created], local: &Connection, remote: &Connection) 
                 unpeering.push(c.role);
                 undone.push(format!("{what} (unpeering)"));
             }
-            Err(e) => failed.push(format!("{what} ({})", describe(&e))),
+            Err(e) => failed.push(format!("{what} ({})", request_error(&e))),
         }
     }
     let mut out = format!("removed what this run had created ({})", undone.join(", "));

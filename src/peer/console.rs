@@ -1,6 +1,7 @@
 //! Where `peer` and `unpeer` talk to the user, and their wait loop. On a terminal the progress
-//! block (one line per direction) is redrawn in place; otherwise (a pipe, a CI log) a line is
-//! printed only when it changed, so logs stay readable. Tests give a buffer.
+//! block (one line per direction) is redrawn in place, each line cut to the terminal's width so
+//! that none wraps and the redraw stays in place; otherwise (a pipe, a CI log) a line is printed
+//! only when it changed, so logs stay readable. Tests give a buffer.
 
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use tokio::time::Instant;
 pub struct Console {
     out: Box<dyn Write + Send>,
     tty: bool,
+    /// The terminal's width now (asked at each redraw: terminals get resized).
+    width: Box<dyn Fn() -> Option<usize> + Send>,
     /// The progress block as last shown, and how many of its lines are on screen.
     shown: Vec<String>,
     drawn: usize,
@@ -27,16 +30,31 @@ impl std::fmt::Debug for Console {
 impl Console {
     /// Standard output; a terminal gets the redrawn block.
     pub fn stdout() -> Self {
-        Console::new(Box::new(io::stdout()), io::stdout().is_terminal())
+        let mut console = Console::new(Box::new(io::stdout()), io::stdout().is_terminal());
+        console.width = Box::new(|| {
+            rustix::termios::tcgetwinsize(io::stdout())
+                .ok()
+                .map(|w| usize::from(w.ws_col))
+                .filter(|w| *w > 0)
+        });
+        console
     }
 
+    /// A console writing to `out`; `tty`: redraw the progress block in place.
     pub fn new(out: Box<dyn Write + Send>, tty: bool) -> Self {
         Console {
             out,
             tty,
+            width: Box::new(|| None),
             shown: Vec::new(),
             drawn: 0,
         }
+    }
+
+    /// Sets how the terminal's width is known (tests).
+    pub fn with_width(mut self, width: impl Fn() -> Option<usize> + Send + 'static) -> Self {
+        self.width = Box::new(width);
+        self
     }
 
     /// A line that stays (it ends the progress block, if one is shown).
@@ -52,8 +70,9 @@ impl Console {
             if self.drawn > 0 {
                 write!(self.out, "\x1b[{}A", self.drawn)?;
             }
+            let width = (self.width)();
             for line in lines {
-                write!(self.out, "\r\x1b[2K{line}\n")?;
+                write!(self.out, "\r\x1b[2K{}\n", fit(line, width))?;
             }
             self.drawn = lines.len();
         } else {
@@ -71,6 +90,19 @@ impl Console {
     pub fn end_progress(&mut self) {
         self.shown.clear();
         self.drawn = 0;
+    }
+}
+
+/// `line` cut to fit in `width` columns (one left free), with `…` where it was cut.
+fn fit(line: &str, width: Option<usize>) -> String {
+    match width {
+        Some(w) if line.chars().count() >= w => {
+            let keep = w.saturating_sub(2);
+            let mut cut: String = line.chars().take(keep).collect();
+            cut.push('…');
+            cut
+        }
+        _ => line.to_owned(),
     }
 }
 
@@ -148,6 +180,17 @@ mod tests {
         let text = buf.text();
         assert!(text.starts_with("\r\x1b[2Ka: waiting\n"));
         assert!(text.contains("\x1b[2A\r\x1b[2Ka: connected\n"), "{text:?}");
+    }
+
+    #[test]
+    fn on_a_terminal_lines_are_cut_to_its_width() {
+        let buf = Buffer::default();
+        let mut c = Console::new(Box::new(buf.clone()), true).with_width(|| Some(12));
+        c.progress(&lines(&["a → b: tunnel connecting", "short"]))
+            .unwrap();
+        assert_eq!(buf.text(), "\r\x1b[2Ka → b: tun…\n\r\x1b[2Kshort\n");
+        assert_eq!(fit("exactly 10", Some(11)), "exactly 10");
+        assert_eq!(fit("whatever", None), "whatever");
     }
 
     #[tokio::test]

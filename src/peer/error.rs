@@ -115,3 +115,61 @@ pub enum PeerError {
 
 /// `Result` with [`PeerError`].
 pub type Result<T, E = PeerError> = std::result::Result<T, E>;
+
+/// What a failed request says, on one line: the API's own message and code for an API answer
+/// (`access denied: …` for a 403), the first line of the error chain otherwise.
+pub fn request_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(s) if s.code == 403 => format!("access denied: {}", s.message),
+        kube::Error::Api(s) if s.reason.is_empty() => format!("{} ({})", s.message, s.code),
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => first_line(crate::inspect::cause::describe(other)),
+    }
+}
+
+/// The first line of an error's text: YAML errors append a quoted excerpt of the input.
+pub fn first_line(text: String) -> String {
+    match text.split_once('\n') {
+        Some((first, _)) => first.trim_end().to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_answers_are_said_without_the_status_dump() {
+        let status = |code: u16, reason: &str, message: &str| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure(message, reason).with_code(code),
+            ))
+        };
+        assert_eq!(
+            request_error(&status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource"
+            )),
+            "the server could not find the requested resource (404 NotFound)"
+        );
+        assert_eq!(
+            request_error(&status(
+                403,
+                "Forbidden",
+                "cannot create serviceaccounts/token"
+            )),
+            "access denied: cannot create serviceaccounts/token"
+        );
+    }
+
+    #[test]
+    fn only_the_first_line_of_a_yaml_error_is_kept() {
+        assert_eq!(
+            first_line("bad: line 1\n --> <input>\n".into()),
+            "bad: line 1"
+        );
+        assert_eq!(first_line("one".into()), "one");
+    }
+}

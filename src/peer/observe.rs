@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use crate::inspect::cause::describe;
+use crate::peer::error::request_error;
 use crate::peer::preflight::Facts;
 
 /// The gateway's Lease, as last written.
@@ -39,7 +39,7 @@ pub struct PeeringView {
 pub async fn observe(facts: &Facts, peer: &ClusterId) -> PeeringView {
     let mut view = PeeringView::default();
     if let Err(e) = read_into(&mut view, facts, peer).await {
-        view.read_error = Some(describe(&e));
+        view.read_error = Some(request_error(&e));
     }
     view
 }

@@ -11,10 +11,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, ResourceExt};
 
-use crate::inspect::cause::describe;
-use crate::peer::error::{PeerError, Result};
+use crate::peer::error::{PeerError, Result, request_error};
 use crate::peer::plan::MANAGED_BY_SELECTOR;
-use crate::peer::side::{Connection, Label, first_line};
+use crate::peer::side::{Connection, Label};
 
 /// The label of the chart's cluster-info ConfigMap.
 pub const CLUSTER_INFO_LABEL: &str = "net.isthmus.io/cluster-info";
@@ -102,14 +101,10 @@ pub async fn inspect(conn: Connection, purpose: Purpose) -> Result<Facts> {
 
 /// The error of a failed request, one line.
 pub fn api_error(conn: &Connection, what: &str, error: kube::Error) -> PeerError {
-    let message = match &error {
-        kube::Error::Api(s) if s.code == 403 => format!("access denied: {}", s.message),
-        _ => first_line(describe(&error)),
-    };
     PeerError::Api {
         side: conn.label.clone(),
         what: what.to_owned(),
-        message,
+        message: request_error(&error),
     }
 }
 
@@ -121,7 +116,7 @@ async fn answers(conn: &Connection) -> Result<()> {
         .map_err(|e| PeerError::Unreachable {
             side: conn.label.clone(),
             server: conn.server.clone(),
-            message: first_line(describe(&e)),
+            message: request_error(&e),
         })
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::inspect::cause::describe;
-use crate::peer::error::{PeerError, Result};
+use crate::peer::error::{PeerError, Result, first_line};
 use crate::peer::kubeconfig::pem_certificate;
 
 /// Which of the two clusters.
@@ -203,14 +203,6 @@ fn context_of(r: &ClusterRef, kubeconfig: &Kubeconfig, file: &Path) -> Result<St
                 flag: r.role.flag(),
                 file: file.to_owned(),
             }),
-    }
-}
-
-/// The first line of an error's text: YAML errors append a quoted excerpt of the input.
-pub fn first_line(text: String) -> String {
-    match text.split_once('\n') {
-        Some((first, _)) => first.trim_end().to_owned(),
-        None => text,
     }
 }
 

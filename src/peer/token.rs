@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 
-use crate::inspect::cause::describe;
+use crate::peer::error::request_error;
 
 /// How long a peer token is asked to live: one year. The API server may grant less (its
 /// `--service-account-max-token-expiration`); the granted expiry is reported. Running `isthmus
@@ -86,8 +86,11 @@ impl TokenSource for TokenRequests {
                 .create_token_request(account, &PostParams::default(), &request)
                 .await
                 .map_err(|e| match &e {
-                    kube::Error::Api(s) if s.code == 403 => format!("access denied: {}", s.message),
-                    _ => describe(&e),
+                    kube::Error::Api(s) if s.code == 404 => format!(
+                        "the API does not serve TokenRequest (POST serviceaccounts/{account}/token: {})",
+                        request_error(&e)
+                    ),
+                    _ => request_error(&e),
                 })?;
             let status = answer.status.unwrap_or_default();
             let token = status

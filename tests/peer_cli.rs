@@ -1,21 +1,22 @@
-//! `isthmus peer` and `isthmus unpeer` against two memkube clusters served over HTTP, named by
-//! kubeconfig files as a user names real ones. Bad input is refused with one sentence before
+//! `isthmus peer` and `isthmus unpeer` against two memkube clusters served over HTTPS with
+//! authentication and RBAC on, named by kubeconfig files as a user names real ones (CA inline,
+//! a bearer token). Bad input is refused with one sentence before
 //! anything is written (checked by each API's resourceVersion: nothing changed); `--dry-run`
 //! writes nothing; a peering with the real network-managers and gateway controllers (on the
 //! recording fakes) comes up `connected` both ways; running `peer` again refreshes the tokens
 //! and leaves the rest as it was; `unpeer` removes everything, the gateways' kernel state first,
 //! and when a gateway is not running it says so and keeps the Secrets.
 //!
-//! Tokens come from `FakeTokens`: memkube has no TokenRequest API yet. The tests that mint
-//! (`peer_*_connected_*`, `running_peer_again_*`, `unpeer_*`, `a_timeout_*`) will use the real
-//! one (`TokenRequests`) once memkube serves it.
+//! Tokens are minted by memkube's TokenRequest API through the production `TokenRequests`
+//! (`CountingTokens` only counts the calls), and the network-managers use them under RBAC: the
+//! peer identity may touch NetworkConfigs and nothing else.
 
 use crate::peer_common::*;
 
 use std::time::Duration;
 
 use isthmus::peer::error::PeerError;
-use isthmus::peer::{TokenRequests, run_peer, unpeer::run_unpeer};
+use isthmus::peer::{run_peer, unpeer::run_unpeer};
 use isthmus_api::{ConnectionState, ForeignCluster, TunnelEndpoint};
 use kube::Api;
 
@@ -31,7 +32,7 @@ fn versions(sites: &[&Site]) -> Vec<u64> {
 /// sentence, that nothing was minted and that neither API changed.
 async fn refused(args: isthmus::peer::PeerArgs, sites: &[&Site]) -> String {
     let before = versions(sites);
-    let tokens = FakeTokens::default();
+    let tokens = CountingTokens::default();
     let (mut console, _) = captured();
     let err = run_peer(&args, &tokens, &mut console)
         .await
@@ -100,8 +101,8 @@ async fn the_same_cluster_twice_is_refused() {
     write_kubeconfig(
         &both,
         &[
-            kubeconfig_entry("one", &a.http.url()),
-            kubeconfig_entry("two", &format!("{}/", a.http.url())),
+            a.entry("one", None),
+            a.entry("two", Some(&format!("{}/", a.http.url()))),
         ],
     );
     let mut args = peer_args(&a, &b, WAIT);
@@ -170,6 +171,8 @@ async fn an_unreachable_api_and_other_namespaces_are_refused() {
         &[kubeconfig_entry(
             "gone",
             &format!("http://127.0.0.1:{port}"),
+            None,
+            None,
         )],
     );
     let mut args = peer_args(&a, &b, Duration::from_secs(5));
@@ -228,10 +231,12 @@ async fn a_dry_run_prints_the_plan_and_writes_nothing() {
     let mut args = peer_args(&a, &b, WAIT);
     args.dry_run = true;
     args.api_url = Some("https://172.18.0.2:6443".into());
+    args.remote_api_url = Some("https://172.18.0.3:6443".into());
     let (mut console, out) = captured();
-    // the real token source: a dry run must not call it
-    let outcome = run_peer(&args, &TokenRequests, &mut console).await.unwrap();
+    let tokens = CountingTokens::default();
+    let outcome = run_peer(&args, &tokens, &mut console).await.unwrap();
     assert!(outcome.applied.is_none());
+    assert_eq!(tokens.count(), 0, "no token minted");
     assert_eq!(versions(&[&a, &b]), before, "nothing written");
     let text = out.text();
     for want in [
@@ -239,21 +244,41 @@ async fn a_dry_run_prints_the_plan_and_writes_nothing() {
         "name: isthmus-peer-cluster-a",
         "kind: ForeignCluster",
         "server: https://172.18.0.2:6443",
+        "server: https://172.18.0.3:6443",
         "token: '<redacted: minted when applied>'",
         "dry run: nothing was written",
     ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
     assert!(
-        text.contains("plain HTTP"),
-        "the memkube URL is plain HTTP: warned\n{text}"
+        !text.contains("warning"),
+        "reachable https URLs and the kubeconfigs' CAs: nothing to warn about\n{text}"
     );
+    assert!(text.contains("certificate-authority-data: "), "{text}");
+}
+
+/// The kubeconfig `peer` stored is the peer identity: NetworkConfigs yes, Secrets no.
+async fn assert_only_network_configs(kubeconfig: &str) {
+    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let ncs: Api<isthmus_api::NetworkConfig> = Api::namespaced(client.clone(), NS);
+    ncs.list(&Default::default())
+        .await
+        .expect("NetworkConfigs are allowed");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, NS);
+    match secrets.list(&Default::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("the peer identity listed Secrets: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_brings_both_tunnels_up_connected_and_says_so() {
     let (mut a, mut b) = running_pair().await;
-    let tokens = FakeTokens::default();
+    let tokens = CountingTokens::default();
     let (mut console, out) = captured();
     let outcome = run_peer(&peer_args(&a, &b, WAIT), &tokens, &mut console)
         .await
@@ -276,13 +301,23 @@ async fn peer_brings_both_tunnels_up_connected_and_says_so() {
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let user = doc["users"][0]["user"].as_mapping().unwrap();
         assert_eq!(user.len(), 1, "only a token: {user:?}");
-        let token = doc["users"][0]["user"]["token"].as_str().unwrap();
-        assert!(token.starts_with("tok-") && token.ends_with("-isthmus-isthmus-peer"));
+        assert!(
+            cluster.certificate_authority_data.is_some(),
+            "the CA, inline"
+        );
+        assert_only_network_configs(&text).await;
     }
     let text = out.text();
     assert!(text.contains("peered cluster-a and cluster-b:"), "{text}");
     assert_eq!(text.matches("connected  0.42ms").count(), 2, "{text}");
-    assert!(!text.contains("tok-"), "a token was printed:\n{text}");
+    for (site, peer) in [(&a, &b), (&b, &a)] {
+        let token = site.stored_token(peer).await.unwrap();
+        assert!(
+            !token.is_empty() && !text.contains(&token),
+            "a token was printed:\n{text}"
+        );
+    }
+    assert_eq!(text.matches("expires 20").count(), 2, "one year: {text}");
     assert_eq!(outcome.applied.unwrap().created.len(), 4);
     a.stop().await;
     b.stop().await;
@@ -291,7 +326,7 @@ async fn peer_brings_both_tunnels_up_connected_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_peer_again_refreshes_the_tokens_and_changes_nothing_else() {
     let (mut a, mut b) = running_pair().await;
-    let tokens = FakeTokens::default();
+    let tokens = CountingTokens::default();
     let (mut console, _) = captured();
     run_peer(&peer_args(&a, &b, WAIT), &tokens, &mut console)
         .await
@@ -346,7 +381,7 @@ async fn unpeer_removes_everything_on_both_sides_kernel_included() {
     let (mut console, _) = captured();
     run_peer(
         &peer_args(&a, &b, WAIT),
-        &FakeTokens::default(),
+        &CountingTokens::default(),
         &mut console,
     )
     .await
@@ -401,7 +436,7 @@ async fn unpeer_without_a_gateway_says_so_and_keeps_the_secrets() {
     let (mut console, _) = captured();
     run_peer(
         &peer_args(&a, &b, WAIT),
-        &FakeTokens::default(),
+        &CountingTokens::default(),
         &mut console,
     )
     .await
@@ -439,7 +474,7 @@ async fn unpeer_without_a_gateway_says_so_and_keeps_the_secrets() {
 
     // the gateway comes back: unpeer finishes
     let ka = a.key.clone();
-    b.start_gateway(&[&ka]);
+    b.start_gateway(&[&ka]).await;
     let (mut console, _) = captured();
     run_unpeer(&unpeer_args(&a, &b, WAIT), &mut console)
         .await
@@ -472,11 +507,11 @@ async fn a_timeout_says_why_from_what_the_api_shows() {
     .await;
     a.start_network_manager().await;
     let kb = b.key.clone();
-    a.start_gateway(&[&kb]);
+    a.start_gateway(&[&kb]).await;
     let (mut console, out) = captured();
     let err = run_peer(
         &peer_args(&a, &b, Duration::from_secs(3)),
-        &FakeTokens::default(),
+        &CountingTokens::default(),
         &mut console,
     )
     .await
@@ -506,10 +541,10 @@ async fn a_timeout_says_why_from_what_the_api_shows() {
     a.stop().await;
 }
 
-/// Mints like [`FakeTokens`], and meanwhile removes the ForeignCluster CRD from `sabotaged`:
+/// Mints like [`CountingTokens`], and meanwhile removes the ForeignCluster CRD from `sabotaged`:
 /// the write into that cluster fails after the other cluster's objects were written.
 struct CrdRemovedWhileMinting {
-    tokens: FakeTokens,
+    tokens: CountingTokens,
     sabotaged: kube::Client,
 }
 
@@ -543,7 +578,7 @@ async fn a_failed_write_rolls_back_what_the_run_created() {
     let a = Site::new("cluster-a", 1, Install::FULL).await;
     let b = Site::new("cluster-b", 2, Install::FULL).await;
     let tokens = CrdRemovedWhileMinting {
-        tokens: FakeTokens::default(),
+        tokens: CountingTokens::default(),
         sabotaged: b.client.clone(),
     };
     let (mut console, _) = captured();

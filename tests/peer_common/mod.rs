@@ -1,10 +1,13 @@
 //! Fixtures of the `isthmus peer` / `isthmus unpeer` tests. A [`Site`] is one simulated
-//! cluster: a memkube API served over HTTP holding what the Helm chart installs (CRDs, the
-//! namespace, the cluster-info ConfigMap, the peer ServiceAccount, the gateway's key Secret), a
-//! kubeconfig file that names it, and, when started, its real network-manager (reaching peers
-//! through the kubeconfig Secrets `peer` writes: `KubeconfigPeers`) and its real gateway
-//! controller on the recording fakes, where every peer has shaken hands and every probe is
-//! answered. Tokens come from [`FakeTokens`]: memkube has no TokenRequest yet.
+//! cluster: a memkube API served over HTTPS (its own CA; authentication and RBAC on) holding what
+//! the Helm chart renders (`helm template`: its ServiceAccounts, Roles, bindings and cluster-info
+//! ConfigMap, as objects; the CRDs and the namespace), the gateway's key Secret, a kubeconfig file
+//! that names it as a user's would (the CA inline, the admin's token), and, when started, its
+//! real network-manager and gateway controller, each acting as its own ServiceAccount under the
+//! chart's RBAC. The network-manager reaches the peer through the kubeconfig Secret `peer` wrote
+//! (`KubeconfigPeers`), as the peer identity; the gateway runs on the recording fakes, where
+//! every peer has shaken hands and every probe is answered. Tokens are minted by memkube's
+//! TokenRequest API ([`CountingTokens`] counts them).
 
 #![allow(dead_code)]
 
@@ -17,7 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use isthmus::peer::args::Clusters;
-use isthmus::peer::token::{Minted, Token, TokenSource};
+use isthmus::peer::kubeconfig::base64;
+use isthmus::peer::token::{Minted, TokenRequests, TokenSource};
 use isthmus::peer::{Console, PeerArgs, UnpeerArgs};
 use isthmus_api::{ClusterId, ForeignCluster, NatMapping, NetworkConfig, TunnelEndpoint, all_crds};
 use isthmus_dataplane::firewall::fake::FakeFirewall;
@@ -28,11 +32,14 @@ use isthmus_dataplane::{Gateway, GatewayHandle, PrivateKey};
 use isthmus_gateway::{FakeProber, GatewayConfig};
 use isthmus_ipam::{IpamConfig, default_pools};
 use isthmus_ipam_store::{DurableIpam, FileStore};
-use isthmus_memkube::{HttpServer, MemKube};
+use isthmus_memkube::{HttpServer, MemKube, TlsOptions};
 use isthmus_network_manager::{Backoff, KubeconfigPeers, LocalGateway, NetworkManagerConfig};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -88,11 +95,22 @@ pub struct Site {
     pub gateway: Option<RunningGateway>,
 }
 
-/// A kubeconfig naming `server` as context `ctx-<id>` (no credentials: memkube takes anyone).
-pub fn kubeconfig_entry(id: &str, server: &str) -> serde_json::Value {
+/// A kubeconfig entry naming `server` as context `ctx-<id>`, with the CA and the bearer token
+/// when given (over plain HTTP memkube takes a request without credentials as the admin).
+pub fn kubeconfig_entry(
+    id: &str,
+    server: &str,
+    ca_pem: Option<&str>,
+    token: Option<&str>,
+) -> serde_json::Value {
+    let mut cluster = json!({ "server": server });
+    if let Some(ca) = ca_pem {
+        cluster["certificate-authority-data"] = json!(base64(ca.as_bytes()));
+    }
+    let user = token.map_or_else(|| json!({}), |t| json!({ "token": t }));
     json!({
-        "cluster": {"name": format!("c-{id}"), "cluster": {"server": server}},
-        "user": {"name": format!("u-{id}"), "user": {}},
+        "cluster": {"name": format!("c-{id}"), "cluster": cluster},
+        "user": {"name": format!("u-{id}"), "user": user},
         "context": {"name": format!("ctx-{id}"), "context": {"cluster": format!("c-{id}"), "user": format!("u-{id}")}},
     })
 }
@@ -109,8 +127,60 @@ pub fn write_kubeconfig(path: &PathBuf, entries: &[serde_json::Value]) {
     std::fs::write(path, serde_yaml::to_string(&doc).unwrap()).unwrap();
 }
 
+/// Creates `value` (a JSON manifest) through `api`.
+async fn create<K>(api: Api<K>, value: serde_json::Value)
+where
+    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(value).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+/// The chart, rendered by `helm template` for cluster `id` into namespace `ns`, as JSON objects.
+/// Needs `helm` (installed by `scripts/setup test`); fails, never skips, without it.
+pub fn chart(id: &str, ns: &str) -> Vec<serde_json::Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("helm")
+        .args(["template", "isthmus"])
+        .arg(root.join("deploy/helm/isthmus"))
+        .args(["-n", ns, "--set", &format!("clusterID={id}")])
+        .args([
+            "--set",
+            "podCIDR=10.0.0.0/16",
+            "--set",
+            "serviceCIDR=10.1.0.0/16",
+        ])
+        .args(["--set", "gateway.endpoint=192.0.2.1:51820"])
+        .output()
+        .expect("helm runs (install it with `sudo scripts/setup test`)");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|doc| serde_yaml::Value::deserialize(doc).ok())
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
+/// Creates `value` through `api` unless an object of that name exists.
+async fn create_once<K>(api: Api<K>, value: serde_json::Value)
+where
+    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(value).unwrap();
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("{e}"),
+    }
+}
+
 impl Site {
-    /// A site with `install` of the chart, served on 127.0.0.1.
+    /// A site with `install` of the chart, served over HTTPS on 127.0.0.1.
     pub async fn new(id: &str, index: u8, install: Install) -> Site {
         let kube = MemKube::new();
         if install.crds {
@@ -122,13 +192,13 @@ impl Site {
             kube.create_namespace(NS).unwrap();
         }
         let client = kube.client();
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         let http = kube
-            .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .serve_https(any_port, TlsOptions::default())
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &[kubeconfig_entry(id, &http.url())]);
         let site = Site {
             id: id.to_owned(),
             index,
@@ -141,47 +211,79 @@ impl Site {
             network_manager: None,
             gateway: None,
         };
-        site.install_in(NS, install).await;
+        write_kubeconfig(&site.kubeconfig, &[site.entry(id, None)]);
+        if install.namespace {
+            site.install_in(NS, install).await;
+        }
         site
     }
 
-    /// Creates what the chart would in namespace `ns` (which must exist).
+    /// A kubeconfig entry reaching this site as its admin, as context `ctx-<name>`, at `url`
+    /// (default: its own URL).
+    pub fn entry(&self, name: &str, url: Option<&str>) -> serde_json::Value {
+        let url = url.map_or_else(|| self.http.url(), str::to_owned);
+        let token = self.kube.admin_token();
+        kubeconfig_entry(name, &url, self.http.ca_pem(), Some(&token))
+    }
+
+    /// Creates what the chart renders for this cluster into namespace `ns` (which must exist):
+    /// the daemons' identities always, the cluster-info ConfigMap and the peer identity as
+    /// `install` says, and the gateway's key Secret (as the gateway would at its first start).
     pub async fn install_in(&self, ns: &str, install: Install) {
-        if install.cluster_info {
-            let cm: ConfigMap = serde_json::from_value(json!({
-                "metadata": {"name": "isthmus-cluster", "namespace": ns,
-                    "labels": {"net.isthmus.io/cluster-info": "true"}},
-                "data": {"clusterID": self.id, "peerServiceAccount": "isthmus-peer",
-                    "gatewayKeySecret": KEY_SECRET, "gatewayLease": "isthmus-gateway"},
-            }))
-            .unwrap();
-            Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-                .create(&PostParams::default(), &cm)
-                .await
-                .unwrap();
-        }
-        if install.peer_account {
-            let sa: ServiceAccount = serde_json::from_value(
-                json!({"metadata": {"name": "isthmus-peer", "namespace": ns}}),
-            )
-            .unwrap();
-            Api::<ServiceAccount>::namespaced(self.client.clone(), ns)
-                .create(&PostParams::default(), &sa)
-                .await
-                .unwrap();
+        for doc in chart(&self.id, ns) {
+            let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            let peer = name.ends_with("-peer");
+            let wanted = match kind.as_str() {
+                "ConfigMap" => install.cluster_info,
+                "ServiceAccount" | "Role" | "RoleBinding" if peer => install.peer_account,
+                "ServiceAccount" | "Role" | "RoleBinding" | "ClusterRole"
+                | "ClusterRoleBinding" => true,
+                _ => false,
+            };
+            if wanted {
+                self.create_object(&kind, doc).await;
+            }
         }
         if install.gateway_key {
-            let secret: Secret = serde_json::from_value(json!({
-                "metadata": {"name": KEY_SECRET, "namespace": ns},
-                "stringData": {"privateKey": self.key.expose_base64(),
-                    "publicKey": self.key.public_key().to_string()},
-            }))
-            .unwrap();
-            Api::<Secret>::namespaced(self.client.clone(), ns)
-                .create(&PostParams::default(), &secret)
-                .await
-                .unwrap();
+            create(
+                Api::<Secret>::namespaced(self.client.clone(), ns),
+                json!({
+                    "metadata": {"name": KEY_SECRET, "namespace": ns},
+                    "stringData": {"privateKey": self.key.expose_base64(),
+                        "publicKey": self.key.public_key().to_string()},
+                }),
+            )
+            .await;
         }
+    }
+
+    /// Creates one rendered object; one that exists already (cluster-scoped objects and
+    /// `default`'s Role for Events, when a second namespace gets an installation) is kept.
+    async fn create_object(&self, kind: &str, doc: serde_json::Value) {
+        let c = self.client.clone();
+        let ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned();
+        match kind {
+            "ConfigMap" => create_once(Api::<ConfigMap>::namespaced(c, &ns), doc).await,
+            "ServiceAccount" => create_once(Api::<ServiceAccount>::namespaced(c, &ns), doc).await,
+            "Role" => create_once(Api::<Role>::namespaced(c, &ns), doc).await,
+            "RoleBinding" => create_once(Api::<RoleBinding>::namespaced(c, &ns), doc).await,
+            "ClusterRole" => create_once(Api::<ClusterRole>::all(c), doc).await,
+            "ClusterRoleBinding" => create_once(Api::<ClusterRoleBinding>::all(c), doc).await,
+            other => panic!("not installed here: {other}"),
+        }
+    }
+
+    /// A client acting as ServiceAccount `name` of the chart (a token from TokenRequest).
+    pub async fn client_as(&self, name: &str) -> Client {
+        let minted = TokenRequests
+            .mint(&self.client, NS, name, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        self.kube.client_with_token(minted.token.expose())
     }
 
     pub fn cluster_id(&self) -> ClusterId {
@@ -212,10 +314,11 @@ impl Site {
         };
         config.pending_recheck = Duration::from_secs(1);
         let (tx, rx) = oneshot::channel::<()>();
-        let peers = Arc::new(KubeconfigPeers::new(self.client.clone()));
+        let client = self.client_as("isthmus-network-manager").await;
+        let peers = Arc::new(KubeconfigPeers::new(client.clone()));
         let task = tokio::spawn(isthmus_network_manager::run(
             config,
-            self.client.clone(),
+            client,
             peers,
             ipam,
             async move {
@@ -227,7 +330,7 @@ impl Site {
 
     /// Starts the gateway controller on fakes: `peers` have all shaken hands with it, and every
     /// probe is answered.
-    pub fn start_gateway(&mut self, peers: &[&PrivateKey]) {
+    pub async fn start_gateway(&mut self, peers: &[&PrivateKey]) {
         let mut config = GatewayConfig::new(
             self.cluster_id(),
             NS,
@@ -260,7 +363,7 @@ impl Site {
         let (stop, rx) = oneshot::channel();
         let task = tokio::spawn(isthmus_gateway::run(
             config,
-            self.client.clone(),
+            self.client_as("isthmus-gateway").await,
             handle.clone(),
             self.key.clone(),
             Arc::new(prober),
@@ -313,6 +416,13 @@ impl Site {
         out
     }
 
+    /// The token in the kubeconfig `peer` stored for `reached`.
+    pub async fn stored_token(&self, reached: &Site) -> Option<String> {
+        let text = self.stored_kubeconfig(reached).await?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        doc["users"][0]["user"]["token"].as_str().map(str::to_owned)
+    }
+
     /// The kubeconfig `peer` stored for `reached`, as text.
     pub async fn stored_kubeconfig(&self, reached: &Site) -> Option<String> {
         let secret = Api::<Secret>::namespaced(self.client.clone(), NS)
@@ -346,38 +456,33 @@ pub async fn running_pair() -> (Site, Site) {
     a.start_network_manager().await;
     b.start_network_manager().await;
     let (ka, kb) = (a.key.clone(), b.key.clone());
-    a.start_gateway(&[&kb]);
-    b.start_gateway(&[&ka]);
+    a.start_gateway(&[&kb]).await;
+    b.start_gateway(&[&ka]).await;
     (a, b)
 }
 
-/// Tokens for tests: `tok-<n>-<namespace>-<account>`, distinct per call; counts the calls.
+/// The TokenRequest API, counting the tokens it was asked for.
 #[derive(Debug, Default)]
-pub struct FakeTokens {
+pub struct CountingTokens {
     pub minted: AtomicUsize,
 }
 
-impl FakeTokens {
+impl CountingTokens {
     pub fn count(&self) -> usize {
         self.minted.load(Ordering::SeqCst)
     }
 }
 
-impl TokenSource for FakeTokens {
+impl TokenSource for CountingTokens {
     fn mint<'a>(
         &'a self,
-        _client: &'a Client,
+        client: &'a Client,
         namespace: &'a str,
         account: &'a str,
-        _lifetime: Duration,
+        lifetime: Duration,
     ) -> BoxFuture<'a, Result<Minted, String>> {
-        let n = self.minted.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move {
-            Ok(Minted {
-                token: Token::new(format!("tok-{n}-{namespace}-{account}")),
-                expires: Some("2099-01-01T00:00:00Z".to_owned()),
-            })
-        })
+        self.minted.fetch_add(1, Ordering::SeqCst);
+        TokenRequests.mint(client, namespace, account, lifetime)
     }
 }
 

@@ -46,6 +46,12 @@ pub enum Command {
     Lab(crate::lab::LabCommand),
     /// One cluster at a glance: peers, tunnels, NAT views, IPAM usage (read from its API).
     Status(crate::inspect::status::StatusArgs),
+    /// Peer this cluster with another: check both, write each side's kubeconfig Secret and
+    /// ForeignCluster, wait until both tunnels are connected.
+    Peer(crate::peer::PeerArgs),
+    /// Undo `peer`: delete both ForeignClusters, wait until the network-managers and gateways
+    /// have cleaned up (kernel included), delete the kubeconfig Secrets.
+    Unpeer(crate::peer::UnpeerArgs),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -62,12 +68,15 @@ pub enum Command {
 
 impl Command {
     /// Commands that print what went wrong themselves: client logs would only repeat it, in
-    /// another format (`isthmus status`, `lab status`, `lab down`).
+    /// another format (`isthmus status`, `peer`, `unpeer`, `lab status`, `lab down`).
     pub fn reports_its_own_errors(&self) -> bool {
         use crate::lab::LabCommand;
         matches!(
             self,
-            Command::Status(_) | Command::Lab(LabCommand::Status { .. } | LabCommand::Down { .. })
+            Command::Status(_)
+                | Command::Peer(_)
+                | Command::Unpeer(_)
+                | Command::Lab(LabCommand::Status { .. } | LabCommand::Down { .. })
         )
     }
 }
@@ -190,6 +199,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Diagnose(args) => crate::inspect::diagnose::cli::main(args).await,
         Command::Lab(command) => crate::lab::main(command).await,
         Command::Status(args) => Ok(crate::inspect::status::main(args).await?),
+        Command::Peer(args) => crate::peer::peer_main(args).await,
+        Command::Unpeer(args) => crate::peer::unpeer_main(args).await,
         Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,
         Command::Bench(BenchCommand::Datapath(args)) => bench_datapath(args).await,
         Command::Bench(BenchCommand::Status(options)) => {

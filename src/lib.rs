@@ -9,4 +9,5 @@ pub mod grpc;
 pub mod inspect;
 pub mod lab;
 pub mod logging;
+pub mod peer;
 pub mod standalone;

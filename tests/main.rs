@@ -3,6 +3,7 @@
 
 mod common;
 mod e2e_common;
+mod peer_common;
 
 mod chart;
 mod chart_rbac;
@@ -16,5 +17,6 @@ mod e2e_status;
 mod e2e_telemetry;
 mod grpc;
 mod lab_cli;
+mod peer_cli;
 mod python_client;
 mod status_cli;

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::config::GatewayConfig;
 use crate::connection::{Tracker, Verdict};
 use crate::error::{Error, Result};
+use crate::finalizer::{self, Finalizers};
 use crate::leader::stopped;
 use crate::plan::{self, Device, Resolved};
 use crate::probe::Prober;
@@ -63,6 +64,10 @@ pub(crate) struct Controller<T, F, R> {
     resolved: Resolved,
     /// The datapath was removed because no peer was left (reset by the next peer).
     torn_down: bool,
+    /// Deleted TunnelEndpoints still holding our finalizer: released once their peer is out of
+    /// the kernel.
+    releasing: Vec<String>,
+    finalizers: Finalizers,
     telemetry: GatewayTelemetry,
     /// Readiness: the last full reconcile succeeded.
     datapath_gate: Gate,
@@ -152,6 +157,8 @@ where
             written: BTreeMap::new(),
             resolved: Resolved::new(),
             torn_down: false,
+            releasing: Vec::new(),
+            finalizers: Finalizers::default(),
             telemetry,
             datapath_gate,
             heartbeat,
@@ -167,10 +174,23 @@ where
             .collect()
     }
 
+    fn tep_api(&self) -> Api<TunnelEndpoint> {
+        Api::namespaced(self.client.clone(), &self.config.namespace)
+    }
+
     /// Plans from the stores. `refresh_dns`: resolve every endpoint again; otherwise only
-    /// endpoints not seen before are resolved (the NAT fast path waits for no DNS).
+    /// endpoints not seen before are resolved (the NAT fast path waits for no DNS). Deleted
+    /// TunnelEndpoints are left out of the plan and remembered for their finalizer.
     async fn plan(&mut self, refresh_dns: bool) -> GatewaySpec {
-        let teps = self.teps();
+        let (teps, going): (Vec<_>, Vec<_>) = self
+            .teps()
+            .into_iter()
+            .partition(|t| !finalizer::deleting(t));
+        self.releasing = going
+            .iter()
+            .filter(|t| finalizer::held(t))
+            .map(ResourceExt::name_any)
+            .collect();
         let nats: Vec<_> = self
             .watches
             .nats
@@ -219,11 +239,18 @@ where
 
     /// Plans and reconciles everything. With no peer left, the datapath is removed instead
     /// (interface, routes, NAT table): unpeering the last cluster leaves nothing in the kernel.
+    /// Peers about to be programmed get the gateway's finalizer first; deleted TunnelEndpoints
+    /// lose it once the kernel no longer has their peer.
     pub async fn full(&mut self) {
         let spec = self.plan(true).await;
         if spec.peers.is_empty() {
-            return self.remove_datapath().await;
+            self.remove_datapath().await;
+            if self.torn_down {
+                self.release_finalizers().await;
+            }
+            return;
         }
+        self.hold_finalizers().await;
         self.torn_down = false;
         let started = Instant::now();
         let result = self.gateway.reconcile(spec.clone()).await;
@@ -245,6 +272,7 @@ where
                 }
                 self.applied = Some(spec);
                 self.observed = Some(status);
+                self.release_finalizers().await;
             }
             Err(err) => {
                 tracing::warn!(error = %err, "datapath reconcile failed");
@@ -253,6 +281,39 @@ where
                 self.datapath_gate
                     .close(&format!("datapath reconcile failed: {err}"));
                 self.apply_error = Some((err.reason(), err.to_string()));
+            }
+        }
+    }
+
+    /// The finalizer on every TunnelEndpoint planned as a peer.
+    async fn hold_finalizers(&mut self) {
+        let teps = self.teps();
+        let programmed: Vec<&TunnelEndpoint> = teps
+            .iter()
+            .filter(|t| {
+                self.planned
+                    .get(&t.name_any())
+                    .is_some_and(|p| p.problem.is_none())
+            })
+            .collect();
+        let api = self.tep_api();
+        for _ in 0..self.finalizers.hold(&api, &programmed).await {
+            self.telemetry.datapath.failed("finalizer");
+        }
+    }
+
+    /// Takes the finalizer off deleted TunnelEndpoints: call only after the kernel lost them.
+    async fn release_finalizers(&mut self) {
+        let api = self.tep_api();
+        for name in std::mem::take(&mut self.releasing) {
+            match self.finalizers.release(&api, &name).await {
+                Ok(()) => tracing::info!(tunnel_endpoint = %name,
+                    "peer removed from the kernel; TunnelEndpoint released"),
+                Err(err) => {
+                    self.telemetry.datapath.failed("finalizer");
+                    tracing::warn!(tunnel_endpoint = %name, error = %err,
+                        "cannot remove the gateway finalizer; retrying next tick");
+                }
             }
         }
     }
@@ -420,7 +481,7 @@ where
             now: Timestamp::now(),
         };
         let waiting = Verdict::waiting();
-        let api: Api<TunnelEndpoint> = Api::namespaced(self.client.clone(), &self.config.namespace);
+        let api = self.tep_api();
         let mut writes = Vec::new();
         for tep in &teps {
             let name = tep.name_any();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connection;
 mod controller;
 pub mod error;
+pub mod finalizer;
 pub mod key_secret;
 pub mod leader;
 pub mod plan;

@@ -139,10 +139,12 @@ fn echo(
     }
 }
 
-/// A prober answering what the test sets per address (unset: no answer); records every probe.
+/// A prober answering what the test sets per address (unset: the default answer, none unless
+/// [`FakeProber::answer_every`] set one); records every probe.
 #[derive(Debug, Clone, Default)]
 pub struct FakeProber {
     answers: Arc<Mutex<BTreeMap<Ipv4Addr, Duration>>>,
+    every: Arc<Mutex<Option<Duration>>>,
     probes: Arc<Mutex<Vec<Ipv4Addr>>>,
 }
 
@@ -154,6 +156,11 @@ impl FakeProber {
             Some(rtt) => answers.insert(target, rtt),
             None => answers.remove(&target),
         };
+    }
+
+    /// Every address without an answer of its own answers after `rtt` (`None`: stops).
+    pub fn answer_every(&self, rtt: Option<Duration>) {
+        *self.every.lock().expect("fake prober lock") = rtt;
     }
 
     /// Every probed address, in order.
@@ -170,7 +177,8 @@ impl Prober for FakeProber {
             .lock()
             .expect("fake prober lock")
             .get(&target)
-            .copied();
+            .copied()
+            .or(*self.every.lock().expect("fake prober lock"));
         Box::pin(async move { answer })
     }
 }

@@ -1,6 +1,6 @@
 //! Watches of the gateway namespace: reflector stores of TunnelEndpoints and NatMappings, and
-//! the triggers they raise. A TunnelEndpoint raises [`Trigger::Full`] only when its spec changed
-//! or it went (our own status patches must not loop back into reconciles); a NatMapping raises
+//! the triggers they raise. A TunnelEndpoint raises [`Trigger::Full`] only when its spec changed,
+//! its deletion began, or it went (our own status patches must not loop back into reconciles); a NatMapping raises
 //! [`Trigger::Nat`], served by the datapath's NAT fast path.
 
 use std::collections::HashMap;
@@ -50,13 +50,15 @@ impl Watches {
         .default_backoff();
         let tep_tx = tx.clone();
         let tep_task = tokio::spawn(async move {
-            let mut seen: HashMap<String, TunnelEndpointSpec> = HashMap::new();
+            // spec and whether it is being deleted
+            let mut seen: HashMap<String, (TunnelEndpointSpec, bool)> = HashMap::new();
             let mut stream = std::pin::pin!(tep_stream);
             while let Some(event) = stream.next().await {
                 let trigger = match event {
                     Ok(Event::Apply(o) | Event::InitApply(o)) => {
-                        let changed = seen.get(&o.name_any()) != Some(&o.spec);
-                        seen.insert(o.name_any(), o.spec);
+                        let now = (o.spec.clone(), o.metadata.deletion_timestamp.is_some());
+                        let changed = seen.get(&o.name_any()) != Some(&now);
+                        seen.insert(o.name_any(), now);
                         changed
                     }
                     Ok(Event::Delete(o)) => {

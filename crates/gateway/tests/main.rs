@@ -4,6 +4,7 @@
 mod common;
 
 mod controller;
+mod finalizer;
 mod kernel;
 mod leader;
 mod telemetry;

@@ -4,6 +4,7 @@
 mod common;
 
 mod failures;
+mod held_tunnel;
 mod kubeconfig;
 mod natmapping;
 mod peering;

@@ -16,6 +16,8 @@ pub struct FirewallLog {
     pub flushed: bool,
     /// Makes the next batch fail.
     pub fail_next: bool,
+    /// Makes every batch fail while set (a kernel that keeps refusing).
+    pub failing: bool,
 }
 
 /// Recording fake of [`FirewallDriver`].
@@ -29,7 +31,7 @@ pub struct FakeFirewall {
 impl FakeFirewall {
     fn send(log: &Mutex<FirewallLog>, batch: &Value) -> Result<()> {
         let mut log = log.lock().expect("log lock");
-        if std::mem::take(&mut log.fail_next) {
+        if std::mem::take(&mut log.fail_next) || log.failing {
             return Err(Error::Firewall("injected failure".into()));
         }
         if batch.to_string().contains("\"chain\"") {

@@ -175,10 +175,13 @@ async fn apply_tunnel_endpoint(ctx: &Context, tep: &TunnelEndpoint) -> Result<()
     Ok(())
 }
 
-/// Removes the TunnelEndpoint of `peer` if it exists.
+/// Removes the TunnelEndpoint of `peer` if it exists. One already being deleted is left alone:
+/// the gateway holds it (finalizer `net.isthmus.io/gateway`) until the peer is out of the
+/// kernel, and nothing here waits for that.
 pub async fn delete_tunnel_endpoint(ctx: &Context, peer: &ClusterId) -> Result<()> {
     let api: Api<TunnelEndpoint> = Api::namespaced(ctx.local.clone(), &ctx.config.namespace);
-    if api.get_opt(peer.as_str()).await?.is_some() {
+    let existing = api.get_opt(peer.as_str()).await?;
+    if existing.is_some_and(|t| t.metadata.deletion_timestamp.is_none()) {
         ignore_not_found(api.delete(peer.as_str(), &DeleteParams::default()).await)?;
     }
     Ok(())

@@ -53,7 +53,7 @@ impl Datapath {
         );
         registry.register(
             "isthmus_datapath_errors",
-            "Failed datapath operations (reconcile, nat, teardown)",
+            "Failed datapath operations (reconcile, nat, teardown, finalizer)",
             self.errors.clone(),
         );
         registry.register(

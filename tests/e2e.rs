@@ -370,7 +370,13 @@ async fn exhausted_pools_refuse_the_peering_with_a_reason_and_no_tunnel() {
         ..e2e_common::options()
     };
     let lab = isthmus::lab::runner::Lab::start(options).await.unwrap();
-    lab.peer(0, 1).await.unwrap();
+    // `isthmus peer` writes both sides, then gives up waiting and says why
+    let err = lab
+        .peer_within(0, 1, Duration::from_secs(10))
+        .await
+        .expect_err("no tunnel can come up");
+    let why = format!("{err:#}");
+    assert!(why.contains("no free"), "the reason is named: {why}");
     let nc_api: kube::Api<isthmus_api::NetworkConfig> =
         kube::Api::namespaced(lab.clusters[0].client(), isthmus::lab::cluster::NAMESPACE);
     eventually(
@@ -421,7 +427,11 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
         .set_api_reachable_from_peers(false)
         .await
         .unwrap();
-    lab.peer_towards(0, 1).await.unwrap();
+    // Both sides are written; the wait for the tunnels gives up at once (a cannot reach b).
+    assert!(
+        lab.peer_within(0, 1, Duration::from_secs(1)).await.is_err(),
+        "no tunnel while b's API cannot be reached"
+    );
     let fcs: kube::Api<isthmus_api::ForeignCluster> = kube::Api::all(lab.clusters[0].client());
     eventually(
         "a reports b unreachable",
@@ -496,7 +506,7 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
         .set_api_reachable_from_peers(true)
         .await
         .unwrap();
-    lab.peer_towards(1, 0).await.unwrap();
+
     lab.wait_connected(&[(0, 1)], Duration::from_secs(60))
         .await
         .unwrap();

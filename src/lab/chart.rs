@@ -29,6 +29,7 @@ pub const CHART_FILES: &[(&str, &str)] = chart_files![
     "crds/tunnelendpoints.net.isthmus.io.yaml",
     "templates/NOTES.txt",
     "templates/_helpers.tpl",
+    "templates/cluster.yaml",
     "templates/gateway.yaml",
     "templates/network-manager.yaml",
     "templates/peer.yaml",

@@ -208,10 +208,12 @@ fn ms(d: Duration) -> String {
 pub fn render_timings(t: &Timings) -> String {
     let opt = |d: Option<Duration>| d.map_or("-".to_owned(), ms);
     format!(
-        "namespaces {} · components {} · ForeignClusters → first packet {} · all tunnels connected {} · \
-         pods exposed {} · lab up → full connectivity {}\n",
+        "namespaces {} · clusters (API, chart, pods) {} · isthmus peer (first pair, both tunnels \
+         connected) {} · first packet {} · all tunnels connected {} · pods exposed {} · lab up → \
+         full connectivity {}\n",
         ms(t.topology),
         ms(t.components),
+        opt(t.peer_command),
         opt(t.first_packet),
         ms(t.peered),
         ms(t.reflected),

@@ -204,8 +204,13 @@ impl Lab {
         };
         let started = Instant::now();
         let (ctx, temp) = lab_context(&options)?;
-        let names: Vec<&str> = topology.clusters.iter().map(|c| c.id.as_str()).collect();
-        let apis = isthmus_kubetarget::start(&options.source, &names)
+        // the forwards' addresses go into the certificates of the servers the lab starts
+        let servers: Vec<(&str, Vec<std::net::IpAddr>)> = topology
+            .clusters
+            .iter()
+            .map(|c| (c.id.as_str(), vec![c.api_lan.into(), c.api_wan.into()]))
+            .collect();
+        let apis = isthmus_kubetarget::start_with(&options.source, &servers)
             .await
             .with_context(|| format!("API servers ({})", options.source.describe()))?;
         let mut clusters = Vec::new();
@@ -258,26 +263,30 @@ impl Lab {
         &self.topology.clusters[cluster].pods
     }
 
-    /// Creates the ForeignClusters of every planned pair, measures the first packet through the
-    /// first pair's tunnel, and waits until every TunnelEndpoint is `connected`.
+    /// Peers every planned pair, measures the first packet through the first pair's tunnel, and
+    /// waits until every TunnelEndpoint is `connected`.
     pub async fn peer_all(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
-        for &(i, j) in &self.peerings.clone() {
-            self.peer(i, j).await?;
+        let pairs = self.peerings.clone();
+        if let Some(&(i, j)) = pairs.first() {
+            // the first packet is looked for while `isthmus peer` runs
+            let path = Path {
+                from: i,
+                to: j,
+                via: None,
+            };
+            let (peered, first) = tokio::join!(
+                async {
+                    self.peer(i, j).await?;
+                    anyhow::Ok(started.elapsed())
+                },
+                self.first_packet(path, started, CONNECT_TIMEOUT)
+            );
+            self.timings.peer_command = Some(peered?);
+            self.timings.first_packet = first.ok();
         }
-        if let Some(&(i, j)) = self.peerings.first() {
-            self.timings.first_packet = self
-                .first_packet(
-                    Path {
-                        from: i,
-                        to: j,
-                        via: None,
-                    },
-                    started,
-                    CONNECT_TIMEOUT,
-                )
-                .await
-                .ok();
+        for &(i, j) in pairs.iter().skip(1) {
+            self.peer(i, j).await?;
         }
         self.wait_connected(&self.peerings.clone(), CONNECT_TIMEOUT)
             .await?;
@@ -285,26 +294,21 @@ impl Lab {
         Ok(())
     }
 
-    /// Peers one pair: a kubeconfig Secret and a ForeignCluster on each side.
+    /// Peers one pair with `isthmus peer` (a kubeconfig Secret and a ForeignCluster on each
+    /// side), waiting until both tunnels are connected.
     pub async fn peer(&self, i: usize, j: usize) -> anyhow::Result<()> {
-        crate::lab::peering::peer_towards(&self.clusters[i], &self.clusters[j]).await?;
-        crate::lab::peering::peer_towards(&self.clusters[j], &self.clusters[i]).await
+        self.peer_within(i, j, CONNECT_TIMEOUT).await
     }
 
-    /// One direction of a peering: `i`'s kubeconfig Secret and ForeignCluster for `j`.
-    pub async fn peer_towards(&self, i: usize, j: usize) -> anyhow::Result<()> {
-        crate::lab::peering::peer_towards(&self.clusters[i], &self.clusters[j]).await
+    /// [`Self::peer`], giving up the wait after `timeout` (the peering stays).
+    pub async fn peer_within(&self, i: usize, j: usize, timeout: Duration) -> anyhow::Result<()> {
+        crate::lab::peering::peer(&self.clusters[i], &self.clusters[j], timeout).await
     }
 
-    /// Unpeers one pair: deletes both ForeignClusters, waits for their cleanup, then deletes the
-    /// kubeconfig Secrets.
+    /// Unpeers one pair with `isthmus unpeer`: both ForeignClusters deleted, their cleanup and
+    /// the gateways' kernel cleanup waited for, the kubeconfig Secrets deleted.
     pub async fn unpeer(&self, i: usize, j: usize) -> anyhow::Result<()> {
-        use crate::lab::peering::{forget_towards, unpeer_towards};
-        let (a, b) = (&self.clusters[i], &self.clusters[j]);
-        unpeer_towards(a, b).await?;
-        unpeer_towards(b, a).await?;
-        forget_towards(a, b, CONNECT_TIMEOUT).await?;
-        forget_towards(b, a, CONNECT_TIMEOUT).await
+        crate::lab::peering::unpeer(&self.clusters[i], &self.clusters[j], CONNECT_TIMEOUT).await
     }
 
     /// Polls `MapEndpointIP` then ping from the first pod of `path.from` to the first pod of

@@ -83,7 +83,10 @@ pub struct Timings {
     pub topology: Duration,
     /// APIs and components started.
     pub components: Duration,
-    /// ForeignClusters created → the first packet between the first pair through the tunnel.
+    /// `isthmus peer` of the first pair, start to end (both tunnels connected).
+    #[serde(default)]
+    pub peer_command: Option<Duration>,
+    /// `isthmus peer` started → the first packet between the first pair through the tunnel.
     pub first_packet: Option<Duration>,
     /// ForeignClusters created → every TunnelEndpoint `connected`.
     pub peered: Duration,

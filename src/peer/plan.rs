@@ -15,7 +15,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
-use crate::peer::kubeconfig::{PeerKubeconfig, render};
+use crate::peer::kubeconfig::{Credential, KubeconfigSpec, render};
 use crate::peer::preflight::Facts;
 use crate::peer::side::Role;
 use crate::peer::token::Minted;
@@ -188,12 +188,12 @@ fn replaced_secret(holder: &PlanSide, reached: &PlanSide) -> Option<String> {
 /// The kubeconfig for `reached`'s API with `token`: server, CA and token inline, default
 /// namespace the reached cluster's isthmus namespace.
 pub fn kubeconfig(reached: &PlanSide, token: &str) -> String {
-    render(&PeerKubeconfig {
+    render(&KubeconfigSpec {
         name: reached.cluster_id.as_str(),
         server: &reached.api_url,
         ca_pem: reached.ca_pem.as_deref(),
         tls_server_name: reached.tls_server_name.as_deref(),
-        token,
+        credential: Credential::Token(token),
         namespace: &reached.namespace,
     })
 }

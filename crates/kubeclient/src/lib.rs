@@ -9,6 +9,8 @@
 //!   connection without a reset) is treated as dead by the watcher and restarted, so a change is
 //!   never missed for longer than about half a minute.
 
+pub mod kubeconfig;
+
 use std::time::Duration;
 
 use kube_runtime::watcher;

@@ -13,7 +13,7 @@ mod source;
 
 pub use certs::{ServingPki, serving_pki, signing_key_pem};
 pub use isthmus_memkube::{Credential, KubeconfigSpec, base64, render_kubeconfig};
-pub use server::{ApiServer, Backend, start};
+pub use server::{ApiServer, Backend, start, start_with};
 pub use source::{ASSETS_VAR, KUBECONFIGS_VAR, NamedKubeconfig, Source, parse_kubeconfigs};
 
 /// Why an API server could not be had or used.

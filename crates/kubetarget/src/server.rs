@@ -53,10 +53,22 @@ impl std::fmt::Debug for ApiServer {
 
 /// Starts (or connects to) one API server per name.
 pub async fn start(source: &Source, names: &[&str]) -> Result<Vec<ApiServer>, Error> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
+    let specs: Vec<(&str, Vec<IpAddr>)> = names.iter().map(|n| (*n, Vec::new())).collect();
+    start_with(source, &specs).await
+}
+
+/// [`start`], where a server this process starts also carries the given addresses in its
+/// certificate (the addresses a forwarder gives it elsewhere). A real API server named by a
+/// kubeconfig keeps its certificate: clients that reach it elsewhere name its own host
+/// (`tls-server-name`) instead.
+pub async fn start_with(
+    source: &Source,
+    servers: &[(&str, Vec<IpAddr>)],
+) -> Result<Vec<ApiServer>, Error> {
+    let mut out = Vec::with_capacity(servers.len());
+    for (name, ips) in servers {
         out.push(match source {
-            Source::Memkube => ApiServer::memkube(name).await?,
+            Source::Memkube => ApiServer::memkube_with(name, ips).await?,
             Source::Kubeconfigs(list) => {
                 let entry = list.iter().find(|k| k.name == *name).ok_or_else(|| {
                     Error::Source(format!(
@@ -69,7 +81,7 @@ pub async fn start(source: &Source, names: &[&str]) -> Result<Vec<ApiServer>, Er
                 })?;
                 ApiServer::kubeconfig(entry.clone()).await?
             }
-            Source::Envtest { assets } => ApiServer::envtest(name, assets, &[]).await?,
+            Source::Envtest { assets } => ApiServer::envtest(name, assets, ips).await?,
         });
     }
     Ok(out)
@@ -80,6 +92,11 @@ impl ApiServer {
     /// over the network needs a token (no anonymous access) and RBAC decides what it may do.
     /// The admin client works in-process.
     pub async fn memkube(name: &str) -> Result<ApiServer, Error> {
+        Self::memkube_with(name, &[]).await
+    }
+
+    /// [`Self::memkube`] with extra addresses in its certificate.
+    pub async fn memkube_with(name: &str, ips: &[IpAddr]) -> Result<ApiServer, Error> {
         let kube = MemKube::with_config(isthmus_memkube::Config {
             anonymous_is_admin: false,
             ..isthmus_memkube::Config::default()
@@ -87,7 +104,10 @@ impl ApiServer {
         let http = kube
             .serve_https(
                 std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-                isthmus_memkube::TlsOptions::default(),
+                isthmus_memkube::TlsOptions {
+                    ip_sans: ips.to_vec(),
+                    ..isthmus_memkube::TlsOptions::default()
+                },
             )
             .await
             .map_err(|e| Error::Memkube(e.to_string()))?;
@@ -120,7 +140,7 @@ impl ApiServer {
         let ca_pem = config.root_cert.as_ref().map(|certs| {
             certs
                 .iter()
-                .map(|der| der_to_pem(der))
+                .map(|der| isthmus_memkube::pem_certificate(der))
                 .collect::<Vec<_>>()
                 .join("")
         });
@@ -206,12 +226,12 @@ impl ApiServer {
             Backend::Kubeconfig(entry) => {
                 let text = std::fs::read_to_string(&entry.path)
                     .map_err(|e| Error::Kubeconfig(format!("{}: {e}", entry.path.display())))?;
-                let Some(context) = &entry.context else {
-                    return Ok(text);
-                };
                 let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)
                     .map_err(|e| Error::Kubeconfig(format!("{}: {e}", entry.path.display())))?;
-                doc["current-context"] = serde_yaml::Value::String(context.clone());
+                if let Some(context) = &entry.context {
+                    doc["current-context"] = serde_yaml::Value::String(context.clone());
+                }
+                name_the_host(&mut doc);
                 serde_yaml::to_string(&doc).map_err(|e| Error::Kubeconfig(e.to_string()))
             }
         }
@@ -307,13 +327,25 @@ impl ApiServer {
     }
 }
 
-fn der_to_pem(der: &[u8]) -> String {
-    let body = isthmus_memkube::base64(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
+/// Gives every cluster of a kubeconfig the `tls-server-name` of its own host (when it has none),
+/// so that a copy of it still verifies the server when given another address (a forwarder's).
+fn name_the_host(doc: &mut serde_yaml::Value) {
+    let Some(clusters) = doc.get_mut("clusters").and_then(|c| c.as_sequence_mut()) else {
+        return;
+    };
+    for entry in clusters {
+        let Some(cluster) = entry.get_mut("cluster").and_then(|c| c.as_mapping_mut()) else {
+            continue;
+        };
+        let host = cluster
+            .get("server")
+            .and_then(|s| s.as_str())
+            .and_then(|s| s.parse::<http::Uri>().ok())
+            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()));
+        if let Some(host) = host
+            && !cluster.contains_key("tls-server-name")
+        {
+            cluster.insert("tls-server-name".into(), host.into());
+        }
     }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }

@@ -1,75 +1,12 @@
-//! Kubeconfig files (pure): one cluster, one user with a bearer token, one context, current.
-//! What `kubectl --kubeconfig` and `kube::Config::from_custom_kubeconfig` read. Never a command
-//! to run: the token is inline, or (for a daemon whose token is rotated under it, as a kubelet
-//! does with projected ServiceAccount tokens) a file the client re-reads.
+//! Kubeconfig files for a served instance (pure): [`kubeconfig_yaml`], over the renderer every
+//! isthmus component shares (`isthmus_kubeclient::kubeconfig`, re-exported here).
 
-use k8s_openapi::ByteString;
-use serde_json::{Value, json};
+pub use isthmus_kubeclient::kubeconfig::{
+    Credential, KubeconfigSpec, base64, pem_certificate, render,
+};
 
 /// The cluster, user and context name in kubeconfigs rendered by [`kubeconfig_yaml`].
 pub const KUBECONFIG_NAME: &str = "memkube";
-
-/// Where the bearer token is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential<'a> {
-    /// In the kubeconfig.
-    Token(&'a str),
-    /// In a file the client re-reads (rotated tokens).
-    TokenFile(&'a std::path::Path),
-}
-
-/// What a kubeconfig says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubeconfigSpec<'a> {
-    /// Name of the cluster, user and context entries.
-    pub name: &'a str,
-    /// `https://…` or `http://…`.
-    pub server: &'a str,
-    /// PEM of the CA that signed the server's certificate (none: plain HTTP or a trusted CA).
-    pub ca_pem: Option<&'a str>,
-    /// Name (or IP) the server's certificate must carry when it differs from the URL's host
-    /// (the URL reaches the server through a forwarder).
-    pub tls_server_name: Option<&'a str>,
-    /// The bearer token.
-    pub credential: Credential<'a>,
-    /// Default namespace.
-    pub namespace: &'a str,
-}
-
-/// Standard base64 (RFC 4648, padded), as Kubernetes writes bytes in JSON.
-pub fn base64(bytes: &[u8]) -> String {
-    match serde_json::to_value(ByteString(bytes.to_vec())) {
-        Ok(Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
-/// The kubeconfig YAML.
-pub fn render(spec: &KubeconfigSpec<'_>) -> String {
-    let mut cluster = json!({ "server": spec.server });
-    if let Some(pem) = spec.ca_pem {
-        cluster["certificate-authority-data"] = json!(base64(pem.as_bytes()));
-    }
-    if let Some(name) = spec.tls_server_name {
-        cluster["tls-server-name"] = json!(name);
-    }
-    let user = match spec.credential {
-        Credential::Token(token) => json!({ "token": token }),
-        Credential::TokenFile(path) => json!({ "tokenFile": path.display().to_string() }),
-    };
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": spec.name, "cluster": cluster}],
-        "users": [{"name": spec.name, "user": user}],
-        "contexts": [{"name": spec.name, "context": {
-            "cluster": spec.name, "user": spec.name, "namespace": spec.namespace,
-        }}],
-        "current-context": spec.name,
-        "preferences": {},
-    });
-    serde_yaml::to_string(&config).expect("a JSON object with string keys always renders as YAML")
-}
 
 /// A kubeconfig (YAML) for the API at `server` (e.g. [`crate::HttpServer::url`]), trusting
 /// `ca_pem` (e.g. [`crate::HttpServer::ca_pem`]; `None` for plain HTTP), authenticating with
@@ -101,26 +38,5 @@ mod tests {
         assert_eq!(kc.current_context.as_deref(), Some("memkube"));
         let plain = kubeconfig_yaml("http://127.0.0.1:1", None, "t", "default");
         assert!(!plain.contains("certificate-authority"));
-    }
-
-    #[test]
-    fn a_forwarded_server_and_a_token_file_are_written_as_kube_reads_them() {
-        let yaml = render(&KubeconfigSpec {
-            name: "a",
-            server: "https://172.16.0.2:6443",
-            ca_pem: None,
-            tls_server_name: Some("127.0.0.1"),
-            credential: Credential::TokenFile(std::path::Path::new("/run/t")),
-            namespace: "isthmus",
-        });
-        let kc = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
-        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
-        assert_eq!(cluster.tls_server_name.as_deref(), Some("127.0.0.1"));
-        let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
-        assert_eq!(user.token_file.as_deref(), Some("/run/t"));
-        assert!(user.exec.is_none() && user.token.is_none());
-        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v")] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
     }
 }

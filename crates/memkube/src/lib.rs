@@ -56,7 +56,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 pub use body::ResponseBody;
 pub use error::{ApiError, Error, Result};
 pub use kubeconfig::{
-    Credential, KUBECONFIG_NAME, KubeconfigSpec, base64, kubeconfig_yaml,
+    Credential, KUBECONFIG_NAME, KubeconfigSpec, base64, kubeconfig_yaml, pem_certificate,
     render as render_kubeconfig,
 };
 pub use resource::{PrinterColumn, ResourceType};

@@ -363,7 +363,9 @@ impl State {
         let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
         let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
         if deleting && meta::finalizers(&new).is_empty() && !is_namespace {
-            return self.remove_object(ty, okey, new, now);
+            // The API server deletes the object as last stored instead of writing the update:
+            // the DELETED event (and the answer) still list the finalizers just removed.
+            return self.remove_object(ty, okey, (*old).clone(), now);
         }
         let stored = self.commit(&ty.key(), EventKind::Modified, new, Some(old));
         if deleting && is_namespace {

@@ -15,6 +15,7 @@ mod body;
 mod builtin;
 mod discovery;
 mod error;
+mod etcd_size;
 mod faults;
 mod format;
 mod handler;

@@ -5,6 +5,7 @@ mod common;
 
 mod api_verbs;
 mod controller;
+mod fidelity;
 mod http;
 mod kubectl;
 mod namespace_fixture;

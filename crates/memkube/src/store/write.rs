@@ -13,6 +13,7 @@ use super::rules::{
 };
 use super::{EventKind, ObjKey, State, subject};
 use crate::error::{ApiError, Cause};
+use crate::etcd_size::{self, Txn};
 use crate::managed::{self, Writer};
 use crate::meta;
 use crate::patch::{PatchKind, patch_document};
@@ -110,6 +111,13 @@ impl State {
         if ctx.dry_run {
             return Ok(obj);
         }
+        let txn = match ownership {
+            FieldOwnership::Update => Txn::Create,
+            // apply creates through the update path
+            FieldOwnership::Apply => Txn::Update { mod_revision: 0 },
+        };
+        let retry = matches!(ownership, FieldOwnership::Update);
+        fit_in_etcd(ty, ns, &name, &mut obj, txn, retry)?;
         let stored = self.commit(&ty.key(), EventKind::Added, obj, None);
         self.after_crd_write(ty, &stored);
         if !meta::owner_uids(&stored).is_empty() {
@@ -276,6 +284,21 @@ impl State {
             meta::meta_str(old, "namespace").unwrap_or_default().into(),
             name,
         );
+        if !is_removed_by_update(ty, &new) {
+            let ns = (!okey.0.is_empty()).then_some(okey.0.as_str());
+            let mod_revision = meta::meta_str(old, "resourceVersion")
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or(0);
+            let retry = matches!(ownership, FieldOwnership::Update);
+            fit_in_etcd(
+                ty,
+                ns,
+                &okey.1,
+                &mut new,
+                Txn::Update { mod_revision },
+                retry,
+            )?;
+        }
         let now = meta::timestamp(ctx.now);
         let stored = self.store_update(ty, &okey, old.clone(), new, &now);
         self.after_crd_write(ty, &stored);
@@ -362,7 +385,7 @@ impl State {
     ) -> Arc<Value> {
         let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
         let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
-        if deleting && meta::finalizers(&new).is_empty() && !is_namespace {
+        if is_removed_by_update(ty, &new) {
             // The API server deletes the object as last stored instead of writing the update:
             // the DELETED event (and the answer) still list the finalizers just removed.
             return self.remove_object(ty, okey, (*old).clone(), now);
@@ -373,6 +396,35 @@ impl State {
             self.finish_namespace_if_empty(&okey.1, now);
         }
         stored
+    }
+}
+
+/// Whether an update removes the object instead of storing it: it is being deleted and no
+/// finalizer holds it any more (namespaces wait for their contents instead).
+fn is_removed_by_update(ty: &ResourceType, new: &Value) -> bool {
+    let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
+    let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
+    deleting && meta::finalizers(new).is_empty() && !is_namespace
+}
+
+/// Fits an object into one etcd transaction. A write that is not server-side apply is retried
+/// once without `managedFields` when too large, as the API server does, so it is stored
+/// without them; apply is never retried.
+fn fit_in_etcd(
+    ty: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    obj: &mut Value,
+    txn: Txn,
+    retry_without_managed_fields: bool,
+) -> Result<(), ApiError> {
+    let key = etcd_size::key(ty, ns, name);
+    match etcd_size::check(&key, obj, txn) {
+        Err(e) if retry_without_managed_fields && etcd_size::is_too_large(&e) => {
+            meta::metadata_mut(obj).remove("managedFields");
+            etcd_size::check(&key, obj, txn)
+        }
+        result => result,
     }
 }
 

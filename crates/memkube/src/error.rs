@@ -87,7 +87,7 @@ pub enum ApiError {
         oldest: u64,
     },
     /// 422 Invalid.
-    #[error("{} \"{}\" is invalid: {}", .subject.kind, .subject.name, join_causes(.causes))]
+    #[error("{} \"{}\" is invalid: {}", qualified(&.subject.kind, &.subject.group), .subject.name, join_causes(.causes))]
     Invalid {
         /// The object (here `kind` is the object's Kind, as the API server reports it).
         subject: Subject,
@@ -334,7 +334,10 @@ mod tests {
         let status = err.to_status();
         assert_eq!(status["code"], 422);
         assert_eq!(status["details"]["causes"][0]["field"], "spec.x");
-        assert_eq!(status["message"], "Widget \"w1\" is invalid: spec.x: bad");
+        assert_eq!(
+            status["message"],
+            "Widget.example.io \"w1\" is invalid: spec.x: bad"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum PatchKind {
     Apply,
 }
 
+/// The media types accepted for PATCH of a custom resource, for 415 messages.
+pub const CUSTOM_RESOURCE_PATCH_MEDIA_TYPES: &str =
+    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+
 /// The media types accepted for PATCH, for 415 messages.
 pub const PATCH_MEDIA_TYPES: &str = "application/json-patch+json, application/merge-patch+json, \
      application/strategic-merge-patch+json, application/apply-patch+yaml";

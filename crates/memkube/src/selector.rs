@@ -177,7 +177,11 @@ impl FieldSelector {
             if !(known || any_field && well_formed) {
                 return Err(format!("field label not supported: {field}"));
             }
-            let pointer = format!("/{}", field.replace('.', "/"));
+            // an Event's `source` selects by its component
+            let pointer = match field {
+                "source" => "/source/component".to_string(),
+                _ => format!("/{}", field.replace('.', "/")),
+            };
             reqs.push(FieldReq {
                 pointer,
                 value: value.trim().into(),

@@ -25,7 +25,10 @@ pub fn get(
     Ok(json_response(StatusCode::OK, &doc))
 }
 
-fn selectors(req: &ResourceRequest<'_>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+pub(super) fn selectors(
+    req: &ResourceRequest<'_>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    crate::field_labels::check(&req.ty, &req.query.field_selector).map_err(ApiError::BadRequest)?;
     let labels = LabelSelector::parse(&req.query.label_selector).map_err(ApiError::BadRequest)?;
     let fields = FieldSelector::parse(&req.field_selector(), !req.ty.custom)
         .map_err(ApiError::BadRequest)?;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::rules::{
-    apply_scope, check_kind, check_no_new_finalizers, check_owner_references, generation_part,
-    keep_server_metadata, normalize_builtin, object_subject, patch_error, same_ownership, stale,
-    stamp_new_object, writable_part,
+    apply_scope, check_apply_configuration, check_event, check_kind, check_metadata,
+    check_no_new_finalizers, generation_part, keep_server_metadata, normalize_builtin,
+    object_subject, patch_error, same_ownership, stale, stamp_new_object, writable_part,
 };
 use super::{EventKind, ObjKey, State, subject};
 use crate::error::{ApiError, Cause};
@@ -32,6 +32,8 @@ pub struct WriteCtx {
     pub force: bool,
     /// `fieldValidation=Strict`: unknown fields are rejected rather than pruned.
     pub strict: bool,
+    /// Written through events.k8s.io/v1 (its stricter Event rules apply).
+    pub events_v1: bool,
     /// The request time.
     pub now: chrono::DateTime<chrono::Utc>,
 }
@@ -45,6 +47,7 @@ impl WriteCtx {
             dry_run: false,
             force: false,
             strict: false,
+            events_v1: false,
             now,
         }
     }
@@ -84,6 +87,7 @@ impl State {
         ownership: FieldOwnership,
     ) -> Result<Value, ApiError> {
         check_kind(ty, &obj)?;
+        crate::numbers::normalize(&mut obj);
         let name = self.choose_name(ty, ns, &obj)?;
         self.check_namespace(ty, ns, &obj)?;
         if self.get(ty, ns, &name).is_ok() {
@@ -97,9 +101,14 @@ impl State {
         }
         let now = meta::timestamp(ctx.now);
         let keep_managed = matches!(ownership, FieldOwnership::Apply);
+        let versioned = meta::meta_str(&obj, "resourceVersion")
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .is_some_and(|rv| rv != 0);
         stamp_new_object(ty, &mut obj, (ns, &name), &now, keep_managed);
         normalize_builtin(ty, &mut obj);
-        check_owner_references(ty, &obj)?;
+        crate::object_meta::normalize(&mut obj);
+        check_metadata(ty, &obj)?;
+        check_event(ty, &obj, None, ctx.events_v1)?;
         crate::schema::validate_object(ty, &mut obj, ctx.strict)?;
         if matches!(ownership, FieldOwnership::Update) {
             let api_version = ty.api_version(ty.preferred_version());
@@ -110,6 +119,13 @@ impl State {
         self.check_crd_object(ty, &obj)?;
         if ctx.dry_run {
             return Ok(obj);
+        }
+        if versioned {
+            // etcd's create refuses it, after validation (a dry run never gets there)
+            return Err(ApiError::Plain {
+                code: 500,
+                message: "resourceVersion should not be set on objects to be created".into(),
+            });
         }
         let txn = match ownership {
             FieldOwnership::Update => Txn::Create,
@@ -143,12 +159,12 @@ impl State {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        match meta::meta_str(&obj, "resourceVersion") {
+        match meta::meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty()) {
             Some(rv) if Some(rv) != meta::meta_str(&old, "resourceVersion") => {
                 return Err(stale(ty, name));
             }
-            None if ty.custom => {
-                let err = "must be specified for an update".to_string();
+            None if !crate::builtin::allows_unconditional_update(ty) => {
+                let err = "Invalid value: 0x0: must be specified for an update".to_string();
                 return Err(ApiError::invalid(
                     object_subject(ty, name),
                     "FieldValueInvalid",
@@ -198,7 +214,9 @@ impl State {
                 "the name of the object does not match the name on the URL ({name})"
             )));
         }
-        let config = apply_scope(ty, config, ctx.status);
+        check_apply_configuration(ty, config)?;
+        let mut config = apply_scope(ty, config, ctx.status);
+        crate::numbers::normalize(&mut config);
         let now = meta::timestamp(ctx.now);
         let api_version = ty.api_version(ty.preferred_version());
         let w = writer(ctx, "Apply", &api_version, &now);
@@ -251,10 +269,13 @@ impl State {
     ) -> Result<Value, ApiError> {
         let name = meta::meta_str(old, "name").unwrap_or_default().to_string();
         let mut new = writable_part(ty, old, candidate, ctx.status);
+        crate::numbers::normalize(&mut new);
         keep_server_metadata(old, &mut new, matches!(ownership, FieldOwnership::Update));
         normalize_builtin(ty, &mut new);
+        crate::object_meta::normalize(&mut new);
         check_no_new_finalizers(ty, old, &new)?;
-        check_owner_references(ty, &new)?;
+        check_metadata(ty, &new)?;
+        check_event(ty, &new, Some(old), ctx.events_v1)?;
         crate::schema::validate_object(ty, &mut new, ctx.strict)?;
         if matches!(ownership, FieldOwnership::Apply) {
             managed::retain_present(&mut new);

@@ -54,7 +54,8 @@ pub async fn json(client: &Client, method: Method, path: &str, body: &Value) -> 
 
 /// A server-side apply of `body` (JSON) by `manager`.
 pub async fn apply(client: &Client, path: &str, manager: &str, body: &Value) -> Answer {
-    let path = format!("{path}?fieldManager={manager}");
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let path = format!("{path}{separator}fieldManager={manager}");
     let bytes = serde_json::to_vec(body).expect("serializable");
     send(
         client,

@@ -5,6 +5,7 @@ mod common;
 
 mod api_verbs;
 mod controller;
+mod faults;
 mod fidelity;
 mod http;
 mod kubectl;

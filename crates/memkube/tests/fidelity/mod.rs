@@ -10,6 +10,7 @@ pub mod meta;
 pub mod raw;
 pub mod reads;
 pub mod sizes;
+pub mod ssa;
 pub mod watches;
 pub mod writes;
 
@@ -85,5 +86,6 @@ mod on_memkube {
         watches::too_old_resource_version_is_per_type,
         events::events_v1_requires_the_reporting_fields,
         events::recorder_events_pass,
+        ssa::managers_apply_their_own_finalizers_and_owner_references,
     );
 }

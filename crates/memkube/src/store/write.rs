@@ -127,13 +127,7 @@ impl State {
                 message: "resourceVersion should not be set on objects to be created".into(),
             });
         }
-        let txn = match ownership {
-            FieldOwnership::Update => Txn::Create,
-            // apply creates through the update path
-            FieldOwnership::Apply => Txn::Update { mod_revision: 0 },
-        };
-        let retry = matches!(ownership, FieldOwnership::Update);
-        fit_in_etcd(ty, ns, &name, &mut obj, txn, retry)?;
+        fit_new_in_etcd(ty, ns, &name, &mut obj, &ownership)?;
         let stored = self.commit(&ty.key(), EventKind::Added, obj, None);
         self.after_crd_write(ty, &stored);
         if !meta::owner_uids(&stored).is_empty() {
@@ -283,11 +277,7 @@ impl State {
         if meta::comparable(old) == meta::comparable(&new) && same_ownership(old, &new) {
             return Ok((**old).clone());
         }
-        if generation_part(ty, old) != generation_part(ty, &new) {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
-            let next = json!(generation.unwrap_or(0) + 1);
-            meta::metadata_mut(&mut new).insert("generation".into(), next);
-        }
+        bump_generation_on_change(ty, old, &mut new);
         if matches!(ownership, FieldOwnership::Update) {
             let now = meta::timestamp(ctx.now);
             let api_version = ty.api_version(ty.preferred_version());
@@ -306,19 +296,7 @@ impl State {
             name,
         );
         if !is_removed_by_update(ty, &new) {
-            let ns = (!okey.0.is_empty()).then_some(okey.0.as_str());
-            let mod_revision = meta::meta_str(old, "resourceVersion")
-                .and_then(|rv| rv.parse().ok())
-                .unwrap_or(0);
-            let retry = matches!(ownership, FieldOwnership::Update);
-            fit_in_etcd(
-                ty,
-                ns,
-                &okey.1,
-                &mut new,
-                Txn::Update { mod_revision },
-                retry,
-            )?;
+            fit_update_in_etcd(ty, &okey, old, &mut new, &ownership)?;
         }
         let now = meta::timestamp(ctx.now);
         let stored = self.store_update(ty, &okey, old.clone(), new, &now);
@@ -426,6 +404,47 @@ fn is_removed_by_update(ty: &ResourceType, new: &Value) -> bool {
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
     let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
     deleting && meta::finalizers(new).is_empty() && !is_namespace
+}
+
+/// `generation` goes up when something other than metadata (and a status subresource) changes.
+fn bump_generation_on_change(ty: &ResourceType, old: &Value, new: &mut Value) {
+    if generation_part(ty, old) != generation_part(ty, new) {
+        let generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
+        let next = json!(generation.unwrap_or(0) + 1);
+        meta::metadata_mut(new).insert("generation".into(), next);
+    }
+}
+
+/// Fits a new object into its creating transaction: POST creates; apply creates through the
+/// update path (a comparison with revision 0).
+fn fit_new_in_etcd(
+    ty: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    obj: &mut Value,
+    ownership: &FieldOwnership,
+) -> Result<(), ApiError> {
+    let (txn, retry) = match ownership {
+        FieldOwnership::Update => (Txn::Create, true),
+        FieldOwnership::Apply => (Txn::Update { mod_revision: 0 }, false),
+    };
+    fit_in_etcd(ty, ns, name, obj, txn, retry)
+}
+
+/// Fits an updated object into an update transaction against `old`'s revision.
+fn fit_update_in_etcd(
+    ty: &ResourceType,
+    (ns, name): &ObjKey,
+    old: &Value,
+    new: &mut Value,
+    ownership: &FieldOwnership,
+) -> Result<(), ApiError> {
+    let ns = (!ns.is_empty()).then_some(ns.as_str());
+    let mod_revision = meta::meta_str(old, "resourceVersion")
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0);
+    let retry = matches!(ownership, FieldOwnership::Update);
+    fit_in_etcd(ty, ns, name, new, Txn::Update { mod_revision }, retry)
 }
 
 /// Fits an object into one etcd transaction. A write that is not server-side apply is retried

@@ -1,6 +1,7 @@
 //! Patch formats (pure): which content type means which patch, and applying JSON merge patches
-//! (RFC 7386) and JSON patches (RFC 6902). Strategic merge patches are applied as JSON merge
-//! patches (lists replaced whole, `$patch` directives not interpreted), for every type.
+//! (RFC 7386) and JSON patches (RFC 6902). Strategic merge patches of built-in types are
+//! applied as JSON merge patches (lists replaced whole, `$patch` directives not interpreted);
+//! custom resources refuse them (415), as the API server does.
 
 use serde_json::Value;
 

@@ -1,5 +1,6 @@
-//! Write verbs: create, replace, patch (merge, JSON, strategic-as-merge, server-side apply),
-//! delete and deletecollection; parsing bodies and `DeleteOptions`.
+//! Write verbs: create, replace, patch (merge, JSON, strategic-as-merge for built-ins, 415 for
+//! custom resources, server-side apply), delete and deletecollection; parsing bodies and
+//! `DeleteOptions`.
 
 use std::sync::Arc;
 

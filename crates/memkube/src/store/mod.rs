@@ -1,5 +1,5 @@
 //! The simulated cluster's state: objects per type, the global resourceVersion counter, the
-//! bounded event history and the open watches. Every mutation goes through [`State::commit`],
+//! bounded event history of each type and the open watches. Every mutation goes through [`State::commit`],
 //! which issues the next resourceVersion, records the event and fans it out to watchers, all
 //! under the one lock the caller holds, so versions are strictly increasing and every watcher
 //! sees events in version order.

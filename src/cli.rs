@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use crate::bench::ipam::IpamBenchOptions;
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use crate::bench::ipam::IpamBenchOptions;
 use isthmus_ipam::Cidr;
 
 /// isthmus: a multi-cluster network overlay for Kubernetes.
@@ -246,9 +246,7 @@ pub fn main() -> std::process::ExitCode {
     // The IPAM load generator runs on one thread: it then takes at most one core from the
     // server it measures on a 2-core machine, and avoids cross-thread wake-ups per request.
     let mut builder = match &cli.command {
-        Command::Bench(BenchCommand::Ipam(_)) => {
-            tokio::runtime::Builder::new_current_thread()
-        }
+        Command::Bench(BenchCommand::Ipam(_)) => tokio::runtime::Builder::new_current_thread(),
         _ => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = cli.worker_threads {

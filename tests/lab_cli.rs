@@ -38,7 +38,11 @@ fn bad_lab_input_fails_at_once_in_one_sentence_and_starts_nothing() {
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--pod-cidr", "10.0.0.0/8"],
-            &["cannot choose an ExternalCIDR", "/8", "use a smaller --pod-cidr"],
+            &[
+                "cannot choose an ExternalCIDR",
+                "/8",
+                "use a smaller --pod-cidr",
+            ],
         ),
         (
             &["--pod-cidr", "172.16.0.0/16"],
@@ -52,7 +56,10 @@ fn bad_lab_input_fails_at_once_in_one_sentence_and_starts_nothing() {
             &["--pod-cidr", "10.0.0.0/11", "--clusters", "8"],
             &["cannot address cluster", "fewer --clusters"],
         ),
-        (&["--clusters", "1"], &["--clusters must be between 2 and 8"]),
+        (
+            &["--clusters", "1"],
+            &["--clusters must be between 2 and 8"],
+        ),
         (&["--pods-per-node", "0"], &["--pods-per-node"]),
         (&["--workers", "300"], &["has fewer than 301 /24s"]),
     ];

@@ -90,9 +90,10 @@ impl Args {
 /// Runs the daemon as the command line asks.
 pub async fn main(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
-    let client = kube::Client::try_default()
+    // every request bounded, every watch restarted when its connection dies silently
+    let client = isthmus_kubeclient::client()
         .await
-        .context("connecting to the Kubernetes API")?;
+        .context("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")?;
     // Served first: an API that refuses the key Secret shows as an unready, live process.
     let (telemetry, _server) = telemetry(&config, &client, Some(args.metrics_listen)).await?;
     let key_gate = telemetry.health.gate(

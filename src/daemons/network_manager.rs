@@ -128,7 +128,8 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         return crate::standalone::run(standalone_config(args)?).await;
     }
     let (mut config, keys, listen) = kube_config(args)?;
-    let client = kube::Client::try_default()
+    // every request bounded, every watch restarted when its connection dies silently
+    let client = isthmus_kubeclient::client()
         .await
         .context("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")?;
     // Served before anything waits, so that the kubelet's probes see a live, unready process.

@@ -43,7 +43,8 @@ impl Args {
 /// Runs the daemon as the command line asks: routes of the current network namespace.
 pub async fn main(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
-    let client = kube::Client::try_default()
+    // every request bounded, every watch restarted when its connection dies silently
+    let client = isthmus_kubeclient::client()
         .await
         .context("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")?;
     run(

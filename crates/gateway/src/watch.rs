@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use isthmus_api::{NatMapping, TunnelEndpoint, TunnelEndpointSpec};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher as watch};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
@@ -38,12 +38,16 @@ impl Watches {
         let nat_api: Api<NatMapping> = Api::namespaced(client.clone(), namespace);
         let (teps, tep_writer) = reflector::store();
         let (nats, nat_writer) = reflector::store();
-        let tep_stream =
-            reflector::reflector(tep_writer, watch(tep_api, watcher::Config::default()))
-                .default_backoff();
-        let nat_stream =
-            reflector::reflector(nat_writer, watch(nat_api, watcher::Config::default()))
-                .default_backoff();
+        let tep_stream = reflector::reflector(
+            tep_writer,
+            watch(tep_api, isthmus_kubeclient::watcher_config()),
+        )
+        .default_backoff();
+        let nat_stream = reflector::reflector(
+            nat_writer,
+            watch(nat_api, isthmus_kubeclient::watcher_config()),
+        )
+        .default_backoff();
         let tep_tx = tx.clone();
         let tep_task = tokio::spawn(async move {
             let mut seen: HashMap<String, TunnelEndpointSpec> = HashMap::new();

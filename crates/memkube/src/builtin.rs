@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::resource::ResourceType;
 
 /// (group, version, kind, plural, short names, namespaced, status subresource)
-type Row = (
+pub(crate) type Row = (
     &'static str,
     &'static str,
     &'static str,
@@ -86,6 +86,7 @@ const BUILTINS: &[Row] = &[
 pub fn builtin_types() -> Vec<ResourceType> {
     BUILTINS
         .iter()
+        .chain(crate::rbac::kinds::ROWS)
         .map(
             |&(group, version, kind, plural, short, namespaced, status)| ResourceType {
                 group: group.into(),

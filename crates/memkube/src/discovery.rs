@@ -65,7 +65,7 @@ pub fn group(registry: &Registry, name: &str) -> Option<Value> {
 fn resource_entries(ty: &ResourceType) -> Vec<Value> {
     let mut main = json!({
         "name": ty.plural, "singularName": ty.singular, "namespaced": ty.namespaced,
-        "kind": ty.kind, "verbs": VERBS,
+        "kind": ty.kind, "verbs": crate::rbac::kinds::verbs(ty).unwrap_or(VERBS),
     });
     if !ty.short_names.is_empty() {
         main["shortNames"] = json!(ty.short_names);
@@ -74,6 +74,7 @@ fn resource_entries(ty: &ResourceType) -> Vec<Value> {
         main["categories"] = json!(ty.categories);
     }
     let mut out = vec![main];
+    out.extend(crate::rbac::kinds::extra_entries(ty));
     if ty.status_subresource {
         out.push(json!({
             "name": format!("{}/status", ty.plural), "singularName": "", "namespaced": ty.namespaced,

@@ -32,6 +32,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate authority, a serving certificate or the TLS configuration could
+    /// not be made.
+    #[error("TLS setup: {reason}")]
+    Tls {
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -100,6 +107,21 @@ pub enum ApiError {
     /// 403 Forbidden (used for writes into a terminating namespace).
     #[error("{0}")]
     Forbidden(String),
+    /// 403 Forbidden by the authorizer; `details` name the request's resource (see `rbac`).
+    #[error("{message}")]
+    Denied {
+        /// API group of the request ("" for core or non-resource requests).
+        group: String,
+        /// Resource of the request, without subresource ("" for non-resource requests).
+        resource: String,
+        /// Object name ("" when the request names none).
+        name: String,
+        /// The whole message, e.g. `secrets is forbidden: User "x" cannot list ...`.
+        message: String,
+    },
+    /// 401 Unauthorized: a bad bearer token, or no credentials where they are required.
+    #[error("Unauthorized")]
+    Unauthorized,
     /// 404 NotFound for a path that addresses nothing.
     #[error("the server could not find the requested resource")]
     NoRoute,
@@ -191,7 +213,8 @@ impl ApiError {
             Self::Expired { .. } => 410,
             Self::Invalid { .. } => 422,
             Self::BadRequest(_) => 400,
-            Self::Forbidden(_) => 403,
+            Self::Forbidden(_) | Self::Denied { .. } => 403,
+            Self::Unauthorized => 401,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable(_) => 406,
             Self::UnsupportedMediaType(_) => 415,
@@ -213,7 +236,8 @@ impl ApiError {
             Self::Expired { .. } => "Expired",
             Self::Invalid { .. } => "Invalid",
             Self::BadRequest(_) => "BadRequest",
-            Self::Forbidden(_) => "Forbidden",
+            Self::Forbidden(_) | Self::Denied { .. } => "Forbidden",
+            Self::Unauthorized => "Unauthorized",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::NotAcceptable(_) => "NotAcceptable",
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -287,6 +311,12 @@ impl ApiError {
                 subject, causes, ..
             }
             | Self::Invalid { subject, causes } => (subject, causes.as_slice()),
+            Self::Denied {
+                group,
+                resource,
+                name,
+                ..
+            } => return Some(denied_details(group, resource, name)),
             _ => return None,
         };
         let mut details = json!({ "name": subject.name, "kind": subject.kind });
@@ -302,6 +332,18 @@ impl ApiError {
         }
         Some(details)
     }
+}
+
+/// `details` of an authorizer denial: only the non-empty fields, as Go's `omitempty` writes
+/// them (a non-resource denial has `"details": {}`).
+fn denied_details(group: &str, resource: &str, name: &str) -> Value {
+    let mut details = serde_json::Map::new();
+    for (key, value) in [("name", name), ("group", group), ("kind", resource)] {
+        if !value.is_empty() {
+            details.insert(key.into(), json!(value));
+        }
+    }
+    Value::Object(details)
 }
 
 #[cfg(test)]

@@ -310,6 +310,11 @@ impl Faults {
         }
     }
 
+    /// Whether any failure rule is set.
+    pub(crate) fn has_failures(&self) -> bool {
+        !self.settings().failures.is_empty()
+    }
+
     /// The injected failure for a request of `class`, if a rule fires (counted rules are
     /// consumed).
     pub(crate) fn injected_failure(&self, class: VerbClass) -> Option<ApiError> {

@@ -6,11 +6,18 @@
 //! CustomResourceDefinition is registered ([`MemKube::register_crd`]) or created through the
 //! API. See the crate README for exactly what is and is not supported.
 //!
-//! This file owns the public handle and its `tower::Service` implementation; requests are
-//! dispatched in `handler`, state lives in `store`.
+//! Requests are authenticated and authorized as a real API server does (`authn`, `rbac`,
+//! `gate`): [`MemKube::client`] is the admin, [`MemKube::client_with_token`] and HTTP clients
+//! with a bearer token are whoever the token says, and RBAC objects stored in the instance
+//! decide what they may do. [`MemKube::serve_https`] serves with a certificate from the
+//! instance's CA; [`kubeconfig_yaml`] renders a kubeconfig for a served instance.
+//!
+//! This file owns the public handle and its `tower::Service` implementation; requests pass
+//! `gate` and are dispatched in `handler`, state lives in `store`.
 
 mod alias;
 mod apply;
+mod authn;
 mod body;
 mod builtin;
 mod discovery;
@@ -20,13 +27,17 @@ mod event_rules;
 mod faults;
 mod field_labels;
 mod format;
+mod gate;
 mod handler;
+mod kubeconfig;
 mod managed;
 mod meta;
 mod numbers;
 mod object_meta;
 mod openapi;
 mod patch;
+mod protobuf;
+mod rbac;
 mod resource;
 mod route;
 mod schema;
@@ -35,6 +46,8 @@ mod server;
 mod service;
 mod store;
 mod table;
+mod tls;
+mod token_client;
 mod watch_stream;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,9 +61,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 pub use body::{ResponseBody, StreamCut};
 pub use error::{ApiError, Error, Result};
 pub use faults::{ConnectionRefused, Faults, ServerError, Verbs};
+pub use kubeconfig::{KUBECONFIG_NAME, kubeconfig_yaml};
 pub use resource::{PrinterColumn, ResourceType};
 pub use server::HttpServer;
 pub use service::MAX_REQUEST_BODY_BYTES;
+pub use tls::TlsOptions;
 
 /// Tunables of one instance.
 #[derive(Debug, Clone)]
@@ -66,6 +81,10 @@ pub struct Config {
     /// How long a get or list asking for a resourceVersion newer than the latest waits for
     /// it before failing with 504 (the API server: 3 s).
     pub future_version_wait: Duration,
+    /// Whether an HTTP request without credentials is the admin (`true`, the default: what
+    /// the lab's kubectl relies on) or 401 Unauthorized, as on an API server with anonymous
+    /// authentication disabled. In-process clients without a token are always the admin.
+    pub anonymous_is_admin: bool,
 }
 
 impl Default for Config {
@@ -75,6 +94,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
             future_version_wait: Duration::from_secs(3),
+            anonymous_is_admin: true,
         }
     }
 }
@@ -85,6 +105,7 @@ pub(crate) struct Shared {
     state: Mutex<store::State>,
     config: Config,
     faults: Faults,
+    auth: authn::AuthState,
 }
 
 impl Shared {
@@ -117,12 +138,15 @@ impl MemKube {
 
     /// A fresh cluster with the given tunables.
     pub fn with_config(config: Config) -> Self {
-        let state = store::State::new(config.history_limit, chrono::Utc::now());
+        let now = chrono::Utc::now();
+        let mut state = store::State::new(config.history_limit, now);
+        rbac::bootstrap::install(&mut state, now);
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 config,
                 faults: Faults::default(),
+                auth: authn::AuthState::default(),
             }),
         }
     }
@@ -179,10 +203,39 @@ impl MemKube {
             })
     }
 
-    /// A `kube::Client` talking to this instance; its default namespace is `default`. Call it
-    /// inside a tokio runtime (the client spawns its request buffer there).
+    /// A `kube::Client` talking to this instance as the admin (`system:masters`); its default
+    /// namespace is `default`. Call it inside a tokio runtime (the client spawns its request
+    /// buffer there).
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.clone(), "default")
+    }
+
+    /// An in-process `kube::Client` that authenticates with `token` (a ServiceAccount token
+    /// from a TokenRequest or a token Secret, or [`MemKube::admin_token`]), so RBAC applies
+    /// to it as to an HTTP client with that token. Default namespace `default`.
+    pub fn client_with_token(&self, token: &str) -> kube::Client {
+        kube::Client::new(
+            token_client::TokenService::new(self.clone(), token),
+            "default",
+        )
+    }
+
+    /// The instance's admin bearer token (random, fixed for the instance's life): user
+    /// `memkube-admin` in groups `system:masters` and `system:authenticated`.
+    pub fn admin_token(&self) -> String {
+        self.shared.auth.tokens().admin().to_string()
+    }
+
+    /// The instance's CA certificate (PEM): it signs the HTTPS serving certificates and is the
+    /// `ca.crt` of ServiceAccount token Secrets. Generated on first use.
+    pub fn ca_pem(&self) -> Result<String> {
+        Ok(self.shared.auth.ca()?.cert_pem().to_string())
+    }
+
+    /// Makes every token issued by TokenRequest expire now (test hook): requests with them
+    /// get 401 from now on. Legacy Secret tokens and the admin token do not expire.
+    pub fn expire_tokens(&self) {
+        self.shared.auth.tokens().expire_all(chrono::Utc::now());
     }
 
     /// The latest resourceVersion issued (strictly increasing across all types).
@@ -215,11 +268,27 @@ impl MemKube {
     /// Serves this instance over HTTP/1.1 on `addr` (use port 0 for a random port) until the
     /// returned handle is shut down or dropped.
     pub async fn serve_http(&self, addr: std::net::SocketAddr) -> Result<HttpServer> {
-        server::serve(self.clone(), addr).await
+        server::serve(self.clone(), addr, None).await
+    }
+
+    /// Serves this instance over HTTPS on `addr` with a fresh serving certificate signed by
+    /// the instance's CA, valid for 127.0.0.1, `localhost` and `tls`'s names; clients trust
+    /// [`HttpServer::ca_pem`]. Stops when the handle is shut down or dropped.
+    pub async fn serve_https(
+        &self,
+        addr: std::net::SocketAddr,
+        tls: TlsOptions,
+    ) -> Result<HttpServer> {
+        let ca = self.shared.auth.ca()?;
+        let tls = server::Tls {
+            config: ca.server_config(&tls)?,
+            ca_pem: ca.cert_pem().to_string(),
+        };
+        server::serve(self.clone(), addr, Some(tls)).await
     }
 
     fn respond(&self, parts: &http::request::Parts, body: &[u8]) -> Response<ResponseBody> {
-        handler::handle(&self.shared, parts, body, chrono::Utc::now())
+        gate::handle(&self.shared, parts, body, chrono::Utc::now())
     }
 }
 

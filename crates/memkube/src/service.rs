@@ -1,8 +1,9 @@
-//! The asynchronous part of serving one request, in front of the synchronous handler: an
-//! outage refuses the connection, the body is read up to the API server's limit (413 beyond
-//! it), injected latency and 5xx answers apply, and a get or list asking for a
+//! The asynchronous part of serving one request, in front of the synchronous `gate` and
+//! handler: an outage refuses the connection, the body is read up to the API server's limit
+//! (413 beyond it), injected latency and 5xx answers apply, and a get or list asking for a
 //! resourceVersion the server has not reached waits for it, then times out with 504 as the
-//! API server's watch cache does.
+//! API server's watch cache does. Those answers come after authentication and authorization,
+//! as on the API server: a request refused there gets its 401 or 403 instead.
 
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ where
     let class = VerbClass::of(&parts.method, query.watch);
     let body = match read_body(&parts.method, body).await {
         Ok(body) => body,
-        Err(e) => return Ok(error_response(&e)),
+        Err(e) => return Ok(refused(&kube, &parts, e)),
     };
     let latency = faults.latency(class);
     if !latency.is_zero() {
@@ -50,15 +51,41 @@ where
     if faults.is_down() {
         return Err(ConnectionRefused::new());
     }
-    if let Some(e) = faults.injected_failure(class) {
-        return Ok(error_response(&e));
+    if faults.has_failures() {
+        // refused requests never reach the storage whose failure is injected
+        if let Err(e) = crate::gate::admit(&kube.shared, &parts, chrono::Utc::now()) {
+            return Ok(error_response(&e));
+        }
+        if let Some(e) = faults.injected_failure(class) {
+            return Ok(error_response(&e));
+        }
     }
-    if class == VerbClass::Read
-        && let Err(e) = wait_for_version(&kube, &query).await
-    {
-        return Ok(error_response(&e));
+    if class == VerbClass::Read && wants_future_version(&kube, &query) {
+        if let Err(e) = crate::gate::admit(&kube.shared, &parts, chrono::Utc::now()) {
+            return Ok(error_response(&e));
+        }
+        if let Err(e) = wait_for_version(&kube, &query).await {
+            return Ok(error_response(&e));
+        }
     }
     Ok(kube.respond(&parts, &body))
+}
+
+/// The answer to a request the pipeline refuses with `err`: the authentication or
+/// authorization failure first, if there is one.
+fn refused(kube: &MemKube, parts: &http::request::Parts, err: ApiError) -> Response<ResponseBody> {
+    let admitted = crate::gate::admit(&kube.shared, parts, chrono::Utc::now());
+    error_response(&admitted.err().unwrap_or(err))
+}
+
+/// Whether a read asks for a resourceVersion newer than the latest issued.
+fn wants_future_version(kube: &MemKube, query: &Query) -> bool {
+    query.continue_token.is_none()
+        && query
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .is_some_and(|rv| rv > kube.resource_version())
 }
 
 /// Reads the body of a write, refusing one over the limit (reading stops there); reads carry

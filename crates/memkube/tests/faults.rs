@@ -272,3 +272,38 @@ async fn http_watches_are_cut_at_the_connection_and_resume() {
     ));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn authentication_comes_before_the_answers_of_the_pipeline() {
+    let kube = memkube_with(isthmus_memkube::Config {
+        anonymous_is_admin: false,
+        ..isthmus_memkube::Config::default()
+    });
+    let server = kube
+        .serve_http("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let anonymous =
+        kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    kube.faults()
+        .fail_next(Verbs::ALL, 10, ServerError::EtcdTimeout);
+    let api: Api<Widget> = Api::namespaced(anonymous, "default");
+    assert_eq!(
+        code(api.list(&ListParams::default()).await.unwrap_err()),
+        401
+    );
+    let huge = widget("huge", 80);
+    let mut huge = serde_json::to_value(&huge).unwrap();
+    huge["spec"]["tags"] = serde_json::json!({"t": "x".repeat(4 * 1024 * 1024)});
+    let huge: Widget = serde_json::from_value(huge).unwrap();
+    assert_eq!(
+        code(api.create(&PostParams::default(), &huge).await.unwrap_err()),
+        401
+    );
+    let admin = widgets(&kube.client());
+    assert_eq!(
+        code(admin.list(&ListParams::default()).await.unwrap_err()),
+        500
+    );
+    server.shutdown().await;
+}

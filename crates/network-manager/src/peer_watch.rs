@@ -39,7 +39,7 @@ impl PeerWatches {
         }
         let ar = ApiResource::erase::<NetworkConfig>(&());
         let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &ar);
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let config = isthmus_kubeclient::watcher_config().fields(&format!("metadata.name={name}"));
         let trigger = self.trigger.clone();
         let peer_id = peer.clone();
         let task = tokio::spawn(async move {

@@ -162,6 +162,7 @@ pub async fn client_from_kubeconfig(text: &str) -> Result<Client, ResolveError> 
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|e| ResolveError::Kubeconfig(e.to_string()))?;
+    let config = isthmus_kubeclient::with_timeouts(config);
     Client::try_from(config).map_err(|e| ResolveError::Kubeconfig(e.to_string()))
 }
 

@@ -20,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -201,11 +201,15 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let ar = api_resource();
-    let c = Controller::new_with(local_api(&ctx), watcher::Config::default(), ar.clone());
+    let c = Controller::new_with(
+        local_api(&ctx),
+        isthmus_kubeclient::watcher_config(),
+        ar.clone(),
+    );
     let store = c.store();
     crate::telemetry::ready_when_listable(&ctx.telemetry, "network-configs", local_api(&ctx));
     let fcs: Api<ForeignCluster> = Api::all(ctx.local.clone());
-    c.watches(fcs, watcher::Config::default(), move |fc| {
+    c.watches(fcs, isthmus_kubeclient::watcher_config(), move |fc| {
         let cluster = fc.spec.cluster_id.to_string();
         let going = fc.metadata.deletion_timestamp.is_some();
         store

@@ -17,7 +17,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut seen: HashMap<(Option<String>, String), Option<i64>> = HashMap::new();
-    watch(api, watcher::Config::default())
+    watch(api, isthmus_kubeclient::watcher_config())
         .default_backoff()
         .filter_map(move |event| {
             let out = match event {

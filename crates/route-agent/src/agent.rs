@@ -14,7 +14,7 @@ use futures::StreamExt;
 use isthmus_api::TunnelEndpoint;
 use isthmus_dataplane::routes::{self, NextHop, Route, RouteDiff, RouteDriver};
 use kube::Api;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher as watch};
 use tokio::time::Instant;
 
@@ -87,7 +87,8 @@ pub(crate) async fn run<R: RouteDriver + 'static>(
 ) -> Result<()> {
     let api: Api<TunnelEndpoint> = Api::namespaced(client, &config.namespace);
     tracing::info!(namespace = %config.namespace, resync = ?config.resync, "route agent starting");
-    let mut events = std::pin::pin!(watch(api, watcher::Config::default()).default_backoff());
+    let mut events =
+        std::pin::pin!(watch(api, isthmus_kubeclient::watcher_config()).default_backoff());
     let mut shutdown = std::pin::pin!(shutdown);
     let gate = telemetry
         .health

@@ -333,7 +333,7 @@ impl State {
                 ));
             }
         };
-        meta::validate_name(&name).map_err(|m| invalid(m, "metadata.name"))?;
+        crate::rbac::kinds::validate_name(ty, &name).map_err(|m| invalid(m, "metadata.name"))?;
         Ok(name)
     }
 

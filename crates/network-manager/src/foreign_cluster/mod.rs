@@ -20,7 +20,7 @@ use kube::api::ApiResource;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
@@ -79,7 +79,7 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let api: Api<ForeignCluster> = Api::all(ctx.local.clone());
-    let c = Controller::new(api.clone(), watcher::Config::default());
+    let c = Controller::new(api.clone(), isthmus_kubeclient::watcher_config());
     let store = c.store();
     crate::telemetry::ready_when_listable(&ctx.telemetry, "foreign-clusters", api.clone());
     let teps: Api<TunnelEndpoint> = Api::namespaced(ctx.local.clone(), &ctx.config.namespace);
@@ -89,7 +89,7 @@ pub fn controller(
     c.watches_with(
         received::local_api(&ctx),
         ApiResource::erase::<NetworkConfig>(&()),
-        watcher::Config::default(),
+        isthmus_kubeclient::watcher_config(),
         move |nc| {
             let origin = received::parse(&nc).origin;
             store

@@ -1,0 +1,54 @@
+//! The reviews of `authentication.k8s.io/v1`: SelfSubjectReview (who am I? what `kubectl auth
+//! whoami` asks) and TokenReview (who is this token?). Each takes the posted object and returns
+//! it with `status` filled in.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::UserInfo;
+use crate::Shared;
+use crate::rbac::kinds::AUTHN;
+
+/// The audience memkube's tokens are for (a real API server's default issuer).
+pub const AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
+
+fn answered(kind: &str, mut body: Value, status: Value) -> Value {
+    if !body.is_object() {
+        body = json!({});
+    }
+    body["kind"] = json!(kind);
+    body["apiVersion"] = json!(format!("{AUTHN}/v1"));
+    if !body.get("metadata").is_some_and(Value::is_object) {
+        body["metadata"] = json!({});
+    }
+    body["status"] = status;
+    body
+}
+
+/// Answers a SelfSubjectReview for the caller.
+pub(crate) fn self_subject(caller: &UserInfo, body: Value) -> Value {
+    answered(
+        "SelfSubjectReview",
+        body,
+        json!({"userInfo": caller.to_json()}),
+    )
+}
+
+/// Answers a TokenReview of `spec.token`.
+pub(crate) fn token_review(shared: &Shared, body: Value, now: DateTime<Utc>) -> Value {
+    let token = body
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let user = (!token.is_empty())
+        .then(|| super::user_for_token(shared, &token, now))
+        .flatten();
+    let status = match user {
+        Some(user) => {
+            json!({"authenticated": true, "user": user.to_json(), "audiences": [AUDIENCE]})
+        }
+        None => json!({"user": {}, "error": "invalid bearer token"}),
+    };
+    answered("TokenReview", body, status)
+}

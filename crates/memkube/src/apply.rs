@@ -7,16 +7,19 @@
 //! 2. Leaves the applier owned from its previous apply but left out of this configuration are
 //!    removed from the object, unless another manager also owns them; emptied parent objects
 //!    are removed with them.
-//! 3. The configuration is merged in: objects recursively, lists and scalars replaced whole;
-//!    `null` values and empty objects in the configuration are merged but never owned.
-//! 4. The applier's `Apply` entry becomes exactly the configuration's leaves; equal values
-//!    stay shared with their other owners.
+//! 3. The configuration is merged in: objects recursively, scalars and lists replaced whole,
+//!    except `metadata.finalizers` (a set) and `metadata.ownerReferences` (keyed by `uid`),
+//!    whose elements merge one by one (live order first, new elements after), so managers own
+//!    their own elements; `null` values and empty objects in the configuration are merged but
+//!    never owned.
+//! 4. The applier's `Apply` entry becomes exactly the configuration's leaves (never `.`
+//!    markers); equal values stay shared with their other owners.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::managed::{self, FieldPath, ManagedEntry, Writer};
+use crate::managed::{self, FieldPath, ManagedEntry, Seg, Writer};
 
 /// A field another manager owns with a different value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +33,7 @@ pub struct Conflict {
 impl Conflict {
     /// `.spec.port`-style rendering, as the API server writes conflict causes.
     pub fn field(&self) -> String {
-        self.path.iter().map(|s| format!(".{s}")).collect()
+        self.path.iter().map(Seg::display).collect()
     }
 }
 
@@ -44,7 +47,7 @@ pub fn apply(
     let empty_object = Value::Object(serde_json::Map::new());
     let cfg: managed::Leaves = managed::leaves(config)
         .into_iter()
-        .filter(|(_, v)| !v.is_null() && *v != empty_object)
+        .filter(|(p, v)| !v.is_null() && *v != empty_object && p.last() != Some(&Seg::Itself))
         .collect();
     let live_leaves = managed::leaves(live);
     let mut entries = managed::read(live);
@@ -125,46 +128,113 @@ fn find_conflicts(
     out
 }
 
-/// Removes the leaf at `path`, then any parent objects it left empty (never `metadata`).
-fn remove_path(obj: &mut Value, path: &[String]) {
+/// Removes the leaf at `path` (a key, or a list element), then any parent objects or lists
+/// it left empty (never `metadata`).
+fn remove_path(obj: &mut Value, path: &[Seg]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
     let mut node = &mut *obj;
     for seg in parents {
-        match node.get_mut(seg) {
-            Some(child) => node = child,
-            None => return,
+        match (seg, node.get_mut(field_name(seg))) {
+            (Seg::Field(_), Some(child)) => node = child,
+            _ => return,
         }
     }
-    if let Some(map) = node.as_object_mut() {
-        map.remove(last);
-        let emptied = map.is_empty();
-        if emptied && !parents.is_empty() && parents != ["metadata"] {
-            remove_path(obj, parents);
+    let emptied = match (last, node) {
+        (Seg::Field(name), Value::Object(map)) => {
+            map.remove(name);
+            map.is_empty()
+        }
+        (Seg::Value(_) | Seg::Key(_), Value::Array(items)) => {
+            let list = parents.last().map(field_name).unwrap_or_default();
+            items.retain(|item| managed::element_seg(list, item).as_ref() != Some(last));
+            items.is_empty()
+        }
+        _ => false,
+    };
+    let is_metadata = matches!(parents, [Seg::Field(m)] if m == "metadata");
+    if emptied && !parents.is_empty() && !is_metadata {
+        remove_path(obj, parents);
+    }
+}
+
+fn field_name(seg: &Seg) -> &str {
+    match seg {
+        Seg::Field(name) => name,
+        _ => "",
+    }
+}
+
+/// Merges a configuration into the live object: see the module doc.
+pub fn merge_into(target: &mut Value, config: &Value) {
+    let (Value::Object(t), Value::Object(c)) = (&mut *target, config) else {
+        return merge_values(target, config);
+    };
+    for (k, v) in c {
+        match (k.as_str(), t.get_mut(k)) {
+            ("metadata", Some(meta @ Value::Object(_))) if v.is_object() => merge_metadata(meta, v),
+            _ => merge_key(t, k, v),
         }
     }
 }
 
 /// Recursive merge: objects merge key by key, everything else replaces; nulls are skipped.
-pub fn merge_into(target: &mut Value, config: &Value) {
+fn merge_values(target: &mut Value, config: &Value) {
     match (target, config) {
         (Value::Object(t), Value::Object(c)) => {
             for (k, v) in c {
-                if v.is_null() {
-                    continue;
-                }
-                match t.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => {
-                        merge_into(existing, v)
-                    }
-                    _ => {
-                        t.insert(k.clone(), v.clone());
-                    }
-                }
+                merge_key(t, k, v);
             }
         }
         (t, c) => *t = c.clone(),
+    }
+}
+
+fn merge_key(target: &mut serde_json::Map<String, Value>, key: &str, value: &Value) {
+    if value.is_null() {
+        return;
+    }
+    match target.get_mut(key) {
+        Some(existing) if existing.is_object() && value.is_object() => {
+            merge_values(existing, value)
+        }
+        _ => {
+            target.insert(key.to_string(), value.clone());
+        }
+    }
+}
+
+/// `metadata`: `finalizers` and `ownerReferences` merge element by element.
+fn merge_metadata(target: &mut Value, config: &Value) {
+    let (Value::Object(t), Value::Object(c)) = (target, config) else {
+        return;
+    };
+    for (k, v) in c {
+        let associative = matches!(k.as_str(), "finalizers" | "ownerReferences");
+        match (t.get_mut(k), v) {
+            (Some(Value::Array(live)), Value::Array(wanted)) if associative => {
+                merge_elements(k, live, wanted)
+            }
+            // an empty list adds nothing
+            (None, Value::Array(wanted)) if associative && wanted.is_empty() => {}
+            _ => merge_key(t, k, v),
+        }
+    }
+}
+
+/// Elements of `wanted` replace (merge into, for objects) live elements with the same key;
+/// new ones are appended in order.
+fn merge_elements(list: &str, live: &mut Vec<Value>, wanted: &[Value]) {
+    for element in wanted {
+        let seg = managed::element_seg(list, element);
+        match live
+            .iter_mut()
+            .find(|l| managed::element_seg(list, l) == seg)
+        {
+            Some(existing) => merge_values(existing, element),
+            None => live.push(element.clone()),
+        }
     }
 }
 
@@ -211,7 +281,7 @@ mod tests {
         assert_eq!(
             err,
             vec![Conflict {
-                path: vec!["spec".into(), "a".into()],
+                path: vec![Seg::Field("spec".into()), Seg::Field("a".into())],
                 manager: "alice".into()
             }]
         );
@@ -265,6 +335,58 @@ mod tests {
         )
         .unwrap();
         let err = apply(&live, &json!({"spec": {"a": 3}}), &w("bob"), false).unwrap_err();
+        assert_eq!(err[0].manager, "alice");
+    }
+
+    #[test]
+    fn finalizers_of_two_managers_merge_and_leave_separately() {
+        let meta = |f: Value| json!({"metadata": {"finalizers": f}});
+        let live = apply(&json!({}), &meta(json!(["a.io/f"])), &w("alice"), false).unwrap();
+        let both = apply(&live, &meta(json!(["b.io/f"])), &w("bob"), false).unwrap();
+        assert_eq!(both["metadata"]["finalizers"], json!(["a.io/f", "b.io/f"]));
+        let alice = managed::read(&both)
+            .into_iter()
+            .find(|e| e.manager == "alice")
+            .unwrap();
+        assert_eq!(alice.fields.len(), 1);
+        let v1 = &both["metadata"]["managedFields"][0]["fieldsV1"];
+        assert_eq!(
+            v1,
+            &json!({"f:metadata": {"f:finalizers": {"v:\"a.io/f\"": {}}}})
+        );
+        let after = apply(&both, &meta(json!([])), &w("alice"), false).unwrap();
+        assert_eq!(after["metadata"]["finalizers"], json!(["b.io/f"]));
+        let gone = apply(&after, &meta(json!([])), &w("bob"), false).unwrap();
+        assert!(gone["metadata"].get("finalizers").is_none());
+    }
+
+    #[test]
+    fn owner_references_merge_by_uid() {
+        let owner = |uid: &str, name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": uid});
+        let meta = |refs: Value| json!({"metadata": {"ownerReferences": refs}});
+        let live = apply(
+            &json!({}),
+            &meta(json!([owner("u1", "a")])),
+            &w("alice"),
+            false,
+        )
+        .unwrap();
+        let both = apply(&live, &meta(json!([owner("u2", "b")])), &w("bob"), false).unwrap();
+        let uids: Vec<&Value> = both["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["uid"])
+            .collect();
+        assert_eq!(uids, [&json!("u1"), &json!("u2")]);
+        let err = apply(
+            &both,
+            &meta(json!([owner("u1", "renamed")])),
+            &w("bob"),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err[0].field(), r#".metadata.ownerReferences[uid="u1"]"#);
         assert_eq!(err[0].manager, "alice");
     }
 }

@@ -9,12 +9,34 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// The body of every memkube response: whole JSON documents, or a watch stream.
-pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
+/// The body of every memkube response: whole JSON documents, or a watch stream (which an
+/// injected fault may cut).
+pub type ResponseBody = UnsyncBoxBody<Bytes, StreamCut>;
+
+/// Why a response body stopped before its end: the connection was cut (see
+/// [`crate::Faults::drop_watches`]). Its source is an `io::Error` of kind `UnexpectedEof`, what
+/// a client reading a connection that closed mid-stream sees.
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed before message completed")]
+pub struct StreamCut {
+    #[source]
+    source: std::io::Error,
+}
+
+impl StreamCut {
+    /// A cut connection.
+    pub(crate) fn new() -> Self {
+        Self {
+            source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+        }
+    }
+}
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 /// A JSON response with the given status code.

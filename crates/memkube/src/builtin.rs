@@ -106,6 +106,17 @@ pub fn builtin_types() -> Vec<ResourceType> {
         .collect()
 }
 
+/// Whether a PUT without `metadata.resourceVersion` replaces the object unconditionally, as
+/// most built-in types' strategies allow; custom resources, Leases and CRDs require the version
+/// (422 `must be specified for an update`).
+pub fn allows_unconditional_update(ty: &ResourceType) -> bool {
+    let requires_version = matches!(
+        (ty.group.as_str(), ty.plural.as_str()),
+        ("coordination.k8s.io", "leases") | ("apiextensions.k8s.io", "customresourcedefinitions")
+    );
+    !ty.custom && !requires_version
+}
+
 /// Namespaces that exist in a fresh instance, as in a new cluster.
 pub const INITIAL_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];

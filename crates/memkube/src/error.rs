@@ -94,7 +94,7 @@ pub enum ApiError {
         oldest: u64,
     },
     /// 422 Invalid.
-    #[error("{} \"{}\" is invalid: {}", .subject.kind, .subject.name, join_causes(.causes))]
+    #[error("{} \"{}\" is invalid: {}", qualified(&.subject.kind, &.subject.group), .subject.name, join_causes(.causes))]
     Invalid {
         /// The object (here `kind` is the object's Kind, as the API server reports it).
         subject: Subject,
@@ -137,6 +137,51 @@ pub enum ApiError {
     /// 500 InternalError.
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// 413 RequestEntityTooLarge: the request body is over the API server's limit.
+    #[error("Request entity too large: limit is {limit}")]
+    RequestEntityTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A failure the API server passes on without a `reason` (an error that is not a
+    /// `Status`: etcd's "request is too large", a field manager error...).
+    #[error("{message}")]
+    Plain {
+        /// HTTP status code (500 for every case memkube produces but injected faults).
+        code: u16,
+        /// The message, verbatim.
+        message: String,
+    },
+    /// 503 ServiceUnavailable.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// 504 Timeout: a get or list asked for a resourceVersion the server has not reached.
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion {
+        /// The version asked for.
+        requested: u64,
+        /// The latest version issued.
+        current: u64,
+    },
+    /// 410 Expired: a list continued or read at a resourceVersion that is compacted away.
+    #[error("{}", expired_list_message(.continue_token.is_some()))]
+    ListExpired {
+        /// A token continuing the list at the latest version (inconsistently), when the
+        /// request was paginated.
+        continue_token: Option<String>,
+    },
+}
+
+fn expired_list_message(paginated: bool) -> &'static str {
+    if paginated {
+        "The provided continue parameter is too old to display a consistent list result. You \
+         can start a new list without the continue parameter, or use the continue token in this \
+         response to retrieve the remainder of the results. Continuing with the provided token \
+         results in an inconsistent list - objects that were created, modified, or deleted \
+         between the time the first chunk was returned and now may show up in the list."
+    } else {
+        "The resourceVersion for the provided list is too old."
+    }
 }
 
 fn qualified(kind: &str, group: &str) -> String {
@@ -174,6 +219,11 @@ impl ApiError {
             Self::NotAcceptable(_) => 406,
             Self::UnsupportedMediaType(_) => 415,
             Self::Internal(_) => 500,
+            Self::RequestEntityTooLarge { .. } => 413,
+            Self::Plain { code, .. } => *code,
+            Self::ServiceUnavailable(_) => 503,
+            Self::TooLargeResourceVersion { .. } => 504,
+            Self::ListExpired { .. } => 410,
         }
     }
 
@@ -192,6 +242,11 @@ impl ApiError {
             Self::NotAcceptable(_) => "NotAcceptable",
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Self::Internal(_) => "InternalError",
+            Self::RequestEntityTooLarge { .. } => "RequestEntityTooLarge",
+            Self::Plain { .. } => "",
+            Self::ServiceUnavailable(_) => "ServiceUnavailable",
+            Self::TooLargeResourceVersion { .. } => "Timeout",
+            Self::ListExpired { .. } => "Expired",
         }
     }
 
@@ -217,7 +272,7 @@ impl ApiError {
         }
     }
 
-    /// The `metav1.Status` body.
+    /// The `metav1.Status` body (without `reason` when the API server gives none).
     pub fn to_status(&self) -> Value {
         let mut status = json!({
             "kind": "Status",
@@ -228,6 +283,17 @@ impl ApiError {
             "reason": self.reason(),
             "code": self.code(),
         });
+        if self.reason().is_empty()
+            && let Some(map) = status.as_object_mut()
+        {
+            map.remove("reason");
+        }
+        if let Self::ListExpired {
+            continue_token: Some(token),
+        } = self
+        {
+            status["metadata"] = json!({ "continue": token });
+        }
         if let Some(details) = self.details() {
             status["details"] = details;
         }
@@ -235,6 +301,10 @@ impl ApiError {
     }
 
     fn details(&self) -> Option<Value> {
+        if let Self::TooLargeResourceVersion { .. } = self {
+            let cause = json!({"reason": "ResourceVersionTooLarge", "message": "Too large resource version"});
+            return Some(json!({"causes": [cause], "retryAfterSeconds": 1}));
+        }
         let (subject, causes) = match self {
             Self::NotFound(s) | Self::AlreadyExists(s) => (s, &[][..]),
             Self::Conflict {
@@ -306,7 +376,10 @@ mod tests {
         let status = err.to_status();
         assert_eq!(status["code"], 422);
         assert_eq!(status["details"]["causes"][0]["field"], "spec.x");
-        assert_eq!(status["message"], "Widget \"w1\" is invalid: spec.x: bad");
+        assert_eq!(
+            status["message"],
+            "Widget.example.io \"w1\" is invalid: spec.x: bad"
+        );
     }
 
     #[test]
@@ -319,5 +392,66 @@ mod tests {
         assert_eq!(status["code"], 410);
         assert_eq!(status["reason"], "Expired");
         assert!(status.get("details").is_none());
+    }
+
+    #[test]
+    fn plain_failures_have_no_reason() {
+        let status = ApiError::Plain {
+            code: 500,
+            message: "etcdserver: request is too large".into(),
+        }
+        .to_status();
+        let expected = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "etcdserver: request is too large", "code": 500});
+        assert_eq!(status, expected);
+    }
+
+    #[test]
+    fn too_large_body_and_future_version_render_as_the_api_server_does() {
+        let status = ApiError::RequestEntityTooLarge { limit: 3_145_728 }.to_status();
+        assert_eq!(
+            status["message"],
+            "Request entity too large: limit is 3145728"
+        );
+        assert_eq!(
+            (status["code"].as_u64(), status["reason"].as_str()),
+            (Some(413), Some("RequestEntityTooLarge"))
+        );
+        let status = ApiError::TooLargeResourceVersion {
+            requested: 9,
+            current: 7,
+        }
+        .to_status();
+        assert_eq!(
+            status["message"],
+            "Timeout: Too large resource version: 9, current: 7"
+        );
+        assert_eq!(status["details"]["retryAfterSeconds"], 1);
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "ResourceVersionTooLarge"
+        );
+    }
+
+    #[test]
+    fn expired_continue_carries_an_inconsistent_token() {
+        let status = ApiError::ListExpired {
+            continue_token: Some("t".into()),
+        }
+        .to_status();
+        assert_eq!(status["metadata"]["continue"], "t");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("inconsistent list")
+        );
+        let plain = ApiError::ListExpired {
+            continue_token: None,
+        };
+        assert_eq!(
+            plain.to_string(),
+            "The resourceVersion for the provided list is too old."
+        );
     }
 }

@@ -83,6 +83,20 @@ impl Endpoint {
     }
 }
 
+/// Authenticates and authorizes a request without serving it: what the API server checks
+/// before anything else, for answers the request pipeline gives on its own (413, injected
+/// failures, a future resourceVersion).
+pub(crate) fn admit(
+    shared: &Arc<Shared>,
+    parts: &Parts,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let query = parts.uri.query().unwrap_or_default();
+    let attrs = attributes::from_request(&parts.method, parts.uri.path(), query);
+    let user = authn::authenticate(shared, parts, now)?;
+    crate::rbac::authorize(shared, &user, &attrs)
+}
+
 /// Handles one request completely (watch bodies stream afterwards).
 pub(crate) fn handle(
     shared: &Arc<Shared>,

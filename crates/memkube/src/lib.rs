@@ -22,12 +22,18 @@ mod body;
 mod builtin;
 mod discovery;
 mod error;
+mod etcd_size;
+mod event_rules;
+mod faults;
+mod field_labels;
 mod format;
 mod gate;
 mod handler;
 mod kubeconfig;
 mod managed;
 mod meta;
+mod numbers;
+mod object_meta;
 mod openapi;
 mod patch;
 mod protobuf;
@@ -37,42 +43,47 @@ mod route;
 mod schema;
 mod selector;
 mod server;
+mod service;
 mod store;
 mod table;
 mod tls;
 mod token_client;
 mod watch_stream;
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
-pub use body::ResponseBody;
+pub use body::{ResponseBody, StreamCut};
 pub use error::{ApiError, Error, Result};
+pub use faults::{ConnectionRefused, Faults, ServerError, Verbs};
 pub use kubeconfig::{
     Credential, KUBECONFIG_NAME, KubeconfigSpec, base64, kubeconfig_yaml, pem_certificate,
     render as render_kubeconfig,
 };
 pub use resource::{PrinterColumn, ResourceType};
 pub use server::HttpServer;
+pub use service::MAX_REQUEST_BODY_BYTES;
 pub use tls::TlsOptions;
 
 /// Tunables of one instance.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// How many events the watch history keeps; a watch resuming from an older
-    /// resourceVersion gets `410 Expired` and must relist.
+    /// How many events the watch history keeps per resource type; a watch resuming from an
+    /// older resourceVersion gets `410 Expired` and must relist.
     pub history_limit: usize,
-    /// How often a watch with `allowWatchBookmarks=true` receives a BOOKMARK.
+    /// How often a watch with `allowWatchBookmarks=true` receives a BOOKMARK (the API server:
+    /// every minute, and once 2 s before the watch's timeout).
     pub bookmark_interval: Duration,
     /// Watch duration when the client gives no `timeoutSeconds`.
     pub default_watch_timeout: Duration,
+    /// How long a get or list asking for a resourceVersion newer than the latest waits for
+    /// it before failing with 504 (the API server: 3 s).
+    pub future_version_wait: Duration,
     /// Whether an HTTP request without credentials is the admin (`true`, the default: what
     /// the lab's kubectl relies on) or 401 Unauthorized, as on an API server with anonymous
     /// authentication disabled. In-process clients without a token are always the admin.
@@ -83,8 +94,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             history_limit: 1000,
-            bookmark_interval: Duration::from_secs(5),
+            bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
+            future_version_wait: Duration::from_secs(3),
             anonymous_is_admin: true,
         }
     }
@@ -95,6 +107,7 @@ impl Default for Config {
 pub(crate) struct Shared {
     state: Mutex<store::State>,
     config: Config,
+    faults: Faults,
     auth: authn::AuthState,
 }
 
@@ -135,6 +148,7 @@ impl MemKube {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 config,
+                faults: Faults::default(),
                 auth: authn::AuthState::default(),
             }),
         }
@@ -244,6 +258,11 @@ impl MemKube {
         self.shared.lock().expire_watches();
     }
 
+    /// The fault-injection handle of this instance (every fault is off until set).
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.clone()
+    }
+
     /// Number of open watch streams.
     pub fn watch_count(&self) -> usize {
         self.shared.lock().watcher_count()
@@ -283,23 +302,17 @@ where
     B::Error: std::fmt::Display,
 {
     type Response = Response<ResponseBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, std::result::Result<Self::Response, Infallible>>;
+    type Error = ConnectionRefused;
+    type Future = BoxFuture<'static, std::result::Result<Self::Response, ConnectionRefused>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _cx: &mut Context<'_>,
+    ) -> Poll<std::result::Result<(), ConnectionRefused>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            match body.collect().await {
-                Ok(collected) => Ok(this.respond(&parts, &collected.to_bytes())),
-                Err(e) => Ok(body::error_response(&ApiError::BadRequest(format!(
-                    "reading the request body: {e}"
-                )))),
-            }
-        })
+        Box::pin(service::serve(self.clone(), req))
     }
 }

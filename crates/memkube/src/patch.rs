@@ -1,6 +1,7 @@
 //! Patch formats (pure): which content type means which patch, and applying JSON merge patches
-//! (RFC 7386) and JSON patches (RFC 6902). Strategic merge patches are applied as JSON merge
-//! patches (lists replaced whole, `$patch` directives not interpreted), for every type.
+//! (RFC 7386) and JSON patches (RFC 6902). Strategic merge patches of built-in types are
+//! applied as JSON merge patches (lists replaced whole, `$patch` directives not interpreted);
+//! custom resources refuse them (415), as the API server does.
 
 use serde_json::Value;
 
@@ -16,6 +17,10 @@ pub enum PatchKind {
     /// `application/apply-patch+yaml` (server-side apply)
     Apply,
 }
+
+/// The media types accepted for PATCH of a custom resource, for 415 messages.
+pub const CUSTOM_RESOURCE_PATCH_MEDIA_TYPES: &str =
+    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
 
 /// The media types accepted for PATCH, for 415 messages.
 pub const PATCH_MEDIA_TYPES: &str = "application/json-patch+json, application/merge-patch+json, \

@@ -6,10 +6,16 @@
 //! `allOf`/`anyOf`/`oneOf`/`not`, `x-kubernetes-int-or-string`,
 //! `x-kubernetes-preserve-unknown-fields`. Unknown fields are pruned and `null` values of
 //! non-nullable fields dropped, as the API server does (with `fieldValidation=Strict` unknown
-//! fields are a 400 BadRequest instead); `default` values fill missing properties. Not checked: `format`, `multipleOf`, `uniqueItems`, list-type/map-keys,
+//! fields are a 400 BadRequest instead); `default` values fill missing properties; string
+//! `format`s as the API server checks them (see `format`). Not checked: `multipleOf`, `uniqueItems`, list-type/map-keys,
 //! CEL `x-kubernetes-validations`, and the schema of `metadata`.
 
+mod declared;
+mod format;
+
 use serde_json::{Map, Value};
+
+pub use declared::undeclared_fields;
 
 use crate::error::{ApiError, Cause, Subject};
 use crate::resource::ResourceType;
@@ -123,6 +129,7 @@ fn check(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>,
         return;
     }
     check_enum(schema, value, path, causes);
+    check_format(schema, value, path, causes);
     check_scalar_bounds(schema, value, path, causes);
     check_combinators(schema, value, path, causes);
     match value {
@@ -143,6 +150,18 @@ fn check_enum(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>
             list.join(", ")
         );
         cause(causes, "FieldValueNotSupported", path, msg);
+    }
+}
+
+fn check_format(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let (Some(format), Some(s)) = (schema.get("format").and_then(Value::as_str), value.as_str())
+    else {
+        return;
+    };
+    if !format::valid(format, s) {
+        let msg =
+            format!("Invalid value: {value}: {path} in body must be of type {format}: {value}");
+        cause(causes, "FieldValueTypeInvalid", path, msg);
     }
 }
 

@@ -2,9 +2,9 @@
 //!
 //! Labels: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k` (exists), `!k` (absent),
 //! comma-separated (AND). Fields: `metadata.name` and `metadata.namespace` with `=`, `==`, `!=`
-//! for custom resources; any dotted path to a scalar (`involvedObject.name`, `type`,
-//! `spec.nodeName`) for built-in types, which stand in for the per-kind field sets of the real
-//! API server.
+//! for custom resources; for built-in types a dotted path to a scalar (`involvedObject.name`,
+//! `type`, `spec.nodeName`; `source` means `source.component`), once `field_labels` has
+//! checked it is one the type's field set allows.
 
 use std::collections::BTreeMap;
 
@@ -177,7 +177,11 @@ impl FieldSelector {
             if !(known || any_field && well_formed) {
                 return Err(format!("field label not supported: {field}"));
             }
-            let pointer = format!("/{}", field.replace('.', "/"));
+            // an Event's `source` selects by its component
+            let pointer = match field {
+                "source" => "/source/component".to_string(),
+                _ => format!("/{}", field.replace('.', "/")),
+            };
             reqs.push(FieldReq {
                 pointer,
                 value: value.trim().into(),

@@ -1,10 +1,14 @@
 //! The HTTP/1.1 listener (hyper 1) that serves one instance on a local address, for kubectl
 //! and other out-of-process clients: plain text, or TLS with a certificate from the
 //! instance's CA. Requests are marked as coming from the network, so that authentication
-//! treats a request without credentials as `Config::anonymous_is_admin` says.
+//! treats a request without credentials as `Config::anonymous_is_admin` says. During an
+//! injected outage ([`crate::Faults::outage`]) nothing listens on the address and every open
+//! connection is closed, as when the API server process is down; the listener comes back on
+//! the same address when the outage ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,6 +20,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::MemKube;
 use crate::authn::FromNetwork;
 use crate::error::{Error, Result};
+
+/// How often binding the address again is retried after an outage, while it fails.
+const REBIND_RETRY: Duration = Duration::from_millis(20);
 
 /// A running HTTP server; dropping it (or [`HttpServer::shutdown`]) stops it and closes every
 /// connection, including open watches.
@@ -85,29 +92,63 @@ pub async fn serve(kube: MemKube, addr: SocketAddr, tls: Option<Tls>) -> Result<
     let bound = listener
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
-    let (stop, mut stopped) = oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<()>();
     let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
     let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
-    let task = tokio::spawn(async move {
-        let mut connections = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    connections.spawn(accept(kube.clone(), stream, acceptor.clone()));
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        connections.shutdown().await;
-    });
+    let task = tokio::spawn(run(kube, listener, bound, acceptor, stopped));
     Ok(HttpServer {
         addr: bound,
         stop: Some(stop),
         task: Some(task),
         ca_pem,
     })
+}
+
+/// Accepts and serves connections until stopped; closes everything during outages.
+async fn run(
+    kube: MemKube,
+    listener: TcpListener,
+    addr: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let faults = kube.faults();
+    let mut signals = faults.subscribe();
+    let mut listener = Some(listener);
+    let mut connections = JoinSet::new();
+    loop {
+        if faults.is_down() {
+            drop(listener.take());
+            connections.shutdown().await;
+            tokio::select! {
+                _ = &mut stopped => break,
+                () = faults.wait_until_up() => {}
+            }
+        }
+        let Some(current) = listener.as_ref() else {
+            tokio::select! {
+                _ = &mut stopped => break,
+                bound = TcpListener::bind(addr) => match bound {
+                    Ok(l) => listener = Some(l),
+                    Err(e) => {
+                        tracing::warn!(%addr, error = %e, "memkube cannot listen again yet");
+                        tokio::time::sleep(REBIND_RETRY).await;
+                    }
+                },
+            }
+            continue;
+        };
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = signals.changed() => {}
+            accepted = current.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                connections.spawn(accept(kube.clone(), stream, acceptor.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
 }
 
 /// Serves one accepted connection, after the TLS handshake when there is TLS.

@@ -2,13 +2,13 @@
 //! <token>` on every request and hands it to the instance, so an in-process `kube::Client`
 //! authenticates exactly as a client over HTTP with that token would.
 
-use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response, header};
 
 use crate::MemKube;
 use crate::body::ResponseBody;
+use crate::faults::ConnectionRefused;
 
 /// A `tower::Service` sending every request to `kube` with one bearer token.
 #[derive(Debug, Clone)]
@@ -37,10 +37,10 @@ where
     B::Error: std::fmt::Display,
 {
     type Response = Response<ResponseBody>;
-    type Error = Infallible;
+    type Error = ConnectionRefused;
     type Future = <MemKube as tower::Service<Request<B>>>::Future;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectionRefused>> {
         Poll::Ready(Ok(()))
     }
 

@@ -1,5 +1,8 @@
 //! Turns a watch registration into a streaming response body of newline-delimited JSON
-//! `WatchEvent`s, with periodic BOOKMARKs and the `timeoutSeconds` deadline.
+//! `WatchEvent`s, with periodic BOOKMARKs (every `bookmark_interval`, and one 2 s before the
+//! `timeoutSeconds` deadline, as the API server's watch cache sends them), the deadline itself,
+//! and the injected connection faults (a cut ends the body with an error, a silence stops it
+//! for good).
 //!
 //! Ordering of bookmarks: a bookmark must not claim a resourceVersion whose events this stream
 //! has not yet sent. Events are queued on the watcher's channel while the state lock is held,
@@ -7,7 +10,6 @@
 //! then queues the bookmark behind the drained events.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +19,18 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
 
 use crate::Shared;
-use crate::body::ResponseBody;
+use crate::body::{ResponseBody, StreamCut};
+use crate::faults::Signal;
 use crate::format::Format;
 use crate::resource::ResourceType;
 use crate::store::WatchMsg;
+
+/// How long before its deadline a watch with bookmarks gets its last one.
+const PRE_DEADLINE_BOOKMARK: Duration = Duration::from_secs(2);
 
 /// Everything a stream needs besides the receiver.
 #[derive(Debug, Clone)]
@@ -48,7 +55,20 @@ struct StreamState {
     pending: VecDeque<WatchMsg>,
     deadline: Instant,
     ticker: Interval,
+    /// The pre-deadline bookmark, while it is still due.
+    last_bookmark: Option<Instant>,
+    signals: watch::Receiver<Signal>,
+    /// The fault counters when the stream opened.
+    opened: Signal,
     params: StreamParams,
+}
+
+/// What the stream does next.
+enum Step {
+    Line(Bytes),
+    Cut,
+    Silent,
+    End,
 }
 
 /// A body streaming the watch until the deadline (or until the server drops the watcher).
@@ -60,39 +80,94 @@ pub fn watch_body(
     let period = params.bookmark_interval.max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let now = Instant::now();
+    let deadline = now + params.timeout;
+    let last_bookmark = deadline
+        .checked_sub(PRE_DEADLINE_BOOKMARK)
+        .filter(|t| *t > now && params.bookmarks);
+    let signals = shared.faults.subscribe();
+    let opened = *signals.borrow();
     let state = StreamState {
         shared,
         rx,
         pending: VecDeque::new(),
-        deadline: Instant::now() + params.timeout,
+        deadline,
         ticker,
+        last_bookmark,
+        signals,
+        opened,
         params,
     };
-    let stream = futures::stream::unfold(state, |mut st| async move {
-        let line = next_line(&mut st).await?;
-        Some((Ok::<_, Infallible>(Frame::data(line)), st))
+    let stream = futures::stream::unfold(Some(state), |st| async move {
+        let mut st = st?;
+        match next_step(&mut st).await {
+            Step::Line(line) => Some((Ok(Frame::data(line)), Some(st))),
+            Step::Cut => Some((Err(StreamCut::new()), None)),
+            Step::Silent => {
+                drop(st); // unregisters the watcher; the client hears nothing more
+                std::future::pending::<()>().await;
+                None
+            }
+            Step::End => None,
+        }
     });
     StreamBody::new(stream).boxed_unsync()
 }
 
-async fn next_line(st: &mut StreamState) -> Option<Bytes> {
+async fn next_step(st: &mut StreamState) -> Step {
     loop {
         if let Some(msg) = st.pending.pop_front() {
-            return Some(render(&st.params, &msg));
+            return Step::Line(render(&st.params, &msg));
         }
+        let last_bookmark = st.last_bookmark;
         tokio::select! {
             biased;
-            () = tokio::time::sleep_until(st.deadline) => return None,
-            msg = st.rx.recv() => st.pending.push_back(msg?),
-            _ = st.ticker.tick(), if st.params.bookmarks => {
-                let state = st.shared.lock();
-                while let Ok(msg) = st.rx.try_recv() {
-                    st.pending.push_back(msg);
+            changed = st.signals.changed() => {
+                if let Some(step) = changed.ok().and_then(|()| fault_step(st)) {
+                    return step;
                 }
-                st.pending.push_back(WatchMsg::Bookmark(state.resource_version()));
+            }
+            () = tokio::time::sleep_until(st.deadline) => return Step::End,
+            msg = st.rx.recv() => match msg {
+                Some(msg) => st.pending.push_back(msg),
+                None => return Step::End,
+            },
+            _ = st.ticker.tick(), if st.params.bookmarks => queue_bookmark(st),
+            () = sleep_until_opt(last_bookmark), if last_bookmark.is_some() => {
+                st.last_bookmark = None;
+                queue_bookmark(st);
             }
         }
     }
+}
+
+/// What a change of the fault counters means for this stream.
+fn fault_step(st: &mut StreamState) -> Option<Step> {
+    let now = *st.signals.borrow_and_update();
+    if now.cuts > st.opened.cuts {
+        Some(Step::Cut)
+    } else if now.silences > st.opened.silences {
+        Some(Step::Silent)
+    } else {
+        None
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Queues a bookmark at the current version behind every event already due.
+fn queue_bookmark(st: &mut StreamState) {
+    let state = st.shared.lock();
+    while let Ok(msg) = st.rx.try_recv() {
+        st.pending.push_back(msg);
+    }
+    st.pending
+        .push_back(WatchMsg::Bookmark(state.resource_version()));
 }
 
 fn line(value: &Value) -> Bytes {

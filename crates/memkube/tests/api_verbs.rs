@@ -437,3 +437,31 @@ async fn dry_run_does_not_store() {
     assert_eq!(code(api.get("dry").await.unwrap_err()), 404);
     assert_eq!(kube.resource_version(), before);
 }
+
+#[tokio::test]
+async fn a_compacted_continue_token_is_410_with_a_token_to_go_on() {
+    let (kube, client) = setup();
+    let api = widgets(&client);
+    for i in 0..3 {
+        api.create(&PostParams::default(), &widget(&format!("w{i}"), 80))
+            .await
+            .unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(1)).await.unwrap();
+    api.create(&PostParams::default(), &widget("w9", 80))
+        .await
+        .unwrap();
+    kube.compact_history();
+    let token = first.metadata.continue_.clone().unwrap();
+    let err = status(
+        api.list(&ListParams::default().continue_token(&token))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+    assert!(err.message.contains("inconsistent list"), "{}", err.message);
+    let exact = ListParams::default()
+        .at(first.metadata.resource_version.as_deref().unwrap())
+        .matching(kube::api::VersionMatch::Exact);
+    assert_eq!(code(api.list(&exact).await.unwrap_err()), 410);
+}

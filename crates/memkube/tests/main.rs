@@ -5,6 +5,8 @@ mod common;
 
 mod api_verbs;
 mod controller;
+mod faults;
+mod fidelity;
 mod http;
 mod https;
 mod kubectl;

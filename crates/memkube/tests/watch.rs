@@ -140,6 +140,51 @@ async fn bounded_history_expires_old_versions() {
 }
 
 #[tokio::test]
+async fn a_busy_type_expires_its_own_watches_only() {
+    let kube = memkube_with(Config {
+        history_limit: 3,
+        ..Config::default()
+    });
+    let client = kube.client();
+    let api = widgets(&client);
+    let gadgets: kube::Api<Gadget> = kube::Api::all(client.clone());
+    let g = Gadget::new("g", GadgetSpec { size: 1 });
+    let rv = gadgets
+        .create(&PostParams::default(), &g)
+        .await
+        .unwrap()
+        .resource_version()
+        .unwrap();
+    for i in 0..5 {
+        api.create(&PostParams::default(), &widget(&format!("w{i}"), 80))
+            .await
+            .unwrap();
+    }
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(next_event(&mut stream).await, WatchEvent::Error(e) if e.code == 410));
+    let mut gadget_events = gadgets
+        .watch(&WatchParams::default().disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let patch = Patch::Merge(json!({"spec": {"size": 2}}));
+    gadgets
+        .patch("g", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+    let event = timeout(STEP, gadget_events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(event, WatchEvent::Modified(_)), "{event:?}");
+}
+
+#[tokio::test]
 async fn bookmarks_and_timeout() {
     let kube = memkube_with(Config {
         bookmark_interval: Duration::from_millis(50),

@@ -25,7 +25,10 @@ pub fn get(
     Ok(json_response(StatusCode::OK, &doc))
 }
 
-fn selectors(req: &ResourceRequest<'_>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+pub(super) fn selectors(
+    req: &ResourceRequest<'_>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    crate::field_labels::check(&req.ty, &req.query.field_selector).map_err(ApiError::BadRequest)?;
     let labels = LabelSelector::parse(&req.query.label_selector).map_err(ApiError::BadRequest)?;
     let fields = FieldSelector::parse(&req.field_selector(), !req.ty.custom)
         .map_err(ApiError::BadRequest)?;
@@ -37,42 +40,78 @@ fn parse_rv(rv: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))
 }
 
-/// A continue token: the list's resourceVersion and the last key returned.
-fn parse_continue(token: &str) -> Result<(u64, String, String), ApiError> {
-    let bad = || ApiError::BadRequest(format!("invalid continue token {token:?}"));
-    let mut parts = token.splitn(3, '/');
-    let rv = parts.next().and_then(|r| r.parse().ok()).ok_or_else(bad)?;
-    let ns = parts.next().ok_or_else(bad)?.to_string();
-    let name = parts.next().ok_or_else(bad)?.to_string();
-    Ok((rv, ns, name))
+/// A continue token: the version the list is pinned at (`None`: the latest, after the pinned
+/// one was compacted away) and the last key returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ContinueToken {
+    rv: Option<u64>,
+    after: (String, String),
 }
 
-/// LIST. Always served from the current state: `resourceVersion` unset, "0" or not newer than
-/// the current version (NotOlderThan) is fine; `Exact` for any other version is 410 Expired.
+impl ContinueToken {
+    fn parse(token: &str) -> Result<Self, ApiError> {
+        let bad = || ApiError::BadRequest(format!("invalid continue token {token:?}"));
+        let mut parts = token.splitn(3, '/');
+        let rv = match parts.next().ok_or_else(bad)? {
+            "-1" => None,
+            rv => Some(rv.parse().map_err(|_| bad())?),
+        };
+        let ns = parts.next().ok_or_else(bad)?.to_string();
+        let name = parts.next().ok_or_else(bad)?.to_string();
+        Ok(Self {
+            rv,
+            after: (ns, name),
+        })
+    }
+
+    fn encode(&self) -> String {
+        let rv = self
+            .rv
+            .map_or_else(|| "-1".to_string(), |rv| rv.to_string());
+        format!("{rv}/{}/{}", self.after.0, self.after.1)
+    }
+}
+
+/// LIST. A `continue` token pins the version of the first page, so every page comes from the
+/// same snapshot (410 with a token to continue inconsistently once that version is compacted
+/// away); `resourceVersionMatch=Exact` reads at the given version (410 once compacted);
+/// anything else reads the current state.
 pub fn list(
     shared: &Arc<Shared>,
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (labels, fields) = selectors(req)?;
-    let (items, current) = shared
-        .lock()
-        .list(&req.store_ty, req.ns(), &labels, &fields);
-    let asked = req
+    let token = req
         .query
-        .resource_version
+        .continue_token
         .as_deref()
-        .filter(|rv| *rv != "0");
+        .map(ContinueToken::parse)
+        .transpose()?;
     let exact = req.query.resource_version_match.as_deref() == Some("Exact");
-    if let Some(rv) = asked.map(parse_rv).transpose()?
-        && exact
-        && rv != current
-    {
-        return Err(ApiError::Expired {
-            requested: rv,
-            oldest: current,
-        });
-    }
-    let (page, meta) = paginate(&items, current, req)?;
+    let asked = match req.query.resource_version.as_deref() {
+        Some(rv) if exact && rv != "0" => Some(parse_rv(rv)?),
+        _ => None,
+    };
+    let state = shared.lock();
+    let current = state.resource_version();
+    let at = token
+        .as_ref()
+        .and_then(|t| t.rv)
+        .or(asked)
+        .unwrap_or(current);
+    let items = state
+        .list_at(&req.store_ty, req.ns(), &labels, &fields, at)
+        .ok_or_else(|| ApiError::ListExpired {
+            continue_token: token.as_ref().map(|t| {
+                let latest = ContinueToken {
+                    rv: None,
+                    ..t.clone()
+                };
+                latest.encode()
+            }),
+        })?;
+    drop(state);
+    let (page, meta) = paginate(&items, at, token.map(|t| t.after), req.query.limit);
     let page: Vec<&Value> = page.into_iter().map(|o| &**o).collect();
     let doc = req
         .format
@@ -80,18 +119,14 @@ pub fn list(
     Ok(json_response(StatusCode::OK, &doc))
 }
 
-/// Applies `continue` and `limit`; returns the page and the list metadata. Pages are cut from
-/// the current state in (namespace, name) order, not from a snapshot at the first page.
-fn paginate<'a>(
-    items: &'a [Arc<Value>],
-    current: u64,
-    req: &ResourceRequest<'_>,
-) -> Result<(Vec<&'a Arc<Value>>, Value), ApiError> {
-    let (mut list_rv, mut after) = (current, None);
-    if let Some(token) = &req.query.continue_token {
-        let (rv, ns, name) = parse_continue(token)?;
-        (list_rv, after) = (rv, Some((ns, name)));
-    }
+/// Cuts the page after `after`, at most `limit` long (0: no limit), in (namespace, name)
+/// order; returns it with the list metadata.
+fn paginate(
+    items: &[Arc<Value>],
+    list_rv: u64,
+    after: Option<(String, String)>,
+    limit: usize,
+) -> (Vec<&Arc<Value>>, Value) {
     let key = |o: &Value| {
         let m = |f| crate::meta::meta_str(o, f).unwrap_or_default().to_string();
         (m("namespace"), m("name"))
@@ -101,14 +136,16 @@ fn paginate<'a>(
         .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
         .collect();
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
-    let limit = req.query.limit;
     if limit > 0 && page.len() > limit {
         meta["remainingItemCount"] = json!(page.len() - limit);
         page.truncate(limit);
-        let (ns, name) = key(page[limit - 1]);
-        meta["continue"] = json!(format!("{list_rv}/{ns}/{name}"));
+        let token = ContinueToken {
+            rv: Some(list_rv),
+            after: key(page[limit - 1]),
+        };
+        meta["continue"] = json!(token.encode());
     }
-    Ok((page, meta))
+    (page, meta)
 }
 
 /// WATCH (`watch=true`): a streaming 200 response. An expired resourceVersion is reported as
@@ -127,8 +164,10 @@ pub fn watch(
         req.query.send_initial_events,
     ) {
         (_, Some(true)) => WatchStart::Current { end_bookmark: true },
+        // as the watch cache does, a client that allows bookmarks learns where the initial
+        // events end
         (None | Some("0"), _) => WatchStart::Current {
-            end_bookmark: false,
+            end_bookmark: req.query.allow_bookmarks,
         },
         (Some(rv), _) => WatchStart::After(parse_rv(rv)?),
     };

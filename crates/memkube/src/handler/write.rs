@@ -1,5 +1,6 @@
-//! Write verbs: create, replace, patch (merge, JSON, strategic-as-merge, server-side apply),
-//! delete and deletecollection; parsing bodies and `DeleteOptions`.
+//! Write verbs: create, replace, patch (merge, JSON, strategic-as-merge for built-ins, 415 for
+//! custom resources, server-side apply), delete and deletecollection; parsing bodies and
+//! `DeleteOptions`.
 
 use std::sync::Arc;
 
@@ -10,8 +11,7 @@ use super::ResourceRequest;
 use crate::Shared;
 use crate::body::{ResponseBody, json_response};
 use crate::error::ApiError;
-use crate::patch::{PATCH_MEDIA_TYPES, PatchKind};
-use crate::selector::{FieldSelector, LabelSelector};
+use crate::patch::{CUSTOM_RESOURCE_PATCH_MEDIA_TYPES, PATCH_MEDIA_TYPES, PatchKind};
 use crate::store::{DeleteOptions, DeleteOutcome, Propagation, WriteCtx, present};
 
 fn write_ctx(req: &ResourceRequest<'_>) -> WriteCtx {
@@ -33,6 +33,7 @@ fn write_ctx(req: &ResourceRequest<'_>) -> WriteCtx {
         dry_run: req.query.dry_run,
         force: req.query.force,
         strict: req.query.strict,
+        events_v1: req.is_view(),
         now: req.now,
     }
 }
@@ -97,6 +98,12 @@ pub fn patch(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let kind = PatchKind::from_content_type(req.header(header::CONTENT_TYPE))
         .ok_or_else(|| ApiError::UnsupportedMediaType(PATCH_MEDIA_TYPES.into()))?;
+    if kind == PatchKind::Strategic && req.ty.custom {
+        // custom resources have no strategic merge information
+        return Err(ApiError::UnsupportedMediaType(
+            CUSTOM_RESOURCE_PATCH_MEDIA_TYPES.into(),
+        ));
+    }
     let mut body = kind.parse_body(req.body).map_err(ApiError::BadRequest)?;
     if req.is_view() {
         crate::alias::patch_to_storage(kind, &mut body);
@@ -186,9 +193,7 @@ pub fn delete_collection(
     shared: &Arc<Shared>,
     req: &ResourceRequest<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let labels = LabelSelector::parse(&req.query.label_selector).map_err(ApiError::BadRequest)?;
-    let fields = FieldSelector::parse(&req.field_selector(), !req.ty.custom)
-        .map_err(ApiError::BadRequest)?;
+    let (labels, fields) = super::read::selectors(req)?;
     let opts = delete_options(req)?;
     let mut state = shared.lock();
     let outcomes = state.delete_collection(&req.store_ty, req.ns(), &labels, &fields, &opts)?;

@@ -156,6 +156,8 @@ impl State {
         m.insert("deletionGracePeriodSeconds".into(), json!(0));
         if ty.group.is_empty() && ty.plural == "namespaces" {
             new["status"] = json!({"phase": "Terminating"});
+        } else {
+            bump_generation(&mut new);
         }
         debug_assert_eq!(&object_key(&new), okey);
         (*self.commit(&ty.key(), EventKind::Modified, new, Some(old.clone()))).clone()
@@ -273,5 +275,14 @@ impl State {
             }
             _ => {}
         }
+    }
+}
+
+/// The first deletion of an object changes its behaviour, so the API server bumps its
+/// `generation` (when it has one) as it sets `deletionTimestamp`; namespaces are the exception.
+pub(super) fn bump_generation(obj: &mut Value) {
+    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    if let Some(generation) = generation.filter(|g| *g > 0) {
+        meta::metadata_mut(obj).insert("generation".into(), json!(generation + 1));
     }
 }

@@ -99,6 +99,9 @@ impl State {
         m.entry("deletionTimestamp").or_insert_with(|| json!(now));
         m.entry("deletionGracePeriodSeconds")
             .or_insert_with(|| json!(0));
+        if old.pointer("/metadata/deletionTimestamp").is_none() {
+            super::delete::bump_generation(&mut new);
+        }
         if new == **old {
             return old.clone();
         }
@@ -125,7 +128,8 @@ impl State {
                 .collect();
             meta::metadata_mut(&mut released).insert("finalizers".into(), json!(rest));
             if rest.is_empty() {
-                self.remove_object(&ty, &okey, released, now);
+                // deleted as last stored, as when a client removes the last finalizer
+                self.remove_object(&ty, &okey, (*owner).clone(), now);
             } else {
                 self.commit(&key, EventKind::Modified, released, Some(owner));
             }

@@ -1,20 +1,22 @@
 //! The simulated cluster's state: objects per type, the global resourceVersion counter, the
-//! bounded event history and the open watches. Every mutation goes through [`State::commit`],
+//! bounded event history of each type and the open watches. Every mutation goes through [`State::commit`],
 //! which issues the next resourceVersion, records the event and fans it out to watchers, all
 //! under the one lock the caller holds, so versions are strictly increasing and every watcher
 //! sees events in version order.
 //!
 //! Reads and writes are split into submodules: `write` (create, replace, patch, apply),
-//! `delete` (finalizers, garbage collection, namespaces), `watch` (history, watchers).
+//! `delete` (finalizers, garbage collection, namespaces), `history` (per-type event history,
+//! reads at older versions), `watch` (watchers).
 
 mod crd;
 mod delete;
 mod foreground;
+mod history;
 mod rules;
 mod watch;
 mod write;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -59,7 +61,8 @@ struct HistoryEvent {
     key: TypeKey,
     kind: EventKind,
     object: Arc<Value>,
-    /// The previous state, for MODIFIED (selector transitions need it).
+    /// The previous state, for MODIFIED and DELETED (selector transitions and reads at older
+    /// versions need it).
     old: Option<Arc<Value>>,
 }
 
@@ -70,9 +73,11 @@ pub struct State {
     pub registry: Registry,
     rv: u64,
     objects: BTreeMap<TypeKey, BTreeMap<ObjKey, Arc<Value>>>,
-    history: VecDeque<HistoryEvent>,
+    /// Events per type (see `history`).
+    history: BTreeMap<TypeKey, history::TypeHistory>,
+    /// Events each type's history keeps.
     history_limit: usize,
-    /// Highest resourceVersion dropped from history; watches must start at or after it.
+    /// Version up to which every history was forgotten at once (`compact`).
     compacted: u64,
     watchers: Vec<watch::Watcher>,
 }
@@ -106,7 +111,7 @@ impl State {
             registry: Registry::with_builtins(),
             rv: 0,
             objects: BTreeMap::new(),
-            history: VecDeque::new(),
+            history: BTreeMap::new(),
             history_limit: history_limit.max(1),
             compacted: 0,
             watchers: Vec::new(),
@@ -131,10 +136,10 @@ impl State {
         self.rv
     }
 
-    /// Drops all retained history: any watch resuming from an older version gets 410 Expired.
+    /// Drops all retained history: any watch resuming from an older version gets 410 Expired,
+    /// and so does a list continued from an older version.
     pub fn compact(&mut self) {
-        self.history.clear();
-        self.compacted = self.rv;
+        self.forget_history();
     }
 
     /// Looks an object up.
@@ -172,6 +177,26 @@ impl State {
             .map(|(_, obj)| obj.clone())
             .collect();
         (items, self.rv)
+    }
+
+    /// Like [`State::list`], but as the objects were at `rv`; `None` when that version is
+    /// older than the type's history (compacted away) or newer than the present.
+    pub fn list_at(
+        &self,
+        ty: &ResourceType,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        rv: u64,
+    ) -> Option<Vec<Arc<Value>>> {
+        let objects = self.objects_at(&ty.key(), rv)?;
+        let items = objects
+            .into_iter()
+            .filter(|((obj_ns, _), _)| ns.is_none_or(|ns| ns == obj_ns))
+            .filter(|(_, obj)| labels.matches(obj) && fields.matches(obj))
+            .map(|(_, obj)| obj)
+            .collect();
+        Some(items)
     }
 
     /// Whether a namespace object exists, and whether it is terminating.
@@ -215,12 +240,7 @@ impl State {
             old,
         };
         self.notify(&event);
-        self.history.push_back(event);
-        while self.history.len() > self.history_limit {
-            if let Some(dropped) = self.history.pop_front() {
-                self.compacted = dropped.rv;
-            }
-        }
+        self.record(event);
         obj
     }
 

@@ -227,28 +227,18 @@ pub(super) fn check_no_new_finalizers(
     ))
 }
 
-pub(super) fn check_owner_references(ty: &ResourceType, obj: &Value) -> Result<(), ApiError> {
-    let refs = obj
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array);
-    for (i, r) in refs.into_iter().flatten().enumerate() {
-        for field in ["apiVersion", "kind", "name", "uid"] {
-            if r.get(field)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                let name = meta::meta_str(obj, "name").unwrap_or_default();
-                let path = format!("metadata.ownerReferences[{i}].{field}");
-                return Err(ApiError::invalid(
-                    object_subject(ty, name),
-                    "FieldValueRequired",
-                    &path,
-                    "Required value".into(),
-                ));
-            }
-        }
+/// The object's labels, annotations, finalizers and ownerReferences, checked as the API
+/// server does for every type (422 with one cause per problem).
+pub(super) fn check_metadata(ty: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let causes = crate::object_meta::validate(obj);
+    if causes.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let name = meta::meta_str(obj, "name").unwrap_or_default();
+    Err(ApiError::Invalid {
+        subject: object_subject(ty, name),
+        causes,
+    })
 }
 
 /// Built-in write-time conversions, as the API server does: a Secret's `stringData` is merged
@@ -275,4 +265,68 @@ pub(super) fn normalize_builtin(ty: &ResourceType, obj: &mut Value) {
         let encoded = serde_json::to_value(k8s_openapi::ByteString(bytes)).unwrap_or_default();
         obj["data"][k] = encoded;
     }
+}
+
+/// What server-side apply refuses before merging: a configuration carrying `managedFields`
+/// (400), or one with fields the CRD schema does not declare (500 with the field manager's
+/// message, whatever `fieldValidation` says; other writes prune such fields).
+pub(super) fn check_apply_configuration(ty: &ResourceType, config: &Value) -> Result<(), ApiError> {
+    if config
+        .pointer("/metadata/managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(ApiError::BadRequest(
+            "metadata.managedFields must be nil".into(),
+        ));
+    }
+    let undeclared = crate::schema::undeclared_fields(ty, config);
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    let errors: Vec<String> = undeclared
+        .iter()
+        .map(|path| format!("{path}: field not declared in schema"))
+        .collect();
+    let detail = match errors.as_slice() {
+        [one] => one.clone(),
+        many => format!("errors:\n  {}", many.join("\n  ")),
+    };
+    let api_version = config
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .map_or_else(|| ty.api_version(ty.preferred_version()), String::from);
+    let ns = meta::meta_str(config, "namespace").unwrap_or_default();
+    let name = meta::meta_str(config, "name").unwrap_or_default();
+    Err(ApiError::Plain {
+        code: 500,
+        message: format!(
+            "failed to create typed patch object ({ns}/{name}; {api_version}, Kind={}): {detail}",
+            ty.kind
+        ),
+    })
+}
+
+/// Events (stored in the core/v1 shape) checked as the API server does, more strictly when
+/// written through events.k8s.io/v1; other types pass.
+pub(super) fn check_event(
+    ty: &ResourceType,
+    event: &Value,
+    old: Option<&Value>,
+    events_v1: bool,
+) -> Result<(), ApiError> {
+    if !(ty.group.is_empty() && ty.plural == "events") {
+        return Ok(());
+    }
+    let causes = match old {
+        None => crate::event_rules::validate_create(event, events_v1),
+        Some(old) => crate::event_rules::validate_update(event, old, events_v1),
+    };
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let mut subject = object_subject(ty, meta::meta_str(event, "name").unwrap_or_default());
+    if events_v1 {
+        subject.group = "events.k8s.io".into();
+    }
+    Err(ApiError::Invalid { subject, causes })
 }

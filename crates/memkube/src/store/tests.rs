@@ -483,3 +483,64 @@ fn a_watcher_cache_converges_to_the_list_under_random_writes() {
         assert_eq!(cache, listed, "seed {seed}");
     }
 }
+
+#[test]
+fn history_is_kept_per_type() {
+    let mut st = State::new(2, now());
+    let cms = ty(&st, "", "configmaps");
+    let secrets = ty(&st, "", "secrets");
+    st.create(&secrets, Some("default"), cm("s", json!({})), &ctx("t"))
+        .unwrap();
+    let before = st.resource_version();
+    for i in 0..10 {
+        st.create(
+            &cms,
+            Some("default"),
+            cm(&format!("c{i}"), json!({})),
+            &ctx("t"),
+        )
+        .unwrap();
+    }
+    let none = (LabelSelector::default(), FieldSelector::default());
+    // ten ConfigMap events expire ConfigMap watches from `before`, not Secret watches
+    let cm_watch = st.watch(
+        &cms,
+        None,
+        none.0.clone(),
+        none.1.clone(),
+        WatchStart::After(before),
+    );
+    assert!(matches!(cm_watch, Err(ApiError::Expired { .. })));
+    let secret_watch = st.watch(
+        &secrets,
+        None,
+        none.0,
+        none.1,
+        WatchStart::After(before - 1),
+    );
+    assert!(secret_watch.is_ok());
+}
+
+#[test]
+fn lists_at_any_version_in_the_history_match_the_lists_taken_then() {
+    for seed in 0..10 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut st = State::new(1000, now());
+        let cms = ty(&st, "", "configmaps");
+        let none = (LabelSelector::default(), FieldSelector::default());
+        let mut taken = Vec::new();
+        for _ in 0..150 {
+            random_write(&mut st, &cms, &mut rng);
+            let (items, rv) = st.list(&cms, Some("default"), &none.0, &none.1);
+            taken.push((rv, items));
+        }
+        for (rv, items) in &taken {
+            let at = st.list_at(&cms, Some("default"), &none.0, &none.1, *rv);
+            assert_eq!(at.as_ref(), Some(items), "seed {seed} rv {rv}");
+        }
+        st.compact();
+        let oldest = taken[0].0;
+        let gone = st.list_at(&cms, Some("default"), &none.0, &none.1, oldest);
+        assert!(gone.is_none() || oldest == st.resource_version());
+    }
+}

@@ -101,15 +101,16 @@ impl State {
             fields,
             tx,
         };
+        let oldest = self.oldest_version(&watcher.key);
         match start {
-            WatchStart::After(rv) if rv < self.compacted => {
+            WatchStart::After(rv) if rv < oldest => {
                 return Err(ApiError::Expired {
                     requested: rv,
-                    oldest: self.compacted,
+                    oldest,
                 });
             }
             WatchStart::After(rv) => {
-                for event in self.history.iter().filter(|e| e.rv > rv) {
+                for event in self.events_after(&watcher.key, rv) {
                     if let Some(msg) = watcher.translate(event) {
                         let _ = watcher.tx.send(msg);
                     }

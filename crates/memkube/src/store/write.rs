@@ -7,12 +7,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::rules::{
-    apply_scope, check_kind, check_no_new_finalizers, check_owner_references, generation_part,
-    keep_server_metadata, normalize_builtin, object_subject, patch_error, same_ownership, stale,
-    stamp_new_object, writable_part,
+    apply_scope, check_apply_configuration, check_event, check_kind, check_metadata,
+    check_no_new_finalizers, generation_part, keep_server_metadata, normalize_builtin,
+    object_subject, patch_error, same_ownership, stale, stamp_new_object, writable_part,
 };
 use super::{EventKind, ObjKey, State, subject};
 use crate::error::{ApiError, Cause};
+use crate::etcd_size::{self, Txn};
 use crate::managed::{self, Writer};
 use crate::meta;
 use crate::patch::{PatchKind, patch_document};
@@ -31,6 +32,8 @@ pub struct WriteCtx {
     pub force: bool,
     /// `fieldValidation=Strict`: unknown fields are rejected rather than pruned.
     pub strict: bool,
+    /// Written through events.k8s.io/v1 (its stricter Event rules apply).
+    pub events_v1: bool,
     /// The request time.
     pub now: chrono::DateTime<chrono::Utc>,
 }
@@ -44,6 +47,7 @@ impl WriteCtx {
             dry_run: false,
             force: false,
             strict: false,
+            events_v1: false,
             now,
         }
     }
@@ -83,6 +87,7 @@ impl State {
         ownership: FieldOwnership,
     ) -> Result<Value, ApiError> {
         check_kind(ty, &obj)?;
+        crate::numbers::normalize(&mut obj);
         let name = self.choose_name(ty, ns, &obj)?;
         self.check_namespace(ty, ns, &obj)?;
         if self.get(ty, ns, &name).is_ok() {
@@ -96,9 +101,14 @@ impl State {
         }
         let now = meta::timestamp(ctx.now);
         let keep_managed = matches!(ownership, FieldOwnership::Apply);
+        let versioned = meta::meta_str(&obj, "resourceVersion")
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .is_some_and(|rv| rv != 0);
         stamp_new_object(ty, &mut obj, (ns, &name), &now, keep_managed);
         normalize_builtin(ty, &mut obj);
-        check_owner_references(ty, &obj)?;
+        crate::object_meta::normalize(&mut obj);
+        check_metadata(ty, &obj)?;
+        check_event(ty, &obj, None, ctx.events_v1)?;
         crate::schema::validate_object(ty, &mut obj, ctx.strict)?;
         if matches!(ownership, FieldOwnership::Update) {
             let api_version = ty.api_version(ty.preferred_version());
@@ -110,6 +120,14 @@ impl State {
         if ctx.dry_run {
             return Ok(obj);
         }
+        if versioned {
+            // etcd's create refuses it, after validation (a dry run never gets there)
+            return Err(ApiError::Plain {
+                code: 500,
+                message: "resourceVersion should not be set on objects to be created".into(),
+            });
+        }
+        fit_new_in_etcd(ty, ns, &name, &mut obj, &ownership)?;
         let stored = self.commit(&ty.key(), EventKind::Added, obj, None);
         self.after_crd_write(ty, &stored);
         if !meta::owner_uids(&stored).is_empty() {
@@ -135,12 +153,12 @@ impl State {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        match meta::meta_str(&obj, "resourceVersion") {
+        match meta::meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty()) {
             Some(rv) if Some(rv) != meta::meta_str(&old, "resourceVersion") => {
                 return Err(stale(ty, name));
             }
-            None if ty.custom => {
-                let err = "must be specified for an update".to_string();
+            None if !crate::builtin::allows_unconditional_update(ty) => {
+                let err = "Invalid value: 0x0: must be specified for an update".to_string();
                 return Err(ApiError::invalid(
                     object_subject(ty, name),
                     "FieldValueInvalid",
@@ -190,7 +208,9 @@ impl State {
                 "the name of the object does not match the name on the URL ({name})"
             )));
         }
-        let config = apply_scope(ty, config, ctx.status);
+        check_apply_configuration(ty, config)?;
+        let mut config = apply_scope(ty, config, ctx.status);
+        crate::numbers::normalize(&mut config);
         let now = meta::timestamp(ctx.now);
         let api_version = ty.api_version(ty.preferred_version());
         let w = writer(ctx, "Apply", &api_version, &now);
@@ -243,10 +263,13 @@ impl State {
     ) -> Result<Value, ApiError> {
         let name = meta::meta_str(old, "name").unwrap_or_default().to_string();
         let mut new = writable_part(ty, old, candidate, ctx.status);
+        crate::numbers::normalize(&mut new);
         keep_server_metadata(old, &mut new, matches!(ownership, FieldOwnership::Update));
         normalize_builtin(ty, &mut new);
+        crate::object_meta::normalize(&mut new);
         check_no_new_finalizers(ty, old, &new)?;
-        check_owner_references(ty, &new)?;
+        check_metadata(ty, &new)?;
+        check_event(ty, &new, Some(old), ctx.events_v1)?;
         crate::schema::validate_object(ty, &mut new, ctx.strict)?;
         if matches!(ownership, FieldOwnership::Apply) {
             managed::retain_present(&mut new);
@@ -254,11 +277,7 @@ impl State {
         if meta::comparable(old) == meta::comparable(&new) && same_ownership(old, &new) {
             return Ok((**old).clone());
         }
-        if generation_part(ty, old) != generation_part(ty, &new) {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
-            let next = json!(generation.unwrap_or(0) + 1);
-            meta::metadata_mut(&mut new).insert("generation".into(), next);
-        }
+        bump_generation_on_change(ty, old, &mut new);
         if matches!(ownership, FieldOwnership::Update) {
             let now = meta::timestamp(ctx.now);
             let api_version = ty.api_version(ty.preferred_version());
@@ -276,6 +295,9 @@ impl State {
             meta::meta_str(old, "namespace").unwrap_or_default().into(),
             name,
         );
+        if !is_removed_by_update(ty, &new) {
+            fit_update_in_etcd(ty, &okey, old, &mut new, &ownership)?;
+        }
         let now = meta::timestamp(ctx.now);
         let stored = self.store_update(ty, &okey, old.clone(), new, &now);
         self.after_crd_write(ty, &stored);
@@ -362,8 +384,10 @@ impl State {
     ) -> Arc<Value> {
         let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
         let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
-        if deleting && meta::finalizers(&new).is_empty() && !is_namespace {
-            return self.remove_object(ty, okey, new, now);
+        if is_removed_by_update(ty, &new) {
+            // The API server deletes the object as last stored instead of writing the update:
+            // the DELETED event (and the answer) still list the finalizers just removed.
+            return self.remove_object(ty, okey, (*old).clone(), now);
         }
         let stored = self.commit(&ty.key(), EventKind::Modified, new, Some(old));
         if deleting && is_namespace {
@@ -371,6 +395,76 @@ impl State {
             self.finish_namespace_if_empty(&okey.1, now);
         }
         stored
+    }
+}
+
+/// Whether an update removes the object instead of storing it: it is being deleted and no
+/// finalizer holds it any more (namespaces wait for their contents instead).
+fn is_removed_by_update(ty: &ResourceType, new: &Value) -> bool {
+    let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
+    let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
+    deleting && meta::finalizers(new).is_empty() && !is_namespace
+}
+
+/// `generation` goes up when something other than metadata (and a status subresource) changes.
+fn bump_generation_on_change(ty: &ResourceType, old: &Value, new: &mut Value) {
+    if generation_part(ty, old) != generation_part(ty, new) {
+        let generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
+        let next = json!(generation.unwrap_or(0) + 1);
+        meta::metadata_mut(new).insert("generation".into(), next);
+    }
+}
+
+/// Fits a new object into its creating transaction: POST creates; apply creates through the
+/// update path (a comparison with revision 0).
+fn fit_new_in_etcd(
+    ty: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    obj: &mut Value,
+    ownership: &FieldOwnership,
+) -> Result<(), ApiError> {
+    let (txn, retry) = match ownership {
+        FieldOwnership::Update => (Txn::Create, true),
+        FieldOwnership::Apply => (Txn::Update { mod_revision: 0 }, false),
+    };
+    fit_in_etcd(ty, ns, name, obj, txn, retry)
+}
+
+/// Fits an updated object into an update transaction against `old`'s revision.
+fn fit_update_in_etcd(
+    ty: &ResourceType,
+    (ns, name): &ObjKey,
+    old: &Value,
+    new: &mut Value,
+    ownership: &FieldOwnership,
+) -> Result<(), ApiError> {
+    let ns = (!ns.is_empty()).then_some(ns.as_str());
+    let mod_revision = meta::meta_str(old, "resourceVersion")
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0);
+    let retry = matches!(ownership, FieldOwnership::Update);
+    fit_in_etcd(ty, ns, name, new, Txn::Update { mod_revision }, retry)
+}
+
+/// Fits an object into one etcd transaction. A write that is not server-side apply is retried
+/// once without `managedFields` when too large, as the API server does, so it is stored
+/// without them; apply is never retried.
+fn fit_in_etcd(
+    ty: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    obj: &mut Value,
+    txn: Txn,
+    retry_without_managed_fields: bool,
+) -> Result<(), ApiError> {
+    let key = etcd_size::key(ty, ns, name);
+    match etcd_size::check(&key, obj, txn) {
+        Err(e) if retry_without_managed_fields && etcd_size::is_too_large(&e) => {
+            meta::metadata_mut(obj).remove("managedFields");
+            etcd_size::check(&key, obj, txn)
+        }
+        result => result,
     }
 }
 

@@ -1,20 +1,20 @@
 //! Field ownership (`metadata.managedFields`), pure.
 //!
-//! Ownership is tracked per (manager, operation, subresource) at *leaf* granularity: a leaf is a
-//! path of object keys ending at a scalar, a list (lists are atomic: the whole list is one leaf)
-//! or an empty object. Under `metadata` only `labels.<key>`, `annotations.<key>`, `finalizers`
-//! and `ownerReferences` are owned. Sets are stored in the real `FieldsV1` shape
-//! (`{"f:spec": {"f:port": {}}}`) so `kubectl get -o yaml --show-managed-fields` reads them.
+//! Ownership is tracked per (manager, operation, subresource) at *leaf* granularity (see
+//! `path`): scalars, atomic lists, empty objects, the elements of `metadata.finalizers` and
+//! `metadata.ownerReferences`, and the `.` marker of each object or associative list, owned by
+//! the update that created it. Under `metadata` only `labels.<key>`, `annotations.<key>`,
+//! `finalizers` and `ownerReferences` are owned. Sets are stored in the real `FieldsV1` shape
+//! (`{"f:spec": {".": {}, "f:port": {}}}`) so `kubectl get -o yaml --show-managed-fields`
+//! reads them.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod path;
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
 
-/// A path of object keys from the root to a leaf.
-pub type FieldPath = Vec<String>;
+use serde_json::{Value, json};
 
-/// The leaves of an object with their values.
-pub type Leaves = BTreeMap<FieldPath, Value>;
+pub use path::{FieldPath, Leaves, Seg, element_seg, from_fields_v1, leaves};
 
 /// One `managedFields` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,48 +33,6 @@ pub struct ManagedEntry {
     pub fields: BTreeSet<FieldPath>,
 }
 
-fn collect_leaves(value: &Value, path: &mut FieldPath, out: &mut Leaves) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                path.push(k.clone());
-                collect_leaves(v, path, out);
-                path.pop();
-            }
-        }
-        _ => {
-            out.insert(path.clone(), value.clone());
-        }
-    }
-}
-
-/// The owned leaves of an object (see the module doc for what is owned under `metadata`).
-pub fn leaves(obj: &Value) -> Leaves {
-    let mut out = Leaves::new();
-    let Some(map) = obj.as_object() else {
-        return out;
-    };
-    for (k, v) in map {
-        match k.as_str() {
-            "apiVersion" | "kind" => {}
-            "metadata" => {
-                for (mk, mv) in v.as_object().into_iter().flatten() {
-                    let path = vec!["metadata".to_string(), mk.clone()];
-                    match mk.as_str() {
-                        "labels" | "annotations" => collect_leaves(mv, &mut path.clone(), &mut out),
-                        "finalizers" | "ownerReferences" => {
-                            out.insert(path, mv.clone());
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => collect_leaves(v, &mut vec![k.clone()], &mut out),
-        }
-    }
-    out
-}
-
 /// Leaves whose value differs between two objects (added, removed or changed).
 pub fn changed_leaves(old: &Value, new: &Value) -> BTreeSet<FieldPath> {
     let (a, b) = (leaves(old), leaves(new));
@@ -86,44 +44,6 @@ pub fn changed_leaves(old: &Value, new: &Value) -> BTreeSet<FieldPath> {
     }
     changed.extend(a.keys().filter(|p| !b.contains_key(*p)).cloned());
     changed
-}
-
-/// Renders a set of leaves as `FieldsV1`.
-pub fn to_fields_v1(fields: &BTreeSet<FieldPath>) -> Value {
-    let mut root = Map::new();
-    for path in fields {
-        let mut node = &mut root;
-        for seg in path {
-            let entry = node.entry(format!("f:{seg}")).or_insert_with(|| json!({}));
-            node = entry.as_object_mut().expect("fields nodes are objects");
-        }
-    }
-    Value::Object(root)
-}
-
-/// Parses `FieldsV1` back into leaves (nodes without `f:` children are leaves).
-pub fn from_fields_v1(value: &Value) -> BTreeSet<FieldPath> {
-    fn walk(node: &Map<String, Value>, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
-        let children: Vec<_> = node
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("f:")?, v)))
-            .collect();
-        if children.is_empty() && !path.is_empty() {
-            out.insert(path.clone());
-        }
-        for (k, v) in children {
-            path.push(k.to_string());
-            walk(v.as_object().unwrap_or(&Map::new()), path, out);
-            path.pop();
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(
-        value.as_object().unwrap_or(&Map::new()),
-        &mut Vec::new(),
-        &mut out,
-    );
-    out
 }
 
 /// Reads `metadata.managedFields`.
@@ -158,7 +78,7 @@ pub fn write(obj: &mut Value, entries: &[ManagedEntry]) {
         .map(|e| {
             let mut v = json!({
                 "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
-                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields),
+                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": path::to_fields_v1(&e.fields, obj),
             });
             if !e.subresource.is_empty() {
                 v["subresource"] = json!(e.subresource);
@@ -256,8 +176,14 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
 mod tests {
     use super::*;
 
+    /// `spec.a` → the field path; a trailing `.` is the node's marker.
     fn path(s: &str) -> FieldPath {
-        s.split('.').map(String::from).collect()
+        s.split('.')
+            .map(|f| match f {
+                "" => Seg::Itself,
+                f => Seg::Field(f.into()),
+            })
+            .collect()
     }
 
     fn writer(manager: &str) -> Writer<'_> {
@@ -271,14 +197,23 @@ mod tests {
     }
 
     #[test]
-    fn leaves_treat_lists_as_atomic_and_pick_metadata_fields() {
+    fn leaves_treat_lists_as_atomic_but_metadata_lists_per_element() {
         let obj = json!({"apiVersion": "v1", "kind": "X",
-            "metadata": {"name": "a", "labels": {"app": "x"}, "finalizers": ["f"]},
+            "metadata": {"name": "a", "labels": {"app": "x"}, "finalizers": ["f"],
+                "ownerReferences": [{"uid": "u1", "name": "o"}]},
             "spec": {"ports": [1, 2], "nested": {"a": 1, "empty": {}}}});
-        let keys: Vec<_> = leaves(&obj).into_keys().collect();
-        let expected: Vec<_> = [
-            "metadata.finalizers",
+        let keys: BTreeSet<_> = leaves(&obj).into_keys().collect();
+        let mut finalizer = path("metadata.finalizers");
+        finalizer.push(Seg::Value("\"f\"".into()));
+        let mut owner = path("metadata.ownerReferences");
+        owner.push(Seg::Key(r#"{"uid":"u1"}"#.into()));
+        let mut expected: BTreeSet<_> = [
+            "metadata.finalizers.",
+            "metadata.labels.",
             "metadata.labels.app",
+            "metadata.ownerReferences.",
+            "spec.",
+            "spec.nested.",
             "spec.nested.a",
             "spec.nested.empty",
             "spec.ports",
@@ -286,14 +221,23 @@ mod tests {
         .iter()
         .map(|s| path(s))
         .collect();
+        expected.extend([finalizer, owner]);
         assert_eq!(keys, expected);
     }
 
     #[test]
-    fn fields_v1_round_trips() {
-        let set: BTreeSet<_> = [path("spec.a"), path("spec.b.c"), path("metadata.labels.x")].into();
-        let v1 = to_fields_v1(&set);
+    fn fields_v1_round_trips_and_lists_element_fields() {
+        let mut owner = path("metadata.ownerReferences");
+        owner.push(Seg::Key(r#"{"uid":"u1"}"#.into()));
+        let set: BTreeSet<_> = [path("spec."), path("spec.a"), path("spec.b.c"), owner].into();
+        let obj = json!({"metadata": {"ownerReferences": [{"uid": "u1", "name": "o"}]}});
+        let v1 = path::to_fields_v1(&set, &obj);
+        assert_eq!(v1["f:spec"]["."], json!({}));
         assert_eq!(v1["f:spec"]["f:b"]["f:c"], json!({}));
+        assert_eq!(
+            v1["f:metadata"]["f:ownerReferences"][r#"k:{"uid":"u1"}"#],
+            json!({".": {}, "f:name": {}, "f:uid": {}})
+        );
         assert_eq!(from_fields_v1(&v1), set);
     }
 
@@ -306,7 +250,7 @@ mod tests {
         let entries = read(&v2);
         let alice = entries.iter().find(|e| e.manager == "alice").unwrap();
         let bob = entries.iter().find(|e| e.manager == "bob").unwrap();
-        assert_eq!(alice.fields, [path("spec.b")].into());
+        assert_eq!(alice.fields, [path("spec."), path("spec.b")].into());
         assert_eq!(bob.fields, [path("spec.a")].into());
     }
 
@@ -316,17 +260,23 @@ mod tests {
         record_update(None, &mut obj, &writer("alice"));
         obj["spec"].as_object_mut().unwrap().remove("b");
         retain_present(&mut obj);
-        assert_eq!(read(&obj)[0].fields, [path("spec.a")].into());
+        assert_eq!(read(&obj)[0].fields, [path("spec."), path("spec.a")].into());
     }
 
     #[test]
-    fn removed_fields_lose_their_owner_and_empty_entries_disappear() {
+    fn removed_fields_lose_their_owner_but_the_creator_keeps_the_node() {
         let mut v1 = json!({"spec": {"a": 1}});
         record_update(None, &mut v1, &writer("alice"));
         let mut v2 = json!({"spec": {"b": 1}});
         record_update(Some(&v1), &mut v2, &writer("bob"));
         let entries = read(&v2);
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].manager, "bob");
+        let alice = entries.iter().find(|e| e.manager == "alice").unwrap();
+        assert_eq!(alice.fields, [path("spec.")].into());
+        let mut v3 = json!({});
+        record_update(Some(&v2), &mut v3, &writer("carol"));
+        assert!(
+            read(&v3).is_empty(),
+            "entries left without fields disappear"
+        );
     }
 }

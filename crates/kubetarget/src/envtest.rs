@@ -286,8 +286,14 @@ mod tests {
         assert!(api.contains(&"--etcd-servers=http://127.0.0.1:2379".to_owned()));
         assert!(api.contains(&"--authorization-mode=RBAC".to_owned()));
         assert!(api.contains(&"--secure-port=6443".to_owned()));
-        assert!(api.iter().any(|a| a == "--service-account-signing-key-file=/tmp/x/sa.key"));
-        assert!(api.iter().any(|a| a == "--token-auth-file=/tmp/x/tokens.csv"));
+        assert!(
+            api.iter()
+                .any(|a| a == "--service-account-signing-key-file=/tmp/x/sa.key")
+        );
+        assert!(
+            api.iter()
+                .any(|a| a == "--token-auth-file=/tmp/x/tokens.csv")
+        );
         let etcd = etcd_args(&l);
         assert!(etcd.contains(&"--listen-client-urls=http://127.0.0.1:2379".to_owned()));
         assert!(etcd.contains(&"--data-dir=/tmp/x/etcd".to_owned()));

@@ -104,7 +104,11 @@ impl ApiServer {
         let config = kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| Error::Kubeconfig(format!("{}: {e}", entry.path.display())))?;
-        let url = config.cluster_url.to_string().trim_end_matches('/').to_owned();
+        let url = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned();
         let ca_pem = config.root_cert.as_ref().map(|certs| {
             certs
                 .iter()
@@ -241,7 +245,11 @@ impl ApiServer {
     }
 
     /// A client acting with `token` (over the network, as another process would).
-    pub async fn client_for_token(&self, token: &str, namespace: &str) -> Result<kube::Client, Error> {
+    pub async fn client_for_token(
+        &self,
+        token: &str,
+        namespace: &str,
+    ) -> Result<kube::Client, Error> {
         crate::kubeconfig::client(&self.kubeconfig_for(token, namespace, None)).await
     }
 }

@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn kubeconfigs_win_over_assets_and_memkube_is_the_default() {
         assert_eq!(Source::from_vars(None, None).unwrap(), Source::Memkube);
-        assert_eq!(Source::from_vars(Some(""), Some(" ")).unwrap(), Source::Memkube);
+        assert_eq!(
+            Source::from_vars(Some(""), Some(" ")).unwrap(),
+            Source::Memkube
+        );
         assert!(matches!(
             Source::from_vars(None, Some("/assets")).unwrap(),
             Source::Envtest { .. }

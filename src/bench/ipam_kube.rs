@@ -155,7 +155,7 @@ pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
     while let Some(reply) = replies.next().await {
         reply?;
         done += 1;
-        if done % 1000 == 0 {
+        if done.is_multiple_of(1000) {
             per_thousand.push(chunk.elapsed());
             chunk = Instant::now();
         }

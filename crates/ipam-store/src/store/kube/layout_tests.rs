@@ -89,9 +89,9 @@ impl Sim {
             .blocks
             .iter()
             .cloned()
-            .map(|(n, s)| Op::Put(n, s))
+            .map(|(n, s)| Op::Put(n, Box::new(s)))
             .collect();
-        ops.push(Op::Put("ipam".into(), plan.root.clone()));
+        ops.push(Op::Put("ipam".into(), Box::new(plan.root.clone())));
         ops.extend(plan.drop_blocks.iter().cloned().map(Op::Delete));
         for (name, spec) in &self.objects {
             if spec
@@ -109,7 +109,7 @@ impl Sim {
     fn run(&mut self, op: &Op) {
         match op {
             Op::Put(name, spec) => {
-                self.objects.insert(name.clone(), spec.clone());
+                self.objects.insert(name.clone(), (**spec).clone());
             }
             Op::Delete(name) => {
                 self.objects.remove(name);
@@ -120,7 +120,7 @@ impl Sim {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put(String, IpamStorageSpec),
+    Put(String, Box<IpamStorageSpec>),
     Delete(String),
 }
 

@@ -195,8 +195,7 @@ fn current(
         ));
     }
     let replayed = segments.len();
-    let mut expected = checkpoint + 1;
-    for (commit, (name, entries)) in segments {
+    for (expected, (commit, (name, entries))) in (checkpoint + 1..).zip(segments) {
         if commit != expected {
             let missing = layout.segment_name(expected);
             return Err(corrupt(
@@ -205,7 +204,6 @@ fn current(
             ));
         }
         layout.apply(&entries, commit)?;
-        expected += 1;
     }
     Ok(Stored::Current {
         layout,

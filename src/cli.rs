@@ -90,6 +90,9 @@ pub enum BenchCommand {
     Datapath(DatapathBenchArgs),
     /// `isthmus status` against an in-memory API with N peers: end-to-end time, p50/p99/max.
     Status(crate::bench::status::StatusBenchOptions),
+    /// The IPAM over IpamStorage objects in an in-process memkube: N mappings (time per
+    /// thousand), object sizes, recovery time.
+    IpamKube(crate::bench::ipam_kube::KubeBenchOptions),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -206,6 +209,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Status(options)) => {
             let binary = std::env::current_exe()?;
             println!("{}", crate::bench::status::run(options, binary).await?);
+            Ok(())
+        }
+        Command::Bench(BenchCommand::IpamKube(options)) => {
+            println!("{}", crate::bench::ipam_kube::run(options).await?);
             Ok(())
         }
         Command::Bench(BenchCommand::IpamState {

@@ -195,7 +195,7 @@ async fn two_clusters_peer_serve_the_ipam_and_keep_its_state_across_a_restart() 
 
     let storage: Api<IpamStorage> = Api::namespaced(a.client.clone(), NS);
     let root = storage.get(IPAM_STORAGE_NAME).await.unwrap();
-    assert_eq!(root.spec.shard_count, Some(SHARDS));
+    assert_eq!(root.spec.layout, Some(2), "root + blocks + journal");
     let names: Vec<String> = storage
         .list(&Default::default())
         .await
@@ -205,8 +205,8 @@ async fn two_clusters_peer_serve_the_ipam_and_keep_its_state_across_a_restart() 
         .filter_map(|o| o.metadata.name)
         .collect();
     assert!(
-        names.iter().any(|n| n.starts_with("ipam-")),
-        "a shard holds the mapping: {names:?}"
+        names.iter().any(|n| n.starts_with("ipam-j-")),
+        "a journal segment holds the mapping: {names:?}"
     );
 
     // Restart on the same API: the state comes back from the IpamStorage objects.

@@ -155,12 +155,13 @@ async fn hub_path_opens_with_map_and_closes_with_unmap() {
     lab.shutdown().await;
 }
 
-/// Whether any IpamStorage object of cluster `i` mentions `addr`.
+/// Whether the IPAM state stored by cluster `i` (root, blocks, journal replayed) mentions `addr`.
 async fn ipam_mentions(lab: &isthmus::lab::runner::Lab, i: usize, addr: Ipv4Addr) -> bool {
     let api: kube::Api<isthmus_api::IpamStorage> =
         kube::Api::namespaced(lab.clusters[i].client(), isthmus::lab::cluster::NAMESPACE);
     let list = api.list(&Default::default()).await.unwrap();
-    let text = serde_json::to_string(&list.items).unwrap();
+    let state = isthmus_ipam_store::stored_snapshot("ipam", &list.items).unwrap();
+    let text = serde_json::to_string(&state).unwrap();
     text.contains(&format!("\"{addr}\""))
 }
 

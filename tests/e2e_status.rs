@@ -100,10 +100,9 @@ async fn status_of_the_hub_matches_its_objects() {
             .any(|m| !m.spec.cluster_mappings.is_empty()),
         "the hub maps a↔c endpoints: the check above must not compare zeros only"
     );
-    let mappings: usize = storages
-        .iter()
-        .map(|s| s.spec.endpoint_mappings.len())
-        .sum();
+    let mappings: usize = isthmus_ipam_store::stored_snapshot("ipam", &storages)
+        .unwrap()
+        .map_or(0, |s| s.endpoints.len());
     assert!(mappings > 0);
     assert_eq!(report["usage"]["external"]["allocated"], mappings);
     let capacity = report["usage"]["external"]["capacity"].as_u64().unwrap();

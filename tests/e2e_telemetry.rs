@@ -45,16 +45,16 @@ where
     }
 }
 
-/// Endpoint mappings recorded in a cluster's IpamStorage shards.
+/// Endpoint mappings recorded in a cluster's IpamStorage objects (root, blocks, journal).
 async fn stored_mappings(client: kube::Client) -> usize {
-    Api::<isthmus_api::IpamStorage>::namespaced(client, NAMESPACE)
+    let objects = Api::<isthmus_api::IpamStorage>::namespaced(client, NAMESPACE)
         .list(&ListParams::default())
         .await
         .unwrap()
-        .items
-        .iter()
-        .map(|o| o.spec.endpoint_mappings.len())
-        .sum()
+        .items;
+    isthmus_ipam_store::stored_snapshot("ipam", &objects)
+        .unwrap()
+        .map_or(0, |s| s.endpoints.len())
 }
 
 /// Every sample of a scrape: `name{labels}` → value.

@@ -2,6 +2,7 @@
 //! `status_fixture` is the cluster `bench status` and `tests/status_cli.rs` read.
 
 pub mod ipam;
+pub mod ipam_kube;
 pub mod ipam_state;
 pub mod stats;
 pub mod status;

@@ -16,7 +16,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args as ClapArgs;
 use isthmus_api::{BACKEND_PUBLIC_KEY, ClusterId};
 use isthmus_ipam::{Cidr, IpamConfig};
-use isthmus_ipam_store::{DurableIpam, KubeStore};
+use isthmus_ipam_store::{CompactionPolicy, CrashPoint, DurableIpam, KubeStore};
 use isthmus_network_manager::{KubeconfigPeers, LocalGateway, NetworkManagerConfig, PeerResolver};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -26,7 +26,8 @@ use tokio::task::JoinHandle;
 use crate::daemons::telemetry::NetworkManagerProcess as Telemetry;
 use crate::standalone::{StandaloneConfig, ipam_config, read_peers};
 
-/// Name of the root `IpamStorage` object (shards are `ipam-<i>`).
+/// Name of the root `IpamStorage` object (blocks are `ipam-b-<peer>-<i>`, journal segments
+/// `ipam-j-<commit>`).
 pub const IPAM_STORAGE_NAME: &str = "ipam";
 /// Most endpoint shards accepted (each is one API object).
 const MAX_IPAM_SHARDS: u32 = 1024;
@@ -79,9 +80,17 @@ pub struct Args {
     /// Secret (in --namespace) where the gateway publishes its public key (data key `publicKey`).
     #[arg(long, default_value = "isthmus-gateway-key")]
     pub gateway_key_secret: String,
-    /// Endpoint shards of the IPAM state (`IpamStorage` objects) for a new state.
-    #[arg(long, default_value_t = 16)]
+    /// Ignored: the sharded IpamStorage layout it sized is upgraded at start (kept so that old
+    /// command lines still run).
+    #[arg(long, default_value_t = 16, hide = true)]
     pub ipam_shards: u32,
+    /// Compact the IPAM journal after this many commits (tests force frequent compactions).
+    #[arg(long, default_value_t = 128, hide = true)]
+    pub ipam_compact_every: u64,
+    /// Test hook: abort the process at this point of an IPAM compaction (`block`, `root`,
+    /// `unpeer-block`, `unpeer-root`), to prove every crash point recovers.
+    #[arg(long, hide = true)]
+    pub test_crash_at: Option<String>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (Kubernetes mode).
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
@@ -90,11 +99,12 @@ pub struct Args {
     pub pod_name: String,
 }
 
-/// What the Kubernetes mode runs: the controllers' configuration, the IPAM's, the store's shards.
+/// What the Kubernetes mode runs: the controllers' configuration, the IPAM's, the store's.
 #[derive(Debug, Clone)]
 pub struct KubeModeConfig {
     pub manager: NetworkManagerConfig,
     pub ipam: IpamConfig,
+    /// Ignored (the first, sharded layout's shard count); kept for callers that set it.
     pub ipam_shards: u32,
     /// Where telemetry is served (none: not served).
     pub metrics_listen: Option<SocketAddr>,
@@ -115,6 +125,48 @@ impl KubeModeConfig {
     }
 }
 
+/// How the IPAM's `KubeStore` is run.
+#[derive(Debug, Clone, Default)]
+pub struct IpamStoreTuning {
+    /// Compact after this many commits (0: the store's default).
+    pub compact_every: u64,
+    /// Abort at this compaction point (crash tests only).
+    pub crash_at: Option<CrashPoint>,
+}
+
+impl IpamStoreTuning {
+    /// The store, tuned.
+    fn store(&self, client: kube::Client, namespace: &str) -> KubeStore {
+        let mut store = KubeStore::new(client, namespace, IPAM_STORAGE_NAME);
+        if self.compact_every > 0 {
+            store = store.with_compaction(CompactionPolicy {
+                segments: self.compact_every,
+                ..CompactionPolicy::default()
+            });
+        }
+        if let Some(at) = self.crash_at {
+            store = store.with_crash_hook(Arc::new(move |point| {
+                if point == at {
+                    eprintln!("test hook: aborting at {point:?}");
+                    std::process::abort();
+                }
+            }));
+        }
+        store
+    }
+}
+
+/// `--test-crash-at` names a compaction point.
+fn crash_point(text: &str) -> anyhow::Result<CrashPoint> {
+    Ok(match text {
+        "block" => CrashPoint::BlockWritten { unpeering: false },
+        "root" => CrashPoint::RootWritten { unpeering: false },
+        "unpeer-block" => CrashPoint::BlockWritten { unpeering: true },
+        "unpeer-root" => CrashPoint::RootWritten { unpeering: true },
+        other => bail!("--test-crash-at {other:?}: one of block, root, unpeer-block, unpeer-root"),
+    })
+}
+
 /// Where the gateway's public key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KeySource {
@@ -127,6 +179,10 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     if args.standalone {
         return crate::standalone::run(standalone_config(args)?).await;
     }
+    let tuning = IpamStoreTuning {
+        compact_every: args.ipam_compact_every,
+        crash_at: args.test_crash_at.as_deref().map(crash_point).transpose()?,
+    };
     let (mut config, keys, listen) = kube_config(args)?;
     // every request bounded, every watch restarted when its connection dies silently
     let client = isthmus_kubeclient::client()
@@ -158,7 +214,13 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let listener = crate::grpc::bind(listen).await?;
     let peers = Arc::new(KubeconfigPeers::new(client.clone()));
     let shutdown = crate::standalone::shutdown_signal();
-    run_observed(config, telemetry, client, peers, listener, shutdown).await
+    let parts = Parts {
+        telemetry,
+        client,
+        peers,
+        listener,
+    };
+    run_observed(config, &tuning, parts, shutdown).await
 }
 
 fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
@@ -284,21 +346,39 @@ pub async fn run_kube(
         Some(addr) => Some(telemetry.serve(addr).await?),
         None => None,
     };
-    run_observed(config, telemetry, client, peers, listener, shutdown).await
+    let parts = Parts {
+        telemetry,
+        client,
+        peers,
+        listener,
+    };
+    run_observed(config, &IpamStoreTuning::default(), parts, shutdown).await
+}
+
+/// What the Kubernetes mode runs on, made before it starts.
+struct Parts {
+    telemetry: Telemetry,
+    client: kube::Client,
+    peers: Arc<dyn PeerResolver>,
+    listener: tokio::net::TcpListener,
 }
 
 /// [`run_kube`] with telemetry already made (and served, if it is).
 async fn run_observed(
     config: KubeModeConfig,
-    telemetry: Telemetry,
-    client: kube::Client,
-    peers: Arc<dyn PeerResolver>,
-    listener: tokio::net::TcpListener,
+    tuning: &IpamStoreTuning,
+    parts: Parts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let Parts {
+        telemetry,
+        client,
+        peers,
+        listener,
+    } = parts;
     let ns = config.manager.namespace.clone();
-    let store = KubeStore::new(client.clone(), &ns, IPAM_STORAGE_NAME, config.ipam_shards);
+    let store = tuning.store(client.clone(), &ns);
     let ipam_gate = telemetry
         .manager
         .health

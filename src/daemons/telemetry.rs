@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use isthmus_ipam_store::DurableIpam;
+use isthmus_ipam_store::{DurableIpam, StoreHealth};
 use isthmus_network_manager::NetworkManagerTelemetry;
 use isthmus_telemetry::metrics::{
     Grpc, IpamFigures, IpamUsage, RangeUsage, UsageSource, register_build_info,
@@ -113,18 +113,27 @@ impl NetworkManagerProcess {
         .await
     }
 
-    /// The IPAM is open: its figures become visible, and a failed store fails liveness (a
-    /// restart reloads the state) and readiness.
+    /// The IPAM is open: its figures become visible; a failed store fails liveness (a restart
+    /// reloads the state) and readiness; a store that retries fails readiness only.
     pub fn ipam_opened(&self, ipam: &DurableIpam) {
         self.ipam.set(ipam.clone());
-        let check = |ipam: DurableIpam| {
+        let alive = |ipam: DurableIpam| {
             move || match ipam.is_healthy() {
                 true => Ok(()),
                 false => Err("the IPAM store failed; a restart reloads the state".to_owned()),
             }
         };
+        let ready = |ipam: DurableIpam| {
+            move || match ipam.health() {
+                StoreHealth::Serving => Ok(()),
+                StoreHealth::Degraded(why) => {
+                    Err(format!("the IPAM store cannot write (retrying): {why}"))
+                }
+                StoreHealth::Failed(why) => Err(format!("the IPAM store failed: {why}")),
+            }
+        };
         let health = &self.manager.health;
-        health.liveness_probe("ipam-store", check(ipam.clone()));
-        health.readiness_probe("ipam-store", check(ipam.clone()));
+        health.liveness_probe("ipam-store", alive(ipam.clone()));
+        health.readiness_probe("ipam-store", ready(ipam.clone()));
     }
 }

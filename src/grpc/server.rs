@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use isthmus_ipam::ClusterId;
-use isthmus_ipam_store::DurableIpam;
+use isthmus_ipam_store::{DurableIpam, StoreHealth};
 use isthmus_telemetry::metrics::Grpc;
 use tonic::{Code, Request, Response, Status};
 
@@ -192,7 +192,8 @@ impl IpamGrpc {
     }
 }
 
-/// Serves the IPAM, gRPC health (`""` and `"ipam"` SERVING) and reflection on `listener`
+/// Serves the IPAM, gRPC health (`""` and `"ipam"`: SERVING while the store can write,
+/// NOT_SERVING while it retries or failed) and reflection on `listener`
 /// until `shutdown` completes.
 pub async fn serve(
     ipam: DurableIpam,
@@ -201,10 +202,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<IpamServer<IpamGrpc>>().await;
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    let follower = tokio::spawn(follow_store(ipam.watch_health(), health));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -216,14 +214,42 @@ pub async fn serve(
         .map_err(|e| tracing::error!("reflection: {e}"))
         .ok();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(IpamServer::new(IpamGrpc::new(ipam, metrics)))
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .await;
+    follower.abort();
+    served
+}
+
+/// Keeps the health of `""` and `"ipam"` equal to the store's: `SERVING` while changes can be
+/// made durable, `NOT_SERVING` while the store retries or after it failed.
+async fn follow_store(
+    mut store: tokio::sync::watch::Receiver<StoreHealth>,
+    health: tonic_health::server::HealthReporter,
+) {
+    loop {
+        let status = match &*store.borrow_and_update() {
+            StoreHealth::Serving => tonic_health::ServingStatus::Serving,
+            StoreHealth::Degraded(_) | StoreHealth::Failed(_) => {
+                tonic_health::ServingStatus::NotServing
+            }
+        };
+        health.set_service_status("", status).await;
+        health
+            .set_service_status(
+                <IpamServer<IpamGrpc> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+        if store.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Binds `addr`, failing with a message that names the address.

@@ -22,7 +22,8 @@ pub use conditions::{ConditionStatus, set_condition};
 pub use crds::{all_crds, crd_file_name, crd_yaml};
 pub use foreign_cluster::{ForeignCluster, ForeignClusterSpec, ForeignClusterStatus, SecretKeyRef};
 pub use ipam_storage::{
-    ClusterSubnets, EndpointMapping, IpamNetworks, IpamStorage, IpamStorageSpec,
+    ClusterSubnets, EndpointMapping, IpamBlock, IpamJournal, IpamNetworks, IpamStorage,
+    IpamStorageSpec, JournalEntry, JournalOp,
 };
 pub use isthmus_addr::{Cidr, ClusterId};
 pub use nat_mapping::{NatMapping, NatMappingSpec};

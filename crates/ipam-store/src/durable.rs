@@ -7,13 +7,19 @@
 //! that changes nothing but read state another request has not yet made durable waits for that
 //! state too (a barrier), so nothing is ever acknowledged before it is durable.
 //!
-//! A store failure stops the service: the state in memory may then hold changes that are not
-//! durable, so every later request is refused until a restart recovers the durable state.
+//! A store that cannot write for a while (the Kubernetes API is down or answers 5xx) is retried
+//! with backoff: the batch stays in the committer's hands, its requests wait up to a bound and
+//! then get `Unavailable` (their change is kept and made durable when the store returns), new
+//! changes are refused at once, and [`DurableIpam::health`] says `Degraded` until a write
+//! succeeds again. Only a permanent failure (another writer, corruption, a failed `fdatasync`)
+//! stops the service: the state in memory may then hold changes that are not durable, so every
+//! later request is refused until a restart recovers the durable state.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use isthmus_ipam::{
     Cidr, ClusterId, Effect, Ipam, IpamConfig, IpamError, IpamSnapshot, PeerNetworks,
@@ -44,9 +50,44 @@ struct Shared {
     durable: AtomicU64,
     compaction_wanted: AtomicBool,
     failure: OnceLock<String>,
+    /// Whether the store is serving, retrying (and why) or failed.
+    health: tokio::sync::watch::Sender<StoreHealth>,
+    options: Options,
     store_name: String,
     /// Count of effects made durable; bumped after each committed batch.
     committed: tokio::sync::watch::Sender<u64>,
+}
+
+/// Whether the store can make changes durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Writes succeed.
+    Serving,
+    /// The last write failed with a transient error and is being retried; new changes are
+    /// refused (`Unavailable`) until it succeeds.
+    Degraded(String),
+    /// A permanent failure: the service refuses everything until a restart.
+    Failed(String),
+}
+
+/// Tunables of the durable layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How long a request waits for its change to be durable before it gets `Unavailable`.
+    pub wait: Duration,
+    /// First and largest delay between retries of a failed write.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            wait: Duration::from_secs(5),
+            retry_min: Duration::from_millis(50),
+            retry_max: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The durable, concurrent IPAM. Cheap to clone.
@@ -82,6 +123,15 @@ impl DurableIpam {
     /// Recovers the state from `store` (or initialises it from `config` and stores it), checks it
     /// against `config`, and starts the committer thread.
     pub async fn open<S: Store>(config: &IpamConfig, store: S) -> Result<Self, ServiceError> {
+        Self::open_with(config, store, Options::default()).await
+    }
+
+    /// [`DurableIpam::open`] with other [`Options`].
+    pub async fn open_with<S: Store>(
+        config: &IpamConfig,
+        store: S,
+        options: Options,
+    ) -> Result<Self, ServiceError> {
         let config = config.clone();
         let job = tokio::task::spawn_blocking(move || recover(&config, store));
         let (ipam, store) = job
@@ -98,6 +148,8 @@ impl DurableIpam {
             durable: AtomicU64::new(0),
             compaction_wanted: AtomicBool::new(false),
             failure: OnceLock::new(),
+            health: tokio::sync::watch::Sender::new(StoreHealth::Serving),
+            options,
             store_name,
             committed: tokio::sync::watch::Sender::new(0),
         });
@@ -128,6 +180,12 @@ impl DurableIpam {
             let mut core = self.lock()?;
             let (value, effect) = plan(&core.ipam)?;
             let wait = match effect {
+                Some(_) if self.degraded().is_some() => {
+                    let why = self.degraded().unwrap_or_default();
+                    return Err(ServiceError::Unavailable(format!(
+                        "the IPAM state cannot be written right now ({why}); retry later"
+                    )));
+                }
                 Some(e) => Some(self.enqueue(&mut core, e)?),
                 None if self.shared.durable.load(Ordering::Acquire) < core.enqueued => {
                     let (tx, rx) = oneshot::channel();
@@ -139,12 +197,29 @@ impl DurableIpam {
             (value, wait)
         };
         if let Some(rx) = wait {
-            let outcome = rx
-                .await
-                .map_err(|_| ServiceError::Unavailable("committer gone".into()))?;
+            let limit = self.shared.options.wait;
+            let Ok(outcome) = tokio::time::timeout(limit, rx).await else {
+                let why = self
+                    .degraded()
+                    .unwrap_or_else(|| "the store is slow".into());
+                return Err(ServiceError::Unavailable(format!(
+                    "not durable after {limit:?} ({why}); the change is kept and made durable \
+                     once the store can write"
+                )));
+            };
+            let outcome =
+                outcome.map_err(|_| ServiceError::Unavailable("committer gone".into()))?;
             outcome.map_err(ServiceError::Unavailable)?;
         }
         Ok(value)
+    }
+
+    /// Why the store is retrying, when it is.
+    fn degraded(&self) -> Option<String> {
+        match &*self.shared.health.borrow() {
+            StoreHealth::Degraded(why) => Some(why.clone()),
+            _ => None,
+        }
     }
 
     fn enqueue(
@@ -267,9 +342,25 @@ impl DurableIpam {
         Ok(f(&self.lock()?.ipam))
     }
 
-    /// Whether the service still accepts requests (false after a store failure).
+    /// Whether the service is alive: false after a permanent store failure only (a restart is
+    /// then needed). A store that is retrying is alive.
     pub fn is_healthy(&self) -> bool {
         self.shared.failure.get().is_none()
+    }
+
+    /// Whether changes can be made durable now (not retrying, not failed).
+    pub fn is_serving(&self) -> bool {
+        *self.shared.health.borrow() == StoreHealth::Serving
+    }
+
+    /// The store's state now.
+    pub fn health(&self) -> StoreHealth {
+        self.shared.health.borrow().clone()
+    }
+
+    /// A receiver that changes whenever [`DurableIpam::health`] does (gRPC health follows it).
+    pub fn watch_health(&self) -> tokio::sync::watch::Receiver<StoreHealth> {
+        self.shared.health.subscribe()
     }
 
     /// A receiver that changes after every batch of changes is made durable (its value is the
@@ -326,6 +417,7 @@ fn recover<S: Store>(config: &IpamConfig, mut store: S) -> Result<(Ipam, S), Ser
 fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::sync::Weak<Shared>) {
     let mut effects = Vec::new();
     let mut waiters = Vec::new();
+    let limit = store.batch_limit().max(1);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         batch.extend(jobs.try_iter().take(MAX_BATCH));
@@ -341,15 +433,20 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
                 Job::Append(e, w) => {
                     effects.push(e);
                     waiters.push(w);
+                    if effects.len() >= limit {
+                        result = result
+                            .and_then(|()| flush(&mut store, &mut effects, &mut written, &sh));
+                    }
                 }
                 Job::Barrier(w) => waiters.push(w),
                 Job::Compact(snap) => {
-                    result = result.and_then(|()| flush(&mut store, &mut effects, &mut written));
+                    result =
+                        result.and_then(|()| flush(&mut store, &mut effects, &mut written, &sh));
                     result = result.and_then(|()| store.compact(&snap));
                 }
             }
         }
-        result = result.and_then(|()| flush(&mut store, &mut effects, &mut written));
+        result = result.and_then(|()| flush(&mut store, &mut effects, &mut written, &sh));
         let reply = match result {
             Ok(()) => {
                 let durable = sh.durable.fetch_add(written, Ordering::AcqRel) + written;
@@ -364,6 +461,7 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
                 let msg = format!("{} failed: {e}", store.describe());
                 tracing::error!(error = %msg, "IPAM store failed; refusing further requests");
                 let _ = sh.failure.set(msg.clone());
+                sh.health.send_replace(StoreHealth::Failed(msg.clone()));
                 Err(msg)
             }
         };
@@ -377,14 +475,51 @@ fn flush<S: Store>(
     store: &mut S,
     effects: &mut Vec<Effect>,
     written: &mut u64,
+    sh: &Arc<Shared>,
 ) -> Result<(), StoreError> {
     if effects.is_empty() {
         return Ok(());
     }
-    let r = store.append(effects);
+    let r = append_retrying(store, effects, sh);
     *written += effects.len() as u64;
     effects.clear();
     r
+}
+
+/// Appends `effects`, retrying transient failures with backoff (the service is `Degraded`
+/// meanwhile) until the write succeeds, a permanent error comes, or the service is dropped.
+fn append_retrying<S: Store>(
+    store: &mut S,
+    effects: &[Effect],
+    sh: &Arc<Shared>,
+) -> Result<(), StoreError> {
+    let mut delay = sh.options.retry_min;
+    let mut attempts = 0u32;
+    loop {
+        match store.append(effects) {
+            Ok(()) => {
+                if attempts > 0 {
+                    tracing::info!(store = %sh.store_name, attempts, "IPAM store writes again");
+                    sh.health.send_replace(StoreHealth::Serving);
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                attempts += 1;
+                let why = format!("{} failed: {e}", store.describe());
+                if attempts == 1 || attempts.is_power_of_two() {
+                    tracing::warn!(error = %why, attempts, ?delay, "IPAM store write failed; retrying");
+                }
+                sh.health.send_replace(StoreHealth::Degraded(why));
+                if Arc::strong_count(sh) <= 1 {
+                    return Err(e); // every handle is gone: nobody waits for this write
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(sh.options.retry_max);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn fail_all(batch: Vec<Job>, failure: &str) {

@@ -21,6 +21,16 @@ pub enum StoreError {
     Other(String),
 }
 
+impl StoreError {
+    /// Whether retrying the same write may succeed: every Kubernetes API error (5xx, timeouts,
+    /// refused connections, and 4xx answers an operator can fix, such as RBAC) is; a conflict
+    /// with another writer, corruption and local file errors are not (a failed `fdatasync`
+    /// cannot be retried safely).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Kube(_))
+    }
+}
+
 /// What a request to [`crate::DurableIpam`] can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -1,175 +1,249 @@
-//! The durable IPAM over `IpamStorage` objects, against kube's `tower-test` mock answering like
-//! an API server would (create, replace with resourceVersion checks, list by label). Checks the
-//! sharded layout, that a change rewrites only what it touched, recovery, and that a stale writer
-//! is stopped by a conflict.
+//! The durable IPAM over `IpamStorage` objects, against memkube: one object written per group
+//! commit, recovery, compaction into blocks, the upgrade from the sharded layout, missing
+//! objects named, and a second writer stopped (fencing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
 
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::Method;
+use isthmus_api::{EndpointMapping, IpamNetworks, IpamStorage, IpamStorageSpec};
 use isthmus_ipam::{ClusterId, IpamConfig, default_pools};
-use isthmus_ipam_store::{DurableIpam, KubeStore, ServiceError};
-use kube::client::Body;
-use serde_json::{Value, json};
+use isthmus_ipam_store::{CompactionPolicy, DurableIpam, KubeStore, LABEL_IPAM, ServiceError};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
-/// The objects of the fake API and a log of the write verbs it served.
-#[derive(Default)]
-struct FakeApi {
-    objects: BTreeMap<String, Value>,
-    version: u64,
-    writes: Vec<(Method, String)>,
-}
+use crate::faulty_api::FaultyApi;
 
-fn status(code: StatusCode, reason: &str) -> Response<Body> {
-    let body = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":reason,"code":code.as_u16(),"message":reason});
-    Response::builder()
-        .status(code)
-        .body(Body::from(body.to_string().into_bytes()))
-        .unwrap()
-}
-
-fn ok(v: &Value) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .body(Body::from(v.to_string().into_bytes()))
-        .unwrap()
-}
-
-fn handle(api: &Mutex<FakeApi>, method: Method, path: &str, body: &[u8]) -> Response<Body> {
-    let mut api = api.lock().unwrap();
-    let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-    match method {
-        Method::GET => {
-            let items: Vec<Value> = api.objects.values().cloned().collect();
-            let rv = api.version.to_string();
-            ok(
-                &json!({"apiVersion":"net.isthmus.io/v1alpha1","kind":"IpamStorageList","metadata":{"resourceVersion":rv},"items":items}),
-            )
-        }
-        Method::POST | Method::PUT => {
-            let mut obj: Value = serde_json::from_slice(body).unwrap();
-            let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
-            let existing = api
-                .objects
-                .get(&name)
-                .map(|o| o["metadata"]["resourceVersion"].clone());
-            match (&method, existing) {
-                (&Method::POST, Some(_)) => return status(StatusCode::CONFLICT, "AlreadyExists"),
-                (&Method::PUT, None) => return status(StatusCode::NOT_FOUND, "NotFound"),
-                (&Method::PUT, Some(rv)) if rv != obj["metadata"]["resourceVersion"] => {
-                    return status(StatusCode::CONFLICT, "Conflict");
-                }
-                _ => {}
-            }
-            api.version += 1;
-            obj["metadata"]["resourceVersion"] = json!(api.version.to_string());
-            api.writes.push((method, name.clone()));
-            api.objects.insert(name, obj.clone());
-            ok(&obj)
-        }
-        _ => status(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} {name}")),
-    }
-}
-
-/// A kube client whose requests the fake API answers.
-fn client(api: Arc<Mutex<FakeApi>>) -> kube::Client {
-    let (svc, mut handle_rx) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    tokio::spawn(async move {
-        while let Some((req, send)) = handle_rx.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.unwrap().to_bytes();
-            send.send_response(handle(&api, parts.method, parts.uri.path(), &bytes));
-        }
-    });
-    kube::Client::new(svc, "default")
-}
-
-fn config() -> IpamConfig {
+pub fn config() -> IpamConfig {
     IpamConfig {
         pod_cidr: "10.0.0.0/16".parse().unwrap(),
         service_cidr: None,
-        external_cidr: None,
+        external_cidr: Some("10.200.0.0/16".parse().unwrap()),
         pools: default_pools(),
         reserved: vec![],
     }
 }
 
-fn id(s: &str) -> ClusterId {
+pub fn id(s: &str) -> ClusterId {
     s.parse().unwrap()
 }
 
-async fn open(api: &Arc<Mutex<FakeApi>>) -> Result<DurableIpam, ServiceError> {
-    let store = KubeStore::new(client(api.clone()), "isthmus", "ipam", 4);
-    DurableIpam::open(&config(), store).await
+pub fn store(api: &FaultyApi, policy: CompactionPolicy) -> KubeStore {
+    KubeStore::new(api.client(), "isthmus", "ipam").with_compaction(policy)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_is_sharded_recovered_and_written_incrementally() {
-    let api = Arc::new(Mutex::new(FakeApi::default()));
-    let ipam = open(&api).await.unwrap();
-    assert_eq!(
-        api.lock().unwrap().objects.len(),
-        5,
-        "root + 4 shards created"
-    );
+pub async fn open(api: &FaultyApi) -> Result<DurableIpam, ServiceError> {
+    DurableIpam::open(&config(), store(api, CompactionPolicy::default())).await
+}
+
+pub async fn peer(ipam: &DurableIpam, name: &str) {
     ipam.upsert_peer(
-        &id("b"),
+        &id(name),
         "10.0.0.0/16".parse().unwrap(),
         "10.5.0.0/16".parse().unwrap(),
     )
     .await
     .unwrap();
-    api.lock().unwrap().writes.clear();
-    let reply = ipam
-        .map_endpoint_ip(&id("b"), Ipv4Addr::new(172, 20, 0, 1))
-        .await
-        .unwrap();
-    let writes = std::mem::take(&mut api.lock().unwrap().writes);
-    assert_eq!(writes.len(), 1, "one shard rewritten: {writes:?}");
-    assert_eq!(writes[0].0, Method::PUT);
+}
+
+pub fn ep(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 20, 0, 0)) + i)
+}
+
+pub async fn objects(api: &FaultyApi) -> BTreeMap<String, IpamStorage> {
+    let list: Api<IpamStorage> = Api::namespaced(api.kube.client(), "isthmus");
+    let lp = ListParams::default().labels(&format!("{LABEL_IPAM}=ipam"));
+    let items = list.list(&lp).await.unwrap().items;
+    items
+        .into_iter()
+        .map(|o| (o.metadata.name.clone().unwrap(), o))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_segment_per_commit_recovered_after_restart() {
+    let api = FaultyApi::new();
+    let ipam = open(&api).await.unwrap();
+    peer(&ipam, "b").await;
+    api.take_writes();
+    let reply = ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
+    let writes = api.take_writes();
+    assert_eq!(writes.len(), 1, "one write per commit: {writes:?}");
+    assert_eq!(writes[0].0, Method::POST, "a segment is created");
     let before = ipam.read(|i| i.snapshot()).unwrap();
     drop(ipam);
     let again = open(&api).await.unwrap();
     assert_eq!(again.read(|i| i.snapshot()).unwrap(), before);
-    let same = again
-        .map_endpoint_ip(&id("b"), Ipv4Addr::new(172, 20, 0, 1))
+    assert_eq!(again.map_endpoint_ip(&id("b"), ep(1)).await.unwrap(), reply);
+    let root = &objects(&api).await["ipam"];
+    assert_eq!(root.spec.layout, Some(2));
+    assert!(root.spec.cluster_subnets.contains_key("b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_folds_segments_into_blocks() {
+    let api = FaultyApi::new();
+    let policy = CompactionPolicy {
+        segments: 8,
+        dirty_blocks: 64,
+    };
+    let ipam = DurableIpam::open(&config(), store(&api, policy))
         .await
         .unwrap();
-    assert_eq!(same, reply);
-    let root = api.lock().unwrap().objects["ipam"].clone();
+    peer(&ipam, "b").await;
+    peer(&ipam, "c").await;
+    for i in 0..300 {
+        ipam.map_endpoint_ip(&id(if i % 2 == 0 { "b" } else { "c" }), ep(i))
+            .await
+            .unwrap();
+    }
+    for i in (0..300).step_by(3) {
+        ipam.unmap_endpoint_ip(&id(if i % 2 == 0 { "b" } else { "c" }), ep(i))
+            .await
+            .unwrap();
+    }
+    let before = ipam.read(|i| i.snapshot()).unwrap();
+    drop(ipam);
+    let objs = objects(&api).await;
+    let segments = objs.values().filter(|o| o.spec.journal.is_some()).count();
+    let blocks: Vec<_> = objs
+        .values()
+        .filter_map(|o| o.spec.block.as_ref())
+        .collect();
+    assert!(
+        segments < 140,
+        "{segments} segments left: compaction deletes them"
+    );
+    assert_eq!(blocks.len(), 2, "one block per peer");
+    let in_blocks: usize = blocks.iter().map(|b| b.mappings.len()).sum();
+    assert!(
+        (200..=216).contains(&in_blocks),
+        "{in_blocks}: the state at the checkpoint"
+    );
+    let again = open(&api).await.unwrap();
+    assert_eq!(again.read(|i| i.snapshot()).unwrap(), before);
+    again.remove_peer(&id("c")).await.unwrap();
+    let snapshot = again.read(|i| i.snapshot()).unwrap();
+    drop(again);
     assert_eq!(
-        root["spec"]["clusterSubnets"]["b"]["remoteNATPodCIDR"],
-        "10.2.0.0/16"
+        open(&api).await.unwrap().read(|i| i.snapshot()).unwrap(),
+        snapshot
+    );
+}
+
+/// The objects the first, sharded layout left: a root with `shardCount` and the shards.
+async fn legacy_state(api: &FaultyApi, shards: u32, skip: Option<u32>) {
+    let a: Api<IpamStorage> = Api::namespaced(api.kube.client(), "isthmus");
+    let pp = PostParams::default();
+    let label = |mut o: IpamStorage| {
+        o.metadata.labels = Some([(LABEL_IPAM.to_owned(), "ipam".to_owned())].into());
+        o
+    };
+    let root = IpamStorageSpec {
+        shard_count: Some(shards),
+        networks: Some(IpamNetworks {
+            pod_cidr: "10.0.0.0/16".parse().unwrap(),
+            service_cidr: None,
+            external_cidr: "10.200.0.0/16".parse().unwrap(),
+            pools: default_pools(),
+            reserved: vec![],
+        }),
+        cluster_subnets: [(
+            "b".to_owned(),
+            serde_json::from_value(serde_json::json!({"remotePodCIDR":"10.0.0.0/16","remoteNATPodCIDR":"10.2.0.0/16","remoteExternalCIDR":"10.5.0.0/16","remoteNATExternalCIDR":"10.5.0.0/16"})).unwrap(),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    a.create(&pp, &label(IpamStorage::new("ipam", root)))
+        .await
+        .unwrap();
+    for s in (0..shards).filter(|s| Some(*s) != skip) {
+        let mut spec = IpamStorageSpec {
+            shard: Some(s),
+            ..Default::default()
+        };
+        for i in (0..40u32).filter(|i| i % shards == s) {
+            let m = EndpointMapping {
+                ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 2)) + i),
+                clusters: BTreeSet::from([id("b")]),
+            };
+            spec.endpoint_mappings.insert(ep(i), m);
+        }
+        a.create(&pp, &label(IpamStorage::new(&format!("ipam-{s}"), spec)))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sharded_layout_is_upgraded_at_start() {
+    let api = FaultyApi::new();
+    legacy_state(&api, 4, None).await;
+    let ipam = open(&api).await.unwrap();
+    assert_eq!(ipam.read(|i| i.endpoint_count()).unwrap(), 40);
+    let got = ipam.map_endpoint_ip(&id("b"), ep(7)).await.unwrap();
+    assert_eq!(
+        got.new_ip,
+        Ipv4Addr::new(10, 200, 0, 9),
+        "the upgraded mapping is kept"
+    );
+    let objs = objects(&api).await;
+    assert!(
+        objs.keys().all(|n| !n.starts_with("ipam-")
+            || n.starts_with("ipam-b-")
+            || n.starts_with("ipam-j-")),
+        "{:?}",
+        objs.keys()
+    );
+    assert_eq!(objs["ipam"].spec.layout, Some(2));
+    drop(ipam);
+    assert_eq!(
+        open(&api)
+            .await
+            .unwrap()
+            .read(|i| i.endpoint_count())
+            .unwrap(),
+        40
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_writer_is_stopped_by_a_conflict() {
-    let api = Arc::new(Mutex::new(FakeApi::default()));
-    let first = open(&api).await.unwrap();
-    first
-        .upsert_peer(
-            &id("b"),
-            "10.50.0.0/16".parse().unwrap(),
-            "10.51.0.0/16".parse().unwrap(),
-        )
+async fn a_missing_object_is_an_error_that_names_it() {
+    let api = FaultyApi::new();
+    legacy_state(&api, 4, Some(2)).await;
+    let err = open(&api).await.unwrap_err().to_string();
+    assert!(err.contains("ipam-2") && err.contains("missing"), "{err}");
+
+    let api = FaultyApi::new();
+    let ipam = open(&api).await.unwrap();
+    peer(&ipam, "b").await;
+    ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
+    ipam.map_endpoint_ip(&id("b"), ep(2)).await.unwrap();
+    drop(ipam);
+    let a: Api<IpamStorage> = Api::namespaced(api.kube.client(), "isthmus");
+    let first = objects(&api)
         .await
+        .into_keys()
+        .find(|n| n.starts_with("ipam-j-"))
         .unwrap();
+    a.delete(&first, &DeleteParams::default()).await.unwrap();
+    let err = open(&api).await.unwrap_err().to_string();
+    assert!(err.contains(&first), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_is_stopped() {
+    let api = FaultyApi::new();
+    let first = open(&api).await.unwrap();
+    peer(&first, "b").await;
     // A second replica takes over and writes.
     let second = open(&api).await.unwrap();
-    second.remove_peer(&id("b")).await.unwrap();
-    // The first one's next write conflicts: it must refuse, and keep refusing.
-    let err = first.remove_peer(&id("b")).await.unwrap_err();
-    assert!(
-        err.to_string().contains("changed by another writer"),
-        "{err}"
-    );
+    second.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
+    // The first one's next write collides: it must refuse, and keep refusing.
+    let err = first.map_endpoint_ip(&id("b"), ep(2)).await.unwrap_err();
+    assert!(err.to_string().contains("another writer"), "{err}");
     assert!(!first.is_healthy());
-    let err = first
-        .map_endpoint_ip(&id("b"), Ipv4Addr::new(1, 2, 3, 4))
-        .await
-        .unwrap_err();
+    let err = first.map_endpoint_ip(&id("b"), ep(3)).await.unwrap_err();
     assert!(matches!(err, ServiceError::Unavailable(_)));
+    assert!(second.is_healthy());
 }

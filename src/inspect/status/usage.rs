@@ -1,5 +1,6 @@
 //! IPAM usage from the `IpamStorage` objects: which object is the root, the local networks it
-//! records, how much of the ExternalCIDR the endpoint mappings (in the shards) use, and how much
+//! records, how much of the ExternalCIDR the endpoint mappings use (the state recovered from the
+//! root, blocks and journal; or the shards of the first layout), and how much
 //! of each pool the reserved networks cover. The arithmetic is the IPAM's own
 //! (`isthmus_ipam::Ipam::external_usage`): the network, transit (network + 1) and broadcast
 //! addresses are never handed out, so a /16 offers 65,533 addresses.
@@ -160,9 +161,27 @@ fn union_size(spans: &mut [(u32, u32)]) -> u64 {
 /// The root's usage figures; the second value counts mappings outside the allocatable range.
 pub fn usage(root: &IpamStorage, storages: &[IpamStorage]) -> Option<(Usage, usize)> {
     let networks = root.spec.networks.as_ref()?;
-    let mapped = shards(root, storages)
-        .flat_map(|s| s.spec.endpoint_mappings.values())
-        .map(|m| m.ip);
+    let mapped: Vec<Ipv4Addr> = match root.spec.layout {
+        None => shards(root, storages)
+            .flat_map(|s| s.spec.endpoint_mappings.values())
+            .map(|m| m.ip)
+            .collect(),
+        Some(_) => {
+            // Root, blocks and journal: the state the network-manager would recover.
+            let name = root.metadata.name.clone().unwrap_or_default();
+            let own: Vec<IpamStorage> = storages
+                .iter()
+                .filter(|s| {
+                    s.metadata.labels.as_ref().and_then(|l| l.get(LABEL_IPAM)) == Some(&name)
+                        || s.metadata.name.as_deref() == Some(name.as_str())
+                })
+                .cloned()
+                .collect();
+            let snapshot = isthmus_ipam_store::stored_snapshot(&name, &own).ok()??;
+            snapshot.endpoints.iter().map(|r| r.external).collect()
+        }
+    };
+    let mapped = mapped.into_iter();
     let (external, outside) = external_usage(networks.external_cidr, mapped);
     let pools = pool_usage(&networks.pools, &reservations(root));
     Some((Usage { external, pools }, outside))

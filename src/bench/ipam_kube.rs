@@ -6,16 +6,13 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use futures::future::BoxFuture;
-use http::{Method, Request, Response};
 use isthmus_api::IpamStorage;
 use isthmus_ipam::{Cidr, ClusterId, IpamConfig, default_pools};
 use isthmus_ipam_store::{DurableIpam, KubeStore};
-use isthmus_memkube::{MemKube, ResponseBody};
+use isthmus_memkube::MemKube;
 use kube::Api;
 
 /// What to run.
@@ -81,34 +78,6 @@ impl std::fmt::Display for KubeBenchReport {
     }
 }
 
-/// memkube behind a sleep before every write.
-#[derive(Clone)]
-struct Slow {
-    kube: MemKube,
-    latency: Duration,
-}
-
-impl tower::Service<Request<kube::client::Body>> for Slow {
-    type Response = Response<ResponseBody>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
-        let mut kube = self.kube.clone();
-        let latency = (req.method() != Method::GET).then_some(self.latency);
-        Box::pin(async move {
-            if let Some(l) = latency.filter(|l| !l.is_zero()) {
-                tokio::time::sleep(l).await;
-            }
-            tower::Service::call(&mut kube, req).await
-        })
-    }
-}
-
 fn config() -> anyhow::Result<IpamConfig> {
     Ok(IpamConfig {
         pod_cidr: "10.0.0.0/16".parse()?,
@@ -126,14 +95,10 @@ pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
         kube.register_crd(&crd)?;
     }
     kube.create_namespace("isthmus")?;
-    let latency = Duration::from_secs_f64(options.write_latency_ms / 1e3);
-    let client = kube::Client::new(
-        Slow {
-            kube: kube.clone(),
-            latency,
-        },
-        "default",
-    );
+    // memkube's fault injection: every write waits as etcd's fsync makes a real one wait
+    kube.faults()
+        .set_write_latency(Duration::from_secs_f64(options.write_latency_ms / 1e3));
+    let client = kube.client();
     let store = KubeStore::new(client.clone(), "isthmus", "ipam");
     let ipam = DurableIpam::open(&config()?, store).await?;
     let peer: ClusterId = "bench-peer".parse()?;

@@ -1,7 +1,7 @@
-//! A memkube API behind a fault-injecting `tower` service: what a test needs of an unreliable
-//! API server (5xx answers, refused connections, a write applied whose answer is lost, an
-//! outage, latency on writes) and a count of the writes served. It stands in until memkube's
-//! own fault injection (`MemKube::faults()`) is merged.
+//! A memkube API behind a fault-injecting `tower` service, for what memkube's own fault
+//! injection (`MemKube::faults()`) does not offer: a write applied whose answer is lost (the
+//! ambiguous write a retry must recognise as its own), faults consumed by the next writes in a
+//! given order, and a record of the writes served.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -114,6 +114,7 @@ impl tower::Service<Request<kube::client::Body>> for FaultyApi {
             }
             if fault == Some(Fault::Unavailable) {
                 let body = http_body_util::Full::new(bytes::Bytes::from_static(UNAVAILABLE))
+                    .map_err(|never| match never {})
                     .boxed_unsync();
                 return Ok(Response::builder()
                     .status(StatusCode::SERVICE_UNAVAILABLE)
@@ -126,7 +127,7 @@ impl tower::Service<Request<kube::client::Body>> for FaultyApi {
             let (method, path) = (req.method().clone(), req.uri().path().to_owned());
             let resp = tower::Service::call(&mut kube, req)
                 .await
-                .map_err(|e| match e {})?;
+                .map_err(|e| -> tower::BoxError { Box::new(e) })?;
             if write && resp.status().is_success() {
                 state.lock().unwrap().writes.push((method, path));
             }

@@ -21,6 +21,9 @@ pub struct LeaderConfig {
     pub lease_duration: Duration,
     /// How often the holder renews it (well below `lease_duration`).
     pub renew_period: Duration,
+    /// How long the holder may fail to renew before it stops programming the kernel (shorter
+    /// than `lease_duration`, so it stops before any standby may take over).
+    pub renew_deadline: Duration,
     /// How often a non-holder tries to acquire it.
     pub retry_period: Duration,
 }
@@ -33,6 +36,7 @@ impl LeaderConfig {
             identity: identity.to_owned(),
             lease_duration: Duration::from_secs(15),
             renew_period: Duration::from_secs(5),
+            renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
         }
     }
@@ -205,6 +209,11 @@ impl GatewayConfig {
         }
         if l.renew_period.is_zero() || l.retry_period.is_zero() {
             return bad("renew and retry periods must be > 0");
+        }
+        if l.renew_deadline >= l.lease_duration || l.renew_deadline < l.renew_period {
+            return bad(
+                "the renew deadline must be at least the renew period and below the lease duration",
+            );
         }
         if l.lease_duration < Duration::from_secs(1) || l.renew_period * 2 > l.lease_duration {
             return bad("lease duration must be >= 1 s and at least twice the renew period");

@@ -33,6 +33,11 @@ pub enum Error {
     /// Another replica holds the Lease now: this one stops programming the kernel.
     #[error("leadership lost: {0}")]
     LeadershipLost(String),
+    /// The Lease could not be renewed within the renew deadline (the API is unreachable or
+    /// failing): this replica stops programming the kernel until it can renew, and keeps the
+    /// datapath as it is, since nobody else can have taken a lease the API cannot hand out.
+    #[error("lease not renewed: {0}")]
+    RenewalFailed(String),
 }
 
 impl Error {
@@ -48,6 +53,7 @@ impl Error {
             Error::Kube(_) | Error::Watch(_) => "APIError",
             Error::KeySecret(..) => "InvalidKeySecret",
             Error::LeadershipLost(_) => "LeadershipLost",
+            Error::RenewalFailed(_) => "LeaseRenewalFailed",
         }
     }
 }

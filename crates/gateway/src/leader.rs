@@ -181,13 +181,21 @@ impl Elector {
         }
     }
 
-    /// Renews every `renew_period` until `stop` turns true (then releases, → `Ok`), or until
-    /// the lease is lost: held by another, or not renewed for its duration (→ `Err`).
+    /// Renews every `renew_period` (every `retry_period` after a failure) until `stop` turns
+    /// true (then releases, → `Ok`), or until the lease is lost: held by another
+    /// ([`Error::LeadershipLost`]), or not renewed within the renew deadline
+    /// ([`Error::RenewalFailed`]).
     pub async fn hold(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut renewed = Instant::now();
+        let mut failing = false;
         loop {
+            let pause = if failing {
+                self.config.retry_period
+            } else {
+                self.config.renew_period
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.config.renew_period) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = stopped(&mut stop) => {
                     if let Err(err) = self.release().await {
                         tracing::warn!(error = %err, "releasing the lease failed");
@@ -195,6 +203,7 @@ impl Elector {
                     return Ok(());
                 }
             }
+            failing = false;
             match self.try_acquire_or_renew().await {
                 Ok(true) => renewed = Instant::now(),
                 Ok(false) => {
@@ -216,13 +225,16 @@ impl Elector {
                         )));
                     }
                 }
-                Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
+                Err(err) => {
+                    failing = true;
+                    tracing::warn!(error = %err, "lease renewal failed");
+                }
             }
-            if renewed.elapsed() >= self.config.lease_duration {
-                return Err(Error::LeadershipLost(format!(
+            if renewed.elapsed() >= self.config.renew_deadline {
+                return Err(Error::RenewalFailed(format!(
                     "lease {} not renewed for {} s",
                     self.config.lease_name,
-                    self.config.lease_duration.as_secs()
+                    self.config.renew_deadline.as_secs()
                 )));
             }
         }

@@ -5,8 +5,11 @@
 //! [`GatewayHandle`] (NatMapping-only changes through the NAT fast path), probes every peer
 //! gateway's transit address ([`probe`]), and reports each TunnelEndpoint's connection in its
 //! status ([`connection`], [`status`]). Only the holder of a Lease ([`leader`]) programs the
-//! kernel and writes status; losing the lease tears the datapath down and ends [`run`] with an
-//! error (crash-only: the process restarts and campaigns again).
+//! kernel and writes status. A holder that cannot renew within the renew deadline (the API is
+//! down or failing) stops programming but keeps the datapath as it is, so established traffic
+//! keeps flowing through an API outage, and resumes as soon as it renews; once another replica
+//! holds the lease, it tears the datapath down and ends [`run`] with an error (crash-only: the
+//! process restarts and campaigns again).
 
 pub mod config;
 pub mod connection;
@@ -147,48 +150,113 @@ where
         tracing::info!("stopped before leading");
         return Ok(());
     }
-    tracing::info!(identity = %config.leader.identity, interface = %config.interface,
-        "leading: programming the datapath");
-    lease_gate.open();
-    telemetry.datapath.set_leader(true);
-    let (release_tx, release_rx) = signal::channel(false);
-    // Aborted if this future is dropped: renewal stops without a release, as in a crash.
-    let mut lost = AbortOnDrop(tokio::spawn(elector.hold(release_rx)));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let watches = watch::Watches::start(&client, &config.namespace, tx);
-    let mut controller = controller::Controller::new(
-        config,
-        client,
-        gateway.clone(),
-        private_key,
-        prober,
-        watches,
-        telemetry.clone(),
-    );
-    let outcome = controller.run(rx, stop, &mut lost.0).await;
-    telemetry.datapath.set_leader(false);
-    lease_gate.close("no longer leading");
-    match outcome {
-        Ok(()) => {
-            drop(controller);
-            if let Err(err) = gateway.shutdown().await {
-                tracing::warn!(error = %err, "datapath shutdown incomplete");
+    loop {
+        tracing::info!(identity = %config.leader.identity, interface = %config.interface,
+            "leading: programming the datapath");
+        lease_gate.open();
+        telemetry.datapath.set_leader(true);
+        let (release_tx, release_rx) = signal::channel(false);
+        // Aborted if this future is dropped: renewal stops without a release, as in a crash.
+        let mut lost = AbortOnDrop(tokio::spawn(elector.hold(release_rx)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watches = watch::Watches::start(&client, &config.namespace, tx);
+        let mut controller = controller::Controller::new(
+            config.clone(),
+            client.clone(),
+            gateway.clone(),
+            private_key.clone(),
+            prober.clone(),
+            watches,
+            telemetry.clone(),
+        );
+        let outcome = controller.run(rx, stop.clone(), &mut lost.0).await;
+        drop(controller);
+        telemetry.datapath.set_leader(false);
+        match outcome {
+            Ok(()) => {
+                lease_gate.close("no longer leading");
+                if let Err(err) = gateway.shutdown().await {
+                    tracing::warn!(error = %err, "datapath shutdown incomplete");
+                }
+                let _ = release_tx.send(true);
+                match (&mut lost.0).await {
+                    Ok(Err(err)) => tracing::warn!(error = %err, "lease ended badly"),
+                    Err(err) => tracing::warn!(error = %err, "lease task failed"),
+                    Ok(Ok(())) => {}
+                }
+                tracing::info!("gateway stopped");
+                return Ok(());
             }
-            let _ = release_tx.send(true);
-            match (&mut lost.0).await {
-                Ok(Err(err)) => tracing::warn!(error = %err, "lease ended badly"),
-                Err(err) => tracing::warn!(error = %err, "lease task failed"),
-                Ok(Ok(())) => {}
+            Err(Error::RenewalFailed(why)) => {
+                lease_gate.close("the lease cannot be renewed: not programming the datapath");
+                tracing::warn!(%why, "cannot renew the lease: not programming the datapath \
+                    until it can; the datapath stays as it is");
+                elector =
+                    leader::Elector::new(client.clone(), &config.namespace, config.leader.clone());
+                match suspended(&mut elector, &config.leader, &mut stop.clone()).await {
+                    Suspension::Renewed => {
+                        tracing::info!("the lease is renewed again");
+                        continue;
+                    }
+                    Suspension::Stopped => {
+                        if let Err(err) = gateway.shutdown().await {
+                            tracing::warn!(error = %err, "datapath shutdown incomplete");
+                        }
+                        return Ok(());
+                    }
+                    Suspension::Taken => {
+                        let err = Error::LeadershipLost("another replica holds the lease".into());
+                        return Err(tear_down(&gateway, err).await);
+                    }
+                }
             }
-            tracing::info!("gateway stopped");
-            Ok(())
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "no longer the leader: tearing the datapath down");
-            if let Err(teardown) = gateway.teardown().await {
-                tracing::warn!(error = %teardown, "teardown incomplete");
+            Err(err) => {
+                lease_gate.close("no longer leading");
+                return Err(tear_down(&gateway, err).await);
             }
-            Err(err)
         }
     }
+}
+
+/// How a suspension ended.
+enum Suspension {
+    /// Our lease renewed (nobody took it): lead again.
+    Renewed,
+    /// Asked to stop.
+    Stopped,
+    /// Another replica holds the lease.
+    Taken,
+}
+
+/// Tries to renew every `retry_period` while the API fails; the datapath is left alone.
+async fn suspended(
+    elector: &mut leader::Elector,
+    config: &LeaderConfig,
+    stop: &mut signal::Receiver<bool>,
+) -> Suspension {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(config.retry_period) => {}
+            _ = leader::stopped(stop) => return Suspension::Stopped,
+        }
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => return Suspension::Renewed,
+            Ok(false) => return Suspension::Taken,
+            Err(err) => tracing::debug!(error = %err, "lease still not renewable"),
+        }
+    }
+}
+
+/// Removes the datapath after losing the lease; the error to end with.
+async fn tear_down<T, F, R>(gateway: &GatewayHandle<T, F, R>, err: Error) -> Error
+where
+    T: TunnelDriver + 'static,
+    F: FirewallDriver + 'static,
+    R: RouteDriver + 'static,
+{
+    tracing::error!(error = %err, "no longer the leader: tearing the datapath down");
+    if let Err(teardown) = gateway.teardown().await {
+        tracing::warn!(error = %teardown, "teardown incomplete");
+    }
+    err
 }

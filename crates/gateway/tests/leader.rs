@@ -1,6 +1,8 @@
 //! Leader election between gateway replicas on one memkube: only the holder programs the
 //! datapath; a clean stop hands over at once, a crash after the lease expires; a replica that
-//! loses its lease tears the datapath down and returns an error. Also the key Secret.
+//! loses its lease to another tears the datapath down and returns an error, while one that
+//! merely cannot reach the API keeps its datapath and leads again when it can. Also the key
+//! Secret.
 
 use crate::common;
 
@@ -113,5 +115,74 @@ async fn the_key_secret_is_created_once_and_holds_the_public_key() {
     assert_eq!(
         PrivateKey::parse(std::str::from_utf8(&data["privateKey"].0).unwrap()).unwrap(),
         key
+    );
+}
+
+#[tokio::test]
+async fn an_api_outage_stops_programming_but_keeps_the_datapath_and_leading_resumes() {
+    let (kube, client) = cluster().await;
+    create_tep(&client, &tep("b", 1, &PrivateKey::generate())).await;
+    let gw = start(&client, config("gw-0"), FakeProber::default());
+    wait_for("gw-0 leads", LIMIT, || async { gw.peers() == 1 }).await;
+    let calls_before = gw.handle.inspect(|g| g.tunnel.calls.len());
+    // Longer than the renew deadline (1.3 s) and the lease (2 s): the lease cannot be renewed.
+    kube.faults().outage(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (device, peers, calls) = gw.handle.inspect(|g| {
+        (
+            g.tunnel.device.is_some(),
+            g.tunnel.peers.len(),
+            g.tunnel.calls.clone(),
+        )
+    });
+    assert!(
+        device && peers == 1 && !calls.contains(&"remove device".to_owned()),
+        "the datapath stays through the outage: {calls:?}"
+    );
+    assert!(!gw.task.is_finished(), "the gateway keeps running");
+    // Once the API answers, the same replica renews its lease and programs again.
+    create_tep(&client, &tep("c", 2, &PrivateKey::generate())).await;
+    wait_for("gw-0 programs again", LIMIT, || async { gw.peers() == 2 }).await;
+    assert_eq!(holder(&client).await.as_deref(), Some("gw-0"));
+    let removed = gw.handle.inspect(|g| {
+        g.tunnel.calls[calls_before..]
+            .iter()
+            .any(|c| c == "remove device")
+    });
+    assert!(!removed, "the datapath was never torn down");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replica_that_could_not_renew_tears_down_once_another_holds_the_lease() {
+    let (kube, client) = cluster().await;
+    create_tep(&client, &tep("b", 1, &PrivateKey::generate())).await;
+    let gw = start(&client, config("gw-0"), FakeProber::default());
+    wait_for("gw-0 leads", LIMIT, || async { gw.peers() == 1 }).await;
+    // The gateway loses the API for longer than its renew deadline...
+    kube.faults().outage(Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    // ...and when it returns, another replica holds the lease (written by the admin client,
+    // which is in-process and unaffected once the outage ends).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let api: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let mut lease = api.get("isthmus-gateway").await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("gw-1".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    api.replace("isthmus-gateway", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(LIMIT, gw.task).await.unwrap().unwrap();
+    assert!(
+        matches!(result, Err(Error::LeadershipLost(_))),
+        "{result:?}"
+    );
+    let device = gw.handle.inspect(|g| g.tunnel.device.is_some());
+    assert!(
+        !device,
+        "the datapath is removed once another replica leads"
     );
 }

@@ -101,6 +101,8 @@ fn free_port() -> Result<SocketAddr, Error> {
 #[derive(Debug)]
 pub struct ControlPlane {
     pub layout: Layout,
+    /// Where the binaries are (a restart uses them again).
+    pub assets: PathBuf,
     pub ca_pem: String,
     pub admin_token: String,
     etcd: Child,
@@ -143,6 +145,7 @@ impl ControlPlane {
         )?;
         let plane = ControlPlane {
             layout,
+            assets: assets.to_owned(),
             ca_pem: pki.ca_pem,
             admin_token,
             etcd,
@@ -170,9 +173,9 @@ impl ControlPlane {
     }
 
     /// Starts kube-apiserver again on the same port and data.
-    pub async fn restart_apiserver(&mut self, assets: &Path) -> Result<(), Error> {
+    pub async fn restart_apiserver(&mut self) -> Result<(), Error> {
         self.apiserver = spawn(
-            &assets.join("kube-apiserver"),
+            &self.assets.join("kube-apiserver"),
             &apiserver_args(&self.layout),
             &self.layout.path("kube-apiserver.log"),
         )?;

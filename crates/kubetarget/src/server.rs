@@ -25,8 +25,9 @@ pub enum Backend {
     },
     /// A real API server someone else runs.
     Kubeconfig(NamedKubeconfig),
-    /// A real control plane this process started (stopped when dropped).
-    Envtest(Box<ControlPlane>),
+    /// A real control plane this process started (stopped when dropped; locked while its
+    /// kube-apiserver is taken down and brought back).
+    Envtest(Box<tokio::sync::Mutex<ControlPlane>>),
 }
 
 /// One API server.
@@ -38,6 +39,8 @@ pub struct ApiServer {
     /// The CA of its serving certificate, when it is not publicly trusted.
     pub ca_pem: Option<String>,
     admin: kube::Client,
+    /// The admin's bearer token, when this process made the server.
+    admin_token: Option<String>,
     backend: Backend,
 }
 
@@ -116,6 +119,7 @@ impl ApiServer {
             url: http.url(),
             ca_pem: http.ca_pem().map(str::to_owned),
             admin: kube.client(),
+            admin_token: Some(kube.admin_token()),
             backend: Backend::Memkube { kube, http },
         })
     }
@@ -151,6 +155,7 @@ impl ApiServer {
             url,
             ca_pem,
             admin,
+            admin_token: None,
             backend: Backend::Kubeconfig(entry),
         })
     }
@@ -175,7 +180,8 @@ impl ApiServer {
             url: plane.url(),
             ca_pem: Some(plane.ca_pem.clone()),
             admin: crate::kubeconfig::client(&yaml).await?,
-            backend: Backend::Envtest(Box::new(plane)),
+            admin_token: Some(plane.admin_token.clone()),
+            backend: Backend::Envtest(Box::new(tokio::sync::Mutex::new(plane))),
         })
     }
 
@@ -187,11 +193,6 @@ impl ApiServer {
     /// What is behind it.
     pub fn backend(&self) -> &Backend {
         &self.backend
-    }
-
-    /// Mutable access (to kill and restart an envtest kube-apiserver).
-    pub fn backend_mut(&mut self) -> &mut Backend {
-        &mut self.backend
     }
 
     /// The memkube instance, when it is one.
@@ -215,12 +216,12 @@ impl ApiServer {
                 credential: Credential::Token(&kube.admin_token()),
                 namespace: "default",
             })),
-            Backend::Envtest(plane) => Ok(render(&KubeconfigSpec {
+            Backend::Envtest(_) => Ok(render(&KubeconfigSpec {
                 name: &self.name,
                 server: &self.url,
                 ca_pem: self.ca_pem.as_deref(),
                 tls_server_name: None,
-                credential: Credential::Token(&plane.admin_token),
+                credential: Credential::Token(self.admin_token.as_deref().unwrap_or_default()),
                 namespace: "default",
             })),
             Backend::Kubeconfig(entry) => {
@@ -234,6 +235,31 @@ impl ApiServer {
                 name_the_host(&mut doc);
                 serde_yaml::to_string(&doc).map_err(|e| Error::Kubeconfig(e.to_string()))
             }
+        }
+    }
+
+    /// Takes the API away for `duration`, then brings it back: memkube refuses every connection
+    /// (its fault injection); an envtest kube-apiserver is killed with SIGKILL and started again
+    /// on the same data. A real API server someone else runs cannot be taken down (an error
+    /// that says so).
+    pub async fn outage(&self, duration: Duration) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Memkube { kube, .. } => {
+                kube.faults().outage(duration);
+                tokio::time::sleep(duration).await;
+                Ok(())
+            }
+            Backend::Envtest(plane) => {
+                let mut plane = plane.lock().await;
+                plane.kill_apiserver();
+                tokio::time::sleep(duration).await;
+                plane.restart_apiserver().await
+            }
+            Backend::Kubeconfig(entry) => Err(Error::Setup(format!(
+                "{} is a real API server named by {}: it cannot be taken down from here",
+                self.name,
+                entry.path.display()
+            ))),
         }
     }
 

@@ -52,6 +52,7 @@ pub fn config(identity: &str) -> GatewayConfig {
     c.connection.error_after = Duration::from_secs(5);
     c.leader.lease_duration = Duration::from_secs(2);
     c.leader.renew_period = Duration::from_millis(300);
+    c.leader.renew_deadline = Duration::from_millis(1300);
     c.leader.retry_period = Duration::from_millis(100);
     c
 }

@@ -145,6 +145,9 @@ impl ClusterRuntime {
             .context("forwarding the API into the LAN")?,
         ];
         let wan_forward = Some(wan_forward(&site, target).await?);
+        if api.is_real() {
+            wipe_isthmus_objects(&api.admin()).await?;
+        }
         let admin_kubeconfig = dir.join("admin.kubeconfig");
         write_secret_file(&admin_kubeconfig, api.admin_kubeconfig()?.as_bytes())?;
         chart::install(
@@ -334,5 +337,44 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes)?;
+    Ok(())
+}
+
+/// Removes what an earlier lab left in a real API server (a lab that crashed, or the last one:
+/// a real server outlives the lab): every isthmus object, finalizers dropped first, so that the
+/// new lab starts from nothing as a new memkube does. Kinds that are not installed are skipped.
+async fn wipe_isthmus_objects(client: &kube::Client) -> anyhow::Result<()> {
+    use isthmus_api::{ForeignCluster, IpamStorage, NatMapping, NetworkConfig, TunnelEndpoint};
+    wipe::<ForeignCluster>(kube::Api::all(client.clone())).await?;
+    wipe::<NetworkConfig>(kube::Api::namespaced(client.clone(), NAMESPACE)).await?;
+    wipe::<TunnelEndpoint>(kube::Api::namespaced(client.clone(), NAMESPACE)).await?;
+    wipe::<NatMapping>(kube::Api::namespaced(client.clone(), NAMESPACE)).await?;
+    wipe::<IpamStorage>(kube::Api::namespaced(client.clone(), NAMESPACE)).await
+}
+
+async fn wipe<K>(api: kube::Api<K>) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+    let items = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e).context("listing what an earlier lab left"),
+    };
+    let no_finalizers = serde_json::json!({"metadata": {"finalizers": null}});
+    for item in items {
+        let Some(name) = item.meta().name.clone() else {
+            continue;
+        };
+        let _ = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&no_finalizers))
+            .await;
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e).with_context(|| format!("deleting {name}")),
+        }
+    }
     Ok(())
 }

@@ -148,7 +148,7 @@ impl ApiServer {
                 .collect::<Vec<_>>()
                 .join("")
         });
-        let admin = kube::Client::try_from(config)
+        let admin = kube::Client::try_from(crate::kubeconfig::raw_answers(config))
             .map_err(|e| Error::Kubeconfig(format!("{}: {e}", entry.path.display())))?;
         Ok(ApiServer {
             name: entry.name.clone(),
@@ -343,6 +343,20 @@ impl ApiServer {
             .map(|host| host.trim_start_matches('[').trim_end_matches(']'))
     }
 
+    /// A client acting with `token`, built without I/O (the CA in the kubeconfig is parsed
+    /// here): for callers that cannot wait.
+    pub fn client_with_token_now(&self, token: &str) -> Result<kube::Client, Error> {
+        let url = self
+            .url
+            .parse()
+            .map_err(|e| Error::Kubeconfig(format!("{}: {e}", self.url)))?;
+        let mut config = kube::Config::new(url);
+        config.root_cert = self.ca_pem.as_deref().map(pem_to_ders).transpose()?;
+        config.auth_info.token = Some(token.to_owned().into());
+        kube::Client::try_from(crate::kubeconfig::raw_answers(config))
+            .map_err(|e| Error::Kubeconfig(e.to_string()))
+    }
+
     /// A client acting with `token` (over the network, as another process would).
     pub async fn client_for_token(
         &self,
@@ -373,5 +387,57 @@ fn name_the_host(doc: &mut serde_yaml::Value) {
         {
             cluster.insert("tls-server-name".into(), host.into());
         }
+    }
+}
+
+/// The DER bytes of every certificate in a PEM text.
+fn pem_to_ders(pem: &str) -> Result<Vec<Vec<u8>>, Error> {
+    let mut out = Vec::new();
+    let mut body = String::new();
+    let mut inside = false;
+    for line in pem.lines().map(str::trim) {
+        match line {
+            "-----BEGIN CERTIFICATE-----" => {
+                inside = true;
+                body.clear();
+            }
+            "-----END CERTIFICATE-----" => {
+                inside = false;
+                let der: k8s_openapi::ByteString =
+                    serde_json::from_value(serde_json::Value::String(std::mem::take(&mut body)))
+                        .map_err(|e| Error::Certificates(format!("a PEM certificate: {e}")))?;
+                out.push(der.0);
+            }
+            line if inside => body.push_str(line),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copied_kubeconfig_names_its_servers_host_for_other_addresses() {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(
+            "clusters:\n\
+             - {name: a, cluster: {server: 'https://127.0.0.1:6443'}}\n\
+             - {name: b, cluster: {server: 'https://kind-b:443', tls-server-name: kube}}\n",
+        )
+        .unwrap();
+        name_the_host(&mut doc);
+        assert_eq!(doc["clusters"][0]["cluster"]["tls-server-name"], "127.0.0.1");
+        assert_eq!(doc["clusters"][1]["cluster"]["tls-server-name"], "kube");
+    }
+
+    #[test]
+    fn a_pem_bundle_gives_every_certificate() {
+        let one = isthmus_memkube::pem_certificate(&[1, 2, 3]);
+        let two = isthmus_memkube::pem_certificate(&[9; 70]);
+        let ders = pem_to_ders(&format!("{one}{two}")).unwrap();
+        assert_eq!(ders, vec![vec![1, 2, 3], vec![9; 70]]);
+        assert!(pem_to_ders("junk").unwrap().is_empty());
     }
 }

@@ -13,5 +13,6 @@ mod kubectl;
 mod namespace_fixture;
 mod rbac;
 mod rbac_cases;
+mod real_api;
 mod semantics;
 mod watch;

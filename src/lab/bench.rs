@@ -1,8 +1,12 @@
-//! `isthmus lab bench`: the peering figures of the lab, measured on a fresh hub lab (a, b, c):
-//! bring-up times (ForeignClusters → first packet, lab up → full connectivity), and the reference thesis's
-//! B2: a `MapEndpointIP` reply at the hub → the DNAT entry carrying packets in the kernel (p50 and
-//! p99 over N sequential mappings, each proven by an echo reply through both tunnels), and M
-//! mappings created at once → all present in the kernel's DNAT map.
+//! `isthmus lab bench`: the figures of the lab, measured on a fresh hub lab (a, b, c) whose
+//! daemons run as processes with the chart's flags against their clusters' APIs: bring-up times
+//! (`isthmus peer` → both tunnels connected, first packet, lab up → full connectivity); every
+//! daemon's resident memory once idle; the reference thesis's B1 in Kubernetes mode (M clients ×
+//! N `MapEndpointIP` calls to the hub's network-manager, whose IPAM state lives in `IpamStorage`
+//! objects); and its B2: a `MapEndpointIP` reply at the hub → the DNAT entry carrying packets in
+//! the kernel (p50 and p99 over N sequential mappings, each proven by an echo reply through both
+//! tunnels), and M mappings created at once → all present in the kernel's DNAT map. A write
+//! latency can be given to every memkube, to predict a real API server (etcd's fsync).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -26,6 +30,13 @@ pub struct LabBenchOptions {
     /// Mappings created at once for the bulk figure.
     #[arg(long, default_value_t = 10_000)]
     pub bulk: usize,
+    /// Latency added to every write of every cluster's memkube after bring-up, in milliseconds
+    /// (about 3 ms is what etcd's fsync costs a real API server on this kind of machine).
+    #[arg(long, default_value_t = 0.0)]
+    pub api_write_latency_ms: f64,
+    /// B1 points, `CLIENTSxREQUESTS` (empty: none).
+    #[arg(long, value_delimiter = ',', default_value = "5x100,5x200,64x200")]
+    pub b1: Vec<String>,
 }
 
 /// The figures.
@@ -41,6 +52,12 @@ pub struct LabBenchReport {
     pub bulk_acked: Duration,
     /// First bulk request → every entry in the kernel's map.
     pub bulk_active: Duration,
+    /// Each pod's resident memory once the lab is idle: label, component, KiB.
+    pub idle_rss: Vec<(String, String, u64)>,
+    /// B1 points: (clients, requests per client, report).
+    pub b1: Vec<(usize, usize, crate::bench::ipam::IpamBenchReport)>,
+    /// The write latency given to the APIs.
+    pub api_write_latency: Duration,
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -61,6 +78,16 @@ impl fmt::Display for LabBenchReport {
         let opt = |d: Option<Duration>| d.map_or("-".to_owned(), ms);
         writeln!(f, "lab bring-up (3 clusters, hub b, identical Pod CIDRs)")?;
         writeln!(f, "  namespaces built                  {}", ms(t.topology))?;
+        writeln!(
+            f,
+            "  clusters (API, chart, pods)       {}",
+            ms(t.components)
+        )?;
+        writeln!(
+            f,
+            "  isthmus peer a b → both connected {}",
+            opt(t.peer_command)
+        )?;
         writeln!(
             f,
             "  ForeignClusters → first packet    {}",
@@ -90,6 +117,22 @@ impl fmt::Display for LabBenchReport {
             "  (includes one echo round trip a → b → c and back: {})",
             opt(self.path_rtt)
         )?;
+        writeln!(f, "idle resident memory (VmRSS)")?;
+        for (pod, _, kib) in &self.idle_rss {
+            writeln!(f, "  {pod:<32} {:.1} MiB", *kib as f64 / 1024.0)?;
+        }
+        writeln!(
+            f,
+            "API write latency added: {} ms",
+            self.api_write_latency.as_secs_f64() * 1e3
+        )?;
+        for (clients, requests, report) in &self.b1 {
+            writeln!(
+                f,
+                "B1 (Kubernetes mode, hub b for peer a): {clients} clients × {requests} requests"
+            )?;
+            writeln!(f, "  {}", report.to_string().replace('\n', "\n  "))?;
+        }
         writeln!(f, "B2 bulk: {} mappings at once", self.bulk)?;
         writeln!(
             f,
@@ -124,7 +167,59 @@ pub async fn run(options: LabBenchOptions) -> anyhow::Result<LabBenchReport> {
     result
 }
 
+/// Every pod's VmRSS in KiB, after the lab has been idle for a while.
+async fn idle_rss(lab: &Lab) -> Vec<(String, String, u64)> {
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let mut out = Vec::new();
+    for cluster in &lab.clusters {
+        for (label, component, pid) in cluster.pids() {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            out.push((label, component, kib));
+        }
+    }
+    out
+}
+
+/// The B1 points against the hub's IPAM, for peer a.
+async fn b1(
+    lab: &Lab,
+    points: &[String],
+) -> anyhow::Result<Vec<(usize, usize, crate::bench::ipam::IpamBenchReport)>> {
+    let mut out = Vec::new();
+    for (k, point) in points.iter().enumerate() {
+        let (clients, requests) = point
+            .split_once('x')
+            .and_then(|(c, r)| Some((c.parse().ok()?, r.parse().ok()?)))
+            .with_context(|| format!("--b1 {point}: expected CLIENTSxREQUESTS"))?;
+        let options = crate::bench::ipam::IpamBenchOptions {
+            target: lab.clusters[1].grpc.to_string(),
+            cluster_id: lab.clusters[0].site.id.to_string(),
+            clients,
+            connections: clients,
+            requests,
+            pod_cidr: lab.clusters[1].site.pod_cidr,
+            // a fresh range for every point: each maps new endpoints
+            endpoint_base: Ipv4Addr::new(100, 96 + k as u8, 0, 0),
+        };
+        out.push((clients, requests, crate::bench::ipam::run(options).await?));
+    }
+    Ok(out)
+}
+
 async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<LabBenchReport> {
+    let idle_rss = idle_rss(lab).await;
+    let api_write_latency = Duration::from_secs_f64(options.api_write_latency_ms.max(0.0) / 1e3);
+    for cluster in &lab.clusters {
+        if let Some(kube) = cluster.api.memkube_instance() {
+            kube.faults().set_write_latency(api_write_latency);
+        }
+    }
+    let b1 = b1(lab, &options.b1).await?;
     // Withdraw the reflection of c's first pod into a: the bench maps it again and again.
     let c_pod = lab.pods(2)[0].name.clone();
     let r = lab
@@ -173,6 +268,9 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
         bulk: options.bulk,
         bulk_acked,
         bulk_active,
+        idle_rss,
+        b1,
+        api_write_latency,
     })
 }
 

@@ -236,6 +236,11 @@ impl ClusterRuntime {
             .unwrap_or_default()
     }
 
+    /// Every running pod: label, component, pid.
+    pub fn pids(&self) -> Vec<(String, String, u32)> {
+        self.kubelet.as_ref().map(Kubelet::pids).unwrap_or_default()
+    }
+
     /// Every pod's log file.
     pub fn logs(&self) -> Vec<(String, PathBuf)> {
         self.kubelet.as_ref().map(Kubelet::logs).unwrap_or_default()

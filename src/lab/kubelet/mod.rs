@@ -98,6 +98,7 @@ impl Kubelet {
                 kubeconfig: kubeconfigs[&pod.service_account].clone(),
                 log: config.dir.join(format!("{}.log", pod.pod_name)),
                 pod: pod.clone(),
+                pid: Arc::default(),
             };
             kubelet.pods.push((pod, None, launch));
         }
@@ -166,6 +167,19 @@ impl Kubelet {
         self.pods
             .iter()
             .map(|(pod, _, launch)| (self.label(pod), launch.log.clone()))
+            .collect()
+    }
+
+    /// Every running pod: its label (`a/isthmus-gateway-0`), component and pid.
+    pub fn pids(&self) -> Vec<(String, String, u32)> {
+        self.pods
+            .iter()
+            .filter(|(_, c, _)| c.is_some())
+            .map(|(pod, _, launch)| {
+                let pid = launch.pid.load(std::sync::atomic::Ordering::Acquire);
+                (self.label(pod), pod.component.clone(), pid)
+            })
+            .filter(|(.., pid)| *pid != 0)
             .collect()
     }
 

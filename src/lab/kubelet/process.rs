@@ -33,6 +33,8 @@ pub struct Launch {
     pub kubeconfig: PathBuf,
     /// Where its stdout and stderr go (appended across restarts).
     pub log: PathBuf,
+    /// The pid of the running process (0 while none runs); shared by clones.
+    pub pid: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Launch {
@@ -92,6 +94,10 @@ impl Launch {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", self.pod.pod_name))?;
+        self.pid.store(
+            child.id().unwrap_or_default(),
+            std::sync::atomic::Ordering::Release,
+        );
         tokio::select! {
             status = child.wait() => {
                 let status = status?;
@@ -139,6 +145,7 @@ mod tests {
             binary: "/usr/local/bin/isthmus".into(),
             kubeconfig: "/run/x/isthmus-gateway.kubeconfig".into(),
             log: "/run/x/isthmus-gateway-0.log".into(),
+            pid: Arc::default(),
         };
         assert_eq!(
             launch.command_line(),

@@ -104,6 +104,8 @@ pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
     let peer: ClusterId = "bench-peer".parse()?;
     let (pod, ext): (Cidr, Cidr) = ("10.0.0.0/16".parse()?, "10.2.0.0/16".parse()?);
     ipam.upsert_peer(&peer, pod, ext).await?;
+    // the peer addresses us as-is
+    ipam.set_peer_view(&peer, None, None).await?;
     let started = Instant::now();
     let mut per_thousand = Vec::new();
     let mut chunk = Instant::now();

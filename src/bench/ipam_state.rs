@@ -76,6 +76,8 @@ async fn fill(opts: &StateBenchOptions) -> anyhow::Result<Duration> {
     let peer: ClusterId = "bench-peer".parse()?;
     let (pod, ext): (Cidr, Cidr) = ("10.0.0.0/16".parse()?, "10.2.0.0/16".parse()?);
     ipam.upsert_peer(&peer, pod, ext).await?;
+    // the peer addresses us as-is
+    ipam.set_peer_view(&peer, None, None).await?;
     let start = Instant::now();
     let workers = 64u32;
     let tasks: Vec<_> = (0..workers)

@@ -153,6 +153,7 @@ fn ipam_objects(shape: FixtureShape) -> Vec<IpamStorage> {
             remote_nat_external_cidr: t.remote_nat_external_cidr,
             local_nat_pod_cidr: Some(t.local_nat_pod_cidr),
             local_nat_external_cidr: None,
+            peer_view_known: true,
         };
         (peer_id(i), s)
     });

@@ -9,6 +9,8 @@ pub fn to_status(err: &ServiceError) -> Status {
     let code = match err {
         ServiceError::Ipam(e) => match e {
             IpamError::UnknownPeer(_) => Code::NotFound,
+            // transient: the peering is being established
+            IpamError::PeerViewUnknown(_) => Code::Unavailable,
             IpamError::ExternalExhausted(_) | IpamError::PoolsExhausted { .. } => {
                 Code::ResourceExhausted
             }

@@ -373,7 +373,11 @@ where
             continue;
         };
         let _ = api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&no_finalizers))
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&no_finalizers),
+            )
             .await;
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}

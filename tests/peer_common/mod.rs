@@ -343,6 +343,7 @@ impl Site {
         config.probe_timeout = Duration::from_millis(100);
         config.leader.lease_duration = Duration::from_secs(2);
         config.leader.renew_period = Duration::from_millis(300);
+        config.leader.renew_deadline = Duration::from_millis(1300);
         config.leader.retry_period = Duration::from_millis(100);
         let mut tunnel = FakeTunnel::new(Backend::Kernel);
         for peer in peers {

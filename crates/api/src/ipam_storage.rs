@@ -131,6 +131,14 @@ pub struct ClusterSubnets {
     )]
     #[schemars(with = "Option<Cidr>")]
     pub local_nat_external_cidr: Option<Cidr>,
+    /// Whether the peer has told us how it addresses us (absent: it has, as in states written
+    /// before this field).
+    #[serde(
+        rename = "peerViewKnown",
+        default = "peer_view_known",
+        skip_serializing_if = "is_true"
+    )]
+    pub peer_view_known: bool,
 }
 
 /// One endpoint reflected with an ExternalCIDR address.
@@ -197,4 +205,12 @@ pub struct JournalEntry {
     /// The peer's networks (PeerSet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<ClusterSubnets>,
+}
+
+fn peer_view_known() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }

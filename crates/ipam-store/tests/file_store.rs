@@ -42,6 +42,7 @@ async fn populate(ipam: &DurableIpam) {
     ipam.upsert_peer(&id("b"), c("10.0.0.0/16"), c("10.2.0.0/16"))
         .await
         .unwrap();
+    ipam.set_peer_view(&id("b"), None, None).await.unwrap();
     ipam.upsert_peer(&id("c"), c("10.60.0.0/16"), c("10.61.0.0/16"))
         .await
         .unwrap();
@@ -153,6 +154,7 @@ async fn concurrent_requests_never_share_an_address() {
     ipam.upsert_peer(&id("b"), c("10.50.0.0/16"), c("10.51.0.0/16"))
         .await
         .unwrap();
+    ipam.set_peer_view(&id("b"), None, None).await.unwrap();
     let mut tasks = Vec::new();
     for t in 0..32u32 {
         let ipam = ipam.clone();
@@ -203,6 +205,7 @@ async fn unknown_peers_and_exhaustion_are_reported() {
     ipam.upsert_peer(&id("b"), c("10.50.0.0/16"), c("10.51.0.0/16"))
         .await
         .unwrap();
+    ipam.set_peer_view(&id("b"), None, None).await.unwrap();
     ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
     let err = ipam.map_endpoint_ip(&id("b"), ep(2)).await.unwrap_err();
     assert!(matches!(
@@ -220,8 +223,10 @@ async fn subscribers_hear_of_every_durable_batch() {
     ipam.upsert_peer(&id("b"), c("10.50.0.0/16"), c("10.51.0.0/16"))
         .await
         .unwrap();
+    ipam.set_peer_view(&id("b"), None, None).await.unwrap();
     assert!(changes.has_changed().unwrap());
-    assert_eq!(*changes.borrow_and_update(), start + 1);
+    // two changes: b's networks, then b's view of us
+    assert_eq!(*changes.borrow_and_update(), start + 2);
     // A pure translation changes nothing and wakes nobody.
     ipam.map_endpoint_ip(&id("b"), "10.0.0.9".parse().unwrap())
         .await

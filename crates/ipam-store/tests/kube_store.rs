@@ -43,6 +43,7 @@ pub async fn peer(ipam: &DurableIpam, name: &str) {
     )
     .await
     .unwrap();
+    ipam.set_peer_view(&id(name), None, None).await.unwrap();
 }
 
 pub fn ep(i: u32) -> Ipv4Addr {

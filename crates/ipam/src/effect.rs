@@ -41,6 +41,18 @@ pub struct PeerNetworks {
     /// How the peer addresses our ExternalCIDR, when it remapped it (the peer's decision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_external_nat: Option<Cidr>,
+    /// Whether the peer has told us its decision (the two fields above). Until it has, nothing
+    /// can be answered in its view of us. States stored before this field existed knew it.
+    #[serde(default = "known", skip_serializing_if = "is_known")]
+    pub view_known: bool,
+}
+
+fn known() -> bool {
+    true
+}
+
+fn is_known(known: &bool) -> bool {
+    *known
 }
 
 /// One durable change. Applied in log order; see [`crate::Ipam::apply`].

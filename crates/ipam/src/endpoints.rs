@@ -43,6 +43,10 @@ impl Ipam {
             .peers
             .get(cluster)
             .ok_or_else(|| IpamError::UnknownPeer(cluster.clone()))?;
+        if !peer.view_known {
+            // an answer now would be in a view the peer has not chosen: possibly wrong
+            return Err(IpamError::PeerViewUnknown(cluster.clone()));
+        }
         let l = &self.local;
         if l.pod_cidr.contains(ip) {
             let view = peer.local_pod_nat.unwrap_or(l.pod_cidr);

@@ -18,6 +18,11 @@ pub enum IpamError {
     },
     #[error("unknown peer cluster {0}")]
     UnknownPeer(ClusterId),
+    #[error(
+        "peer {0} has not yet said how it addresses this cluster (its NetworkConfig status); \
+         retry once the peering is established"
+    )]
+    PeerViewUnknown(ClusterId),
     #[error("no free /{prefix_len} network left in the pools to remap {network} of peer {cluster}")]
     PoolsExhausted {
         cluster: ClusterId,

@@ -47,6 +47,8 @@ impl Ipam {
             remote_external_view,
             local_pod_nat: existing.and_then(|p| p.local_pod_nat),
             local_external_nat: existing.and_then(|p| p.local_external_nat),
+            // a new peer has not told us how it addresses us yet
+            view_known: existing.is_some_and(|p| p.view_known),
         };
         Ok(Effect::PeerSet {
             cluster: cluster.clone(),
@@ -101,6 +103,7 @@ impl Ipam {
         let networks = PeerNetworks {
             local_pod_nat: normalise(local_pod_nat, self.local.pod_cidr),
             local_external_nat: normalise(local_external_nat, self.local.external_cidr),
+            view_known: true,
             ..peer.clone()
         };
         Ok(Effect::PeerSet {

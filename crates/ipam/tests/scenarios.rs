@@ -32,9 +32,11 @@ fn run(ipam: &mut Ipam, f: impl FnOnce(&Ipam) -> Result<Effect, IpamError>) -> E
     e
 }
 
+/// A peer whose networks we decided and whose view of us (as-is) it has told us.
 fn peer(ipam: &mut Ipam, name: &str, pod: &str, ext: &str) -> isthmus_ipam::PeerNetworks {
     let cl = id(name);
     run(ipam, |i| i.plan_peer(&cl, c(pod), c(ext)));
+    run(ipam, |i| i.plan_peer_view(&cl, None, None));
     ipam.peer(&cl).unwrap().clone()
 }
 
@@ -309,4 +311,31 @@ fn pool_usage_counts_every_network_taken_from_each_pool() {
     let after = ipam.pool_usage();
     assert_eq!(after[0].1.allocated, 4 * 65_536, "{after:?}");
     assert_eq!(after[1].1.allocated, 256);
+}
+
+#[test]
+fn nothing_is_answered_in_a_view_the_peer_has_not_told_yet() {
+    let mut ipam = Ipam::new(&config()).unwrap();
+    let b = id("b");
+    run(&mut ipam, |i| {
+        i.plan_peer(&b, c("10.0.0.0/16"), c("10.2.0.0/16"))
+    });
+    // b has not said how it addresses us: "as-is" would be a guess, possibly wrong
+    for endpoint in ["10.0.0.5", "192.168.7.7"] {
+        assert_eq!(
+            ipam.plan_map(&b, ip(endpoint)),
+            Err(IpamError::PeerViewUnknown(b.clone())),
+            "{endpoint}"
+        );
+    }
+    // once it has (it remapped our Pod CIDR), answers are in its view
+    run(&mut ipam, |i| {
+        i.plan_peer_view(&b, Some(c("10.9.0.0/16")), None)
+    });
+    assert_eq!(map(&mut ipam, "b", "10.0.0.5"), ip("10.9.0.5"));
+    // a re-decision of b's networks keeps what b told us
+    run(&mut ipam, |i| {
+        i.plan_peer(&b, c("10.5.0.0/16"), c("10.2.0.0/16"))
+    });
+    assert_eq!(map(&mut ipam, "b", "10.0.0.6"), ip("10.9.0.6"));
 }

@@ -428,7 +428,10 @@ mod tests {
         )
         .unwrap();
         name_the_host(&mut doc);
-        assert_eq!(doc["clusters"][0]["cluster"]["tls-server-name"], "127.0.0.1");
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["tls-server-name"],
+            "127.0.0.1"
+        );
         assert_eq!(doc["clusters"][1]["cluster"]["tls-server-name"], "kube");
     }
 

@@ -190,6 +190,7 @@ mod tests {
             remote_external_view: cidr("10.3.0.0/16"),
             local_pod_nat: Some(cidr("10.4.0.0/16")),
             local_external_nat: None,
+            view_known: true,
         };
         let spec = tunnel_endpoint_spec(&local, &networks, &received);
         assert_eq!(spec.cluster_id.as_str(), "b");

@@ -20,6 +20,7 @@ fn networks(pod_view: &str) -> PeerNetworks {
         remote_external_view: cidr("10.1.0.0/16"),
         local_pod_nat: None,
         local_external_nat: None,
+        view_known: true,
     }
 }
 

@@ -48,6 +48,7 @@ fn objects_of(snapshot: &IpamSnapshot, shards: u32) -> Vec<IpamStorage> {
                     remote_nat_external_cidr: p.remote_external_view,
                     local_nat_pod_cidr: p.local_pod_nat,
                     local_nat_external_cidr: p.local_external_nat,
+                    peer_view_known: p.view_known,
                 };
                 (id.to_string(), s)
             })
@@ -89,6 +90,8 @@ fn external_usage_matches_the_ipam_until_the_range_is_full() {
         .plan_peer(&b, c("10.0.0.0/16"), c("10.1.0.0/16"))
         .unwrap();
     ipam.apply(&effect).unwrap();
+    ipam.apply(&ipam.plan_peer_view(&b, None, None).unwrap())
+        .unwrap();
     let mut mapped = 0;
     loop {
         let snapshot = ipam.snapshot();
@@ -161,6 +164,7 @@ fn pools_count_every_reserved_network_once() {
                 remote_nat_external_cidr: c("100.64.0.0/16"), // accepted, outside the pools
                 local_nat_pod_cidr: None,
                 local_nat_external_cidr: None,
+                peer_view_known: true,
             },
         )]),
         ..Default::default()

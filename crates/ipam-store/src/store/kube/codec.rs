@@ -13,6 +13,7 @@ pub fn subnets(p: &PeerNetworks) -> ClusterSubnets {
         remote_nat_external_cidr: p.remote_external_view,
         local_nat_pod_cidr: p.local_pod_nat,
         local_nat_external_cidr: p.local_external_nat,
+        peer_view_known: p.view_known,
     }
 }
 
@@ -25,6 +26,7 @@ pub fn peer_networks(s: &ClusterSubnets) -> PeerNetworks {
         remote_external_view: s.remote_nat_external_cidr,
         local_pod_nat: s.local_nat_pod_cidr,
         local_external_nat: s.local_nat_external_cidr,
+        view_known: s.peer_view_known,
     }
 }
 

@@ -34,6 +34,8 @@ fn ipam() -> Ipam {
             .plan_peer(&id(peer), pod.parse().unwrap(), ext.parse().unwrap())
             .unwrap();
         ipam.apply(&e).unwrap();
+        let e = ipam.plan_peer_view(&id(peer), None, None).unwrap();
+        ipam.apply(&e).unwrap();
     }
     ipam
 }
@@ -267,6 +269,8 @@ fn objects_stay_far_below_256_kib() {
         remote_nat_external_cidr: cidr,
         local_nat_pod_cidr: Some(cidr),
         local_nat_external_cidr: Some(cidr),
+        // written only when false: the larger form
+        peer_view_known: false,
     };
     let entry = JournalEntry {
         op: JournalOp::PeerSet,

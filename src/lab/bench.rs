@@ -90,10 +90,10 @@ impl fmt::Display for LabBenchReport {
         )?;
         writeln!(
             f,
-            "  ForeignClusters → first packet    {}",
+            "  isthmus peer → first packet       {}",
             opt(t.first_packet)
         )?;
-        writeln!(f, "  ForeignClusters → all connected   {}", ms(t.peered))?;
+        writeln!(f, "  every pair peered and connected   {}", ms(t.peered))?;
         writeln!(
             f,
             "  lab up → full connectivity        {}",

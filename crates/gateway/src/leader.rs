@@ -1,8 +1,10 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: only the holder programs the kernel and
 //! writes status. Every write carries the `resourceVersion` it read (optimistic concurrency: a
 //! 409 means someone else wrote first). A lease is taken over when its holder released it or
-//! left it unrenewed for its duration, measured both on our clock since we first saw the record
-//! unchanged (as client-go does, immune to clock skew) and from its `renewTime`.
+//! left the record unchanged for a whole lease duration measured on our own monotonic clock
+//! since we first saw it (as client-go does). Its `renewTime` is written for people and tools but
+//! never compared with our wall clock: a standby whose clock runs fast must not take a live
+//! lease.
 
 use std::time::{Duration, Instant};
 
@@ -29,11 +31,11 @@ pub enum Decision {
     Wait,
 }
 
-/// Pure decision. `unchanged_for`: how long we have seen this exact record.
+/// Pure decision. `unchanged_for`: how long we have seen this exact record, on our monotonic
+/// clock (zero when we have just read it for the first time).
 pub fn decide(
     lease: Option<&LeaseSpec>,
     identity: &str,
-    now: Timestamp,
     unchanged_for: Duration,
     default_duration: Duration,
 ) -> Decision {
@@ -51,12 +53,7 @@ pub fn decide(
         .lease_duration_seconds
         .and_then(|s| u64::try_from(s).ok())
         .map_or(default_duration, Duration::from_secs);
-    let stale_by_clock = spec.renew_time.as_ref().is_some_and(|t| {
-        now.duration_since(t.0)
-            .try_into()
-            .is_ok_and(|age: Duration| age >= duration)
-    });
-    if unchanged_for >= duration || stale_by_clock {
+    if unchanged_for >= duration {
         Decision::Take
     } else {
         Decision::Wait
@@ -130,7 +127,6 @@ impl Elector {
         let decision = decide(
             spec,
             &self.config.identity,
-            now,
             unchanged_for,
             self.config.lease_duration,
         );
@@ -204,25 +200,39 @@ impl Elector {
                 }
             }
             failing = false;
-            match self.try_acquire_or_renew().await {
+            // A renewal that hangs must not keep us programming past the deadline: the standby
+            // takes over one lease duration after our last renewal, whatever we are waiting for.
+            let remaining = self.config.renew_deadline.saturating_sub(renewed.elapsed());
+            let attempt = tokio::time::timeout(remaining, self.try_acquire_or_renew()).await;
+            let Ok(attempt) = attempt else {
+                return Err(Error::RenewalFailed(format!(
+                    "lease {}: a renewal got no answer within the renew deadline ({} s)",
+                    self.config.lease_name,
+                    self.config.renew_deadline.as_secs()
+                )));
+            };
+            match attempt {
                 Ok(true) => renewed = Instant::now(),
                 Ok(false) => {
-                    let current = self
-                        .api
-                        .get_opt(&self.config.lease_name)
-                        .await
-                        .ok()
-                        .flatten();
-                    let holder = current
-                        .and_then(|l| l.spec)
-                        .and_then(|s| s.holder_identity)
-                        .unwrap_or_default();
-                    if holder != self.config.identity {
-                        let holder = if holder.is_empty() { "nobody" } else { &holder };
-                        return Err(Error::LeadershipLost(format!(
-                            "lease {} is held by {holder}",
-                            self.config.lease_name
-                        )));
+                    // Not renewed (someone wrote first): find out who holds it now. An
+                    // unanswered read is a failed renewal, not a lost lease.
+                    let remaining = self.config.renew_deadline.saturating_sub(renewed.elapsed());
+                    let read = self.api.get_opt(&self.config.lease_name);
+                    match tokio::time::timeout(remaining, read).await {
+                        Ok(Ok(current)) => {
+                            let holder = current
+                                .and_then(|l| l.spec)
+                                .and_then(|s| s.holder_identity)
+                                .unwrap_or_default();
+                            if holder != self.config.identity {
+                                let holder = if holder.is_empty() { "nobody" } else { &holder };
+                                return Err(Error::LeadershipLost(format!(
+                                    "lease {} is held by {holder}",
+                                    self.config.lease_name
+                                )));
+                            }
+                        }
+                        Ok(Err(_)) | Err(_) => failing = true,
                     }
                 }
                 Err(err) => {
@@ -277,39 +287,39 @@ mod tests {
         }
     }
 
-    fn at(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
-    }
-
     #[test]
     fn decisions() {
         let zero = Duration::ZERO;
-        assert_eq!(decide(None, "a", at(100), zero, D), Decision::Create);
+        assert_eq!(decide(None, "a", zero, D), Decision::Create);
+        assert_eq!(decide(Some(&held("a", 100)), "a", zero, D), Decision::Renew);
+        assert_eq!(decide(Some(&held("b", 100)), "a", zero, D), Decision::Wait);
         assert_eq!(
-            decide(Some(&held("a", 100)), "a", at(100), zero, D),
-            Decision::Renew
-        );
-        assert_eq!(
-            decide(Some(&held("b", 100)), "a", at(105), zero, D),
+            decide(Some(&held("b", 100)), "a", D - Duration::from_millis(1), D),
             Decision::Wait
         );
         assert_eq!(
-            decide(Some(&held("b", 100)), "a", at(116), zero, D),
+            decide(Some(&held("b", 200)), "a", D, D),
             Decision::Take,
-            "expired by renewTime"
-        );
-        assert_eq!(
-            decide(Some(&held("b", 200)), "a", at(100), D, D),
-            Decision::Take,
-            "expired by our own observation, whatever the clocks say"
+            "expired by our own observation"
         );
         let released = LeaseSpec {
             holder_identity: None,
             ..held("b", 100)
         };
+        assert_eq!(decide(Some(&released), "a", zero, D), Decision::Take);
+    }
+
+    #[test]
+    fn a_renew_time_long_past_by_our_clock_is_not_expiry() {
+        // renewed at second 0 of the epoch: by any wall clock decades ago, but we have just
+        // read this record, so its holder may be alive with a clock far behind ours
         assert_eq!(
-            decide(Some(&released), "a", at(101), zero, D),
-            Decision::Take
+            decide(Some(&held("b", 0)), "a", Duration::ZERO, D),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&held("b", 0)), "a", Duration::from_secs(14), D),
+            Decision::Wait
         );
     }
 }

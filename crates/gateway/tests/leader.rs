@@ -186,3 +186,98 @@ async fn a_replica_that_could_not_renew_tears_down_once_another_holds_the_lease(
         "the datapath is removed once another replica leads"
     );
 }
+
+/// Renews the lease as holder `who` every 300 ms with a `renewTime` an hour in the past, as a
+/// live holder whose clock runs an hour behind ours would, until `stop` is dropped.
+fn renew_with_a_slow_clock(
+    client: &kube::Client,
+    who: &'static str,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::{Timestamp, ToSpan};
+    let api: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let renew = async move {
+        loop {
+            let behind = Timestamp::now() - 1.hour();
+            let mut lease = api
+                .get_opt("isthmus-gateway")
+                .await
+                .unwrap()
+                .unwrap_or(Lease {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some("isthmus-gateway".into()),
+                        ..Default::default()
+                    },
+                    spec: None,
+                });
+            lease.spec = Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                holder_identity: Some(who.into()),
+                lease_duration_seconds: Some(2),
+                renew_time: Some(MicroTime(behind)),
+                ..Default::default()
+            });
+            let written = if lease.metadata.resource_version.is_some() {
+                api.replace("isthmus-gateway", &PostParams::default(), &lease)
+                    .await
+            } else {
+                api.create(&PostParams::default(), &lease).await
+            };
+            written.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = renew => {}
+            _ = stop => {}
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_standby_never_takes_a_live_lease_whatever_the_holders_clock_says() {
+    let (_kube, client) = cluster().await;
+    create_tep(&client, &tep("b", 1, &PrivateKey::generate())).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let slow = renew_with_a_slow_clock(&client, "gw-slow", stop_rx);
+    wait_for("the slow holder holds the lease", LIMIT, || async {
+        holder(&client).await.as_deref() == Some("gw-slow")
+    })
+    .await;
+    let standby = start(&client, config("gw-1"), FakeProber::default());
+    // Longer than the lease duration (2 s): by its renewTime the lease looks an hour stale
+    // all along, but the record keeps changing, so its holder is alive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !standby.has_device(),
+        "the standby took a live lease by comparing clocks"
+    );
+    assert_eq!(holder(&client).await.as_deref(), Some("gw-slow"));
+    // Once the holder stops renewing, the record stays unchanged for a lease duration.
+    drop(stop_tx);
+    slow.await.unwrap();
+    wait_for("gw-1 takes over", LIMIT, || async { standby.peers() == 1 }).await;
+    assert_eq!(holder(&client).await.as_deref(), Some("gw-1"));
+    standby.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_renewal_that_hangs_gives_up_at_the_renew_deadline() {
+    use isthmus_gateway::leader::Elector;
+    let (kube, client) = cluster().await;
+    let leader = config("gw-0").leader;
+    let mut elector = Elector::new(client.clone(), NS, leader.clone());
+    let (_stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    assert!(elector.campaign(&mut stop_rx).await, "gw-0 leads");
+    let holding = tokio::spawn(elector.hold(stop_rx));
+    // Every write now takes 60 s: the next renewal hangs far past the renew deadline (1.3 s)
+    // and the lease (2 s), after which a standby may take over.
+    kube.faults().set_write_latency(Duration::from_secs(60));
+    let result = tokio::time::timeout(LIMIT, holding)
+        .await
+        .expect("the holder gives up instead of waiting for the hung renewal")
+        .unwrap();
+    assert!(matches!(result, Err(Error::RenewalFailed(_))), "{result:?}");
+    kube.faults().set_write_latency(Duration::ZERO);
+}

@@ -218,8 +218,14 @@ async fn addresses_that_must_never_be_dnat_targets_are_refused_and_change_nothin
     assert_eq!(files(&server.state_dir), before, "a refusal wrote nothing");
     // A pod of ours is still translated, and another cluster's pod gets the one address of
     // the /30 ExternalCIDR: no refused request took it.
-    let pod = c.map_endpoint_ip(map("cluster-b", "10.0.3.4")).await.unwrap();
+    let pod = c
+        .map_endpoint_ip(map("cluster-b", "10.0.3.4"))
+        .await
+        .unwrap();
     assert!(pod.into_inner().ip.ends_with(".3.4"));
-    let other = c.map_endpoint_ip(map("cluster-b", "10.80.1.1")).await.unwrap();
+    let other = c
+        .map_endpoint_ip(map("cluster-b", "10.80.1.1"))
+        .await
+        .unwrap();
     assert_eq!(other.into_inner().ip, "192.168.50.2");
 }

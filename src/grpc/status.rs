@@ -16,9 +16,7 @@ pub fn to_status(err: &ServiceError) -> Status {
             }
             IpamError::InvalidEndpoint { .. }
             | IpamError::ForbiddenEndpoint { .. }
-            | IpamError::InvalidPeerNetwork { .. } => {
-                Code::InvalidArgument
-            }
+            | IpamError::InvalidPeerNetwork { .. } => Code::InvalidArgument,
             IpamError::InvalidConfig(_) | IpamError::Overlap { .. } => Code::FailedPrecondition,
             IpamError::Corrupt(_) => Code::Internal,
         },

@@ -46,7 +46,10 @@ impl fmt::Display for ForbiddenEndpoint {
             Self::FutureUse => write!(f, "reserved for future use (240.0.0.0/4)"),
             Self::ServiceCidr(c) => write!(f, "in the local Service CIDR {c}"),
             Self::ExternalCidr(c) => {
-                write!(f, "in the local ExternalCIDR {c}, which holds reflection addresses only")
+                write!(
+                    f,
+                    "in the local ExternalCIDR {c}, which holds reflection addresses only"
+                )
             }
             Self::Reserved(c) => write!(f, "in the reserved range {c}"),
         }

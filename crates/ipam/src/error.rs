@@ -32,7 +32,10 @@ pub enum IpamError {
     #[error("ExternalCIDR {0} has no free address left")]
     ExternalExhausted(Cidr),
     #[error("endpoint IP {ip} is {class}: never a DNAT target, so never an endpoint")]
-    ForbiddenEndpoint { ip: Ipv4Addr, class: ForbiddenEndpoint },
+    ForbiddenEndpoint {
+        ip: Ipv4Addr,
+        class: ForbiddenEndpoint,
+    },
     #[error("invalid endpoint IP {ip}: {reason}")]
     InvalidEndpoint { ip: Ipv4Addr, reason: String },
     #[error("invalid network for peer {cluster}: {reason}")]

@@ -336,7 +336,11 @@ fn string<'a>(map: &'a Mapping, key: &str, path: &str) -> Result<&'a str, Refusa
     }
 }
 
-fn optional_string<'a>(map: &'a Mapping, key: &str, path: &str) -> Result<Option<&'a str>, Refusal> {
+fn optional_string<'a>(
+    map: &'a Mapping,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a str>, Refusal> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => non_empty(v, path).map(Some),
@@ -383,9 +387,8 @@ fn pem_blocks(v: &Value, path: &str, tag: &'static str) -> Result<Vec<Vec<u8>>, 
     let blocks = pem::parse_many(&bytes).unwrap_or_default();
     // exactly `CERTIFICATE` (as kube reads CAs); any unencrypted `… PRIVATE KEY`
     let key = tag == "PRIVATE KEY";
-    let wanted = |t: &str| {
-        t == tag || (key && t.ends_with(" PRIVATE KEY") && !t.starts_with("ENCRYPTED"))
-    };
+    let wanted =
+        |t: &str| t == tag || (key && t.ends_with(" PRIVATE KEY") && !t.starts_with("ENCRYPTED"));
     let der: Vec<Vec<u8>> = blocks
         .into_iter()
         .filter(|p| wanted(p.tag()))

@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use isthmus_api::{ClusterId, NetworkConfig};
+use kube::Api;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Api;
 use tokio::task::AbortHandle;
 
 use crate::peers::PeerClient;
@@ -81,8 +81,6 @@ impl PeerWatches {
         };
         tasks.insert(peer.clone(), running);
     }
-
-
 
     /// Stops watching `peer`.
     pub fn stop(&self, peer: &ClusterId) {

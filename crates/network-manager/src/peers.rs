@@ -35,7 +35,7 @@ pub enum ResolveError {
         namespace: String,
         name: String,
         key: String,
-        refusal: Refusal,
+        refusal: Box<Refusal>,
     },
     /// No client can be built from the accepted kubeconfig (its certificates or key).
     #[error(
@@ -116,7 +116,8 @@ impl LabPeers {
 
     /// Makes lab cluster `name` reachable through `client`.
     pub fn insert(&self, name: &str, client: Client) {
-        self.write().insert(name.to_owned(), PeerClient::new(client));
+        self.write()
+            .insert(name.to_owned(), PeerClient::new(client));
     }
 
     /// Makes lab cluster `name` unreachable.
@@ -235,7 +236,7 @@ impl KubeconfigError {
                 namespace,
                 name,
                 key,
-                refusal,
+                refusal: Box::new(refusal),
             },
             KubeconfigError::Client => ResolveError::Client {
                 namespace,

@@ -44,7 +44,12 @@ pub async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action> {
         }
         Err(e) if e.is_kubeconfig_refused() => {
             // nothing was built or written; retried with backoff, so a fixed Secret is read
-            report(fc, ctx, &PeeringObservation::KubeconfigRefused(e.to_string())).await?;
+            report(
+                fc,
+                ctx,
+                &PeeringObservation::KubeconfigRefused(e.to_string()),
+            )
+            .await?;
             Err(e)
         }
         Err(e) if e.is_peer_unreachable() => {

@@ -172,3 +172,60 @@ async fn health_and_reflection_are_served() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"ipam"), "{names:?}");
 }
+
+/// Every file under `dir` with its bytes, in path order.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            match p.is_dir() {
+                true => todo.push(p),
+                false => out.push((p.clone(), std::fs::read(&p).unwrap())),
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn addresses_that_must_never_be_dnat_targets_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = "- {clusterID: cluster-b, podCIDR: 10.0.0.0/16, externalCIDR: 10.2.0.0/16}\n";
+    let reserved = ["--reserved", "172.18.0.0/16"];
+    let server = Server::start_with_args(dir.path(), "192.168.50.0/30", peers, &reserved);
+    let mut c = server.client().await;
+    let before = files(&server.state_dir);
+    assert!(!before.is_empty(), "the IPAM wrote its state at start");
+    let cases = [
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("255.255.255.255", "broadcast"),
+        ("0.0.0.0", "unspecified"),
+        ("10.1.0.10", "Service CIDR 10.1.0.0/16"),
+        ("192.168.50.2", "ExternalCIDR 192.168.50.0/30"),
+        ("172.18.0.5", "reserved range 172.18.0.0/16"),
+    ];
+    for (ip, class) in cases {
+        let err = c.map_endpoint_ip(map("cluster-b", ip)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{ip}: {}", err.message());
+        assert!(err.message().contains(class), "{ip}: {}", err.message());
+        assert!(err.message().contains(ip), "{ip}: {}", err.message());
+    }
+    assert_eq!(files(&server.state_dir), before, "a refusal wrote nothing");
+    // A pod of ours is still translated, and another cluster's pod gets the one address of
+    // the /30 ExternalCIDR: no refused request took it.
+    let pod = c
+        .map_endpoint_ip(map("cluster-b", "10.0.3.4"))
+        .await
+        .unwrap();
+    assert!(pod.into_inner().ip.ends_with(".3.4"));
+    let other = c
+        .map_endpoint_ip(map("cluster-b", "10.80.1.1"))
+        .await
+        .unwrap();
+    assert_eq!(other.into_inner().ip, "192.168.50.2");
+}

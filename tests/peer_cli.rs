@@ -170,7 +170,7 @@ async fn an_unreachable_api_and_other_namespaces_are_refused() {
         &gone,
         &[kubeconfig_entry(
             "gone",
-            &format!("http://127.0.0.1:{port}"),
+            &format!("https://127.0.0.1:{port}"),
             None,
             None,
         )],
@@ -180,7 +180,20 @@ async fn an_unreachable_api_and_other_namespaces_are_refused() {
     let m = refused(args, &[&a, &b]).await;
     assert!(
         m.starts_with(&format!(
-            "the remote cluster (context ctx-gone): the API at http://127.0.0.1:{port} does not answer: "
+            "the remote cluster (context ctx-gone): the API at https://127.0.0.1:{port} does not answer: "
+        )),
+        "{m}"
+    );
+    // a plain-HTTP API: network-managers would refuse its kubeconfig, so none is written
+    let plain = a.dir.path().join("plain");
+    let url = format!("http://127.0.0.1:{port}");
+    write_kubeconfig(&plain, &[kubeconfig_entry("plain", &url, None, None)]);
+    let mut args = peer_args(&a, &b, Duration::from_secs(5));
+    args.clusters.remote_kubeconfig = Some(plain);
+    let m = refused(args, &[&a, &b]).await;
+    assert!(
+        m.starts_with(&format!(
+            "the remote cluster (context ctx-plain): the peer would reach this API at {url}, plain HTTP"
         )),
         "{m}"
     );

@@ -55,7 +55,8 @@ pub struct Args {
     /// Address pools for the ExternalCIDR and remapping (default: the RFC 1918 ranges).
     #[arg(long = "pool", value_delimiter = ',')]
     pub pools: Vec<Cidr>,
-    /// Networks never to hand out (node network, other reserved ranges).
+    /// Networks never to hand out (node network, other reserved ranges); addresses in them are
+    /// never endpoints either (MapEndpointIP answers INVALID_ARGUMENT).
     #[arg(long = "reserved", value_delimiter = ',')]
     pub reserved: Vec<Cidr>,
     /// YAML list of peers: clusterID, podCIDR, externalCIDR, optional podCIDRNAT/externalCIDRNAT.

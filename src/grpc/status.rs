@@ -14,9 +14,9 @@ pub fn to_status(err: &ServiceError) -> Status {
             IpamError::ExternalExhausted(_) | IpamError::PoolsExhausted { .. } => {
                 Code::ResourceExhausted
             }
-            IpamError::InvalidEndpoint { .. } | IpamError::InvalidPeerNetwork { .. } => {
-                Code::InvalidArgument
-            }
+            IpamError::InvalidEndpoint { .. }
+            | IpamError::ForbiddenEndpoint { .. }
+            | IpamError::InvalidPeerNetwork { .. } => Code::InvalidArgument,
             IpamError::InvalidConfig(_) | IpamError::Overlap { .. } => Code::FailedPrecondition,
             IpamError::Corrupt(_) => Code::Internal,
         },

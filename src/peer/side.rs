@@ -140,6 +140,18 @@ pub async fn connect(r: &ClusterRef, request_timeout: Duration) -> Result<Connec
         })?,
         None => server.clone(),
     };
+    if api_url.to_ascii_lowercase().starts_with("http://") {
+        // the peer's network-manager refuses such a kubeconfig: do not write one
+        return Err(PeerError::Config {
+            side: label,
+            message: format!(
+                "the peer would reach this API at {api_url}, plain HTTP: the token would cross \
+                 the network in clear, and network-managers accept only https:// servers. Pass \
+                 --{}api-url https://…",
+                r.role.flag()
+            ),
+        });
+    }
     let ca_pem = config.root_cert.as_ref().map(|certs| {
         certs
             .iter()

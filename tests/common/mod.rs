@@ -48,6 +48,16 @@ impl Server {
 
     /// Same, with the given peers file contents.
     pub fn start_with(dir: &Path, external_cidr: &str, peers_yaml: &str) -> Server {
+        Self::start_with_args(dir, external_cidr, peers_yaml, &[])
+    }
+
+    /// Same, with more command-line arguments.
+    pub fn start_with_args(
+        dir: &Path,
+        external_cidr: &str,
+        peers_yaml: &str,
+        extra_args: &[&str],
+    ) -> Server {
         let peers = dir.join("peers.yaml");
         std::fs::write(&peers, peers_yaml).unwrap();
         let state_dir = dir.join("state");
@@ -70,6 +80,7 @@ impl Server {
             .arg("--peers")
             .arg(&peers)
             .args(["--listen", &addr])
+            .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::effect::Effect;
+use crate::endpoint_class::forbidden_endpoint;
 use crate::{ClusterId, Ipam, IpamError};
 
 /// One endpoint reflected with an ExternalCIDR address.
@@ -35,7 +36,8 @@ pub struct UnmapOutcome {
 }
 
 impl Ipam {
-    /// Algorithm 3. A local pod IP is translated into the peer's view of our Pod CIDR; any other
+    /// Algorithm 3. An address that can never be a DNAT target ([`forbidden_endpoint`]) is
+    /// refused. A local pod IP is translated into the peer's view of our Pod CIDR; any other
     /// IP gets an ExternalCIDR address (allocated once, shared by every peer), answered in the
     /// peer's view of our ExternalCIDR.
     pub fn plan_map(&self, cluster: &ClusterId, ip: Ipv4Addr) -> Result<MapOutcome, IpamError> {
@@ -48,6 +50,9 @@ impl Ipam {
             return Err(IpamError::PeerViewUnknown(cluster.clone()));
         }
         let l = &self.local;
+        if let Some(class) = forbidden_endpoint(ip, l) {
+            return Err(IpamError::ForbiddenEndpoint { ip, class });
+        }
         if l.pod_cidr.contains(ip) {
             let view = peer.local_pod_nat.unwrap_or(l.pod_cidr);
             return Ok(MapOutcome {
@@ -56,7 +61,6 @@ impl Ipam {
                 effect: None,
             });
         }
-        self.validate_endpoint(ip)?;
         let ext_view = peer.local_external_nat.unwrap_or(l.external_cidr);
         let (external, effect) = match self.endpoints.get(&ip) {
             Some(e) if e.clusters.contains(cluster) => (e.external, None),
@@ -86,27 +90,6 @@ impl Ipam {
         self.external_pool
             .peek()
             .ok_or(IpamError::ExternalExhausted(self.local.external_cidr))
-    }
-
-    fn validate_endpoint(&self, ip: Ipv4Addr) -> Result<(), IpamError> {
-        let reason = if ip.is_unspecified() || ip.octets()[0] == 0 {
-            Some("an unspecified address cannot be an endpoint")
-        } else if ip.is_loopback() {
-            Some("a loopback address cannot be an endpoint")
-        } else if ip.is_multicast() || ip.is_broadcast() || ip.octets()[0] >= 240 {
-            Some("multicast, broadcast and reserved addresses cannot be endpoints")
-        } else if self.local.external_cidr.contains(ip) {
-            Some("it lies in the local ExternalCIDR, which only holds reflection addresses")
-        } else {
-            None
-        };
-        match reason {
-            Some(r) => Err(IpamError::InvalidEndpoint {
-                ip,
-                reason: r.to_owned(),
-            }),
-            None => Ok(()),
-        }
     }
 
     /// Algorithm 4. Unmapping something never mapped is a no-op (as in the reference thesis).

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::{Cidr, ClusterId};
+use crate::{Cidr, ClusterId, ForbiddenEndpoint};
 
 /// Why the IPAM refused a request. The state is unchanged whenever one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +31,11 @@ pub enum IpamError {
     },
     #[error("ExternalCIDR {0} has no free address left")]
     ExternalExhausted(Cidr),
+    #[error("endpoint IP {ip} is {class}: never a DNAT target, so never an endpoint")]
+    ForbiddenEndpoint {
+        ip: Ipv4Addr,
+        class: ForbiddenEndpoint,
+    },
     #[error("invalid endpoint IP {ip}: {reason}")]
     InvalidEndpoint { ip: Ipv4Addr, reason: String },
     #[error("invalid network for peer {cluster}: {reason}")]

@@ -14,6 +14,7 @@
 
 mod address_pool;
 mod effect;
+mod endpoint_class;
 mod endpoints;
 mod error;
 mod network_set;
@@ -22,6 +23,7 @@ mod state;
 
 pub use address_pool::AddressPool;
 pub use effect::{Effect, EndpointRecord, IpamSnapshot, LocalNetworks, PeerNetworks};
+pub use endpoint_class::{ForbiddenEndpoint, forbidden_endpoint};
 pub use endpoints::{MapOutcome, UnmapOutcome};
 pub use error::IpamError;
 pub use isthmus_addr::{Cidr, ClusterId};

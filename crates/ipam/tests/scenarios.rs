@@ -192,7 +192,7 @@ fn bad_requests_are_refused() {
     ] {
         let r = ipam.plan_map(&id("b"), ip(bad));
         assert!(
-            matches!(r, Err(IpamError::InvalidEndpoint { .. })),
+            matches!(r, Err(IpamError::ForbiddenEndpoint { .. })),
             "{bad}: {r:?}"
         );
     }

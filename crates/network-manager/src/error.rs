@@ -41,12 +41,20 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Config(_) => "InvalidConfiguration",
+            Error::PeerUnreachable { source, .. } if source.is_refusal() => {
+                crate::plan::REASON_KUBECONFIG_REFUSED
+            }
             Error::PeerUnreachable { .. } | Error::PeerApi { .. } => "PeerUnreachable",
             Error::Kube(_) => "LocalAPIError",
             Error::Ipam(_) => "IPAMError",
             Error::Finalizer(_) | Error::Cleanup(_) => "CleanupFailed",
             Error::MissingField(_) => "InvalidObject",
         }
+    }
+
+    /// Whether this error is a refused peer kubeconfig (a field to fix, named in the message).
+    pub fn is_kubeconfig_refused(&self) -> bool {
+        matches!(self, Error::PeerUnreachable { source, .. } if source.is_refusal())
     }
 
     /// Whether this error means the peer's API could not be used.

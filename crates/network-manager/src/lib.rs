@@ -18,6 +18,7 @@ pub mod error;
 mod foreign_cluster;
 mod nat_sync;
 pub mod objects;
+pub mod peer_kubeconfig;
 mod peer_watch;
 pub mod peers;
 pub mod plan;
@@ -35,7 +36,7 @@ use tokio::sync::watch;
 
 pub use config::{Backoff, ConfigError, LocalGateway, NetworkManagerConfig};
 pub use error::{Error, Result};
-pub use peers::{KubeconfigPeers, LabPeers, PeerResolver, ResolveError};
+pub use peers::{KubeconfigPeers, LabPeers, PeerClient, PeerResolver, ResolveError};
 pub use telemetry::NetworkManagerTelemetry;
 
 /// Runs the network-manager controllers until `shutdown` resolves, then lets the reconciles in

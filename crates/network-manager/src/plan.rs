@@ -23,6 +23,8 @@ pub const COND_READY: &str = "Ready";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_POOLS_EXHAUSTED: &str = "PoolsExhausted";
 pub const REASON_NO_FOREIGN_CLUSTER: &str = "NoForeignCluster";
+/// The peer's kubeconfig (its Secret) asks for something refused; the message names the field.
+pub const REASON_KUBECONFIG_REFUSED: &str = "KubeconfigRefused";
 /// The peer's view of our networks cannot be used (e.g. another prefix length).
 pub const REASON_INVALID_PEER_DECISION: &str = "InvalidPeerDecision";
 
@@ -192,6 +194,8 @@ pub fn ready_for_tunnel<'a>(
 pub enum PeeringObservation {
     /// The peer's API could not be used.
     Unreachable(String),
+    /// The peer's kubeconfig is refused (the message names the Secret, key and field).
+    KubeconfigRefused(String),
     /// Unpeering waits for the peer's API (everything local is already removed).
     UnpeeringBlocked(String),
     /// The ForeignCluster itself is invalid.
@@ -204,7 +208,8 @@ pub enum PeeringObservation {
     },
 }
 
-/// The ForeignCluster status: phase `Error` (peer unreachable, invalid, or a side refused),
+/// The ForeignCluster status: phase `Error` (peer unreachable, its kubeconfig refused, invalid,
+/// or a side refused),
 /// `Peered` (TunnelEndpoint in place), `Peering`, or `Unpeering` (blocked on the peer's API),
 /// with one condition per observation.
 pub fn foreign_cluster_status(
@@ -230,6 +235,11 @@ pub fn foreign_cluster_status(
         PeeringObservation::Unreachable(m) => {
             set(COND_PEER_REACHABLE, f, "PeerUnreachable", m);
             set(COND_READY, f, "PeerUnreachable", m);
+            "Error"
+        }
+        PeeringObservation::KubeconfigRefused(m) => {
+            set(COND_PEER_REACHABLE, f, REASON_KUBECONFIG_REFUSED, m);
+            set(COND_READY, f, REASON_KUBECONFIG_REFUSED, m);
             "Error"
         }
         PeeringObservation::UnpeeringBlocked(m) => {

@@ -23,7 +23,7 @@ pub async fn cleanup(fc: &ForeignCluster, ctx: &Context) -> Result<Action> {
     let mut unreachable = None;
     match ctx.peers.resolve(fc).await {
         Ok(client) => {
-            if let Err(e) = delete_sent(ctx, client).await {
+            if let Err(e) = delete_sent(ctx, client.client).await {
                 unreachable = Some(format!("removing our NetworkConfig from {peer}: {e}"));
             }
         }

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::objects::{self, FIELD_MANAGER};
+use crate::peers::PeerClient;
 use crate::plan::{self, PeerDecision, PeeringObservation, Side};
 use crate::received::{self, ReceivedConfig};
 
@@ -41,6 +42,16 @@ pub async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action> {
             };
             Ok(Action::requeue(wait))
         }
+        Err(e) if e.is_kubeconfig_refused() => {
+            // nothing was built or written; retried with backoff, so a fixed Secret is read
+            report(
+                fc,
+                ctx,
+                &PeeringObservation::KubeconfigRefused(e.to_string()),
+            )
+            .await?;
+            Err(e)
+        }
         Err(e) if e.is_peer_unreachable() => {
             report(fc, ctx, &PeeringObservation::Unreachable(e.to_string())).await?;
             Err(e)
@@ -62,12 +73,13 @@ async fn exchange(
     fc: &ForeignCluster,
     ctx: &Context,
     peer: &ClusterId,
-    client: Client,
+    client: PeerClient,
 ) -> Result<PeeringObservation> {
     let config = &ctx.config;
     let our_name = config.cluster_id.as_str();
     ctx.peer_watches
-        .ensure(peer, client.clone(), &config.peer_namespace, our_name);
+        .ensure(peer, &client, &config.peer_namespace, our_name);
+    let client = client.client;
     let local = ctx.ipam.read(|i| i.local().clone())?;
     let sent = send_network_config(ctx, peer, client, &local).await?;
     let (mut peer_side, decision) = plan::peer_side(&sent);

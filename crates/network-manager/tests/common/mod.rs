@@ -17,8 +17,8 @@ use isthmus_ipam::{IpamConfig, default_pools};
 use isthmus_ipam_store::{DurableIpam, FileStore};
 use isthmus_memkube::MemKube;
 use isthmus_network_manager::{
-    Backoff, LabPeers, LocalGateway, NetworkManagerConfig, NetworkManagerTelemetry, PeerResolver,
-    ResolveError,
+    Backoff, LabPeers, LocalGateway, NetworkManagerConfig, NetworkManagerTelemetry, PeerClient,
+    PeerResolver, ResolveError,
 };
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -267,7 +267,7 @@ impl PeerResolver for CountingPeers {
     fn resolve<'a>(
         &'a self,
         fc: &'a ForeignCluster,
-    ) -> BoxFuture<'a, Result<Client, ResolveError>> {
+    ) -> BoxFuture<'a, Result<PeerClient, ResolveError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.resolve(fc)
     }

@@ -1,6 +1,9 @@
-//! Peer network decisions: accept a peer's Pod CIDR and ExternalCIDR as-is when free, else remap
-//! each 1:1 to the lowest free network of the same prefix length in the pools. Processing the
-//! same networks again gives the same answer; a peer's view of us is recorded as it reports it.
+//! Peer network decisions: accept a peer's Pod CIDR and ExternalCIDR as-is only when they lie
+//! inside our pools and overlap nothing we know (our networks, the reserved ranges, other
+//! peers), else remap each 1:1 to the lowest free network of the same prefix length in the
+//! pools. A peer cannot steer a range outside the pools (a public network, one of our node
+//! subnets) into our tunnel. Processing the same networks again gives the same answer; a peer's
+//! view of us is recorded as it reports it.
 
 use crate::effect::{Effect, PeerNetworks};
 use crate::network_set::{NetworkOwner, NetworkSet};
@@ -21,9 +24,13 @@ impl Ipam {
     ) -> Result<Effect, IpamError> {
         validate_peer_networks(cluster, remote_pod, remote_external)?;
         let existing = self.peers.get(cluster);
+        // An earlier decision stands, unless it took a network outside today's pools (a state
+        // written before this rule, or pools narrowed since): that one is decided again.
         if let Some(p) = existing
             && p.remote_pod == remote_pod
             && p.remote_external == remote_external
+            && self.in_pools(&p.remote_pod_view)
+            && self.in_pools(&p.remote_external_view)
         {
             return Ok(Effect::PeerSet {
                 cluster: cluster.clone(),
@@ -63,7 +70,7 @@ impl Ipam {
         wanted: Cidr,
         owner: NetworkOwner,
     ) -> Result<Cidr, IpamError> {
-        let chosen = if scratch.conflict(&wanted).is_none() {
+        let chosen = if self.in_pools(&wanted) && scratch.conflict(&wanted).is_none() {
             wanted
         } else {
             scratch
@@ -76,6 +83,11 @@ impl Ipam {
         };
         scratch.reserve(chosen, owner)?;
         Ok(chosen)
+    }
+
+    /// Whether `network` lies entirely inside one of our pools.
+    fn in_pools(&self, network: &Cidr) -> bool {
+        self.local.pools.iter().any(|pool| pool.covers(network))
     }
 
     /// Records how `cluster` addresses our networks (its decision, from its NetworkConfig

@@ -108,6 +108,56 @@ fn conflicting_peer_networks_are_remapped_stably() {
 }
 
 #[test]
+fn peer_networks_outside_the_pools_are_remapped_into_them() {
+    // A peer announcing a public range, or one straddling a pool's edge, does not get it
+    // routed into our tunnel as-is: it is remapped inside the pools.
+    let mut ipam = Ipam::new(&config()).unwrap();
+    let b = peer(&mut ipam, "b", "203.0.113.0/24", "8.8.8.0/24");
+    assert!(
+        default_pools().iter().any(|p| p.covers(&b.remote_pod_view)),
+        "{b:?}"
+    );
+    assert!(default_pools().iter().any(|p| p.covers(&b.remote_external_view)));
+    assert_ne!(b.remote_pod_view, c("203.0.113.0/24"));
+    assert_ne!(b.remote_external_view, c("8.8.8.0/24"));
+    // 192.168.0.0/15 holds the pool 192.168.0.0/16 and 192.169.0.0/16 beyond it
+    let straddling = peer(&mut ipam, "c", "192.168.0.0/15", "11.255.255.0/24");
+    assert_eq!(straddling.remote_pod_view.prefix_len(), 15);
+    assert!(default_pools().iter().any(|p| p.covers(&straddling.remote_pod_view)));
+    assert!(default_pools().iter().any(|p| p.covers(&straddling.remote_external_view)));
+}
+
+#[test]
+fn peer_networks_over_reserved_ranges_are_remapped() {
+    // The node and infrastructure networks listed as reserved stay out of the peers' views.
+    let mut cfg = config();
+    cfg.reserved = vec![c("192.168.10.0/24"), c("172.20.0.0/16")];
+    let mut ipam = Ipam::new(&cfg).unwrap();
+    let b = peer(&mut ipam, "b", "192.168.10.0/24", "172.20.4.0/24");
+    assert!(!b.remote_pod_view.overlaps(&c("192.168.10.0/24")), "{b:?}");
+    assert!(!b.remote_external_view.overlaps(&c("172.20.0.0/16")), "{b:?}");
+}
+
+#[test]
+fn a_decision_outside_narrowed_pools_is_taken_again() {
+    // A state decided under wider pools (or before this rule) holds a view outside today's
+    // pools: the same networks are decided again rather than kept.
+    let mut ipam = Ipam::new(&config()).unwrap();
+    let b = peer(&mut ipam, "b", "172.16.0.0/16", "172.17.0.0/16");
+    assert_eq!(b.remote_pod_view, c("172.16.0.0/16"));
+    let mut snapshot = ipam.snapshot();
+    snapshot.networks.pools = vec![c("10.0.0.0/8")];
+    let mut ipam2 = Ipam::from_snapshot(&snapshot).unwrap();
+    let again = ipam2
+        .plan_peer(&id("b"), c("172.16.0.0/16"), c("172.17.0.0/16"))
+        .unwrap();
+    ipam2.apply(&again).unwrap();
+    let b2 = ipam2.peer(&id("b")).unwrap();
+    assert!(c("10.0.0.0/8").covers(&b2.remote_pod_view), "{b2:?}");
+    assert!(c("10.0.0.0/8").covers(&b2.remote_external_view), "{b2:?}");
+}
+
+#[test]
 fn exhausted_pools_refuse_and_change_nothing() {
     let mut cfg = config();
     cfg.pools = vec![c("10.0.0.0/14")];

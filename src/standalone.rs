@@ -1,17 +1,18 @@
 //! `isthmus network-manager --standalone`: the IPAM and its gRPC service without Kubernetes, for
-//! newcomers and benchmarks. Peers come from a YAML file (what NetworkConfigs would carry), state
-//! lives in a directory (the file store).
+//! newcomers, benchmarks and crash tests. Peers come from a YAML file (what NetworkConfigs would
+//! carry); state lives in a directory (the file store) or in IpamStorage objects (the Kubernetes
+//! store, the same as the Kubernetes mode's, without its controllers).
 //!
 //! Everything is parsed and validated before the state directory is opened or a socket bound.
 //! The peers file is the desired set: peers missing from it are unpeered at start.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use isthmus_ipam::{Cidr, ClusterId, IpamConfig, PeerNetworks, default_pools};
-use isthmus_ipam_store::{DurableIpam, FileStore};
+use isthmus_ipam_store::{DurableIpam, Store};
 use serde::Deserialize;
 
 /// One peer, as the peers file gives it.
@@ -39,7 +40,6 @@ pub struct PeerSpec {
 /// A validated standalone configuration.
 #[derive(Debug, Clone)]
 pub struct StandaloneConfig {
-    pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub ipam: IpamConfig,
     pub peers: Vec<PeerSpec>,
@@ -128,9 +128,8 @@ pub async fn apply_peers(ipam: &DurableIpam, peers: &[PeerSpec]) -> anyhow::Resu
     Ok(())
 }
 
-/// Opens the state, applies the peers, serves gRPC until SIGINT/SIGTERM.
-pub async fn run(config: StandaloneConfig) -> anyhow::Result<()> {
-    let store = FileStore::open(&config.state_dir)?;
+/// Opens the state in `store`, applies the peers, serves gRPC until SIGINT/SIGTERM.
+pub async fn run<S: Store>(config: StandaloneConfig, store: S) -> anyhow::Result<()> {
     let ipam = DurableIpam::open(&config.ipam, store).await?;
     let (local, transit) = ipam.read(|i| (i.local().clone(), i.transit_ip()))?;
     tracing::info!(

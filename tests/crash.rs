@@ -18,28 +18,28 @@ use isthmus_ipam_store::{FileStore, Store};
 /// What a client knows about one endpoint: the last acknowledged state (mapped to an address, or
 /// not) and an operation sent whose answer never came.
 #[derive(Debug, Clone, Default)]
-struct Known {
-    acked: Option<Ipv4Addr>,
-    in_flight: Option<Op>,
+pub(crate) struct Known {
+    pub(crate) acked: Option<Ipv4Addr>,
+    pub(crate) in_flight: Option<Op>,
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Op {
+pub(crate) enum Op {
     Map,
     Unmap,
 }
 
-type Ledger = Arc<Mutex<HashMap<Ipv4Addr, Known>>>;
+pub(crate) type Ledger = Arc<Mutex<HashMap<Ipv4Addr, Known>>>;
 
 /// xorshift: deterministic per seed, no extra dependency.
-fn next(state: &mut u64) -> u64 {
+pub(crate) fn next(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
 }
 
-async fn client_loop(server: String, ledger: Ledger, task: u32, mut rng: u64) {
+pub(crate) async fn client_loop(server: String, ledger: Ledger, task: u32, mut rng: u64) {
     let Ok(mut c) = isthmus::grpc::pb::ipam_client::IpamClient::connect(server).await else {
         return;
     };
@@ -91,7 +91,10 @@ fn durable_mappings(state_dir: &std::path::Path) -> BTreeMap<Ipv4Addr, Ipv4Addr>
     ipam.nat_mapping(&c).unwrap()
 }
 
-fn check(ledger: &HashMap<Ipv4Addr, Known>, durable: &BTreeMap<Ipv4Addr, Ipv4Addr>) -> usize {
+pub(crate) fn check(
+    ledger: &HashMap<Ipv4Addr, Known>,
+    durable: &BTreeMap<Ipv4Addr, Ipv4Addr>,
+) -> usize {
     let by_endpoint: HashMap<Ipv4Addr, Ipv4Addr> = durable.iter().map(|(n, e)| (*e, *n)).collect();
     assert_eq!(
         by_endpoint.len(),
@@ -121,7 +124,10 @@ fn check(ledger: &HashMap<Ipv4Addr, Known>, durable: &BTreeMap<Ipv4Addr, Ipv4Add
 }
 
 /// After a restart, the outcome of an in-flight op is whatever is durable: resolve it.
-fn settle(ledger: &mut HashMap<Ipv4Addr, Known>, durable: &BTreeMap<Ipv4Addr, Ipv4Addr>) {
+pub(crate) fn settle(
+    ledger: &mut HashMap<Ipv4Addr, Known>,
+    durable: &BTreeMap<Ipv4Addr, Ipv4Addr>,
+) {
     let by_endpoint: HashMap<Ipv4Addr, Ipv4Addr> = durable.iter().map(|(n, e)| (*e, *n)).collect();
     for (ep, k) in ledger.iter_mut() {
         if k.in_flight.take().is_some() {

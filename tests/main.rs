@@ -8,6 +8,7 @@ mod peer_common;
 mod chart;
 mod chart_rbac;
 mod crash;
+mod crash_kube;
 mod crds;
 mod daemon_network_manager;
 mod daemon_route_agent;

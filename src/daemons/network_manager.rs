@@ -40,9 +40,14 @@ pub struct Args {
     /// Run without Kubernetes: file-backed IPAM state, peers from a YAML file.
     #[arg(long)]
     pub standalone: bool,
-    /// Directory of the IPAM state (standalone mode).
+    /// Directory of the IPAM state (standalone mode with the file store).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Where standalone mode keeps the IPAM state: `file` (--state-dir) or `kubernetes`
+    /// (IpamStorage objects in --namespace, through KUBECONFIG or the in-cluster client, as the
+    /// Kubernetes mode does; no controllers run).
+    #[arg(long, value_enum, default_value_t = StandaloneStore::File)]
+    pub ipam_store: StandaloneStore,
     /// The local Pod CIDR.
     #[arg(long)]
     pub pod_cidr: Cidr,
@@ -98,6 +103,13 @@ pub struct Args {
     /// This replica's name, reported on the Events it writes.
     #[arg(long, env = "POD_NAME", default_value = "isthmus-network-manager")]
     pub pod_name: String,
+}
+
+/// The store of standalone mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StandaloneStore {
+    File,
+    Kubernetes,
 }
 
 /// What the Kubernetes mode runs: the controllers' configuration, the IPAM's, the store's.
@@ -177,13 +189,13 @@ enum KeySource {
 
 /// Runs the network-manager as the command line asks.
 pub async fn main(args: Args) -> anyhow::Result<()> {
-    if args.standalone {
-        return crate::standalone::run(standalone_config(args)?).await;
-    }
     let tuning = IpamStoreTuning {
         compact_every: args.ipam_compact_every,
         crash_at: args.test_crash_at.as_deref().map(crash_point).transpose()?,
     };
+    if args.standalone {
+        return standalone(args, &tuning).await;
+    }
     let (mut config, keys, listen) = kube_config(args)?;
     // every request bounded, every watch restarted when its connection dies silently
     let client = isthmus_kubeclient::client()
@@ -224,10 +236,32 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     run_observed(config, &tuning, parts, shutdown).await
 }
 
+/// Standalone mode over the store the flags name.
+async fn standalone(args: Args, tuning: &IpamStoreTuning) -> anyhow::Result<()> {
+    let kind = args.ipam_store;
+    let namespace = args.namespace.clone();
+    let state_dir = args.state_dir.clone();
+    let config = standalone_config(args)?;
+    match (kind, state_dir) {
+        (StandaloneStore::File, None) => bail!("--standalone needs --state-dir DIR"),
+        (StandaloneStore::File, Some(dir)) => {
+            let store = isthmus_ipam_store::FileStore::open(&dir)?;
+            crate::standalone::run(config, store).await
+        }
+        (StandaloneStore::Kubernetes, Some(_)) => bail!(
+            "--state-dir belongs to --ipam-store file; the Kubernetes store keeps the state in IpamStorage objects"
+        ),
+        (StandaloneStore::Kubernetes, None) => {
+            let client = isthmus_kubeclient::client()
+                .await
+                .context("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")?;
+            let store = tuning.store(client, &namespace);
+            crate::standalone::run(config, store).await
+        }
+    }
+}
+
 fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
-    let Some(state_dir) = a.state_dir else {
-        bail!("--standalone needs --state-dir DIR")
-    };
     let Some(peers) = a.peers else {
         bail!("--standalone needs --peers FILE")
     };
@@ -240,7 +274,6 @@ fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
         a.reserved,
     );
     Ok(StandaloneConfig {
-        state_dir,
         listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 6000))),
         ipam,
         peers,

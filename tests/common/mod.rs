@@ -58,9 +58,64 @@ impl Server {
         peers_yaml: &str,
         extra_args: &[&str],
     ) -> Server {
+        let state_dir = dir.join("state");
+        let mut args = vec!["--state-dir".to_owned(), state_dir.display().to_string()];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        Self::spawn(dir, state_dir, external_cidr, peers_yaml, &args, &[])
+            .unwrap_or_else(|status| panic!("server exited before listening: {status}"))
+    }
+
+    /// The same server with its state in IpamStorage objects of `namespace`, through the API
+    /// that `kubeconfig` names (`--ipam-store kubernetes`).
+    pub fn start_kube(
+        dir: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        external_cidr: &str,
+        peers_yaml: &str,
+        extra_args: &[&str],
+    ) -> Server {
+        let started = Self::try_start_kube(
+            dir,
+            kubeconfig,
+            namespace,
+            external_cidr,
+            peers_yaml,
+            extra_args,
+        );
+        started.unwrap_or_else(|status| panic!("server exited before listening: {status}"))
+    }
+
+    /// [`Self::start_kube`], for a server that may exit on purpose before it listens: its exit
+    /// status then.
+    pub fn try_start_kube(
+        dir: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        external_cidr: &str,
+        peers_yaml: &str,
+        extra_args: &[&str],
+    ) -> Result<Server, std::process::ExitStatus> {
+        let mut args: Vec<String> = ["--ipam-store", "kubernetes", "--namespace", namespace]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let env = [("KUBECONFIG", kubeconfig.display().to_string())];
+        Self::spawn(dir, dir.to_owned(), external_cidr, peers_yaml, &args, &env)
+    }
+
+    /// Starts the binary; waits until it accepts connections (its exit status if it exits
+    /// first; a panic if it does neither within 20 s).
+    fn spawn(
+        dir: &Path,
+        state_dir: PathBuf,
+        external_cidr: &str,
+        peers_yaml: &str,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Server, std::process::ExitStatus> {
         let peers = dir.join("peers.yaml");
         std::fs::write(&peers, peers_yaml).unwrap();
-        let state_dir = dir.join("state");
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_isthmus"))
             .args([
@@ -75,12 +130,12 @@ impl Server {
                 "--external-cidr",
                 external_cidr,
             ])
-            .arg("--state-dir")
-            .arg(&state_dir)
             .arg("--peers")
             .arg(&peers)
             .args(["--listen", &addr])
-            .args(extra_args)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -89,7 +144,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&addr).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited before listening: {status}");
+                return Err(status);
             }
             assert!(
                 Instant::now() < deadline,
@@ -97,11 +152,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Server {
+        Ok(Server {
             child,
             addr,
             state_dir,
-        }
+        })
     }
 
     /// SIGKILL, no chance to clean up.

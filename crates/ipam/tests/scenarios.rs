@@ -117,14 +117,26 @@ fn peer_networks_outside_the_pools_are_remapped_into_them() {
         default_pools().iter().any(|p| p.covers(&b.remote_pod_view)),
         "{b:?}"
     );
-    assert!(default_pools().iter().any(|p| p.covers(&b.remote_external_view)));
+    assert!(
+        default_pools()
+            .iter()
+            .any(|p| p.covers(&b.remote_external_view))
+    );
     assert_ne!(b.remote_pod_view, c("203.0.113.0/24"));
     assert_ne!(b.remote_external_view, c("8.8.8.0/24"));
     // 192.168.0.0/15 holds the pool 192.168.0.0/16 and 192.169.0.0/16 beyond it
     let straddling = peer(&mut ipam, "c", "192.168.0.0/15", "11.255.255.0/24");
     assert_eq!(straddling.remote_pod_view.prefix_len(), 15);
-    assert!(default_pools().iter().any(|p| p.covers(&straddling.remote_pod_view)));
-    assert!(default_pools().iter().any(|p| p.covers(&straddling.remote_external_view)));
+    assert!(
+        default_pools()
+            .iter()
+            .any(|p| p.covers(&straddling.remote_pod_view))
+    );
+    assert!(
+        default_pools()
+            .iter()
+            .any(|p| p.covers(&straddling.remote_external_view))
+    );
 }
 
 #[test]
@@ -135,7 +147,10 @@ fn peer_networks_over_reserved_ranges_are_remapped() {
     let mut ipam = Ipam::new(&cfg).unwrap();
     let b = peer(&mut ipam, "b", "192.168.10.0/24", "172.20.4.0/24");
     assert!(!b.remote_pod_view.overlaps(&c("192.168.10.0/24")), "{b:?}");
-    assert!(!b.remote_external_view.overlaps(&c("172.20.0.0/16")), "{b:?}");
+    assert!(
+        !b.remote_external_view.overlaps(&c("172.20.0.0/16")),
+        "{b:?}"
+    );
 }
 
 #[test]

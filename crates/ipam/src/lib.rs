@@ -16,6 +16,7 @@ mod address_pool;
 mod effect;
 mod endpoints;
 mod error;
+mod nat_blocks;
 mod network_set;
 mod peers;
 mod state;
@@ -25,5 +26,6 @@ pub use effect::{Effect, EndpointRecord, IpamSnapshot, LocalNetworks, PeerNetwor
 pub use endpoints::{MapOutcome, UnmapOutcome};
 pub use error::IpamError;
 pub use isthmus_addr::{Cidr, ClusterId};
+pub use nat_blocks::{BLOCK_SIZE, NatDirty, NatTouch};
 pub use network_set::{NetworkOwner, NetworkSet};
 pub use state::{Ipam, IpamConfig, Usage, default_pools};

@@ -3,6 +3,7 @@
 
 pub mod ipam;
 pub mod ipam_kube;
+pub mod nat_shards;
 pub mod ipam_state;
 pub mod stats;
 pub mod status;

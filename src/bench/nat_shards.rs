@@ -16,9 +16,9 @@ use isthmus_ipam::{ClusterId, IpamConfig, default_pools};
 use isthmus_ipam_store::{DurableIpam, FileStore};
 use isthmus_memkube::MemKube;
 use isthmus_network_manager::{LabPeers, LocalGateway, NetworkManagerConfig};
+use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::watcher::{self, Event};
-use kube::Api;
 use tokio::sync::mpsc;
 
 const NS: &str = "isthmus";
@@ -149,7 +149,9 @@ async fn batch(
     let mut last = None;
     let per_client = ids.len().div_ceil(clients.max(1) as usize);
     for chunk in ids.chunks(per_client.max(1) * clients.max(1) as usize) {
-        let calls = chunk.iter().map(|i| ipam.map_endpoint_ip(peer, endpoint(*i)));
+        let calls = chunk
+            .iter()
+            .map(|i| ipam.map_endpoint_ip(peer, endpoint(*i)));
         for reply in futures::future::join_all(calls).await {
             last = reply?.nat_entry.or(last);
         }
@@ -193,7 +195,14 @@ pub fn render(o: &NatShardsBenchOptions, rows: &[BatchFigures]) -> String {
     let mut s = format!(
         "bench nat-shards: {} mappings for one peer, batches of {}, {} clients\n\
          {:>9} {:>9} {:>12} {:>7} {:>11} {:>20}\n",
-        o.mappings, o.batch, o.clients, "state", "map ms", "publish ms", "writes", "KiB written",
+        o.mappings,
+        o.batch,
+        o.clients,
+        "state",
+        "map ms",
+        "publish ms",
+        "writes",
+        "KiB written",
         "older layout KiB"
     );
     for r in rows {

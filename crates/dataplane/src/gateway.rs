@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::Ipv4Net;
 
-use crate::firewall::nft::NftFirewall;
 use crate::firewall::delta::MapDelta;
+use crate::firewall::nft::NftFirewall;
 use crate::firewall::{Applied, FirewallDriver, NatPlan};
 use crate::keys::PublicKey;
 use crate::model::{GatewaySpec, ValidSpec};

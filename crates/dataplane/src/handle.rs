@@ -65,7 +65,8 @@ where
 
     /// [`Gateway::reconcile_nat_delta`] without blocking the caller's runtime.
     pub async fn reconcile_nat_delta(&self, deltas: Vec<MapDelta>) -> Result<Applied> {
-        self.with(move |gateway| gateway.reconcile_nat_delta(&deltas)).await
+        self.with(move |gateway| gateway.reconcile_nat_delta(&deltas))
+            .await
     }
 
     /// [`Gateway::shutdown`] (on SIGTERM).

@@ -29,8 +29,13 @@ fn a_delta_changes_only_its_elements_in_the_kernel() {
     };
     let applied = c[0].gateway.reconcile_nat_delta(&[delta.clone()]).unwrap();
     assert_eq!(applied, Applied::Incremental);
-    assert!(c[0].gateway.firewall.intact().unwrap(), "kernel equals the record");
-    let listing = nft::read_table(&lab.sites[0].gw_rt, TABLE).unwrap().unwrap();
+    assert!(
+        c[0].gateway.firewall.intact().unwrap(),
+        "kernel equals the record"
+    );
+    let listing = nft::read_table(&lab.sites[0].gw_rt, TABLE)
+        .unwrap()
+        .unwrap();
     let view = TableView::from_listing(&listing, TABLE);
     let have: Vec<(String, String)> = view.maps["dnat_cluster_b"]
         .elements

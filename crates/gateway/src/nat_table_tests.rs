@@ -46,7 +46,11 @@ fn a_shard_change_is_the_delta_of_its_changed_entries() {
 #[test]
 fn during_an_upgrade_the_shard_wins_and_deleting_the_old_object_changes_nothing_it_holds() {
     let mut t = NatTable::default();
-    let old = m(&[("10.9.0.2", "10.77.0.1"), ("10.9.0.3", "10.77.0.2"), ("10.9.0.5", "1.2.3.4")]);
+    let old = m(&[
+        ("10.9.0.2", "10.77.0.1"),
+        ("10.9.0.3", "10.77.0.2"),
+        ("10.9.0.5", "1.2.3.4"),
+    ]);
     t.update("b", Some(("b", &old)));
     let shard = m(&[("10.9.0.2", "10.77.0.1"), ("10.9.0.3", "10.77.0.7")]);
     let d = t.update("b.block-0", Some(("b", &shard)));

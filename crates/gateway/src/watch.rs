@@ -41,7 +41,10 @@ impl NatDeltas {
     }
 
     fn push(&self, deltas: Vec<MapDelta>) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend(deltas);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(deltas);
     }
 
     fn clear(&self) {

@@ -101,15 +101,24 @@ async fn a_shard_change_is_sent_as_its_changed_elements_only() {
         ("10.200.0.4", "10.102.0.4"),
         block1[0],
     ]);
-    wait_for("the change applied", LIMIT, || async { applied(&gw) == want }).await;
+    wait_for("the change applied", LIMIT, || async {
+        applied(&gw) == want
+    })
+    .await;
     let sent = batches(&gw, from);
     assert_eq!(sent.len(), 1, "one batch: {sent:?}");
     let text = sent[0].to_string();
-    assert!(!text.contains("\"chain\"") && !text.contains("\"table\":{"), "no rebuild: {text}");
+    assert!(
+        !text.contains("\"chain\"") && !text.contains("\"table\":{"),
+        "no rebuild: {text}"
+    );
     for changed in ["10.200.0.2", "10.200.0.3", "10.200.0.4"] {
         assert!(text.contains(changed), "{changed} missing from {text}");
     }
-    assert!(!text.contains("10.200.4.1"), "block 1 was not touched: {text}");
+    assert!(
+        !text.contains("10.200.4.1"),
+        "block 1 was not touched: {text}"
+    );
     gw.stop().await.unwrap();
 }
 
@@ -124,7 +133,10 @@ async fn the_older_object_and_the_shards_merge_during_an_upgrade() {
     );
     api.create(&pp, &old).await.unwrap();
     let both = pairs(&[("10.200.0.2", "10.102.0.2"), ("10.200.0.3", "10.102.0.3")]);
-    wait_for("older object applied", LIMIT, || async { applied(&gw) == both }).await;
+    wait_for("older object applied", LIMIT, || async {
+        applied(&gw) == both
+    })
+    .await;
 
     // the network-manager writes the shard (one entry gone since), then deletes the old object
     let from = batch_count(&gw);
@@ -139,7 +151,10 @@ async fn the_older_object_and_the_shards_merge_during_an_upgrade() {
     .await;
     let text: String = batches(&gw, from).iter().map(Value::to_string).collect();
     assert!(!text.contains("\"chain\""), "no rebuild: {text}");
-    assert!(text.contains("10.200.0.3"), "the stale entry was deleted: {text}");
+    assert!(
+        text.contains("10.200.0.3"),
+        "the stale entry was deleted: {text}"
+    );
     assert!(
         !text.contains("10.200.0.2"),
         "the entry both hold was never touched: {text}"

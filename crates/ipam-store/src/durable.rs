@@ -384,7 +384,11 @@ impl DurableIpam {
     /// (call it after [`DurableIpam::subscribe`] reported a change). Cheap: no IPAM lock, no
     /// state read; its size is bounded by the blocks touched, not by the state.
     pub fn take_nat_changes(&self) -> NatDirty {
-        let mut dirty = self.shared.nat_dirty.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dirty = self
+            .shared
+            .nat_dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *dirty)
     }
 

@@ -248,7 +248,9 @@ async fn durable_batches_say_which_nat_blocks_they_changed() {
 
     let first = ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
     let (new_ip, _) = first.nat_entry.unwrap();
-    let block = ipam.read(|i| i.block_of(i.local().external_cidr.map_ip(new_ip))).unwrap();
+    let block = ipam
+        .read(|i| i.block_of(i.local().external_cidr.map_ip(new_ip)))
+        .unwrap();
     ipam.map_endpoint_ip(&id("b"), ep(2)).await.unwrap();
     ipam.unmap_endpoint_ip(&id("b"), ep(2)).await.unwrap();
     // a repeated map changes nothing and touches nothing

@@ -132,7 +132,9 @@ impl Ipam {
     /// First and last ExternalCIDR address of `block`, if the ExternalCIDR reaches it.
     fn block_range(&self, block: u32) -> Option<(Ipv4Addr, Ipv4Addr)> {
         let ext = &self.local.external_cidr;
-        let first = ext.first_u32().checked_add(block.checked_mul(BLOCK_SIZE)?)?;
+        let first = ext
+            .first_u32()
+            .checked_add(block.checked_mul(BLOCK_SIZE)?)?;
         if first > ext.last_u32() {
             return None;
         }
@@ -161,7 +163,11 @@ mod tests {
         };
         let mut i = Ipam::new(&config).unwrap();
         let set = i
-            .plan_peer(&id("b"), "10.200.0.0/16".parse().unwrap(), "10.201.0.0/16".parse().unwrap())
+            .plan_peer(
+                &id("b"),
+                "10.200.0.0/16".parse().unwrap(),
+                "10.201.0.0/16".parse().unwrap(),
+            )
             .unwrap();
         i.apply(&set).unwrap();
         let view = i
@@ -185,9 +191,18 @@ mod tests {
     #[test]
     fn an_effect_touches_the_block_of_its_address() {
         let mut i = ipam();
-        assert_eq!(reflect(&mut i, "10.77.0.1", "10.1.0.2"), NatTouch::Block(id("b"), 0));
-        assert_eq!(reflect(&mut i, "10.77.0.2", "10.1.4.0"), NatTouch::Block(id("b"), 1));
-        assert_eq!(reflect(&mut i, "10.77.0.3", "10.1.255.254"), NatTouch::Block(id("b"), 63));
+        assert_eq!(
+            reflect(&mut i, "10.77.0.1", "10.1.0.2"),
+            NatTouch::Block(id("b"), 0)
+        );
+        assert_eq!(
+            reflect(&mut i, "10.77.0.2", "10.1.4.0"),
+            NatTouch::Block(id("b"), 1)
+        );
+        assert_eq!(
+            reflect(&mut i, "10.77.0.3", "10.1.255.254"),
+            NatTouch::Block(id("b"), 63)
+        );
         let unmap = Effect::Unreflected {
             endpoint: "10.77.0.2".parse().unwrap(),
             cluster: id("b"),
@@ -210,13 +225,11 @@ mod tests {
         reflect(&mut i, "10.77.0.3", "10.1.7.255");
         reflect(&mut i, "10.77.0.4", "10.1.8.0");
         let block1 = i.nat_block(&id("b"), 1);
-        let want: BTreeMap<Ipv4Addr, Ipv4Addr> = [
-            ("10.9.4.0", "10.77.0.2"),
-            ("10.9.7.255", "10.77.0.3"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
-        .collect();
+        let want: BTreeMap<Ipv4Addr, Ipv4Addr> =
+            [("10.9.4.0", "10.77.0.2"), ("10.9.7.255", "10.77.0.3")]
+                .iter()
+                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+                .collect();
         assert_eq!(block1, want);
         assert_eq!(i.nat_blocks(&id("b")), vec![0, 1, 2]);
         assert!(i.nat_block(&id("b"), 5).is_empty());

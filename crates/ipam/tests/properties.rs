@@ -168,7 +168,12 @@ fn check_invariants(ipam: &Ipam) -> Result<(), TestCaseError> {
             .into_iter()
             .flat_map(|b| ipam.nat_block(cluster, b))
             .collect();
-        prop_assert_eq!(by_blocks, got, "the blocks of {} are not its NAT mapping", cluster);
+        prop_assert_eq!(
+            by_blocks,
+            got,
+            "the blocks of {} are not its NAT mapping",
+            cluster
+        );
     }
     let nets: Vec<Cidr> = ipam.reservations().map(|(n, _)| n).collect();
     for (i, a) in nets.iter().enumerate() {

@@ -11,8 +11,8 @@ use std::net::Ipv4Addr;
 
 use isthmus_api::{
     BACKEND_PUBLIC_KEY, BackendType, ClusterId, ForeignCluster, LABEL_NAT_SHARD,
-    LABEL_ORIGIN_CLUSTER, LABEL_REMOTE_CLUSTER, NatMapping, NatMappingSpec, NetworkConfig, NetworkConfigSpec,
-    TunnelEndpoint, TunnelEndpointSpec,
+    LABEL_ORIGIN_CLUSTER, LABEL_REMOTE_CLUSTER, NatMapping, NatMappingSpec, NetworkConfig,
+    NetworkConfigSpec, TunnelEndpoint, TunnelEndpointSpec,
 };
 use isthmus_ipam::{LocalNetworks, PeerNetworks};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};

@@ -39,7 +39,9 @@ fn ep(i: u32) -> Ipv4Addr {
 async fn map(a: &Cluster, peer: &Cluster, range: std::ops::Range<u32>) {
     let all: Vec<u32> = range.collect();
     for chunk in all.chunks(256) {
-        let calls = chunk.iter().map(|i| a.ipam().map_endpoint_ip(&peer.id, ep(*i)));
+        let calls = chunk
+            .iter()
+            .map(|i| a.ipam().map_endpoint_ip(&peer.id, ep(*i)));
         for r in join_all(calls).await {
             r.unwrap();
         }
@@ -74,10 +76,16 @@ async fn a_batch_writes_only_the_shards_it_touched() {
     let whole = a.ipam().read(|i| i.nat_mapping(&b.id)).unwrap().unwrap();
     assert_eq!(a.nat_entries(&b).await, whole);
     for nm in a.nat_objects(&b).await {
-        assert!(nm.metadata.managed_fields.is_some(), "stored with managedFields");
+        assert!(
+            nm.metadata.managed_fields.is_some(),
+            "stored with managedFields"
+        );
         let bytes = serde_json::to_vec(&nm).unwrap().len();
         assert!(bytes < 256 * 1024, "{} is {bytes} bytes", nm.name_any());
-        assert_eq!(nm.labels()[LABEL_NAT_SHARD], nm.spec.block.unwrap().to_string());
+        assert_eq!(
+            nm.labels()[LABEL_NAT_SHARD],
+            nm.spec.block.unwrap().to_string()
+        );
     }
 
     // five more mappings land in block 2: only that shard is written, nothing is listed
@@ -113,7 +121,10 @@ async fn a_batch_writes_only_the_shards_it_touched() {
     })
     .await;
     let writes = log.writes_of("natmappings");
-    assert!(writes.iter().all(|(_, name)| name == "b.block-0"), "{writes:?}");
+    assert!(
+        writes.iter().all(|(_, name)| name == "b.block-0"),
+        "{writes:?}"
+    );
     assert_eq!(writes.last().map(|(m, _)| m), Some(&Method::DELETE));
     assert_eq!(a.nat_entries(&b).await.len(), 2505 - 1022);
     a.stop().await;
@@ -136,10 +147,16 @@ async fn an_older_whole_peer_natmapping_is_replaced_by_shards_at_start() {
     // without the shard label, holding every mapping (and a stale one)
     a.stop().await;
     for nm in a.nat_objects(&b).await {
-        a.nms().delete(&nm.name_any(), &Default::default()).await.unwrap();
+        a.nms()
+            .delete(&nm.name_any(), &Default::default())
+            .await
+            .unwrap();
     }
     let mut old_entries: BTreeMap<Ipv4Addr, Ipv4Addr> = want.clone();
-    old_entries.insert("10.1.255.200".parse().unwrap(), "10.99.0.1".parse().unwrap());
+    old_entries.insert(
+        "10.1.255.200".parse().unwrap(),
+        "10.99.0.1".parse().unwrap(),
+    );
     let mut old = NatMapping::new(
         "b",
         NatMappingSpec {
@@ -169,7 +186,10 @@ async fn an_older_whole_peer_natmapping_is_replaced_by_shards_at_start() {
         .iter()
         .rposition(|(m, name)| *m == Method::PATCH && name.starts_with("b.block-"))
         .expect("shards written");
-    assert!(last_shard < deleted, "shards first, then the old object: {writes:?}");
+    assert!(
+        last_shard < deleted,
+        "shards first, then the old object: {writes:?}"
+    );
     a.stop().await;
     b.stop().await;
 }

@@ -142,7 +142,10 @@ async fn restarted_network_manager_converges_without_new_decisions() {
     a.stop().await;
     a.teps().delete("b", &Default::default()).await.unwrap();
     for nm in a.nat_objects(&b).await {
-        a.nms().delete(&nm.name_any(), &Default::default()).await.unwrap();
+        a.nms()
+            .delete(&nm.name_any(), &Default::default())
+            .await
+            .unwrap();
     }
     a.open_ipam().await;
     a.start(peers.clone());

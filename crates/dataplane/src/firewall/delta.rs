@@ -69,7 +69,11 @@ pub fn element_changes(applied: &NatPlan, deltas: &[MapDelta]) -> Vec<ElementCha
 /// Records element changes in the applied plan.
 fn record(applied: &mut NatPlan, changes: &[ElementChange]) {
     for change in changes {
-        let Some(peer) = applied.peers.iter_mut().find(|p| p.map_name() == change.map) else {
+        let Some(peer) = applied
+            .peers
+            .iter_mut()
+            .find(|p| p.map_name() == change.map)
+        else {
             continue;
         };
         for key in &change.delete {
@@ -100,7 +104,10 @@ pub(crate) fn apply_delta_with(
         *applied = None;
         return Err(err);
     }
-    let elements: usize = changes.iter().map(|c| c.upsert.len() + c.delete.len()).sum();
+    let elements: usize = changes
+        .iter()
+        .map(|c| c.upsert.len() + c.delete.len())
+        .sum();
     tracing::debug!(table = %plan.table, maps = changes.len(), elements, "NatMapping delta applied");
     record(plan, &changes);
     Ok(Applied::Incremental)
@@ -135,7 +142,11 @@ mod tests {
         let deltas = [
             MapDelta {
                 peer: "cluster-b".into(),
-                entries: vec![(ip(1), Some(ip(101))), (ip(2), None), (ip(3), Some(ip(103)))],
+                entries: vec![
+                    (ip(1), Some(ip(101))),
+                    (ip(2), None),
+                    (ip(3), Some(ip(103))),
+                ],
             },
             MapDelta {
                 peer: "unknown".into(),

@@ -58,7 +58,9 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                         shards = publisher.published(), took = ?started.elapsed(),
                         "NatMapping shards published");
                 }
-                next_full.map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now()))
+                next_full.map_or(Duration::ZERO, |at| {
+                    at.saturating_duration_since(Instant::now())
+                })
             }
             Err(e) => {
                 let delay = ctx.next_retry(KEY);

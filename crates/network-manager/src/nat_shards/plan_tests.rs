@@ -29,16 +29,22 @@ fn published(shards: &[(&str, u32, Mappings)]) -> Published {
 #[test]
 fn a_delta_writes_only_the_changed_shards_and_deletes_the_emptied_ones() {
     let one = m(&[("10.1.0.2", "10.77.0.1")]);
-    let before = published(&[("b", 0, one.clone()), ("b", 1, m(&[("10.1.4.1", "10.77.0.2")]))]);
+    let before = published(&[
+        ("b", 0, one.clone()),
+        ("b", 1, m(&[("10.1.4.1", "10.77.0.2")])),
+    ]);
     let read = BTreeMap::from([
-        ((id("b"), 0), one.clone()),                       // unchanged: no write
-        ((id("b"), 1), Mappings::new()),                   // emptied: delete
-        ((id("b"), 2), m(&[("10.1.8.1", "10.77.0.3")])),   // new: write
-        ((id("b"), 3), Mappings::new()),                   // never published, empty: nothing
-        ((id("c"), 0), m(&[("10.1.0.9", "10.77.0.4")])),   // peer not writable: nothing
+        ((id("b"), 0), one.clone()),                     // unchanged: no write
+        ((id("b"), 1), Mappings::new()),                 // emptied: delete
+        ((id("b"), 2), m(&[("10.1.8.1", "10.77.0.3")])), // new: write
+        ((id("b"), 3), Mappings::new()),                 // never published, empty: nothing
+        ((id("c"), 0), m(&[("10.1.0.9", "10.77.0.4")])), // peer not writable: nothing
     ]);
     let plan = plan_dirty(read, &before, |p| p.as_str() == "b");
-    assert_eq!(plan.write, vec![((id("b"), 2), m(&[("10.1.8.1", "10.77.0.3")]))]);
+    assert_eq!(
+        plan.write,
+        vec![((id("b"), 2), m(&[("10.1.8.1", "10.77.0.3")]))]
+    );
     assert_eq!(plan.delete, vec![(id("b"), 1)]);
     assert!(plan.retire.is_empty());
     assert_eq!(plan.calls(), 2);
@@ -69,7 +75,7 @@ fn a_full_pass_repairs_drift_and_retires_the_older_objects() {
     let listed = Listed {
         shards: BTreeMap::from([
             ((id("b"), 0), m(&[("10.1.0.2", "10.77.0.1")])), // equal: kept
-            ((id("b"), 5), m(&[("10.1.20.2", "1.2.3.4")])),   // drifted: rewritten
+            ((id("b"), 5), m(&[("10.1.20.2", "1.2.3.4")])),  // drifted: rewritten
             ((id("b"), 7), m(&[("10.1.28.2", "10.77.0.7")])), // should not exist: deleted
             ((id("going"), 0), m(&[("10.1.0.4", "10.77.0.8")])), // being removed: left
             ((id("gone"), 0), m(&[("10.1.0.5", "10.77.0.9")])), // IPAM forgot it: deleted

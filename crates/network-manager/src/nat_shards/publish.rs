@@ -41,7 +41,9 @@ impl Publisher {
         let unknown_owner = {
             let peers = self.pending.peers.iter();
             let block_peers = self.pending.blocks.iter().map(|(p, _)| p);
-            peers.chain(block_peers).any(|p| !self.owners.contains_key(p))
+            peers
+                .chain(block_peers)
+                .any(|p| !self.owners.contains_key(p))
         };
         if unknown_owner {
             // a new peering: once per peer, not per batch
@@ -60,7 +62,12 @@ impl Publisher {
         for peer in &self.pending.peers {
             let blocks = ctx.ipam.read(|i| i.nat_blocks(peer))?;
             let published = self.published.blocks_of(peer);
-            keys.extend(blocks.into_iter().chain(published).map(|b| (peer.clone(), b)));
+            keys.extend(
+                blocks
+                    .into_iter()
+                    .chain(published)
+                    .map(|b| (peer.clone(), b)),
+            );
         }
         let mut read = BTreeMap::new();
         for (peer, block) in keys {
@@ -76,7 +83,9 @@ impl Publisher {
         drop(ctx.ipam.take_nat_changes());
         self.pending = NatDirty::default();
         self.refresh_owners(ctx).await?;
-        let known: BTreeSet<ClusterId> = ctx.ipam.read(|i| i.peers().map(|(c, _)| c.clone()).collect())?;
+        let known: BTreeSet<ClusterId> = ctx
+            .ipam
+            .read(|i| i.peers().map(|(c, _)| c.clone()).collect())?;
         let live: BTreeSet<ClusterId> = known
             .iter()
             .filter(|p| self.owners.contains_key(*p))
@@ -151,7 +160,9 @@ async fn list(ctx: &Context) -> Result<Listed> {
         let peer = nm.spec.cluster_id.clone();
         match nm.spec.block {
             Some(block) if nm.name_any() == objects::nat_shard_name(&peer, block) => {
-                listed.shards.insert((peer, block), nm.spec.cluster_mappings);
+                listed
+                    .shards
+                    .insert((peer, block), nm.spec.cluster_mappings);
             }
             // a shard under another name is not ours to keep: retire it like an older object
             _ => {

@@ -77,7 +77,11 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path().to_owned();
-        self.log.0.lock().unwrap().push((req.method().clone(), path));
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .push((req.method().clone(), path));
         self.inner.call(req)
     }
 }

@@ -27,7 +27,10 @@ fn a_delta_changes_only_its_elements_in_the_kernel() {
             (v4("10.1.0.79"), Some(v4("10.0.0.13"))),
         ],
     };
-    let applied = c[0].gateway.reconcile_nat_delta(&[delta.clone()]).unwrap();
+    let applied = c[0]
+        .gateway
+        .reconcile_nat_delta(std::slice::from_ref(&delta))
+        .unwrap();
     assert_eq!(applied, Applied::Incremental);
     assert!(
         c[0].gateway.firewall.intact().unwrap(),

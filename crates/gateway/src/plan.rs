@@ -1,5 +1,5 @@
-//! The pure planner: TunnelEndpoints + NatMappings (a peer's shards merged, `nat_table::merge`)
-//! + configuration → the desired
+//! The pure planner: TunnelEndpoints, NatMappings (a peer's shards merged by
+//! `nat_table::merge`) and configuration → the desired
 //! [`GatewaySpec`], and per TunnelEndpoint the peer it configures or why it was left out.
 //!
 //! No I/O and no clock: endpoint host names are resolved by the caller and passed in. One bad

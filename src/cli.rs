@@ -93,6 +93,9 @@ pub enum BenchCommand {
     /// The IPAM over IpamStorage objects in an in-process memkube: N mappings (time per
     /// thousand), object sizes, recovery time.
     IpamKube(crate::bench::ipam_kube::KubeBenchOptions),
+    /// NatMapping publishing per batch as the state grows: a network-manager over an
+    /// in-process memkube, writes and bytes per batch of mappings.
+    NatShards(crate::bench::nat_shards::NatShardsBenchOptions),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -213,6 +216,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::IpamKube(options)) => {
             println!("{}", crate::bench::ipam_kube::run(options).await?);
+            Ok(())
+        }
+        Command::Bench(BenchCommand::NatShards(options)) => {
+            let rows = crate::bench::nat_shards::run(options.clone()).await?;
+            print!("{}", crate::bench::nat_shards::render(&options, &rows));
             Ok(())
         }
         Command::Bench(BenchCommand::IpamState {

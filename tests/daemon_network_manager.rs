@@ -135,9 +135,12 @@ impl Cluster {
         api.get_opt(peer).await.unwrap()
     }
 
+    /// The first NatMapping shard of `peer` (found by label).
     async fn nat_mapping(&self, peer: &str) -> Option<NatMapping> {
         let api: Api<NatMapping> = Api::namespaced(self.client.clone(), NS);
-        api.get_opt(peer).await.unwrap()
+        let of_peer = kube::api::ListParams::default()
+            .labels(&format!("{}={peer}", isthmus_api::LABEL_REMOTE_CLUSTER));
+        api.list(&of_peer).await.unwrap().items.into_iter().next()
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod ipam;
 pub mod ipam_kube;
 pub mod ipam_state;
+pub mod nat_shards;
 pub mod stats;
 pub mod status;
 pub mod status_fixture;

@@ -266,6 +266,7 @@ pub async fn populate(
             .collect();
         let spec = NatMappingSpec {
             cluster_id: id.parse().expect("id"),
+            block: None,
             cluster_mappings: mappings,
         };
         create(&nms, &NatMapping::new(&id, spec), None).await?;

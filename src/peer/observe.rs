@@ -3,7 +3,7 @@
 //! published its key (the Secret's existence only: its data is never read) and who holds the
 //! gateway's Lease. A failed read is recorded, not fatal: the loop tries again.
 
-use isthmus_api::{ClusterId, ForeignCluster, NatMapping, TunnelEndpoint};
+use isthmus_api::{ClusterId, ForeignCluster, LABEL_REMOTE_CLUSTER, NatMapping, TunnelEndpoint};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -57,8 +57,10 @@ async fn read_into(view: &mut PeeringView, facts: &Facts, peer: &ClusterId) -> k
         .min_by_key(|fc| fc.name_any() != peer.as_str());
     let teps: Api<TunnelEndpoint> = Api::namespaced(client.clone(), ns);
     view.tunnel = teps.get_opt(peer.as_str()).await?;
+    // the peer's NatMapping shards (and an older whole-peer object), found by label
     let nms: Api<NatMapping> = Api::namespaced(client.clone(), ns);
-    view.nat_mapping = nms.get_metadata_opt(peer.as_str()).await?.is_some();
+    let of_peer = ListParams::default().labels(&format!("{LABEL_REMOTE_CLUSTER}={peer}"));
+    view.nat_mapping = !nms.list_metadata(&of_peer).await?.items.is_empty();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     view.gateway_key = Some(
         secrets

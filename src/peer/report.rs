@@ -266,7 +266,7 @@ pub fn why_not_unpeered(p: Pair<'_>, v: &PeeringView, now: Timestamp) -> Vec<Str
     }
     if v.nat_mapping {
         out.push(format!(
-            "{at}: NatMapping {}/{} is still there (the network-manager deletes it when it unpeers)",
+            "{at}: NatMappings {}/{}.* are still there (the network-manager deletes them when it unpeers)",
             p.namespace, p.peer
         ));
     }

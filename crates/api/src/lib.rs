@@ -26,7 +26,7 @@ pub use ipam_storage::{
     IpamStorageSpec, JournalEntry, JournalOp,
 };
 pub use isthmus_addr::{Cidr, ClusterId};
-pub use nat_mapping::{NatMapping, NatMappingSpec};
+pub use nat_mapping::{LABEL_NAT_SHARD, NatMapping, NatMappingSpec};
 pub use network_config::{BackendType, NetworkConfig, NetworkConfigSpec, NetworkConfigStatus};
 pub use tunnel_endpoint::{
     ConnectionState, ConnectionStatus, TunnelEndpoint, TunnelEndpointSpec, TunnelEndpointStatus,

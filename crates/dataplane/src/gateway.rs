@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::Ipv4Net;
 
+use crate::firewall::delta::MapDelta;
 use crate::firewall::nft::NftFirewall;
 use crate::firewall::{Applied, FirewallDriver, NatPlan};
 use crate::keys::PublicKey;
@@ -214,6 +215,13 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
     pub fn reconcile_nat(&mut self, desired: &GatewaySpec) -> Result<Applied> {
         let spec = desired.validate()?;
         self.firewall.apply(&NatPlan::from_spec(&spec))
+    }
+
+    /// Fastest path for NatMapping changes: only the DNAT map elements the deltas name, on top
+    /// of the last apply (no spec, no plan, no whole-table diff).
+    pub fn reconcile_nat_delta(&mut self, deltas: &[MapDelta]) -> Result<Applied> {
+        let _span = tracing::debug_span!("gateway.nat_delta", maps = deltas.len()).entered();
+        self.firewall.apply_delta(deltas)
     }
 
     /// Forgets what the firewall applied, so the next apply rebuilds the table (benchmarks, repair).

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::firewall::delta::MapDelta;
 use crate::firewall::{Applied, FirewallDriver};
 use crate::gateway::{Gateway, GatewayStatus};
 use crate::model::GatewaySpec;
@@ -60,6 +61,12 @@ where
     /// [`Gateway::reconcile_nat`] without blocking the caller's runtime.
     pub async fn reconcile_nat(&self, spec: GatewaySpec) -> Result<Applied> {
         self.with(move |gateway| gateway.reconcile_nat(&spec)).await
+    }
+
+    /// [`Gateway::reconcile_nat_delta`] without blocking the caller's runtime.
+    pub async fn reconcile_nat_delta(&self, deltas: Vec<MapDelta>) -> Result<Applied> {
+        self.with(move |gateway| gateway.reconcile_nat_delta(&deltas))
+            .await
     }
 
     /// [`Gateway::shutdown`] (on SIGTERM).

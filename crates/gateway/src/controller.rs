@@ -2,7 +2,8 @@
 //! (status patches), driven by watch triggers and a periodic probe tick.
 //!
 //! - a TunnelEndpoint spec change → full reconcile, then status;
-//! - a NatMapping change → the NAT fast path when only mappings differ (after `batch_window`);
+//! - a NatMapping change → the NAT fast path: only the DNAT map elements that changed (after
+//!   `batch_window`);
 //! - every `probe_interval` → probe every configured peer, full reconcile (which also repairs
 //!   outside changes and reads handshakes and counters), connection verdicts, status.
 
@@ -340,18 +341,19 @@ where
         }
     }
 
-    /// NatMapping change: the NAT table alone when nothing else differs.
+    /// NatMapping change: the map elements the watch saw change, and nothing else (no plan, no
+    /// whole-table diff). Before the first full reconcile, or when the delta fails, a full
+    /// reconcile instead (it plans from the stores, which hold every change).
     pub async fn nat(&mut self) {
-        let spec = self.plan(false).await;
-        let fast = self
-            .applied
-            .as_ref()
-            .is_some_and(|applied| plan::differs_only_in_mappings(applied, &spec));
-        if !fast {
+        let deltas = self.watches.nat_deltas.take();
+        if self.applied.is_none() || self.torn_down {
             return self.full().await;
         }
+        if deltas.is_empty() {
+            return;
+        }
         let started = Instant::now();
-        let result = self.gateway.reconcile_nat(spec.clone()).await;
+        let result = self.gateway.reconcile_nat_delta(deltas).await;
         let took = started.elapsed();
         self.telemetry
             .reconciles
@@ -362,7 +364,6 @@ where
                 self.telemetry
                     .datapath
                     .nft_applied("nat", outcome(applied), took);
-                self.applied = Some(spec);
             }
             Err(err) => {
                 tracing::warn!(error = %err, "NAT fast path failed; full reconcile");

@@ -18,6 +18,7 @@ pub mod error;
 pub mod finalizer;
 pub mod key_secret;
 pub mod leader;
+pub mod nat_table;
 pub mod plan;
 pub mod probe;
 pub mod status;

@@ -1,4 +1,5 @@
-//! The pure planner: TunnelEndpoints + NatMappings + configuration → the desired
+//! The pure planner: TunnelEndpoints, NatMappings (a peer's shards merged by
+//! `nat_table::merge`) and configuration → the desired
 //! [`GatewaySpec`], and per TunnelEndpoint the peer it configures or why it was left out.
 //!
 //! No I/O and no clock: endpoint host names are resolved by the caller and passed in. One bad
@@ -172,17 +173,16 @@ fn peer_spec(
             });
         }
     }
-    let mut mappings: Vec<Mapping> = nat_mappings
+    let peer_objects = nat_mappings
         .iter()
-        .filter(|nm| nm.spec.cluster_id == s.cluster_id)
-        .flat_map(|nm| nm.spec.cluster_mappings.iter())
+        .filter(|nm| nm.spec.cluster_id == s.cluster_id);
+    let mappings: Vec<Mapping> = crate::nat_table::merge(peer_objects)
+        .into_iter()
         .map(|(new_ip, target)| Mapping {
-            new_ip: IpAddr::V4(*new_ip),
-            target: IpAddr::V4(*target),
+            new_ip: IpAddr::V4(new_ip),
+            target: IpAddr::V4(target),
         })
         .collect();
-    mappings.sort();
-    mappings.dedup();
     Ok(PeerSpec {
         name: s.cluster_id.as_str().to_owned(),
         public_key: public_key.clone(),

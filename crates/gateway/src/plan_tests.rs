@@ -43,6 +43,7 @@ fn nat(name: &str, peer: &str, pairs: &[(&str, &str)]) -> NatMapping {
         name,
         NatMappingSpec {
             cluster_id: peer.parse().unwrap(),
+            block: None,
             cluster_mappings: pairs
                 .iter()
                 .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))

@@ -1,18 +1,25 @@
 //! Watches of the gateway namespace: reflector stores of TunnelEndpoints and NatMappings, and
 //! the triggers they raise. A TunnelEndpoint raises [`Trigger::Full`] only when its spec changed,
 //! its deletion began, or it went (our own status patches must not loop back into reconciles); a NatMapping raises
-//! [`Trigger::Nat`], served by the datapath's NAT fast path.
+//! [`Trigger::Nat`], served by the datapath's NAT fast path: the watch keeps every object's
+//! entries in a [`NatTable`] and queues the [`MapDelta`] of each change in [`NatDeltas`], so
+//! the controller sends just those map elements. A (re)list rebuilds the table and raises
+//! [`Trigger::Full`].
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use isthmus_api::{NatMapping, TunnelEndpoint, TunnelEndpointSpec};
+use isthmus_dataplane::firewall::delta::MapDelta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher as watch};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::nat_table::NatTable;
 
 /// Why a reconcile is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,11 +30,35 @@ pub enum Trigger {
     Full,
 }
 
+/// NatMapping deltas the watch saw and the controller has not sent yet, in order.
+#[derive(Debug, Clone, Default)]
+pub struct NatDeltas(Arc<Mutex<Vec<MapDelta>>>);
+
+impl NatDeltas {
+    /// Takes every queued delta.
+    pub fn take(&self) -> Vec<MapDelta> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, deltas: Vec<MapDelta>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(deltas);
+    }
+
+    fn clear(&self) {
+        drop(self.take());
+    }
+}
+
 /// The stores and the tasks that keep them.
 #[derive(Debug)]
 pub struct Watches {
     pub teps: Store<TunnelEndpoint>,
     pub nats: Store<NatMapping>,
+    /// What each NatMapping change changed, for the NAT fast path.
+    pub nat_deltas: NatDeltas,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -77,28 +108,12 @@ impl Watches {
                 }
             }
         });
-        let nat_task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(nat_stream);
-            while let Some(event) = stream.next().await {
-                let trigger = match event {
-                    Ok(Event::Apply(_) | Event::Delete(_)) => Some(Trigger::Nat),
-                    Ok(Event::InitDone) => Some(Trigger::Full),
-                    Ok(Event::Init | Event::InitApply(_)) => None,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "NatMapping watch error");
-                        None
-                    }
-                };
-                if let Some(trigger) = trigger
-                    && tx.send(trigger).is_err()
-                {
-                    return;
-                }
-            }
-        });
+        let nat_deltas = NatDeltas::default();
+        let nat_task = tokio::spawn(follow_nat_mappings(nat_stream, nat_deltas.clone(), tx));
         Watches {
             teps,
             nats,
+            nat_deltas,
             tasks: vec![tep_task, nat_task],
         }
     }
@@ -113,6 +128,55 @@ impl Watches {
             .wait_until_ready()
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Keeps the [`NatTable`] from the NatMapping events, queues each change's delta and raises
+/// the triggers.
+async fn follow_nat_mappings(
+    events: impl futures::Stream<Item = Result<Event<NatMapping>, watch::Error>>,
+    deltas: NatDeltas,
+    tx: mpsc::UnboundedSender<Trigger>,
+) {
+    let mut table = NatTable::default();
+    let mut relisting = NatTable::default();
+    let mut stream = std::pin::pin!(events);
+    while let Some(event) = stream.next().await {
+        let trigger = match event {
+            Ok(Event::Apply(o)) => {
+                let entries = (o.spec.cluster_id.as_str(), &o.spec.cluster_mappings);
+                deltas.push(table.update(&o.name_any(), Some(entries)));
+                Some(Trigger::Nat)
+            }
+            Ok(Event::Delete(o)) => {
+                deltas.push(table.update(&o.name_any(), None));
+                Some(Trigger::Nat)
+            }
+            Ok(Event::Init) => {
+                relisting = NatTable::default();
+                None
+            }
+            Ok(Event::InitApply(o)) => {
+                let entries = (o.spec.cluster_id.as_str(), &o.spec.cluster_mappings);
+                drop(relisting.update(&o.name_any(), Some(entries)));
+                None
+            }
+            Ok(Event::InitDone) => {
+                // the full reconcile this raises plans from the store, which has the new list
+                table = std::mem::take(&mut relisting);
+                deltas.clear();
+                Some(Trigger::Full)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "NatMapping watch error");
+                None
+            }
+        };
+        if let Some(trigger) = trigger
+            && tx.send(trigger).is_err()
+        {
+            return;
+        }
     }
 }
 

@@ -7,4 +7,5 @@ mod controller;
 mod finalizer;
 mod kernel;
 mod leader;
+mod nat_shards;
 mod telemetry;

@@ -14,6 +14,11 @@
 //! succeeds again. Only a permanent failure (another writer, corruption, a failed `fdatasync`)
 //! stops the service: the state in memory may then hold changes that are not durable, so every
 //! later request is refused until a restart recovers the durable state.
+//!
+//! Each change also says which block of which peer's NAT mapping it touches (asked of the IPAM
+//! before it is applied); the committer folds those of a durable batch into one [`NatDirty`]
+//! before it notifies subscribers, so the NatMapping publisher writes only what changed
+//! ([`DurableIpam::take_nat_changes`]).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use isthmus_ipam::{
-    Cidr, ClusterId, Effect, Ipam, IpamConfig, IpamError, IpamSnapshot, PeerNetworks,
+    Cidr, ClusterId, Effect, Ipam, IpamConfig, IpamError, IpamSnapshot, NatDirty, NatTouch,
+    PeerNetworks,
 };
 use tokio::sync::oneshot;
 
@@ -34,7 +40,7 @@ const MAX_BATCH: usize = 16_384;
 type Waiter = oneshot::Sender<Result<(), String>>;
 
 enum Job {
-    Append(Effect, Waiter),
+    Append(Effect, NatTouch, Waiter),
     Barrier(Waiter),
     Compact(Box<IpamSnapshot>),
 }
@@ -56,6 +62,8 @@ struct Shared {
     store_name: String,
     /// Count of effects made durable; bumped after each committed batch.
     committed: tokio::sync::watch::Sender<u64>,
+    /// NAT mapping blocks changed by durable batches and not yet taken by the publisher.
+    nat_dirty: Mutex<NatDirty>,
 }
 
 /// Whether the store can make changes durable.
@@ -152,6 +160,7 @@ impl DurableIpam {
             options,
             store_name,
             committed: tokio::sync::watch::Sender::new(0),
+            nat_dirty: Mutex::default(),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -227,10 +236,11 @@ impl DurableIpam {
         core: &mut Core,
         effect: Effect,
     ) -> Result<oneshot::Receiver<Result<(), String>>, ServiceError> {
+        let touch = core.ipam.nat_touch(&effect);
         core.ipam.apply(&effect)?;
         core.enqueued += 1;
         let (tx, rx) = oneshot::channel();
-        send(&core.queue, Job::Append(effect, tx))?;
+        send(&core.queue, Job::Append(effect, touch, tx))?;
         if self.shared.compaction_wanted.swap(false, Ordering::AcqRel) {
             send(&core.queue, Job::Compact(Box::new(core.ipam.snapshot())))?;
         }
@@ -370,6 +380,18 @@ impl DurableIpam {
         self.shared.committed.subscribe()
     }
 
+    /// Takes the NAT mapping blocks changed by the batches made durable since the last call
+    /// (call it after [`DurableIpam::subscribe`] reported a change). Cheap: no IPAM lock, no
+    /// state read; its size is bounded by the blocks touched, not by the state.
+    pub fn take_nat_changes(&self) -> NatDirty {
+        let mut dirty = self
+            .shared
+            .nat_dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *dirty)
+    }
+
     /// The store in use, for logs.
     pub fn store_name(&self) -> &str {
         &self.shared.store_name
@@ -427,10 +449,12 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
             continue;
         }
         let mut written = 0u64;
+        let mut touched = NatDirty::default();
         let mut result = Ok(());
         for job in batch {
             match job {
-                Job::Append(e, w) => {
+                Job::Append(e, touch, w) => {
+                    touched.add(touch);
                     effects.push(e);
                     waiters.push(w);
                     if effects.len() >= limit {
@@ -450,6 +474,10 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
         let reply = match result {
             Ok(()) => {
                 let durable = sh.durable.fetch_add(written, Ordering::AcqRel) + written;
+                if !touched.is_empty() {
+                    let mut dirty = sh.nat_dirty.lock().unwrap_or_else(|e| e.into_inner());
+                    dirty.merge(touched);
+                }
                 if written > 0 {
                     sh.committed.send_replace(durable);
                 }
@@ -524,7 +552,7 @@ fn append_retrying<S: Store>(
 
 fn fail_all(batch: Vec<Job>, failure: &str) {
     for job in batch {
-        if let Job::Append(_, w) | Job::Barrier(w) = job {
+        if let Job::Append(_, _, w) | Job::Barrier(w) = job {
             let _ = w.send(Err(failure.to_owned()));
         }
     }

@@ -233,3 +233,36 @@ async fn subscribers_hear_of_every_durable_batch() {
         .unwrap();
     assert!(!changes.has_changed().unwrap());
 }
+
+#[tokio::test]
+async fn durable_batches_say_which_nat_blocks_they_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ipam = open(dir.path()).await;
+    ipam.upsert_peer(&id("b"), c("10.50.0.0/16"), c("10.51.0.0/16"))
+        .await
+        .unwrap();
+    ipam.set_peer_view(&id("b"), None, None).await.unwrap();
+    let peering = ipam.take_nat_changes();
+    assert_eq!(peering.peers, [id("b")].into());
+    assert!(ipam.take_nat_changes().is_empty(), "taking empties the set");
+
+    let first = ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
+    let (new_ip, _) = first.nat_entry.unwrap();
+    let block = ipam
+        .read(|i| i.block_of(i.local().external_cidr.map_ip(new_ip)))
+        .unwrap();
+    ipam.map_endpoint_ip(&id("b"), ep(2)).await.unwrap();
+    ipam.unmap_endpoint_ip(&id("b"), ep(2)).await.unwrap();
+    // a repeated map changes nothing and touches nothing
+    ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
+    let dirty = ipam.take_nat_changes();
+    assert!(dirty.peers.is_empty());
+    assert_eq!(dirty.blocks, [(id("b"), block)].into());
+    // a pure translation touches nothing either
+    ipam.map_endpoint_ip(&id("b"), "10.0.0.9".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(ipam.take_nat_changes().is_empty());
+    ipam.remove_peer(&id("b")).await.unwrap();
+    assert_eq!(ipam.take_nat_changes().peers, [id("b")].into());
+}

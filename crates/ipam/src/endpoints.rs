@@ -146,15 +146,11 @@ impl Ipam {
             .get(cluster)
             .ok_or_else(|| IpamError::UnknownPeer(cluster.clone()))?;
         let view = peer.local_external_nat.unwrap_or(self.local.external_cidr);
-        let endpoints = self.by_cluster.get(cluster);
-        Ok(endpoints
+        let reflected = self.by_cluster.get(cluster);
+        Ok(reflected
             .into_iter()
             .flatten()
-            .filter_map(|ep| {
-                self.endpoints
-                    .get(ep)
-                    .map(|e| (view.map_ip(e.external), *ep))
-            })
+            .map(|(external, ep)| (view.map_ip(*external), *ep))
             .collect())
     }
 
@@ -200,13 +196,16 @@ impl Ipam {
         self.by_cluster
             .entry(cluster.clone())
             .or_default()
-            .insert(endpoint);
+            .insert(external, endpoint);
         Ok(())
     }
 
     pub(crate) fn apply_unreflected(&mut self, endpoint: Ipv4Addr, cluster: &ClusterId) {
-        if let Some(set) = self.by_cluster.get_mut(cluster) {
-            set.remove(&endpoint);
+        let external = self.endpoints.get(&endpoint).map(|e| e.external);
+        if let (Some(set), Some(external)) = (self.by_cluster.get_mut(cluster), external) {
+            if set.get(&external) == Some(&endpoint) {
+                set.remove(&external);
+            }
             if set.is_empty() {
                 self.by_cluster.remove(cluster);
             }

@@ -162,7 +162,7 @@ impl Ipam {
         self.networks.release(&old.remote_pod_view);
         self.networks.release(&old.remote_external_view);
         let reflected = self.by_cluster.remove(cluster).unwrap_or_default();
-        for endpoint in reflected {
+        for endpoint in reflected.into_values() {
             self.drop_reflection(endpoint, cluster);
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! [`Ipam`]: the state (local networks, reserved networks, peers, endpoint reflections), its
 //! construction from configuration or a snapshot, and [`Ipam::apply`], the only mutator.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use crate::effect::{Effect, EndpointRecord, IpamSnapshot, LocalNetworks, PeerNetworks};
@@ -42,7 +42,8 @@ pub struct Ipam {
     pub(crate) external_pool: AddressPool,
     pub(crate) peers: BTreeMap<ClusterId, PeerNetworks>,
     pub(crate) endpoints: HashMap<Ipv4Addr, EndpointEntry>,
-    pub(crate) by_cluster: HashMap<ClusterId, HashSet<Ipv4Addr>>,
+    /// Per peer: ExternalCIDR address → endpoint, ordered so that one block is one range.
+    pub(crate) by_cluster: HashMap<ClusterId, BTreeMap<Ipv4Addr, Ipv4Addr>>,
 }
 
 impl Ipam {

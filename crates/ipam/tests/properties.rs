@@ -162,7 +162,18 @@ fn check_invariants(ipam: &Ipam) -> Result<(), TestCaseError> {
             })
             .collect();
         let got: BTreeSet<_> = ipam.nat_mapping(cluster).unwrap().into_iter().collect();
-        prop_assert_eq!(got, expected, "NAT mapping of {} drifted", cluster);
+        prop_assert_eq!(&got, &expected, "NAT mapping of {} drifted", cluster);
+        let by_blocks: BTreeSet<_> = ipam
+            .nat_blocks(cluster)
+            .into_iter()
+            .flat_map(|b| ipam.nat_block(cluster, b))
+            .collect();
+        prop_assert_eq!(
+            by_blocks,
+            got,
+            "the blocks of {} are not its NAT mapping",
+            cluster
+        );
     }
     let nets: Vec<Cidr> = ipam.reservations().map(|(n, _)| n).collect();
     for (i, a) in nets.iter().enumerate() {

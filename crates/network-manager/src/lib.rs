@@ -7,7 +7,8 @@
 //!   the peering created (`foreign_cluster`).
 //! - **received NetworkConfig** (its `clusterID` is us) → validation, the IPAM decision (accept or
 //!   remap) and its status (`received`).
-//! - **NatMapping** sync from the IPAM's endpoint reflections (`nat_sync`).
+//! - **NatMapping** shards published from the IPAM's endpoint reflections (`nat_shards`): only
+//!   the blocks each durable batch changed.
 //!
 //! [`run`] starts all three over one local client, a [`PeerResolver`] and a [`DurableIpam`].
 //! Planning is pure ([`plan`], [`objects`]); the controllers fetch, plan, apply and report.
@@ -16,7 +17,7 @@ pub mod config;
 mod context;
 pub mod error;
 mod foreign_cluster;
-mod nat_sync;
+pub mod nat_shards;
 pub mod objects;
 pub mod peer_kubeconfig;
 mod peer_watch;
@@ -84,7 +85,7 @@ pub async fn run_observed(
     });
     let fc = foreign_cluster::controller(ctx.clone(), peer_events, stopped(stop_rx.clone()));
     let nc = received::controller(ctx.clone(), stopped(stop_rx.clone()));
-    let nat = nat_sync::run(ctx.clone(), stop_rx);
+    let nat = nat_shards::run(ctx.clone(), stop_rx);
     tokio::join!(fc, nc, nat);
     ctx.peer_watches.stop_all();
     signal.abort();

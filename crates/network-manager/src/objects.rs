@@ -2,16 +2,17 @@
 //! references, the NetworkConfig we send to a peer, the merged TunnelEndpoint and the NatMapping.
 //!
 //! Naming: in every API an object of a peering is named after the *other* cluster it concerns:
-//! our NetworkConfig in peer P's API is named after us; in our API the NetworkConfig P sent, the
-//! TunnelEndpoint and the NatMapping for P are named after P.
+//! our NetworkConfig in peer P's API is named after us; in our API the NetworkConfig P sent and
+//! the TunnelEndpoint for P are named after P, and P's NatMapping shards `P.block-<i>` (a
+//! cluster ID has no dot, so no shard name is ever another peer's object name).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use isthmus_api::{
-    BACKEND_PUBLIC_KEY, BackendType, ClusterId, ForeignCluster, LABEL_ORIGIN_CLUSTER,
-    LABEL_REMOTE_CLUSTER, NatMapping, NatMappingSpec, NetworkConfig, NetworkConfigSpec,
-    TunnelEndpoint, TunnelEndpointSpec,
+    BACKEND_PUBLIC_KEY, BackendType, ClusterId, ForeignCluster, LABEL_NAT_SHARD,
+    LABEL_ORIGIN_CLUSTER, LABEL_REMOTE_CLUSTER, NatMapping, NatMappingSpec, NetworkConfig,
+    NetworkConfigSpec, TunnelEndpoint, TunnelEndpointSpec,
 };
 use isthmus_ipam::{LocalNetworks, PeerNetworks};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -30,6 +31,17 @@ const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Label selector of the objects we manage for any peer.
 pub fn managed_selector() -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY}")
+}
+
+/// Label selector of the objects we manage for `peer` (its NatMapping shards, and the older
+/// whole-peer NatMapping).
+pub fn peer_selector(peer: &ClusterId) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_REMOTE_CLUSTER}={peer}")
+}
+
+/// The name of `peer`'s NatMapping shard for IPAM block `block`.
+pub fn nat_shard_name(peer: &ClusterId, block: u32) -> String {
+    format!("{peer}.block-{block}")
 }
 
 fn labels(origin: Option<&ClusterId>, remote: &ClusterId) -> BTreeMap<String, String> {
@@ -122,19 +134,26 @@ pub fn tunnel_endpoint(
     tep
 }
 
-/// The NatMapping object of a peer.
-pub fn nat_mapping(
+/// One NatMapping shard of a peer: the entries of IPAM block `block`.
+pub fn nat_shard(
     config: &NetworkManagerConfig,
     peer: &ClusterId,
+    block: u32,
     mappings: BTreeMap<Ipv4Addr, Ipv4Addr>,
     owner: Option<OwnerReference>,
 ) -> NatMapping {
     let spec = NatMappingSpec {
         cluster_id: peer.clone(),
+        block: Some(block),
         cluster_mappings: mappings,
     };
-    let mut nm = NatMapping::new(peer.as_str(), spec);
+    let name = nat_shard_name(peer, block);
+    let mut nm = NatMapping::new(&name, spec);
     nm.metadata = local_meta(config, peer, owner);
+    nm.metadata.name = Some(name);
+    if let Some(labels) = nm.metadata.labels.as_mut() {
+        labels.insert(LABEL_NAT_SHARD.to_owned(), block.to_string());
+    }
     nm
 }
 

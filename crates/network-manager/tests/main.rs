@@ -6,6 +6,7 @@ mod common;
 mod failures;
 mod held_tunnel;
 mod kubeconfig;
+mod nat_shards;
 mod natmapping;
 mod peering;
 mod telemetry;

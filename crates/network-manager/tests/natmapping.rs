@@ -10,27 +10,21 @@ use std::sync::Arc;
 use common::*;
 use kube::api::ListParams;
 
-async fn mappings(c: &Cluster, peer: &Cluster) -> Option<BTreeMap<Ipv4Addr, Ipv4Addr>> {
-    let nm = c.nms().get_opt(&peer.name).await.unwrap()?;
-    Some(nm.spec.cluster_mappings)
+async fn mappings(c: &Cluster, peer: &Cluster) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
+    c.nat_entries(peer).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nat_mapping_follows_map_and_unmap() {
     let (mut a, mut b, _peers) = peered_pair().await;
-    eventually("empty NatMapping for b", || async {
-        mappings(&a, &b).await == Some(BTreeMap::new())
-    })
-    .await;
+    assert!(mappings(&a, &b).await.is_empty(), "no mapping, no shard");
 
     // an endpoint outside a's Pod CIDR (say a pod of a third cluster) reflected to b
     let endpoint: Ipv4Addr = "10.77.0.9".parse().unwrap();
     let reply = a.ipam().map_endpoint_ip(&b.id, endpoint).await.unwrap();
     assert_eq!(reply.nat_entry, Some((reply.new_ip, endpoint)));
     eventually("mapping appears", || async {
-        mappings(&a, &b)
-            .await
-            .is_some_and(|m| m.get(&reply.new_ip) == Some(&endpoint))
+        mappings(&a, &b).await.get(&reply.new_ip) == Some(&endpoint)
     })
     .await;
     // the new IP is in b's view of a's ExternalCIDR
@@ -42,19 +36,18 @@ async fn nat_mapping_follows_map_and_unmap() {
     let replies =
         futures::future::join_all(many.iter().map(|ip| a.ipam().map_endpoint_ip(&b.id, *ip))).await;
     eventually("101 mappings", || async {
-        mappings(&a, &b).await.is_some_and(|m| m.len() == 101)
+        mappings(&a, &b).await.len() == 101
     })
     .await;
-    let m = mappings(&a, &b).await.unwrap();
+    let m = mappings(&a, &b).await;
     for (ip, r) in many.iter().zip(replies) {
         assert_eq!(m.get(&r.unwrap().new_ip), Some(ip));
     }
 
     a.ipam().unmap_endpoint_ip(&b.id, endpoint).await.unwrap();
     eventually("mapping disappears", || async {
-        mappings(&a, &b)
-            .await
-            .is_some_and(|m| m.len() == 100 && !m.contains_key(&reply.new_ip))
+        let m = mappings(&a, &b).await;
+        m.len() == 100 && !m.contains_key(&reply.new_ip)
     })
     .await;
     a.stop().await;
@@ -65,7 +58,7 @@ async fn nat_mapping_follows_map_and_unmap() {
 async fn nothing_left(c: &Cluster, peer: &Cluster) -> bool {
     c.fcs().get_opt(&peer.name).await.unwrap().is_none()
         && c.tep(peer).await.is_none()
-        && c.nms().get_opt(&peer.name).await.unwrap().is_none()
+        && c.nat_objects(peer).await.is_empty()
         && c.ncs()
             .list(&ListParams::default())
             .await
@@ -83,7 +76,7 @@ async fn deleting_the_foreign_clusters_removes_the_peering_everywhere() {
         .await
         .unwrap();
     eventually("mapping written", || async {
-        mappings(&a, &b).await.is_some_and(|m| m.len() == 1)
+        mappings(&a, &b).await.len() == 1
     })
     .await;
     let ext_free_before = a.ipam().read(|i| i.external_usage().allocated).unwrap();
@@ -94,7 +87,7 @@ async fn deleting_the_foreign_clusters_removes_the_peering_everywhere() {
     eventually("a forgot b", || async {
         a.fcs().get_opt("b").await.unwrap().is_none()
             && a.tep(&b).await.is_none()
-            && a.nms().get_opt("b").await.unwrap().is_none()
+            && a.nat_objects(&b).await.is_empty()
             && a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap()
             && b.ncs().get_opt("a").await.unwrap().is_none()
             && b.tep(&a).await.is_none()

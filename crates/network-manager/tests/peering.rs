@@ -127,19 +127,31 @@ async fn three_clusters_in_a_full_mesh_get_disjoint_consistent_views() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_network_manager_converges_without_new_decisions() {
     let (mut a, mut b, peers) = peered_pair().await;
+    let endpoint = "10.77.0.9".parse().unwrap();
+    let reply = a.ipam().map_endpoint_ip(&b.id, endpoint).await.unwrap();
+    eventually("NatMapping shard written", || async {
+        a.nat_entries(&b).await.get(&reply.new_ip) == Some(&endpoint)
+    })
+    .await;
     let a_before = a.ipam().read(|i| i.snapshot()).unwrap();
     let b_before = b.ipam().read(|i| i.snapshot()).unwrap();
     let tep_before = a.tep(&b).await.unwrap();
 
-    // a stops; its tunnel and NatMapping are lost meanwhile; it restarts over the same store
+    // a stops; its tunnel and NatMapping shards are lost meanwhile; it restarts over the same
+    // store
     a.stop().await;
     a.teps().delete("b", &Default::default()).await.unwrap();
-    a.nms().delete("b", &Default::default()).await.unwrap();
+    for nm in a.nat_objects(&b).await {
+        a.nms()
+            .delete(&nm.name_any(), &Default::default())
+            .await
+            .unwrap();
+    }
     a.open_ipam().await;
     a.start(peers.clone());
     wait_peered(&a, &b).await;
-    eventually("NatMapping rewritten", || async {
-        a.nms().get_opt("b").await.unwrap().is_some()
+    eventually("NatMapping shard rewritten", || async {
+        a.nat_entries(&b).await.get(&reply.new_ip) == Some(&endpoint)
     })
     .await;
     assert_eq!(a.tep(&b).await.unwrap().spec, tep_before.spec);

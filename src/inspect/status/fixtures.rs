@@ -133,6 +133,7 @@ pub fn nc(peer: &str, to: &str, conditions: Vec<Condition>) -> NetworkConfig {
 pub fn nat(peer: &str, entries: u32) -> NatMapping {
     let spec = NatMappingSpec {
         cluster_id: peer.parse().unwrap(),
+        block: None,
         cluster_mappings: (0..entries)
             .map(|k| {
                 (

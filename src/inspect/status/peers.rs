@@ -28,7 +28,8 @@ pub struct PeerObjects<'a> {
     pub tunnel_endpoint: Option<&'a TunnelEndpoint>,
     pub foreign_cluster: Option<&'a ForeignCluster>,
     pub network_config: Option<&'a NetworkConfig>,
-    pub nat_mapping: Option<&'a NatMapping>,
+    /// The peer's NatMapping shards (and an older whole-peer object).
+    pub nat_mappings: Vec<&'a NatMapping>,
     /// Our IPAM's decision about the peer's networks.
     pub subnets: Option<&'a ClusterSubnets>,
     pub unreadable: Vec<&'a Unreadable>,
@@ -64,7 +65,8 @@ pub fn group<'a>(
         peers
             .entry(m.spec.cluster_id.to_string())
             .or_default()
-            .nat_mapping = Some(m);
+            .nat_mappings
+            .push(m);
     }
     for u in &fetched.unreadable {
         if let Some(p) = u.peer.as_deref().filter(|p| Some(*p) != local) {
@@ -249,7 +251,11 @@ pub fn peer_status(id: &str, p: &PeerObjects<'_>, now: Timestamp) -> PeerStatus 
         gateway_ip: None,
         endpoint: None,
         nat: NatViews::default(),
-        nat_mappings: p.nat_mapping.map_or(0, |m| m.spec.cluster_mappings.len()),
+        nat_mappings: p
+            .nat_mappings
+            .iter()
+            .map(|m| m.spec.cluster_mappings.len())
+            .sum(),
         conditions: Vec::new(),
         warnings: p
             .unreadable

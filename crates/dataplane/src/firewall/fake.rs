@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::delta::{MapDelta, apply_delta_with};
 use super::{Applied, FirewallDriver, NatPlan, TABLE, apply_with, render};
 use crate::{Error, Result};
 
@@ -46,6 +47,11 @@ impl FirewallDriver for FakeFirewall {
     fn apply(&mut self, plan: &NatPlan) -> Result<Applied> {
         let log = self.log.clone();
         apply_with(&mut self.applied, plan, |batch| Self::send(&log, batch))
+    }
+
+    fn apply_delta(&mut self, deltas: &[MapDelta]) -> Result<Applied> {
+        let log = self.log.clone();
+        apply_delta_with(&mut self.applied, deltas, |batch| Self::send(&log, batch))
     }
 
     fn intact(&mut self) -> Result<bool> {

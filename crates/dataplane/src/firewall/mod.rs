@@ -3,8 +3,11 @@
 //! One nftables table (`inet isthmus`) is ours. [`NatPlan`] is pure data derived from the validated
 //! gateway spec; [`render`](render::render) turns it into one atomic JSON batch; [`changes`] decides
 //! whether a new plan only adds or removes NatMapping map elements (sent as one small batch) or
-//! needs the whole table replaced. [`view`] reads a table back as comparable data (inspection).
+//! needs the whole table replaced; [`delta`] sends just the NatMapping entries a watch saw
+//! change, without planning the whole table. [`view`] reads a table back as comparable data
+//! (inspection).
 
+pub mod delta;
 pub mod fake;
 pub mod nft;
 pub mod render;
@@ -179,6 +182,9 @@ pub enum Applied {
 pub trait FirewallDriver: Send {
     /// Makes our table match `plan` in one atomic batch, using element changes when they suffice.
     fn apply(&mut self, plan: &NatPlan) -> Result<Applied>;
+    /// Changes only the DNAT map elements `deltas` name, in one batch, on top of what was
+    /// applied (an error when nothing was; a failed batch forgets the record).
+    fn apply_delta(&mut self, deltas: &[delta::MapDelta]) -> Result<Applied>;
     /// Whether the kernel still holds what was applied (false after an outside flush or delete).
     fn intact(&mut self) -> Result<bool>;
     /// The last plan applied, if any.

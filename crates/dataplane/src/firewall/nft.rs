@@ -6,6 +6,7 @@ use std::sync::Arc;
 use nftables::helper::{self, DEFAULT_ARGS, DEFAULT_NFT, NftablesError};
 use serde_json::Value;
 
+use super::delta::{MapDelta, apply_delta_with};
 use super::{Applied, FirewallDriver, NatPlan, TABLE, apply_with, render};
 use crate::netns::NsRuntime;
 use crate::{Error, Result};
@@ -67,6 +68,13 @@ impl FirewallDriver for NftFirewall {
     fn apply(&mut self, plan: &NatPlan) -> Result<Applied> {
         let mut applied = self.applied.take();
         let result = apply_with(&mut applied, plan, |batch| self.send(batch));
+        self.applied = applied;
+        result
+    }
+
+    fn apply_delta(&mut self, deltas: &[MapDelta]) -> Result<Applied> {
+        let mut applied = self.applied.take();
+        let result = apply_delta_with(&mut applied, deltas, |batch| self.send(batch));
         self.applied = applied;
         result
     }

@@ -153,6 +153,7 @@ pub fn nat_mapping(peer: &str, pairs: &[(&str, &str)]) -> NatMapping {
         peer,
         NatMappingSpec {
             cluster_id: peer.parse().unwrap(),
+            block: None,
             cluster_mappings: pairs
                 .iter()
                 .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))

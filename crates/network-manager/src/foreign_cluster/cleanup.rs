@@ -1,16 +1,17 @@
 //! Unpeering one ForeignCluster (the finalizer's cleanup step): our NetworkConfig leaves the
-//! peer's API; the IPAM forgets the peer; the TunnelEndpoint, the NatMapping and the
+//! peer's API; the IPAM forgets the peer; the TunnelEndpoint, the NatMapping shards and the
 //! NetworkConfig the peer sent us leave our API. Every step is tried even when an earlier one
 //! failed; the finalizer is released only when all succeeded (an unreachable peer API keeps the
 //! ForeignCluster, retried with backoff, and says so in its status).
 
 use isthmus_api::{ClusterId, ForeignCluster, NatMapping, NetworkConfig};
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Client};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::objects;
 use crate::plan::PeeringObservation;
 use crate::received;
 
@@ -65,8 +66,10 @@ async fn delete_local(ctx: &Context, peer: &ClusterId) -> Result<()> {
     }
     let nms: Api<NatMapping> = Api::namespaced(ctx.local.clone(), &ctx.config.namespace);
     let dp = DeleteParams::default();
-    if let Err(e) = ignore_not_found(nms.delete(peer.as_str(), &dp).await) {
-        errors.push(format!("NatMapping: {e}"));
+    // every shard of the peer, and the older whole-peer object, in one call
+    let shards = ListParams::default().labels(&objects::peer_selector(peer));
+    if let Err(e) = nms.delete_collection(&dp, &shards).await {
+        errors.push(format!("NatMappings: {e}"));
     }
     let ncs = received::local_api(ctx);
     if let Err(e) = ignore_not_found(ncs.delete(peer.as_str(), &dp).await) {

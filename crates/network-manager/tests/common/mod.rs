@@ -3,15 +3,20 @@
 //! with a generous deadline.
 #![allow(dead_code)]
 
+mod api_log;
+pub use api_log::{ApiLog, Logged};
+
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use isthmus_api::{
-    Cidr, ClusterId, ForeignCluster, ForeignClusterSpec, NatMapping, NetworkConfig, TunnelEndpoint,
-    all_crds,
+    Cidr, ClusterId, ForeignCluster, ForeignClusterSpec, LABEL_REMOTE_CLUSTER, NatMapping,
+    NetworkConfig, TunnelEndpoint, all_crds,
 };
 use isthmus_ipam::{IpamConfig, default_pools};
 use isthmus_ipam_store::{DurableIpam, FileStore};
@@ -20,7 +25,7 @@ use isthmus_network_manager::{
     Backoff, LabPeers, LocalGateway, NetworkManagerConfig, NetworkManagerTelemetry, PeerClient,
     PeerResolver, ResolveError,
 };
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -37,6 +42,8 @@ pub struct Cluster {
     pub id: ClusterId,
     pub kube: MemKube,
     pub client: Client,
+    /// The client the network-manager uses, when not `client` (say one that records requests).
+    pub manager_client: Option<Client>,
     pub ipam_config: IpamConfig,
     pub ipam: Option<DurableIpam>,
     dir: tempfile::TempDir,
@@ -74,6 +81,7 @@ impl Cluster {
             id: name.parse().unwrap(),
             kube,
             client,
+            manager_client: None,
             ipam_config,
             ipam: None,
             dir: tempfile::tempdir().unwrap(),
@@ -125,7 +133,7 @@ impl Cluster {
         let task = tokio::spawn(isthmus_network_manager::run_observed(
             self.config(),
             self.telemetry.clone(),
-            self.client.clone(),
+            self.manager_client.clone().unwrap_or(self.client.clone()),
             peers,
             self.ipam().clone(),
             async move {
@@ -156,6 +164,21 @@ impl Cluster {
     }
     pub fn nms(&self) -> Api<NatMapping> {
         Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Every NatMapping object about `peer` (its shards, and an older whole-peer object).
+    pub async fn nat_objects(&self, peer: &Cluster) -> Vec<NatMapping> {
+        let lp = ListParams::default().labels(&format!("{LABEL_REMOTE_CLUSTER}={}", peer.id));
+        self.nms().list(&lp).await.unwrap().items
+    }
+
+    /// The union of `peer`'s NatMapping shards: new IP → endpoint.
+    pub async fn nat_entries(&self, peer: &Cluster) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
+        let objects = self.nat_objects(peer).await;
+        objects
+            .into_iter()
+            .flat_map(|nm| nm.spec.cluster_mappings)
+            .collect()
     }
 
     /// Creates the ForeignCluster for `peer` (named after it), reached as lab cluster `peer`.

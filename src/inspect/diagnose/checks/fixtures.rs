@@ -131,6 +131,7 @@ impl World {
             "a",
             NatMappingSpec {
                 cluster_id: "a".parse().unwrap(),
+                block: None,
                 cluster_mappings: [(ip("10.6.0.5"), ip("10.7.0.10"))].into(),
             },
         )];

@@ -25,8 +25,9 @@ use super::codec::{peer_networks, subnets};
 use crate::StoreError;
 
 /// Addresses of the ExternalCIDR per block object (a /22): at most 1,024 mappings of ~25 bytes,
-/// ~50 KiB with the API server's managedFields, far below 256 KiB.
-pub const BLOCK_SIZE: u32 = 1024;
+/// ~50 KiB with the API server's managedFields, far below 256 KiB. The IPAM's own block size,
+/// so a storage block and a published NatMapping shard cover the same addresses.
+pub const BLOCK_SIZE: u32 = isthmus_ipam::BLOCK_SIZE;
 
 /// The layout version written in the root.
 pub const LAYOUT_VERSION: u32 = 2;

@@ -6,6 +6,7 @@ mod common;
 mod bench_smoke;
 mod gateway_pair;
 mod inspect;
+mod node_nat;
 mod node_routes;
 mod overlapping_clusters;
 mod transit_address;

@@ -212,6 +212,16 @@ async fn unpeering_leaves_nothing_behind() {
                 }
             })
             .await;
+            let ns = node.namespace.clone();
+            eventually(
+                "the route agent removes its NAT exemption table",
+                Duration::from_secs(15),
+                || {
+                    let ns = ns.clone();
+                    async move { node_table(&ns).is_empty() }
+                },
+            )
+            .await;
             let all = ip(&node.namespace, "route show");
             for range in &ranges {
                 assert!(

@@ -288,7 +288,7 @@ async fn flushed_table(d: &Diagnosis) {
         fail_messages(&report, CheckId::Nftables),
         [
             "chain forward is empty: all its 4 rules are missing (flushed from outside?)",
-            "chain postrouting is empty: all its 12 rules are missing (flushed from outside?)",
+            "chain postrouting is empty: all its 16 rules are missing (flushed from outside?)",
             "chain prerouting is empty: all its 12 rules are missing (flushed from outside?)",
         ]
     );

@@ -13,6 +13,7 @@ mod crds;
 mod daemon_network_manager;
 mod daemon_route_agent;
 mod e2e;
+mod e2e_cni;
 mod e2e_diagnose;
 mod e2e_outage;
 mod e2e_status;

@@ -1,12 +1,14 @@
 //! `isthmus route-agent`: the command line of the route agent daemon and its wiring: the
-//! configuration validated first, then the Kubernetes client, then the Linux route driver on the
-//! node's network namespace, then [`isthmus_route_agent::run`] until SIGTERM or ctrl-c.
+//! configuration validated first, then the Kubernetes client, then the Linux route and NAT
+//! exemption (`nft`) drivers on the node's network namespace, then [`isthmus_route_agent::run`]
+//! until SIGTERM or ctrl-c.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
+use isthmus_dataplane::node_nat::nft::NftNodeNat;
 use isthmus_dataplane::routes::NODE_ROUTE_PROTOCOL;
 use isthmus_dataplane::routes::linux::NetlinkRoutes;
 use isthmus_dataplane::{Netns, NsRuntime};
@@ -58,7 +60,8 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
 }
 
 /// The route agent of one node whose routes live in `netns` (the lab passes a node's
-/// namespace), until `shutdown` resolves. Routes stay in place when it stops.
+/// namespace), until `shutdown` resolves. Routes and the NAT exemption table stay in place when it
+/// stops.
 pub async fn run(
     config: RouteAgentConfig,
     client: kube::Client,
@@ -80,14 +83,15 @@ pub async fn run(
     };
     let label = netns.label().to_owned();
     // Opening the netlink connection blocks (it runs on a helper runtime inside the namespace).
-    let driver = tokio::task::spawn_blocking(move || {
+    let (driver, nat) = tokio::task::spawn_blocking(move || {
         let ns = NsRuntime::new(netns, 1)?;
-        NetlinkRoutes::with_protocol(ns, NODE_ROUTE_PROTOCOL)
+        let nat = NftNodeNat::new(ns.clone());
+        NetlinkRoutes::with_protocol(ns, NODE_ROUTE_PROTOCOL).map(|routes| (routes, nat))
     })
     .await
     .context("route driver setup panicked")?
     .with_context(|| format!("cannot open the route driver in network namespace {label}"))?;
-    isthmus_route_agent::run_observed(config, telemetry, client, driver, shutdown).await?;
+    isthmus_route_agent::run_observed(config, telemetry, client, driver, nat, shutdown).await?;
     Ok(())
 }
 

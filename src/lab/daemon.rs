@@ -31,6 +31,7 @@ fn lab_args(args: &UpArgs) -> Vec<String> {
     ]
     .into_iter()
     .chain(args.kubeconfigs.iter().map(|k| format!("--kubeconfig={k}")))
+    .chain(args.cni_masquerade.then(|| "--cni-masquerade".to_owned()))
     .collect()
 }
 

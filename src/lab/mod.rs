@@ -90,6 +90,10 @@ pub struct UpArgs {
     /// plane per cluster, else every cluster gets an embedded memkube.
     #[arg(long = "kubeconfig", value_name = "NAME=PATH,...")]
     pub kubeconfigs: Option<String>,
+    /// Install on every node a kindnet-like masquerade of pod traffic leaving the Pod CIDR, in a
+    /// table that is not isthmus's (`ip cni-nat`), before the daemons start (docs/lab.md).
+    #[arg(long)]
+    pub cni_masquerade: bool,
 }
 
 impl UpArgs {
@@ -111,6 +115,7 @@ impl UpArgs {
             source,
             binary: None,
             work_dir: Some(self.state_dir.join("clusters")),
+            cni_masquerade: self.cni_masquerade,
         })
     }
 }

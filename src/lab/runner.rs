@@ -39,6 +39,8 @@ pub struct LabOptions {
     pub binary: Option<std::path::PathBuf>,
     /// The lab's working directory: kubeconfigs, tokens, pod logs (none: a temporary one).
     pub work_dir: Option<std::path::PathBuf>,
+    /// A kindnet-like masquerade (`ip cni-nat`) on every node, installed before the daemons.
+    pub cni_masquerade: bool,
 }
 
 impl Default for LabOptions {
@@ -54,6 +56,7 @@ impl Default for LabOptions {
             source: Source::Memkube,
             binary: None,
             work_dir: None,
+            cni_masquerade: false,
         }
     }
 }
@@ -198,6 +201,12 @@ impl Lab {
         let topology = tokio::task::spawn_blocking(move || Topology::build(&spec))
             .await??
             .guard();
+        if options.cni_masquerade {
+            let record = isthmus_lab::TopologyRecord::clone(&topology);
+            tokio::task::spawn_blocking(move || isthmus_lab::cni::install_masquerade(&record))
+                .await?
+                .context("installing the CNI masquerade on the nodes")?;
+        }
         let mut timings = Timings {
             topology: topology.build_time,
             ..Timings::default()

@@ -102,6 +102,22 @@ pub fn our_table(ns: &str) -> String {
     .unwrap_or_default()
 }
 
+/// `nft list table inet isthmus-node` (the route agent's) in a namespace, empty when absent.
+pub fn node_table(ns: &str) -> String {
+    isthmus_dataplane::lab::run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "list",
+        "table",
+        "inet",
+        "isthmus-node",
+    ])
+    .unwrap_or_default()
+}
+
 /// Whether the namespace has a link called `name`.
 pub fn has_link(ns: &str, name: &str) -> bool {
     isthmus_dataplane::lab::run(&["ip", "-n", ns, "link", "show", name]).is_ok()

@@ -3,6 +3,8 @@
 //! - [`tunnel`]: WireGuard, kernel backend when the module exists, in-process userspace engine
 //!   otherwise, both configured through `defguard_wireguard_rs`;
 //! - [`firewall`]: one nftables table (`inet isthmus`) rendered from a pure [`firewall::NatPlan`];
+//! - [`node_nat`]: the route agent's table (`inet isthmus-node`) exempting isthmus traffic from a
+//!   CNI's masquerade on every node;
 //! - [`routes`]: routes into the tunnel (gateway node) or to the gateway node (VXLAN or next hop);
 //! - [`gateway`]: the entry point the controllers call, [`gateway::Gateway::reconcile`], and
 //!   [`handle::GatewayHandle`], the same for async callers;
@@ -25,6 +27,7 @@ pub mod lab;
 pub mod model;
 mod netlink;
 pub mod netns;
+pub mod node_nat;
 pub mod routes;
 pub mod tunnel;
 

@@ -7,6 +7,7 @@ mod bench_smoke;
 mod gateway_pair;
 mod inspect;
 mod nat_delta;
+mod node_nat;
 mod node_routes;
 mod overlapping_clusters;
 mod transit_address;

@@ -4,14 +4,16 @@
 //!   (namespaces, bridges, veths, addresses, routes, in parallel `ip` batches);
 //! - [`TopologyRecord`]: the built lab as plain data, saved to a JSON state file so another process
 //!   finds it; [`destroy`], [`destroy_tag`], [`destroy_stale`] and [`TopologyGuard`] tear it down;
+//! - [`cni`]: a kindnet-like masquerade in a foreign table on every node (`--cni-masquerade`);
 //! - [`probe`]: ping with round-trip times, a whoami server and client, and a long-lived TCP echo
 //!   session, each run inside a pod's (or any lab) namespace.
 //!
 //! Everything here blocks (it runs `ip` or waits on sockets): call it from synchronous code or
 //! `tokio::task::spawn_blocking`. The lab touches only namespaces and sockets carrying its tag,
-//! never the host's own interfaces, routes, rules or nftables. See `README.md` for the picture.
+//! never the host's own interfaces, routes, rules or nftables (nftables only inside its nodes). See `README.md` for the picture.
 
 mod build;
+pub mod cni;
 pub mod error;
 mod kernel;
 pub mod naming;

@@ -1,6 +1,7 @@
 //! The agent loop: the TunnelEndpoint watch kept as a map, the plan recomputed on every change,
-//! and syncs (on change, every `resync`, and after failures with backoff) through the driver on
-//! tokio's blocking pool.
+//! and syncs (on change, every `resync`, and after failures with backoff) through the drivers on
+//! tokio's blocking pool: the NAT exemption table first (so no routed packet is masqueraded
+//! before it exists), then the routes.
 //!
 //! No sync happens before the first complete list of TunnelEndpoints: syncing an empty or partial
 //! view at start would remove the routes of peerings that are still there.
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use isthmus_api::TunnelEndpoint;
+use isthmus_dataplane::node_nat::{NodeNatApplied, NodeNatDriver, NodeNatPlan};
 use isthmus_dataplane::routes::{self, NextHop, Route, RouteDiff, RouteDriver};
 use kube::Api;
 use kube::runtime::watcher::Event;
@@ -62,9 +64,10 @@ impl Endpoints {
 }
 
 /// The loop's state between events.
-struct Agent<R> {
+struct Agent<R, N> {
     config: RouteAgentConfig,
     driver: Arc<Mutex<R>>,
+    nat: Arc<Mutex<N>>,
     endpoints: Endpoints,
     /// The plan of the last successful sync; `None` before the first one (what is installed is
     /// unknown then, so the first complete list always leads to a sync).
@@ -78,11 +81,11 @@ struct Agent<R> {
     gate: Gate,
 }
 
-pub(crate) async fn run<R: RouteDriver + 'static>(
+pub(crate) async fn run<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
     config: RouteAgentConfig,
     telemetry: RouteAgentTelemetry,
     client: kube::Client,
-    driver: R,
+    (driver, nat): (R, N),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let api: Api<TunnelEndpoint> = Api::namespaced(client, &config.namespace);
@@ -100,6 +103,7 @@ pub(crate) async fn run<R: RouteDriver + 'static>(
     let mut agent = Agent {
         config,
         driver: Arc::new(Mutex::new(driver)),
+        nat: Arc::new(Mutex::new(nat)),
         endpoints: Endpoints::default(),
         applied: None,
         wanted: RoutePlan::default(),
@@ -131,11 +135,11 @@ pub(crate) async fn run<R: RouteDriver + 'static>(
         }
     }
     heartbeat.retire();
-    tracing::info!("route agent stopped; routes left in place");
+    tracing::info!("route agent stopped; routes and NAT exemption left in place");
     Ok(())
 }
 
-impl<R: RouteDriver + 'static> Agent<R> {
+impl<R: RouteDriver + 'static, N: NodeNatDriver + 'static> Agent<R, N> {
     /// Recomputes the plan; true when its routes differ from the last synced ones.
     fn replan(&mut self) -> bool {
         let next = plan(&self.config.node_name, self.endpoints.current.values());
@@ -146,7 +150,11 @@ impl<R: RouteDriver + 'static> Agent<R> {
         }
         self.wanted = next;
         match &self.applied {
-            Some(applied) => self.wanted.routes() != applied.routes() || self.failures > 0,
+            Some(applied) => {
+                self.wanted.routes() != applied.routes()
+                    || self.wanted.nat != applied.nat
+                    || self.failures > 0
+            }
             None => true,
         }
     }
@@ -156,12 +164,13 @@ impl<R: RouteDriver + 'static> Agent<R> {
         let desired = self.wanted.routes();
         let count = desired.len();
         let started = std::time::Instant::now();
-        let result = sync_routes(&self.driver, desired).await;
+        let result = sync_all(&self.driver, &self.nat, self.wanted.nat.clone(), desired).await;
         self.telemetry
             .reconciles
             .record("routes", result.is_ok(), started.elapsed());
         match result {
-            Ok(diff) => {
+            Ok((nat, diff)) => {
+                self.report_nat(nat);
                 self.report(&diff);
                 self.telemetry
                     .routes
@@ -181,6 +190,26 @@ impl<R: RouteDriver + 'static> Agent<R> {
                 self.gate.close(&format!("route sync failed: {e}"));
                 delay
             }
+        }
+    }
+
+    /// Logs a change of the NAT exemption table.
+    fn report_nat(&self, outcome: NodeNatApplied) {
+        let nat = &self.wanted.nat;
+        let previous = self.applied.as_ref().map(|a| &a.nat);
+        match outcome {
+            NodeNatApplied::Unchanged => {}
+            NodeNatApplied::Removed if previous.is_none_or(NodeNatPlan::is_empty) => {}
+            NodeNatApplied::Removed => {
+                tracing::info!(table = %nat.table, "no peer routed: NAT exemption table removed");
+            }
+            NodeNatApplied::Replaced => tracing::info!(
+                table = %nat.table,
+                sources = ?nat.sources,
+                destinations = ?nat.destinations,
+                repaired = previous == Some(nat),
+                "NAT exemption table applied"
+            ),
         }
     }
 
@@ -212,16 +241,22 @@ fn next_hop(via: &NextHop) -> String {
     }
 }
 
-/// [`routes::sync`] on the blocking pool, one call at a time.
-async fn sync_routes<R: RouteDriver + 'static>(
+/// The NAT exemption, then [`routes::sync`], on the blocking pool, one call at a time. A failed
+/// NAT apply stops the sync before the routes (retried with backoff).
+async fn sync_all<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
     driver: &Arc<Mutex<R>>,
+    nat: &Arc<Mutex<N>>,
+    nat_plan: NodeNatPlan,
     desired: Vec<Route>,
-) -> Result<RouteDiff> {
-    let driver = driver.clone();
-    let job = tokio::task::spawn_blocking(move || {
+) -> Result<(NodeNatApplied, RouteDiff)> {
+    let (driver, nat) = (driver.clone(), nat.clone());
+    let job = tokio::task::spawn_blocking(move || -> Result<_> {
+        let outcome = nat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(&nat_plan)?;
         let mut driver = driver.lock().unwrap_or_else(PoisonError::into_inner);
-        routes::sync(&mut *driver, &desired)
+        Ok((outcome, routes::sync(&mut *driver, &desired)?))
     });
-    let diff = job.await.map_err(|e| Error::DriverTask(e.to_string()))??;
-    Ok(diff)
+    job.await.map_err(|e| Error::DriverTask(e.to_string()))?
 }

@@ -4,12 +4,17 @@
 //! decision: `remoteNATPodCIDR`, `remoteNATExternalCIDR`) to the gateway node's address, which
 //! the gateway publishes in the TunnelEndpoint status (`gatewayNode`, `gatewayIP`). The gateway
 //! node itself routes those ranges into the tunnel (the gateway's job), so it wants nothing here.
+//!
+//! The same inputs give the node's NAT exemption ([`NodeNatPlan`]): connections from our Pod
+//! CIDR (`localPodCIDR`) to exactly the ranges routed here are bound to their own source before a
+//! CNI's masquerade can rewrite it (docs/datapath.md). No route, no exemption.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use isthmus_api::{Cidr, ClusterId, TunnelEndpoint};
+use isthmus_dataplane::node_nat::NodeNatPlan;
 use isthmus_dataplane::routes::{NodePath, Route, node_routes};
 
 /// The routes wanted for one peer.
@@ -47,6 +52,8 @@ pub struct RoutePlan {
     pub peers: Vec<PeerRoutes>,
     /// `(TunnelEndpoint name, reason)`.
     pub skipped: Vec<(String, Skipped)>,
+    /// The NAT exemption of this node: our Pod CIDR to every routed range (empty: no table).
+    pub nat: NodeNatPlan,
 }
 
 impl RoutePlan {
@@ -85,6 +92,7 @@ pub fn plan<'a>(node: &str, teps: impl IntoIterator<Item = &'a TunnelEndpoint>) 
     by_name.sort_by_key(|t| t.metadata.name.clone());
     let mut out = RoutePlan::default();
     let mut owners: BTreeMap<Ipv4Net, String> = BTreeMap::new();
+    let mut sources = Vec::new();
     for tep in by_name {
         let name = tep.metadata.name.clone().unwrap_or_default();
         let status = tep.status.as_ref();
@@ -124,6 +132,9 @@ pub fn plan<'a>(node: &str, teps: impl IntoIterator<Item = &'a TunnelEndpoint>) 
                 }
             }
         }
+        if !ranges.is_empty() {
+            sources.push(to_net(tep.spec.local_pod_cidr));
+        }
         out.peers.push(PeerRoutes {
             tunnel_endpoint: name,
             peer: tep.spec.cluster_id.clone(),
@@ -131,6 +142,8 @@ pub fn plan<'a>(node: &str, teps: impl IntoIterator<Item = &'a TunnelEndpoint>) 
             routes: node_routes(&ranges, &NodePath::Direct { gateway }),
         });
     }
+    let destinations: Vec<Ipv4Net> = out.routes().iter().map(|r| r.dst).collect();
+    out.nat = NodeNatPlan::new(sources, destinations);
     out
 }
 

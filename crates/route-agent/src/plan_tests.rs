@@ -147,3 +147,36 @@ fn a_range_claimed_twice_stays_with_the_first_endpoint_by_name() {
         )]
     );
 }
+
+fn nets(list: &[&str]) -> Vec<Ipv4Net> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+#[test]
+fn the_nat_exemption_covers_exactly_the_routed_ranges_from_our_pod_cidr() {
+    let other = Ipv4Addr::new(192, 168, 50, 7);
+    let teps = [
+        tep("c", "10.5.0.0/16", "10.6.0.0/16", Some(("gw2", other))),
+        tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW))),
+        tep("d", "10.7.0.0/16", "10.8.0.0/16", None),
+    ];
+    let p = plan("worker-1", &teps);
+    assert_eq!(p.nat.table, "isthmus-node");
+    assert_eq!(p.nat.sources, nets(&["10.0.0.0/16"]));
+    assert_eq!(
+        p.nat.destinations,
+        nets(&["10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16", "10.6.0.0/16"])
+    );
+}
+
+#[test]
+fn no_route_no_exemption() {
+    let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
+    assert!(
+        plan("gw", &teps).nat.is_empty(),
+        "the gateway's table covers its node"
+    );
+    assert!(plan("worker-1", []).nat.is_empty());
+    let p = plan("worker-1", &teps);
+    assert!(!p.nat.is_empty());
+}

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::*;
+use isthmus_dataplane::node_nat::fake::FakeNodeNat;
 use isthmus_route_agent::RouteAgentTelemetry;
 
 const GW_A: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
@@ -160,6 +161,7 @@ async fn a_bad_configuration_is_refused_before_the_watch_opens() {
         config("Not_A_Node", LONG),
         client,
         SharedRoutes::default(),
+        isthmus_dataplane::node_nat::fake::FakeNodeNat::default(),
         std::future::pending(),
     )
     .await;
@@ -184,6 +186,94 @@ async fn routes_of_an_endpoint_deleted_while_the_agent_was_down_go_at_start() {
     let agent = Agent::start(config("worker-1", LONG), &client, driver.clone());
     eventually("stale routes removed", || async {
         driver.routes().is_empty()
+    })
+    .await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn the_nat_exemption_follows_the_routes_and_is_repaired() {
+    let (_kube, client) = api().await;
+    let driver = SharedRoutes::default();
+    let nat = FakeNodeNat::default();
+    let agent = Agent::with_nat(
+        config("worker-1", Duration::from_millis(100)),
+        &client,
+        driver.clone(),
+        nat.clone(),
+    );
+    create_tep(&client, "b", "10.3.0.0/16", "10.4.0.0/16").await;
+    set_gateway(&client, "b", "gw-1", GW_A).await;
+    let exempted = |nat: &FakeNodeNat| {
+        nat.table().map(|p| {
+            (
+                p.sources.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                p.destinations
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    eventually("exemption for b's ranges", || async {
+        exempted(&nat)
+            == Some((
+                vec!["10.0.0.0/16".into()],
+                vec!["10.3.0.0/16".into(), "10.4.0.0/16".into()],
+            ))
+    })
+    .await;
+    assert_eq!(driver.routes().len(), 2);
+
+    // Deleted from outside: the next resync puts it back.
+    nat.delete_from_outside();
+    eventually("exemption repaired", || async { nat.table().is_some() }).await;
+
+    // The gateway moves to this node: the gateway's table covers it, ours goes.
+    set_gateway(&client, "b", "worker-1", GW_A).await;
+    eventually("no exemption on the gateway node", || async {
+        nat.table().is_none() && driver.routes().is_empty()
+    })
+    .await;
+    set_gateway(&client, "b", "gw-1", GW_A).await;
+    eventually("exemption back", || async { nat.table().is_some() }).await;
+
+    // Stopping leaves it in place (like the routes); the last peering going removes it.
+    agent.stop().await;
+    assert!(nat.table().is_some(), "left in place across a restart");
+    let agent = Agent::with_nat(
+        config("worker-1", LONG),
+        &client,
+        driver.clone(),
+        nat.clone(),
+    );
+    delete_tep(&client, "b").await;
+    eventually("exemption removed with the peering", || async {
+        nat.table().is_none() && driver.routes().is_empty()
+    })
+    .await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_nat_apply_installs_no_route_and_is_retried() {
+    let (_kube, client) = api().await;
+    let driver = SharedRoutes::default();
+    let nat = FakeNodeNat::default();
+    nat.log.lock().unwrap().failing = true;
+    let agent = Agent::with_nat(
+        config("worker-1", LONG),
+        &client,
+        driver.clone(),
+        nat.clone(),
+    );
+    create_tep(&client, "b", "10.3.0.0/16", "10.4.0.0/16").await;
+    set_gateway(&client, "b", "gw-1", GW_A).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(driver.routes().is_empty(), "no route before its exemption");
+    nat.log.lock().unwrap().failing = false;
+    eventually("routes after the retry", || async {
+        driver.routes().len() == 2 && nat.table().is_some()
     })
     .await;
     agent.stop().await;

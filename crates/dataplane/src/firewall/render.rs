@@ -30,6 +30,15 @@ pub const POSTROUTING: &str = "postrouting";
 /// MSS clamping and forward accepts.
 pub const FORWARD: &str = "forward";
 
+/// Priority of our prerouting chain: `dstnat - 10`, before kube-proxy's and any CNI's DNAT at
+/// `dstnat` (-100), so a packet from a peer is bound by our DNAT first (docs/datapath.md).
+pub const DSTNAT_PRIORITY: i32 = -110;
+/// Priority of our postrouting chain: `srcnat - 10`, before every masquerade a CNI installs at
+/// `srcnat` (100). A connection gets one source NAT binding and the first nat chain to make it
+/// wins, so every connection leaving through the tunnel is bound here (for real or to its own
+/// source) and later chains are skipped for it (docs/datapath.md, "A CNI that masquerades").
+pub const SRCNAT_PRIORITY: i32 = 90;
+
 fn table(name: &str) -> NfListObject<'static> {
     NfListObject::Table(Table {
         family: FAMILY,
@@ -195,7 +204,20 @@ fn prerouting(plan: &NatPlan, peer: &PeerNat, out: &mut Vec<Value>) {
     }
 }
 
-/// Postrouting, per peer range: transit SNAT for tunnel-to-tunnel traffic, then prefix SNAT.
+/// A null source NAT (`snat ip to ip saddr`): a binding that keeps the source as it is, so that
+/// no later nat chain at the hook (a CNI's masquerade) rewrites it.
+pub fn null_snat() -> Statement<'static> {
+    Statement::SNAT(Some(NAT {
+        addr: Some(payload("ip", "saddr")),
+        family: Some(NATFamily::IP),
+        port: None,
+        flags: None,
+    }))
+}
+
+/// Postrouting, per peer range: transit SNAT for tunnel-to-tunnel traffic, then prefix SNAT,
+/// then a null SNAT for everything else into the tunnel (our ranges the peer took as-is, the
+/// transit address), so every connection to the peer is bound before a CNI's masquerade runs.
 fn postrouting(plan: &NatPlan, peer: &PeerNat, out: &mut Vec<Value>) {
     for range in &peer.ranges {
         let to_peer = vec![
@@ -224,6 +246,9 @@ fn postrouting(plan: &NatPlan, peer: &PeerNat, out: &mut Vec<Value>) {
                 prefix_nat("snat", *view),
             ));
         }
+        let mut expr = to_peer;
+        expr.push(null_snat());
+        out.push(rule(plan, POSTROUTING, expr));
     }
 }
 
@@ -268,14 +293,14 @@ pub fn render(plan: &NatPlan) -> Value {
         PREROUTING,
         NfChainType::NAT,
         NfHook::Prerouting,
-        -100,
+        DSTNAT_PRIORITY,
     )));
     out.push(add(base_chain(
         &plan.table,
         POSTROUTING,
         NfChainType::NAT,
         NfHook::Postrouting,
-        100,
+        SRCNAT_PRIORITY,
     )));
     out.push(add(base_chain(
         &plan.table,
@@ -418,7 +443,7 @@ pub(crate) mod tests {
     fn rule_counts_per_chain() {
         let counts = rule_counts(&hub_plan());
         assert_eq!(counts[PREROUTING], 6);
-        assert_eq!(counts[POSTROUTING], 6);
+        assert_eq!(counts[POSTROUTING], 8);
         assert_eq!(counts[FORWARD], 4);
     }
 }

@@ -25,7 +25,7 @@ fn a_rendered_table_reads_as_nft_lists_it() {
     let view = rendered();
     assert_eq!(
         view.chains["prerouting"].base.as_deref(),
-        Some("type nat hook prerouting priority -100 policy accept")
+        Some("type nat hook prerouting priority -110 policy accept")
     );
     assert_eq!(
         view.chains["prerouting"].rules[..2],

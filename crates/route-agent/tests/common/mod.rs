@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use isthmus_api::{TunnelEndpoint, TunnelEndpointSpec, all_crds};
+use isthmus_dataplane::node_nat::NodeNatDriver;
+use isthmus_dataplane::node_nat::fake::FakeNodeNat;
 use isthmus_dataplane::routes::fake::FakeRoutes;
 use isthmus_dataplane::routes::{Route, RouteDriver, VxlanSpec};
 use isthmus_memkube::MemKube;
@@ -164,6 +166,16 @@ impl Agent {
         Agent::observed(config, RouteAgentTelemetry::default(), client, driver)
     }
 
+    /// Started with a NAT exemption driver of the test's choosing.
+    pub fn with_nat<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
+        config: RouteAgentConfig,
+        client: &Client,
+        driver: R,
+        nat: N,
+    ) -> Agent {
+        Agent::spawn(config, RouteAgentTelemetry::default(), client, driver, nat)
+    }
+
     /// Started with `telemetry` recording.
     pub fn observed<R: RouteDriver + 'static>(
         config: RouteAgentConfig,
@@ -171,12 +183,23 @@ impl Agent {
         client: &Client,
         driver: R,
     ) -> Agent {
+        Agent::spawn(config, telemetry, client, driver, FakeNodeNat::default())
+    }
+
+    fn spawn<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
+        config: RouteAgentConfig,
+        telemetry: RouteAgentTelemetry,
+        client: &Client,
+        driver: R,
+        nat: N,
+    ) -> Agent {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(isthmus_route_agent::run_observed(
             config,
             telemetry,
             client.clone(),
             driver,
+            nat,
             async move {
                 let _ = rx.await;
             },

@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(check.status, Status::Ok, "{check:#?}");
         assert_eq!(
             check.findings[0].message,
-            "table inet isthmus matches the plan: 3 chains, 28 rules, 2 DNAT maps with 1 NatMapping entries"
+            "table inet isthmus matches the plan: 3 chains, 32 rules, 2 DNAT maps with 1 NatMapping entries"
         );
     }
 
@@ -366,7 +366,7 @@ mod tests {
             messages,
             [
                 "chain forward is empty: all its 4 rules are missing (flushed from outside?)",
-                "chain postrouting is empty: all its 12 rules are missing (flushed from outside?)",
+                "chain postrouting is empty: all its 16 rules are missing (flushed from outside?)",
                 "chain prerouting is empty: all its 12 rules are missing (flushed from outside?)",
                 "DNAT map dnat_a lacks 10.6.0.5 → 10.7.0.10 (NatMapping of peer a)",
             ]
@@ -394,7 +394,7 @@ mod tests {
         assert!(
             check.findings[SHOWN]
                 .message
-                .starts_with("… and 15 more rule differences")
+                .starts_with("… and 19 more rule differences")
         );
     }
 

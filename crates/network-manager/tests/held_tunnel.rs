@@ -52,8 +52,8 @@ async fn unpeering_completes_while_the_gateway_holds_the_tunnel_endpoint() {
                 && b.fcs().get_opt("a").await.unwrap().is_none()
                 && a.nms().get_opt("b").await.unwrap().is_none()
                 && b.nms().get_opt("a").await.unwrap().is_none()
-                && a.ncs().get_opt("b").await.unwrap().is_none()
-                && b.ncs().get_opt("a").await.unwrap().is_none()
+                && a.ncs_from("b").get_opt("b").await.unwrap().is_none()
+                && b.ncs_from("a").get_opt("a").await.unwrap().is_none()
                 && a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap()
                 && held_and_deleting(&a, &b).await
                 && held_and_deleting(&b, &a).await

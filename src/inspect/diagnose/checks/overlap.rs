@@ -65,7 +65,7 @@ fn pairwise(i: &Inputs<'_>, all: &[Labelled]) -> Vec<Finding> {
                 _ => format!(
                     "Addresses in the overlap are ambiguous: this cluster routes them locally. The \
                      network-manager should have remapped the peer; check its NetworkConfig decision \
-                     (kubectl -n {ns} get networkconfigs -o yaml) and the network-manager's logs"
+                     (kubectl get networkconfigs -A -o yaml) and the network-manager's logs"
                 ),
             };
             let disagree = la == lb && !peer_a;

@@ -115,7 +115,15 @@ impl Cluster {
         c.map_endpoint_ip(req).await.unwrap().into_inner().ip
     }
 
+    /// The ForeignCluster for `peer` and, as `isthmus peer` makes it, the namespace each writes
+    /// its NetworkConfig into in the other's API.
     async fn add_peer(&self, peer: &Cluster) {
+        for (site, of) in [(self, peer), (peer, self)] {
+            let ns = isthmus_api::peer_namespace(NS, &of.name.parse().unwrap());
+            if let Err(e) = site.kube.create_namespace(&ns) {
+                assert!(e.to_string().contains("already exists"), "{e}");
+            }
+        }
         let spec = ForeignClusterSpec {
             cluster_id: peer.name.parse().unwrap(),
             kubeconfig_secret_ref: None,

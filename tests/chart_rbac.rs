@@ -9,12 +9,22 @@
 use std::time::Duration;
 
 use isthmus::lab::chart::{LabValues, install_release, write_chart};
+use isthmus::peer::access::{PEER_ACCOUNT, PeerSpace};
+use isthmus::peer::side::Role as Side;
 use isthmus_api::{ForeignCluster, NetworkConfig, TunnelEndpoint};
 use isthmus_kubetarget::{ApiServer, Source};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use serde_json::json;
+
+/// A case's name built at run time (the test is one process; the leak is bounded).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
 
 /// The outcome of one request, reduced to what RBAC decides.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,17 +128,17 @@ async fn install() -> Release {
 async fn every_identity_of_the_chart_gets_what_its_daemon_needs_and_nothing_more() {
     let r = install().await;
     let ns = r.namespace.as_str();
-    let (nm, gw, ra, peer) = (
+    let (nm, gw, ra) = (
         r.client_of("network-manager").await,
         r.client_of("gateway").await,
         r.client_of("route-agent").await,
-        r.client_of("peer").await,
     );
     let lp = ListParams::default();
     let dp = DeleteParams::default();
     let key_secret = format!("{}-gateway-key", r.fullname);
+    let pubkey = format!("{}-gateway-pubkey", r.fullname);
     let lease = format!("{}-gateway", r.fullname);
-    let cases: Vec<(&str, Verdict, Verdict)> = vec![
+    let cases: Vec<(&'static str, Verdict, Verdict)> = vec![
         // (request, what the API answered, what the chart means)
         (
             "network-manager lists ForeignClusters",
@@ -235,44 +245,59 @@ async fn every_identity_of_the_chart_gets_what_its_daemon_needs_and_nothing_more
             Verdict::Forbidden,
         ),
         (
-            "peer lists NetworkConfigs",
+            "network-manager reads the gateway's public key",
             verdict(
-                Api::<NetworkConfig>::namespaced(peer.clone(), ns)
-                    .list(&lp)
+                Api::<ConfigMap>::namespaced(nm.clone(), ns)
+                    .get(&pubkey)
                     .await,
-                "peer nc",
+                "nm pubkey",
             ),
             Verdict::Allowed,
         ),
         (
-            "peer reads a Secret",
+            "network-manager reads another ConfigMap",
             verdict(
-                Api::<Secret>::namespaced(peer.clone(), ns)
-                    .get(&key_secret)
+                Api::<ConfigMap>::namespaced(nm.clone(), ns)
+                    .get(&format!("{}-cluster", r.fullname))
                     .await,
-                "peer secret",
+                "nm cm",
             ),
             Verdict::Forbidden,
         ),
         (
-            "peer lists TunnelEndpoints",
+            "network-manager lists NetworkConfigs in every namespace",
             verdict(
-                Api::<TunnelEndpoint>::namespaced(peer.clone(), ns)
-                    .list(&lp)
-                    .await,
-                "peer tep",
+                Api::<NetworkConfig>::all(nm.clone()).list(&lp).await,
+                "nm nc all",
             ),
-            Verdict::Forbidden,
+            Verdict::Allowed,
         ),
         (
-            "peer lists ForeignClusters",
+            "network-manager writes a NetworkConfig's status outside a peer namespace",
             verdict(
-                Api::<ForeignCluster>::all(peer.clone()).list(&lp).await,
-                "peer fc",
+                Api::<NetworkConfig>::namespaced(nm.clone(), ns)
+                    .patch_status("x", &PatchParams::default(), &Patch::Merge(json!({})))
+                    .await,
+                "nm nc status",
             ),
             Verdict::Forbidden,
         ),
     ];
+    let mut cases = cases;
+    // no component but the gateway reads a Secret holding a private key (nor lists Secrets)
+    for (who, client) in [("network-manager", &nm), ("route agent", &ra)] {
+        let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+        cases.push((
+            leak(format!("{who} reads the gateway's key Secret")),
+            verdict(secrets.get(&key_secret).await, "key"),
+            Verdict::Forbidden,
+        ));
+        cases.push((
+            leak(format!("{who} lists Secrets")),
+            verdict(secrets.list(&lp).await, "secrets"),
+            Verdict::Forbidden,
+        ));
+    }
     let wrong: Vec<String> = cases
         .iter()
         .filter(|(_, got, want)| got != want)
@@ -283,5 +308,289 @@ async fn every_identity_of_the_chart_gets_what_its_daemon_needs_and_nothing_more
         let _ = Api::<Namespace>::all(r.api.admin())
             .delete(&r.namespace, &dp)
             .await;
+    }
+}
+
+/// Makes peer `peer`'s namespace and identity in the release as `isthmus peer` does (the same
+/// objects, from `isthmus::peer::access`), with the kubeconfig Secret for reaching it; returns the
+/// namespace and a client holding a token of the peer's ServiceAccount (TokenRequest).
+async fn peer_identity(r: &Release, peer: &str) -> (String, Client) {
+    let space = PeerSpace::new(
+        Side::Local,
+        &"a".parse().unwrap(),
+        &r.namespace,
+        &format!("{}-network-manager", r.fullname),
+        &peer.parse().unwrap(),
+        &format!("isthmus-peer-{peer}"),
+    );
+    let admin = r.api.admin();
+    let ns = space.namespace.clone();
+    let pp = PatchParams::apply("chart-rbac-test").force();
+    Api::<Namespace>::all(admin.clone())
+        .patch(&ns, &pp, &Patch::Apply(&space.namespace()))
+        .await
+        .unwrap();
+    Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .patch(PEER_ACCOUNT, &pp, &Patch::Apply(&space.service_account()))
+        .await
+        .unwrap();
+    for (role, binding) in space.roles() {
+        let name = role.metadata.name.clone().unwrap();
+        Api::<Role>::namespaced(admin.clone(), &ns)
+            .patch(&name, &pp, &Patch::Apply(&role))
+            .await
+            .unwrap();
+        Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+            .patch(&name, &pp, &Patch::Apply(&binding))
+            .await
+            .unwrap();
+    }
+    for (name, key) in [
+        (format!("isthmus-peer-{peer}"), "kubeconfig"),
+        ("decoy".into(), "privateKey"),
+    ] {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns}, "stringData": {key: "s3cr3t"},
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(admin.clone(), &ns)
+            .patch(&name, &pp, &Patch::Apply(&secret))
+            .await
+            .unwrap();
+    }
+    let token = r
+        .api
+        .token(&ns, PEER_ACCOUNT, Duration::from_secs(600))
+        .await
+        .unwrap();
+    (
+        ns.clone(),
+        r.api.client_for_token(&token, &ns).await.unwrap(),
+    )
+}
+
+/// A NetworkConfig `name` (claiming to come from `name`) for cluster `a`, in `ns`.
+fn network_config(name: &str, ns: &str) -> NetworkConfig {
+    serde_json::from_value(json!({
+        "apiVersion": "net.isthmus.io/v1alpha1", "kind": "NetworkConfig",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "clusterID": "a", "originClusterID": name,
+            "podCIDR": "10.9.0.0/16", "externalCIDR": "10.10.0.0/16",
+            "endpoint": "203.0.113.9:51820", "backendType": "wireguard",
+            "backendConfig": {"publicKey": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="},
+        }
+    }))
+    .unwrap()
+}
+
+/// Attacks (issue 13, part 7a-c): a hostile peer's own token, minted for the identity `isthmus
+/// peer` gives it, may write its own NetworkConfig and nothing else: not another peer's, not one
+/// in the release namespace, not the status of its own (our decision), not any Secret. Our
+/// network-manager may answer it and read the one kubeconfig Secret of that namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_token_may_write_only_its_own_network_config() {
+    let r = install().await;
+    let ns = r.namespace.as_str();
+    let (own, hostile) = peer_identity(&r, "b").await;
+    let (other, _) = peer_identity(&r, "c").await;
+    let nm = r.client_of("network-manager").await;
+    let admin = r.api.admin();
+    let post = PostParams::default();
+    let apply = PatchParams::apply("isthmus-network-manager").force();
+    let merge = || Patch::Merge(json!({"spec": {"endpoint": "203.0.113.66:51820"}}));
+    let status =
+        || Patch::Merge(json!({"status": {"processed": true, "podCIDRNAT": "10.0.0.0/16"}}));
+    // what the other peer and we have written
+    Api::<NetworkConfig>::namespaced(admin.clone(), &other)
+        .create(&post, &network_config("c", &other))
+        .await
+        .unwrap();
+    Api::<NetworkConfig>::namespaced(admin.clone(), ns)
+        .create(&post, &network_config("x", ns))
+        .await
+        .unwrap();
+    let in_ns = |n: &str| Api::<NetworkConfig>::namespaced(hostile.clone(), n);
+    let secrets = |n: &str| Api::<Secret>::namespaced(hostile.clone(), n);
+    let lp = ListParams::default();
+    let cases: Vec<(&str, Verdict, Verdict)> = vec![
+        (
+            "the peer writes its own NetworkConfig (server-side apply)",
+            verdict(
+                in_ns(&own)
+                    .patch("b", &apply, &Patch::Apply(network_config("b", &own)))
+                    .await,
+                "own",
+            ),
+            Verdict::Allowed,
+        ),
+        (
+            "the peer reads its own NetworkConfig's status (our decision)",
+            verdict(in_ns(&own).get_status("b").await, "own status"),
+            Verdict::Allowed,
+        ),
+        (
+            "(a) the peer creates another cluster's NetworkConfig in that peer's namespace",
+            verdict(
+                in_ns(&other)
+                    .create(&post, &network_config("d", &other))
+                    .await,
+                "create other",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(a) the peer patches another peer's NetworkConfig",
+            verdict(
+                in_ns(&other)
+                    .patch("c", &PatchParams::default(), &merge())
+                    .await,
+                "patch other",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(a) the peer applies another peer's NetworkConfig",
+            verdict(
+                in_ns(&other)
+                    .patch("c", &apply, &Patch::Apply(network_config("c", &other)))
+                    .await,
+                "apply other",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(a) the peer creates a NetworkConfig in the release namespace",
+            verdict(
+                in_ns(ns).create(&post, &network_config("c", ns)).await,
+                "create release",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(a) the peer patches a NetworkConfig in the release namespace",
+            verdict(
+                in_ns(ns)
+                    .patch("x", &PatchParams::default(), &merge())
+                    .await,
+                "patch release",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(a) the peer lists NetworkConfigs of every namespace",
+            verdict(
+                Api::<NetworkConfig>::all(hostile.clone()).list(&lp).await,
+                "list all",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(b) the peer reads the kubeconfig Secret in its own namespace",
+            verdict(secrets(&own).get("isthmus-peer-b").await, "own secret"),
+            Verdict::Forbidden,
+        ),
+        (
+            "(b) the peer lists Secrets in its own namespace",
+            verdict(secrets(&own).list(&lp).await, "own secrets"),
+            Verdict::Forbidden,
+        ),
+        (
+            "(b) the peer reads the gateway's key Secret",
+            verdict(
+                secrets(ns)
+                    .get(&format!("{}-gateway-key", r.fullname))
+                    .await,
+                "key",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(b) the peer lists Secrets of every namespace",
+            verdict(
+                Api::<Secret>::all(hostile.clone()).list(&lp).await,
+                "all secrets",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(c) the peer patches the status of its own NetworkConfig",
+            verdict(
+                in_ns(&own)
+                    .patch_status("b", &PatchParams::default(), &status())
+                    .await,
+                "own status patch",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "(c) the peer applies the status of its own NetworkConfig",
+            verdict(
+                in_ns(&own)
+                    .patch_status(
+                        "b",
+                        &apply,
+                        &Patch::Apply(json!({
+                        "apiVersion": "net.isthmus.io/v1alpha1", "kind": "NetworkConfig",
+                        "status": {"processed": true}})),
+                    )
+                    .await,
+                "own status apply",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "the network-manager answers the peer's NetworkConfig (status)",
+            verdict(
+                Api::<NetworkConfig>::namespaced(nm.clone(), &own)
+                    .patch_status("b", &PatchParams::default(), &status())
+                    .await,
+                "nm status",
+            ),
+            Verdict::Allowed,
+        ),
+        (
+            "the network-manager reads the kubeconfig Secret of the peer's namespace",
+            verdict(
+                Api::<Secret>::namespaced(nm.clone(), &own)
+                    .get("isthmus-peer-b")
+                    .await,
+                "nm kubeconfig",
+            ),
+            Verdict::Allowed,
+        ),
+        (
+            "the network-manager reads another Secret of the peer's namespace",
+            verdict(
+                Api::<Secret>::namespaced(nm.clone(), &own)
+                    .get("decoy")
+                    .await,
+                "nm decoy",
+            ),
+            Verdict::Forbidden,
+        ),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(_, got, want)| got != want)
+        .map(|(what, got, want)| format!("{what}: {got:?}, the design means {want:?}"))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // the refused status write changed nothing: the decision is still ours alone
+    let stored = Api::<NetworkConfig>::namespaced(admin.clone(), &own)
+        .get("b")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.status.map(|s| s.pod_cidr_nat.map(|c| c.to_string())),
+        Some(Some("10.0.0.0/16".into())),
+        "only the network-manager's write is there"
+    );
+    if r.api.is_real() {
+        for n in [ns, own.as_str(), other.as_str()] {
+            let _ = Api::<Namespace>::all(admin.clone())
+                .delete(n, &DeleteParams::default())
+                .await;
+        }
     }
 }

@@ -115,7 +115,15 @@ impl Cluster {
         c.map_endpoint_ip(req).await.unwrap().into_inner().ip
     }
 
+    /// The ForeignCluster for `peer` and, as `isthmus peer` makes it, the namespace each writes
+    /// its NetworkConfig into in the other's API.
     async fn add_peer(&self, peer: &Cluster) {
+        for (site, of) in [(self, peer), (peer, self)] {
+            let ns = isthmus_api::peer_namespace(NS, &of.name.parse().unwrap());
+            if let Err(e) = site.kube.create_namespace(&ns) {
+                assert!(e.to_string().contains("already exists"), "{e}");
+            }
+        }
         let spec = ForeignClusterSpec {
             cluster_id: peer.name.parse().unwrap(),
             kubeconfig_secret_ref: None,
@@ -296,10 +304,10 @@ fn bad_flags_are_refused_before_anything_is_contacted() {
 }
 
 /// The binary in Kubernetes mode against memkube served over HTTP: without
-/// `--gateway-public-key` it waits (and says so) for the gateway's Secret, and serves once the
-/// key is there.
+/// `--gateway-public-key` it waits (and says so) for the gateway's ConfigMap, and serves once
+/// the key is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_waits_for_the_gateways_key_secret() {
+async fn the_binary_waits_for_the_gateways_public_key_config_map() {
     use std::io::Read;
     use std::process::Stdio;
 
@@ -355,14 +363,14 @@ async fn the_binary_waits_for_the_gateways_key_secret() {
         "nothing bound before the key is known"
     );
 
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "isthmus-gateway-key", "namespace": NS},
-        "stringData": {"publicKey": KEY}
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "isthmus-gateway-pubkey", "namespace": NS},
+        "data": {"publicKey": KEY}
     }))
     .unwrap();
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(a.client.clone(), NS)
-        .create(&PostParams::default(), &secret)
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(a.client.clone(), NS)
+        .create(&PostParams::default(), &cm)
         .await
         .unwrap();
     eventually("the gRPC port", || async {

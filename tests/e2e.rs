@@ -388,8 +388,9 @@ async fn exhausted_pools_refuse_the_peering_with_a_reason_and_no_tunnel() {
         .expect_err("no tunnel can come up");
     let why = format!("{err:#}");
     assert!(why.contains("no free"), "the reason is named: {why}");
+    let b_ns = isthmus_api::peer_namespace(isthmus::lab::cluster::NAMESPACE, &"b".parse().unwrap());
     let nc_api: kube::Api<isthmus_api::NetworkConfig> =
-        kube::Api::namespaced(lab.clusters[0].client(), isthmus::lab::cluster::NAMESPACE);
+        kube::Api::namespaced(lab.clusters[0].client(), &b_ns);
     eventually(
         "a refuses b's NetworkConfig",
         Duration::from_secs(30),
@@ -466,10 +467,14 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
         tep(&lab, 0, 1).await.is_none(),
         "no tunnel without the peer"
     );
-    // A NetworkConfig with an invalid CIDR (host bits set) gets a condition and no tunnel.
+    // A NetworkConfig with an invalid CIDR (host bits set), written into the namespace of a
+    // would-be peer z, gets a condition and no tunnel.
+    // (made as `isthmus peer` makes it, so the network-manager may answer there)
+    let z_ns = isthmus_api::peer_namespace(isthmus::lab::cluster::NAMESPACE, &"z".parse().unwrap());
+    make_peer_space(&lab.clusters[0].client(), "a", "z").await;
     let raw = serde_json::json!({
         "apiVersion": "net.isthmus.io/v1alpha1", "kind": "NetworkConfig",
-        "metadata": {"name": "z", "namespace": isthmus::lab::cluster::NAMESPACE},
+        "metadata": {"name": "z", "namespace": z_ns},
         "spec": {
             "clusterID": "a", "originClusterID": "z",
             "podCIDR": "10.0.0.1/16", "externalCIDR": "10.1.0.0/16",
@@ -478,11 +483,8 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
         }
     });
     let ar = kube::api::ApiResource::erase::<isthmus_api::NetworkConfig>(&());
-    let dynamic: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
-        lab.clusters[0].client(),
-        isthmus::lab::cluster::NAMESPACE,
-        &ar,
-    );
+    let dynamic: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(lab.clusters[0].client(), &z_ns, &ar);
     dynamic
         .create(&Default::default(), &serde_json::from_value(raw).unwrap())
         .await
@@ -533,4 +535,38 @@ async fn an_unreachable_peer_api_is_retried_and_an_invalid_network_config_refuse
         .collect();
     assert_eq!(names, ["b"], "no tunnel for the invalid NetworkConfig");
     lab.shutdown().await;
+}
+
+/// Makes peer `peer`'s namespace, identity and our network-manager's Role there, in cluster
+/// `us`, with the objects `isthmus peer` writes.
+async fn make_peer_space(client: &kube::Client, us: &str, peer: &str) {
+    use isthmus::peer::access::PeerSpace;
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::{Patch, PatchParams};
+    let ns = isthmus::lab::cluster::NAMESPACE;
+    let space = PeerSpace::new(
+        isthmus::peer::side::Role::Local,
+        &us.parse().unwrap(),
+        ns,
+        "isthmus-network-manager",
+        &peer.parse().unwrap(),
+        &format!("isthmus-peer-{peer}"),
+    );
+    let pp = PatchParams::apply("e2e").force();
+    kube::Api::<Namespace>::all(client.clone())
+        .patch(&space.namespace, &pp, &Patch::Apply(&space.namespace()))
+        .await
+        .unwrap();
+    for (role, binding) in space.roles() {
+        let name = role.metadata.name.clone().unwrap();
+        kube::Api::<Role>::namespaced(client.clone(), &space.namespace)
+            .patch(&name, &pp, &Patch::Apply(&role))
+            .await
+            .unwrap();
+        kube::Api::<RoleBinding>::namespaced(client.clone(), &space.namespace)
+            .patch(&name, &pp, &Patch::Apply(&binding))
+            .await
+            .unwrap();
+    }
 }

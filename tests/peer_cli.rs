@@ -128,7 +128,7 @@ async fn a_cluster_without_isthmus_is_refused() {
             Install {
                 namespace: false,
                 cluster_info: false,
-                peer_account: false,
+                nm_account: false,
                 gateway_key: false,
                 ..Install::FULL
             },
@@ -143,10 +143,10 @@ async fn a_cluster_without_isthmus_is_refused() {
         ),
         (
             Install {
-                peer_account: false,
+                nm_account: false,
                 ..Install::FULL
             },
-            "the remote cluster (context ctx-cluster-b): the peer ServiceAccount isthmus/isthmus-peer does not exist; install the chart with peering.createPeerServiceAccount=true",
+            "the remote cluster (context ctx-cluster-b): the network-manager's ServiceAccount isthmus/isthmus-network-manager does not exist; is the chart installed completely?",
         ),
     ];
     for (install, want) in cases {
@@ -270,21 +270,30 @@ async fn a_dry_run_prints_the_plan_and_writes_nothing() {
     assert!(text.contains("certificate-authority-data: "), "{text}");
 }
 
-/// The kubeconfig `peer` stored is the peer identity: NetworkConfigs yes, Secrets no.
-async fn assert_only_network_configs(kubeconfig: &str) {
+/// The kubeconfig `peer` stored is the holder's own identity in the peer: NetworkConfigs of its
+/// own namespace there yes, anywhere else no, Secrets no.
+async fn assert_only_network_configs(kubeconfig: &str, holder: &str) {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    let ncs: Api<isthmus_api::NetworkConfig> = Api::namespaced(client.clone(), NS);
+    let own = peer_ns(holder);
+    let ncs: Api<isthmus_api::NetworkConfig> = Api::namespaced(client.clone(), &own);
     ncs.list(&Default::default())
         .await
-        .expect("NetworkConfigs are allowed");
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, NS);
-    match secrets.list(&Default::default()).await {
+        .expect("NetworkConfigs of its own namespace are allowed");
+    let release: Api<isthmus_api::NetworkConfig> = Api::namespaced(client.clone(), NS);
+    match release.list(&Default::default()).await {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
-        other => panic!("the peer identity listed Secrets: {other:?}"),
+        other => panic!("the peer identity listed the release namespace: {other:?}"),
+    }
+    for ns in [NS, own.as_str()] {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+        match secrets.list(&Default::default()).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+            other => panic!("the peer identity listed Secrets in {ns}: {other:?}"),
+        }
     }
 }
 
@@ -318,7 +327,7 @@ async fn peer_brings_both_tunnels_up_connected_and_says_so() {
             cluster.certificate_authority_data.is_some(),
             "the CA, inline"
         );
-        assert_only_network_configs(&text).await;
+        assert_only_network_configs(&text, &site.id).await;
     }
     let text = out.text();
     assert!(text.contains("peered cluster-a and cluster-b:"), "{text}");
@@ -331,7 +340,11 @@ async fn peer_brings_both_tunnels_up_connected_and_says_so() {
         );
     }
     assert_eq!(text.matches("expires 20").count(), 2, "one year: {text}");
-    assert_eq!(outcome.applied.unwrap().created.len(), 4);
+    assert_eq!(
+        outcome.applied.unwrap().created.len(),
+        6,
+        "2 namespaces, 2 Secrets, 2 ForeignClusters"
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -432,7 +445,12 @@ async fn unpeer_removes_everything_on_both_sides_kernel_included() {
         });
     }
     let text = out.text();
-    assert!(text.contains("cluster-a: delete ForeignCluster cluster-b, Secret isthmus/isthmus-peer-cluster-b (last)"), "{text}");
+    assert!(
+        text.contains(
+            "cluster-a: delete ForeignCluster cluster-b, Namespace isthmus-peer-cluster-b (last)"
+        ),
+        "{text}"
+    );
     assert!(text.contains("unpeered cluster-a and cluster-b"), "{text}");
     // nothing left to do: a second unpeer finishes at once
     let (mut console, _) = captured();
@@ -474,7 +492,10 @@ async fn unpeer_without_a_gateway_says_so_and_keeps_the_secrets() {
         "{}",
         held[0]
     );
-    assert!(err.to_string().contains("the kubeconfig Secrets are kept"));
+    assert!(
+        err.to_string()
+            .contains("the peer namespaces and their kubeconfig Secrets are kept")
+    );
     assert!(b.stored_kubeconfig(&a).await.is_some() && a.stored_kubeconfig(&b).await.is_some());
     stopped.inspect(|g| {
         assert_eq!(
@@ -539,7 +560,7 @@ async fn a_timeout_says_why_from_what_the_api_shows() {
     assert_eq!(
         from_b,
         [
-            "cluster-b → cluster-a: the gateway has not published its key (Secret isthmus/isthmus-gateway-key is missing), and the network-manager waits for it before it starts: is the gateway running?"
+            "cluster-b → cluster-a: the gateway has not published its key (ConfigMap isthmus/isthmus-gateway-pubkey is missing), and the network-manager waits for it before it starts: is the gateway running?"
         ]
     );
     assert!(
@@ -607,14 +628,22 @@ async fn a_failed_write_rolls_back_what_the_run_created() {
     );
     assert!(
         m.ends_with(
-            "removed what this run had created (Secret isthmus-peer-cluster-a, ForeignCluster cluster-b, Secret isthmus-peer-cluster-b)"
+            "removed what this run had created (Secret isthmus-peer-cluster-a, ForeignCluster cluster-b, Secret isthmus-peer-cluster-b, Namespace isthmus-peer-cluster-a, Namespace isthmus-peer-cluster-b)"
         ),
         "{m}"
     );
     assert_eq!(a.peering_objects().await, Vec::<String>::new());
-    let b_secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(b.client.clone(), NS)
-        .get_opt("isthmus-peer-cluster-a")
+    let b_namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(b.client.clone())
+        .get_opt(&peer_ns("cluster-a"))
         .await
         .unwrap();
+    assert!(b_namespace.is_none(), "the namespace this run made is gone");
+    let b_secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        b.client.clone(),
+        &peer_ns("cluster-a"),
+    )
+    .get_opt("isthmus-peer-cluster-a")
+    .await
+    .unwrap();
     assert!(b_secrets.is_none());
 }

@@ -66,10 +66,19 @@ async fn add_problem_peers(client: &kube::Client) {
         .await
         .unwrap();
     let ar = ApiResource::erase::<isthmus_api::NetworkConfig>(&());
-    let ncs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &ar);
+    let home = isthmus_api::peer_namespace(NAMESPACE, &"broken".parse().unwrap());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": home}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let ncs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &home, &ar);
     let raw = json!({
         "apiVersion": "net.isthmus.io/v1alpha1", "kind": "NetworkConfig",
-        "metadata": {"name": "broken", "namespace": NAMESPACE},
+        "metadata": {"name": "broken", "namespace": home},
         "spec": {"clusterID": "hub", "originClusterID": "broken",
                  "podCIDR": "10.0.0.1/16", "externalCIDR": "10.1.0.0/16",
                  "endpoint": "192.168.100.99:51820", "backendType": "wireguard",

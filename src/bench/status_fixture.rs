@@ -208,14 +208,13 @@ where
 }
 
 /// Writes the fixture through `client` (which must serve the isthmus CRDs and namespace
-/// [`NAMESPACE`]).
+/// [`NAMESPACE`]); each peer's namespace is created here.
 pub async fn populate(
     client: &kube::Client,
     shape: FixtureShape,
     now: Timestamp,
 ) -> Result<FixtureCounts, kube::Error> {
     let teps: Api<TunnelEndpoint> = Api::namespaced(client.clone(), NAMESPACE);
-    let ncs: Api<NetworkConfig> = Api::namespaced(client.clone(), NAMESPACE);
     let fcs: Api<ForeignCluster> = Api::all(client.clone());
     let nms: Api<NatMapping> = Api::namespaced(client.clone(), NAMESPACE);
     let ipams: Api<IpamStorage> = Api::namespaced(client.clone(), NAMESPACE);
@@ -233,6 +232,15 @@ pub async fn populate(
         let nc_status = json!({"processed": true, "podCIDRNAT": view(2 * i),
             "externalCIDRNAT": view(2 * i + 1),
             "conditions": [condition("Processed", "Remapped", now)]});
+        // each peer's NetworkConfig lives in its own namespace, as `isthmus peer` makes it
+        let home = isthmus_api::peer_namespace(NAMESPACE, &id.parse().expect("id"));
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let ns = serde_json::from_value(json!({"metadata": {"name": home}})).expect("namespace");
+        match namespaces.create(&Default::default(), &ns).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            other => drop(other?),
+        }
+        let ncs: Api<NetworkConfig> = Api::namespaced(client.clone(), &home);
         create(
             &ncs,
             &NetworkConfig::new(&id, network_config(i)),

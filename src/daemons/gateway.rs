@@ -43,8 +43,13 @@ pub struct Args {
     #[arg(long, env = "NODE_IP")]
     pub node_ip: Ipv4Addr,
     /// Secret holding the WireGuard key (`privateKey`, `publicKey`); created when missing.
+    /// Only the gateway reads it.
     #[arg(long, default_value = "isthmus-gateway-key")]
     pub key_secret: String,
+    /// ConfigMap where the gateway publishes its public key (data `publicKey`) for the
+    /// network-manager, which may read that and no Secret.
+    #[arg(long, default_value = "isthmus-gateway-pubkey")]
+    pub public_key_config_map: String,
     /// Period of the peer probes and status refresh, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub probe_interval_ms: u64,
@@ -83,6 +88,12 @@ impl Args {
                 self.key_secret
             );
         }
+        if self.public_key_config_map.parse::<ClusterId>().is_err() {
+            anyhow::bail!(
+                "--public-key-config-map {:?} is not a valid ConfigMap name",
+                self.public_key_config_map
+            );
+        }
         Ok(config)
     }
 }
@@ -98,9 +109,15 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let (telemetry, _server) = telemetry(&config, &client, Some(args.metrics_listen)).await?;
     let key_gate = telemetry.health.gate(
         "key",
-        &format!("reading or creating the key Secret {}", args.key_secret),
+        &format!(
+            "reading or creating the key Secret {}, publishing ConfigMap {}",
+            args.key_secret, args.public_key_config_map
+        ),
     );
     let key = load_or_create_key(client.clone(), &config.namespace, &args.key_secret).await?;
+    let ns = &config.namespace;
+    isthmus_gateway::publish_public_key(client.clone(), ns, &args.public_key_config_map, &key)
+        .await?;
     key_gate.open();
     let shutdown = crate::standalone::shutdown_signal();
     run_observed(config, telemetry, client, Netns::Current, key, shutdown).await

@@ -4,7 +4,8 @@
 //!
 //! Kubernetes mode, in order: every flag validated (CIDRs, the IPAM configuration, cluster ID,
 //! namespace, gateway endpoint, a given public key); the client built; the gateway's public key
-//! read from its Secret if not given (waiting for the gateway to write it); only then the gRPC
+//! read from the ConfigMap the gateway publishes it in, if not given (waiting for the gateway to
+//! write it; the network-manager reads no Secret of the gateway's); only then the gRPC
 //! port bound and [`run_kube`] started.
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use isthmus_api::{BACKEND_PUBLIC_KEY, ClusterId};
 use isthmus_ipam::{Cidr, IpamConfig};
 use isthmus_ipam_store::{CompactionPolicy, CrashPoint, DurableIpam, KubeStore};
 use isthmus_network_manager::{KubeconfigPeers, LocalGateway, NetworkManagerConfig, PeerResolver};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -32,7 +33,7 @@ pub const IPAM_STORAGE_NAME: &str = "ipam";
 /// Most endpoint shards accepted (each is one API object).
 const MAX_IPAM_SHARDS: u32 = 1024;
 /// A syntactically valid key, used to validate the rest of the configuration while the real key
-/// is still to be read from the gateway's Secret.
+/// is still to be read from the gateway's ConfigMap.
 const PLACEHOLDER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
 #[derive(Debug, ClapArgs)]
@@ -80,12 +81,13 @@ pub struct Args {
     /// `host:port` where peers reach our gateway (Kubernetes mode).
     #[arg(long)]
     pub gateway_endpoint: Option<String>,
-    /// The gateway's WireGuard public key; read from --gateway-key-secret when absent.
+    /// The gateway's WireGuard public key; read from --gateway-public-key-config-map when absent.
     #[arg(long)]
     pub gateway_public_key: Option<String>,
-    /// Secret (in --namespace) where the gateway publishes its public key (data key `publicKey`).
-    #[arg(long, default_value = "isthmus-gateway-key")]
-    pub gateway_key_secret: String,
+    /// ConfigMap (in --namespace) where the gateway publishes its public key (data key
+    /// `publicKey`). The network-manager reads no Secret of the gateway's.
+    #[arg(long, default_value = "isthmus-gateway-pubkey")]
+    pub gateway_public_key_config_map: String,
     /// Ignored: the sharded IpamStorage layout it sized is upgraded at start (kept so that old
     /// command lines still run).
     #[arg(long, default_value_t = 16, hide = true)]
@@ -184,7 +186,7 @@ fn crash_point(text: &str) -> anyhow::Result<CrashPoint> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KeySource {
     Flag,
-    Secret(String),
+    ConfigMap(String),
 }
 
 /// Runs the network-manager as the command line asks.
@@ -207,11 +209,11 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         Some(addr) => Some(telemetry.serve(addr).await?),
         None => None,
     };
-    if let KeySource::Secret(name) = keys {
+    if let KeySource::ConfigMap(name) = keys {
         let ns = config.manager.namespace.clone();
         let gate = telemetry.manager.health.gate(
             "gateway-key",
-            &format!("waiting for the gateway's public key in Secret {ns}/{name}"),
+            &format!("waiting for the gateway's public key in ConfigMap {ns}/{name}"),
         );
         let key = tokio::select! {
             key = gateway_key(&client, &ns, &name) => key?,
@@ -221,7 +223,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         config
             .manager
             .validate()
-            .with_context(|| format!("Secret {ns}/{name}"))?;
+            .with_context(|| format!("ConfigMap {ns}/{name}"))?;
         gate.open();
     }
     let listener = crate::grpc::bind(listen).await?;
@@ -295,7 +297,7 @@ fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr
         .ok_or_else(|| anyhow!("Kubernetes mode needs --gateway-endpoint HOST:PORT"))?;
     let keys = match &a.gateway_public_key {
         Some(_) => KeySource::Flag,
-        None => KeySource::Secret(a.gateway_key_secret.clone()),
+        None => KeySource::ConfigMap(a.gateway_public_key_config_map.clone()),
     };
     let gateway = LocalGateway {
         endpoint,
@@ -304,10 +306,10 @@ fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr
             .unwrap_or_else(|| PLACEHOLDER_KEY.to_owned()),
     };
     let manager = NetworkManagerConfig::new(cluster_id, &a.namespace, gateway);
-    if let KeySource::Secret(name) = &keys
+    if let KeySource::ConfigMap(name) = &keys
         && name.parse::<ClusterId>().is_err()
     {
-        bail!("--gateway-key-secret {name:?} is not a valid Secret name");
+        bail!("--gateway-public-key-config-map {name:?} is not a valid ConfigMap name");
     }
     let ipam = ipam_config(
         a.pod_cidr,
@@ -328,35 +330,31 @@ fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr
     Ok((config, keys, listen))
 }
 
-/// Reads the gateway's public key from Secret `namespace/name`, waiting (and saying so) until the
-/// gateway has written it.
+/// Reads the gateway's public key from ConfigMap `namespace/name`, waiting (and saying so) until
+/// the gateway has published it.
 async fn gateway_key(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let at = format!("{namespace}/{name}");
     let mut delay = Duration::from_millis(500);
     let mut said = false;
     loop {
         let why = match api.get_opt(name).await {
-            Ok(Some(secret)) => {
-                match secret.data.and_then(|d| d.get(BACKEND_PUBLIC_KEY).cloned()) {
-                    Some(bytes) => {
-                        let key = String::from_utf8(bytes.0).map_err(|_| {
-                            anyhow!("Secret {namespace}/{name}: {BACKEND_PUBLIC_KEY} is not text")
-                        })?;
-                        tracing::info!(secret = %format!("{namespace}/{name}"), "gateway public key read");
-                        return Ok(key.trim().to_owned());
-                    }
-                    None => format!("it has no data key {BACKEND_PUBLIC_KEY:?} yet"),
+            Ok(Some(cm)) => match cm.data.and_then(|d| d.get(BACKEND_PUBLIC_KEY).cloned()) {
+                Some(key) => {
+                    tracing::info!(config_map = %at, "gateway public key read");
+                    return Ok(key.trim().to_owned());
                 }
-            }
+                None => format!("it has no data key {BACKEND_PUBLIC_KEY:?} yet"),
+            },
             Ok(None) => "it does not exist yet".to_owned(),
             Err(e) => format!("cannot read it: {e}"),
         };
         if !said {
-            tracing::info!(secret = %format!("{namespace}/{name}"),
+            tracing::info!(config_map = %at,
                 "waiting for the gateway's public key: {why}; retrying until the gateway writes it");
             said = true;
         } else {
-            tracing::debug!(secret = %format!("{namespace}/{name}"), "still waiting: {why}");
+            tracing::debug!(config_map = %at, "still waiting: {why}");
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));

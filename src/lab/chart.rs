@@ -32,7 +32,6 @@ pub const CHART_FILES: &[(&str, &str)] = chart_files![
     "templates/cluster.yaml",
     "templates/gateway.yaml",
     "templates/network-manager.yaml",
-    "templates/peer.yaml",
     "templates/rbac.yaml",
     "templates/route-agent.yaml",
     "ci/loadbalancer-ha-values.yaml",

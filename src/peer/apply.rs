@@ -1,16 +1,20 @@
-//! Writing a [`Plan`]: both tokens are minted first (a refusal there changes nothing), then in
-//! each cluster the Secret and then the ForeignCluster that names it, server-side applied with
-//! field manager `isthmus-peer` (forced: `peer` owns these objects). A write that fails rolls
+//! Writing a [`Plan`]: first, in each cluster, the other's namespace, ServiceAccount, Roles and
+//! RoleBindings ([`PeerSpace`]); then both tokens are minted, each for the holder's own
+//! ServiceAccount in the reached cluster; then in each cluster the Secret and then the
+//! ForeignCluster that names it. Everything is server-side applied with field manager
+//! `isthmus-peer` (forced: `peer` owns these objects). A write that fails rolls
 //! back what this run created, and only that: objects that existed before (an earlier `peer`)
 //! are kept, so a failed refresh never tears down a working peering.
 
 use isthmus_api::ForeignCluster;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role as RbacRole, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::peer::access::{PEER_ACCOUNT, PeerSpace};
 use crate::peer::error::{PeerError, Result, request_error};
 use crate::peer::plan::{self, Direction, FIELD_MANAGER, Plan};
 use crate::peer::side::{Connection, Role};
@@ -41,33 +45,47 @@ fn pick<'a>(role: Role, local: &'a Connection, remote: &'a Connection) -> &'a Co
     }
 }
 
-/// Mints both tokens, then writes every object of `plan`.
+/// Makes both peer namespaces, mints both tokens, then writes every object of `plan`.
 pub async fn apply(
     plan: &Plan,
     local: &Connection,
     remote: &Connection,
     tokens: &dyn TokenSource,
 ) -> Result<Applied> {
+    let mut created = Vec::new();
+    for space in &plan.spaces {
+        let conn = pick(space.side, local, remote);
+        if let Err(failure) = write_space(conn, space, &mut created).await {
+            let undone = rollback(&created, local, remote).await;
+            return Err(PeerError::Apply {
+                message: format!("{failure}; {undone}"),
+            });
+        }
+    }
     let mut minted = Vec::new();
     for d in &plan.directions {
         let conn = pick(d.reached.role, local, remote);
         let m = tokens
             .mint(
                 &conn.client,
-                &d.reached.namespace,
-                &d.reached.service_account,
+                &d.token_namespace,
+                PEER_ACCOUNT,
                 TOKEN_LIFETIME,
             )
-            .await
-            .map_err(|message| PeerError::Token {
-                side: conn.label.clone(),
-                namespace: d.reached.namespace.clone(),
-                account: d.reached.service_account.clone(),
-                message,
-            })?;
-        minted.push(m);
+            .await;
+        match m {
+            Ok(m) => minted.push(m),
+            Err(message) => {
+                let undone = rollback(&created, local, remote).await;
+                return Err(PeerError::Token {
+                    side: conn.label.clone(),
+                    namespace: d.token_namespace.clone(),
+                    account: PEER_ACCOUNT.to_owned(),
+                    message: format!("{message}; {undone}"),
+                });
+            }
+        }
     }
-    let mut created = Vec::new();
     for (d, m) in plan.directions.iter().zip(&minted) {
         let conn = pick(d.holder, local, remote);
         if let Err(failure) = write(conn, d, m, &mut created).await {
@@ -97,6 +115,64 @@ pub async fn apply(
             })
             .collect(),
     })
+}
+
+/// A peer's namespace, its ServiceAccount, then the Roles and their bindings; a failure as one
+/// line.
+async fn write_space(
+    conn: &Connection,
+    space: &PeerSpace,
+    created: &mut Vec<Created>,
+) -> std::result::Result<(), String> {
+    let ns = &space.namespace;
+    let fail = |kind: &str, name: &str, e: String| {
+        format!("{}: writing {kind} {ns}/{name}: {e}", conn.label)
+    };
+    let namespaces: Api<Namespace> = Api::all(conn.client.clone());
+    let found = namespaces
+        .get_opt(ns)
+        .await
+        .map_err(|e| fail("Namespace", ns, request_error(&e)))?;
+    if let Some(existing) = &found
+        && !crate::peer::preflight::is_peer_namespace_of(
+            &existing.metadata,
+            &space.release_namespace,
+        )
+    {
+        return Err(fail(
+            "Namespace",
+            ns,
+            "it exists and was not made by isthmus peer for this peer; remove it or rename it"
+                .into(),
+        ));
+    }
+    if ssa(&namespaces, ns, &space.namespace())
+        .await
+        .map_err(|e| fail("Namespace", ns, e))?
+    {
+        created.push(Created {
+            role: space.side,
+            kind: "Namespace",
+            namespace: None,
+            name: ns.clone(),
+        });
+    }
+    let sas: Api<ServiceAccount> = Api::namespaced(conn.client.clone(), ns);
+    ssa(&sas, PEER_ACCOUNT, &space.service_account())
+        .await
+        .map_err(|e| fail("ServiceAccount", PEER_ACCOUNT, e))?;
+    let roles: Api<RbacRole> = Api::namespaced(conn.client.clone(), ns);
+    let bindings: Api<RoleBinding> = Api::namespaced(conn.client.clone(), ns);
+    for (role, binding) in space.roles() {
+        let name = role.metadata.name.clone().unwrap_or_default();
+        ssa(&roles, &name, &role)
+            .await
+            .map_err(|e| fail("Role", &name, e))?;
+        ssa(&bindings, &name, &binding)
+            .await
+            .map_err(|e| fail("RoleBinding", &name, e))?;
+    }
+    Ok(())
 }
 
 /// The Secret, then the ForeignCluster, of one direction; a failure as one line.
@@ -168,10 +244,14 @@ async fn rollback(created: &[Created], local: &Connection, remote: &Connection) 
         let dp = DeleteParams::default();
         let what = format!("{} {}", c.kind, c.name);
         let result = match (c.kind, &c.namespace) {
-            ("Secret", Some(_)) if unpeering.contains(&c.role) => {
+            ("Secret" | "Namespace", _) if unpeering.contains(&c.role) => {
                 kept.push(what);
                 continue;
             }
+            ("Namespace", None) => Api::<Namespace>::all(conn.client.clone())
+                .delete(&c.name, &dp)
+                .await
+                .map(|_| true),
             ("Secret", Some(ns)) => Api::<Secret>::namespaced(conn.client.clone(), ns)
                 .delete(&c.name, &dp)
                 .await

@@ -71,10 +71,10 @@ pub enum PeerError {
         message: String,
     },
     #[error(
-        "{side}: the peer ServiceAccount {namespace}/{name} does not exist; install the chart with \
-         peering.createPeerServiceAccount=true"
+        "{side}: the network-manager's ServiceAccount {namespace}/{name} does not exist; is the \
+         chart installed completely?"
     )]
-    NoPeerAccount {
+    NoNetworkManagerAccount {
         side: Label,
         namespace: String,
         name: String,

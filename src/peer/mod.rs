@@ -8,8 +8,10 @@
 //! `connected` (`observe` reads, `report` words it, `console` shows it) and print both tunnels,
 //! or say why not. `unpeer` (`unpeer`): the same checks, delete both ForeignClusters, wait until
 //! the ForeignClusters, TunnelEndpoints (the gateway's finalizer: the kernel is clean) and
-//! NatMappings are gone, then delete the kubeconfig Secrets.
+//! NatMappings are gone, then delete the peer namespaces (each holding the peer's identity and
+//! the kubeconfig Secret for reaching it).
 
+pub mod access;
 pub mod apply;
 pub mod args;
 pub mod console;
@@ -78,7 +80,7 @@ pub fn pair<'a>(facts: &'a Facts, peer: &'a Facts) -> Pair<'a> {
         side: facts.id().as_str(),
         peer: peer.id().as_str(),
         namespace: &facts.conn.namespace,
-        key_secret: &facts.info.gateway_key_secret,
+        public_key: &facts.info.gateway_public_key,
         lease: &facts.info.gateway_lease,
     }
 }

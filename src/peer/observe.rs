@@ -1,11 +1,11 @@
 //! Reading where a peering stands in one cluster, for the wait loops of `peer` and `unpeer`:
 //! the ForeignCluster for the peer, its TunnelEndpoint and NatMapping, whether the gateway has
-//! published its key (the Secret's existence only: its data is never read) and who holds the
+//! published its key (its public-key ConfigMap exists) and who holds the
 //! gateway's Lease. A failed read is recorded, not fatal: the loop tries again.
 
 use isthmus_api::{ClusterId, ForeignCluster, LABEL_REMOTE_CLUSTER, NatMapping, TunnelEndpoint};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -28,7 +28,7 @@ pub struct PeeringView {
     pub foreign_cluster: Option<ForeignCluster>,
     pub tunnel: Option<TunnelEndpoint>,
     pub nat_mapping: bool,
-    /// The gateway's key Secret exists (None: not read).
+    /// The gateway's public-key ConfigMap exists (None: not read).
     pub gateway_key: Option<bool>,
     pub lease: Option<LeaseView>,
     /// A read failed (the view is then partial).
@@ -61,10 +61,10 @@ async fn read_into(view: &mut PeeringView, facts: &Facts, peer: &ClusterId) -> k
     let nms: Api<NatMapping> = Api::namespaced(client.clone(), ns);
     let of_peer = ListParams::default().labels(&format!("{LABEL_REMOTE_CLUSTER}={peer}"));
     view.nat_mapping = !nms.list_metadata(&of_peer).await?.items.is_empty();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     view.gateway_key = Some(
-        secrets
-            .get_metadata_opt(&facts.info.gateway_key_secret)
+        config_maps
+            .get_metadata_opt(&facts.info.gateway_public_key)
             .await?
             .is_some(),
     );

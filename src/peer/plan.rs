@@ -1,7 +1,9 @@
-//! What `isthmus peer` writes, decided without I/O: for each direction, in the cluster that
-//! reaches out (the holder), a Secret `isthmus-peer-<reached cluster ID>` holding a kubeconfig
-//! for the reached cluster's peer ServiceAccount (server URL, CA inline, token inline: nothing
-//! that runs a command or reads a file), and a ForeignCluster `<reached cluster ID>` naming it.
+//! What `isthmus peer` writes, decided without I/O: in each cluster, the other's namespace and
+//! identity ([`PeerSpace`]); then for each direction, in the cluster that reaches out (the
+//! holder), a Secret `isthmus-peer-<reached cluster ID>` in the reached cluster's namespace there,
+//! holding a kubeconfig for the holder's own ServiceAccount in the reached cluster (server URL,
+//! CA inline, token inline: nothing that runs a command or reads a file), and a ForeignCluster
+//! `<reached cluster ID>` naming it.
 //! Both are server-side applied with field manager [`FIELD_MANAGER`], so running `peer` again
 //! rewrites them (a fresh token) and changes nothing else. Also the warnings worth a line before
 //! anything is written, and the text `--dry-run` prints (the token redacted).
@@ -10,11 +12,13 @@ use std::collections::BTreeMap;
 
 use isthmus_api::{
     ClusterId, ForeignCluster, ForeignClusterSpec, LABEL_REMOTE_CLUSTER, SecretKeyRef,
+    peer_namespace,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
+use crate::peer::access::{PEER_ACCOUNT, PeerSpace};
 use crate::peer::kubeconfig::{Credential, KubeconfigSpec, render};
 use crate::peer::preflight::Facts;
 use crate::peer::side::Role;
@@ -44,9 +48,10 @@ pub struct PlanSide {
     pub role: Role,
     pub context: String,
     pub cluster_id: ClusterId,
+    /// The release namespace.
     pub namespace: String,
-    /// The peer ServiceAccount whose token the other cluster gets.
-    pub service_account: String,
+    /// The network-manager's ServiceAccount (in `namespace`).
+    pub network_manager_account: String,
     /// Where the other cluster reaches this API.
     pub api_url: String,
     pub ca_pem: Option<String>,
@@ -61,7 +66,7 @@ impl PlanSide {
             context: facts.conn.label.context.clone(),
             cluster_id: facts.info.cluster_id.clone(),
             namespace: facts.conn.namespace.clone(),
-            service_account: facts.info.peer_service_account.clone().unwrap_or_default(),
+            network_manager_account: facts.info.network_manager_account.clone(),
             api_url: facts.conn.api_url.clone(),
             ca_pem: facts.conn.ca_pem.clone(),
             tls_server_name: facts.conn.tls_server_name.clone(),
@@ -76,9 +81,13 @@ pub struct Direction {
     /// The cluster the Secret and the ForeignCluster are written into.
     pub holder: Role,
     pub holder_id: ClusterId,
+    /// Where the Secret goes in the holder: the reached cluster's peer namespace there.
     pub namespace: String,
-    /// The cluster the kubeconfig reaches (its peer ServiceAccount's token).
+    /// The cluster the kubeconfig reaches (a token of the holder's ServiceAccount there).
     pub reached: PlanSide,
+    /// The holder's peer namespace in the reached cluster, where its ServiceAccount
+    /// ([`PEER_ACCOUNT`]) lives and its NetworkConfig goes.
+    pub token_namespace: String,
     pub secret_name: String,
     pub foreign_cluster: ForeignCluster,
 }
@@ -86,6 +95,8 @@ pub struct Direction {
 /// Everything `peer` writes, and what deserves a warning first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// In each cluster, the other's namespace and identity (written first).
+    pub spaces: Vec<PeerSpace>,
     pub directions: Vec<Direction>,
     pub warnings: Vec<String>,
 }
@@ -93,6 +104,10 @@ pub struct Plan {
 /// The plan for peering `local` and `remote` (both checked by the preflight).
 pub fn plan(local: &PlanSide, remote: &PlanSide) -> Plan {
     let mut warnings = Vec::new();
+    let spaces = [(local, remote), (remote, local)]
+        .into_iter()
+        .map(|(holder, peer)| space(holder, peer))
+        .collect();
     let directions = [(local, remote), (remote, local)]
         .into_iter()
         .map(|(holder, reached)| {
@@ -102,18 +117,32 @@ pub fn plan(local: &PlanSide, remote: &PlanSide) -> Plan {
         })
         .collect();
     Plan {
+        spaces,
         directions,
         warnings,
     }
 }
 
+/// `peer`'s namespace and identity in `holder`.
+fn space(holder: &PlanSide, peer: &PlanSide) -> PeerSpace {
+    PeerSpace::new(
+        holder.role,
+        &holder.cluster_id,
+        &holder.namespace,
+        &holder.network_manager_account,
+        &peer.cluster_id,
+        &secret_name(&peer.cluster_id),
+    )
+}
+
 fn direction(holder: &PlanSide, reached: &PlanSide) -> Direction {
     let secret_name = secret_name(&reached.cluster_id);
+    let namespace = peer_namespace(&holder.namespace, &reached.cluster_id);
     let spec = ForeignClusterSpec {
         cluster_id: reached.cluster_id.clone(),
         kubeconfig_secret_ref: Some(SecretKeyRef {
             name: secret_name.clone(),
-            namespace: holder.namespace.clone(),
+            namespace: namespace.clone(),
             key: None,
         }),
         lab_cluster: None,
@@ -123,8 +152,9 @@ fn direction(holder: &PlanSide, reached: &PlanSide) -> Direction {
     Direction {
         holder: holder.role,
         holder_id: holder.cluster_id.clone(),
-        namespace: holder.namespace.clone(),
+        namespace,
         reached: reached.clone(),
+        token_namespace: peer_namespace(&reached.namespace, &holder.cluster_id),
         secret_name,
         foreign_cluster,
     }
@@ -174,25 +204,27 @@ fn replaced_secret(holder: &PlanSide, reached: &PlanSide) -> Option<String> {
         .find(|fc| fc.name_any() == reached.cluster_id.as_str())?;
     let old = fc.spec.kubeconfig_secret_ref.as_ref()?;
     let new = secret_name(&reached.cluster_id);
-    (old.name != new || old.namespace != holder.namespace).then(|| {
+    let ns = peer_namespace(&holder.namespace, &reached.cluster_id);
+    (old.name != new || old.namespace != ns).then(|| {
         format!(
-            "ForeignCluster {} in {} will use Secret {}/{new} instead of {}/{}, which is left \
+            "ForeignCluster {} in {} will use Secret {ns}/{new} instead of {}/{}, which is left \
              as it is",
-            reached.cluster_id, holder.cluster_id, holder.namespace, old.namespace, old.name
+            reached.cluster_id, holder.cluster_id, old.namespace, old.name
         )
     })
 }
 
-/// The kubeconfig for `reached`'s API with `token`: server, CA and token inline, default
-/// namespace the reached cluster's isthmus namespace.
-pub fn kubeconfig(reached: &PlanSide, token: &str) -> String {
+/// The kubeconfig for `d.reached`'s API with `token`: server, CA and token inline, default
+/// namespace the holder's own namespace there.
+pub fn kubeconfig(d: &Direction, token: &str) -> String {
+    let reached = &d.reached;
     render(&KubeconfigSpec {
         name: reached.cluster_id.as_str(),
         server: &reached.api_url,
         ca_pem: reached.ca_pem.as_deref(),
         tls_server_name: reached.tls_server_name.as_deref(),
         credential: Credential::Token(token),
-        namespace: &reached.namespace,
+        namespace: &d.token_namespace,
     })
 }
 
@@ -209,7 +241,7 @@ pub fn secret(direction: &Direction, minted: &Minted) -> Secret {
         )]));
     }
     s.type_ = Some("Opaque".to_owned());
-    let text = kubeconfig(&direction.reached, minted.token.expose());
+    let text = kubeconfig(direction, minted.token.expose());
     s.data = Some(BTreeMap::from([(
         KUBECONFIG_KEY.to_owned(),
         ByteString(text.into_bytes()),
@@ -230,10 +262,10 @@ pub fn describe(plan: &Plan) -> String {
             d.namespace,
             d.reached.cluster_id,
             d.reached.api_url,
-            d.reached.namespace,
-            d.reached.service_account,
+            d.token_namespace,
+            PEER_ACCOUNT,
         ));
-        let kubeconfig = kubeconfig(&d.reached, REDACTED);
+        let kubeconfig = kubeconfig(d, REDACTED);
         let secret = serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {
@@ -262,7 +294,7 @@ mod tests {
             context: format!("kind-{id}"),
             cluster_id: id.parse().unwrap(),
             namespace: "isthmus".into(),
-            service_account: "isthmus-peer".into(),
+            network_manager_account: "isthmus-network-manager".into(),
             api_url: url.into(),
             ca_pem: Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()),
             tls_server_name: None,
@@ -291,7 +323,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             (r.name.as_str(), r.namespace.as_str()),
-            ("isthmus-peer-cluster-b", "isthmus")
+            ("isthmus-peer-cluster-b", "isthmus-peer-cluster-b")
+        );
+        assert_eq!(into_a.token_namespace, "isthmus-peer-cluster-a");
+        assert_eq!(
+            (
+                p.spaces[0].namespace.as_str(),
+                p.spaces[1].namespace.as_str()
+            ),
+            ("isthmus-peer-cluster-b", "isthmus-peer-cluster-a")
         );
         assert_eq!(p.directions[1].foreign_cluster.name_any(), "cluster-a");
         assert_eq!(p.directions[1].reached.api_url, "https://172.18.0.2:6443");
@@ -341,7 +381,7 @@ mod tests {
             assert_eq!(k.credential, PeerCredential::Token("tok-123".into()));
             assert_eq!(k.ca.as_ref().map(Vec::len), Some(1));
             assert_eq!(k.tls_server_name, tls_server_name);
-            assert_eq!(k.namespace.as_deref(), Some("isthmus"));
+            assert_eq!(k.namespace.as_deref(), Some("isthmus-peer-cluster-a"));
         }
     }
 
@@ -389,7 +429,7 @@ mod tests {
         let w = plan(&a, &b).warnings;
         assert_eq!(w.len(), 1);
         assert!(
-            w[0].contains("instead of isthmus/peer-cluster-b"),
+            w[0].contains("Secret isthmus-peer-cluster-b/isthmus-peer-cluster-b instead of isthmus/peer-cluster-b"),
             "{}",
             w[0]
         );

@@ -1,12 +1,12 @@
 //! The checks `peer` and `unpeer` make before they write anything: per cluster ([`inspect`],
 //! reads only) the API answers, isthmus's CRDs are served, the namespace exists, the chart's
-//! cluster-info ConfigMap names the cluster ID (and, for `peer`, the peer ServiceAccount, which
-//! must exist); and across the two ([`check_pair`], pure) that they are different clusters
+//! cluster-info ConfigMap names the cluster ID (and, for `peer`, the network-manager's
+//! ServiceAccount, which must exist: each peer's namespace binds it); and across the two ([`check_pair`], pure) that they are different clusters
 //! installed in namespaces of the same name, with no ForeignCluster in the way.
 
 use std::str::FromStr;
 
-use isthmus_api::{ClusterId, ForeignCluster};
+use isthmus_api::{ClusterId, ForeignCluster, LABEL_PEER_CLUSTER, peer_namespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, ResourceExt};
@@ -38,9 +38,10 @@ pub enum Purpose {
 pub struct ClusterInfo {
     pub config_map: String,
     pub cluster_id: ClusterId,
-    /// None: installed with `peering.createPeerServiceAccount=false`.
-    pub peer_service_account: Option<String>,
-    pub gateway_key_secret: String,
+    /// The network-manager's ServiceAccount (in the release namespace).
+    pub network_manager_account: String,
+    /// The ConfigMap where the gateway publishes its public key.
+    pub gateway_public_key: String,
     pub gateway_lease: String,
 }
 
@@ -51,8 +52,9 @@ pub struct Facts {
     pub info: ClusterInfo,
     /// Every ForeignCluster of the cluster.
     pub foreign_clusters: Vec<ForeignCluster>,
-    /// Metadata of the kubeconfig Secrets `isthmus peer` wrote into the namespace.
-    pub peer_secrets: Vec<ObjectMeta>,
+    /// Metadata of the peer namespaces `isthmus peer` made (each holds one peer's identity and
+    /// the kubeconfig Secret for reaching it).
+    pub peer_namespaces: Vec<ObjectMeta>,
 }
 
 impl Facts {
@@ -72,7 +74,7 @@ pub async fn inspect(conn: Connection, purpose: Purpose) -> Result<Facts> {
     namespace(&conn).await?;
     let info = cluster_info(&conn).await?;
     if purpose == Purpose::Peer {
-        peer_account(&conn, &info).await?;
+        network_manager_account(&conn, &info).await?;
     }
     let fcs: Api<ForeignCluster> = Api::all(conn.client.clone());
     let foreign_clusters = fcs
@@ -80,22 +82,22 @@ pub async fn inspect(conn: Connection, purpose: Purpose) -> Result<Facts> {
         .await
         .map_err(|e| api_error(&conn, "listing ForeignClusters", e))?
         .items;
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(conn.client.clone(), &conn.namespace);
+    let namespaces: Api<Namespace> = Api::all(conn.client.clone());
     let selector = ListParams::default().labels(MANAGED_BY_SELECTOR);
-    let peer_secrets = secrets
+    let peer_namespaces = namespaces
         .list_metadata(&selector)
         .await
-        .map_err(|e| api_error(&conn, "listing Secrets", e))?
+        .map_err(|e| api_error(&conn, "listing Namespaces", e))?
         .items
         .into_iter()
         .map(|m| m.metadata)
+        .filter(|m| is_peer_namespace_of(m, &conn.namespace))
         .collect();
     Ok(Facts {
         conn,
         info,
         foreign_clusters,
-        peer_secrets,
+        peer_namespaces,
     })
 }
 
@@ -199,32 +201,41 @@ pub fn parse_cluster_info(cm: &ConfigMap) -> std::result::Result<ClusterInfo, St
     Ok(ClusterInfo {
         config_map: cm.name_any(),
         cluster_id,
-        peer_service_account: get("peerServiceAccount"),
-        gateway_key_secret: get("gatewayKeySecret").ok_or("it has no gatewayKeySecret")?,
+        network_manager_account: get("networkManagerServiceAccount").ok_or(
+            "it has no networkManagerServiceAccount (chart 0.3.0 or later names it; upgrade the chart)",
+        )?,
+        gateway_public_key: get("gatewayPublicKey").ok_or("it has no gatewayPublicKey")?,
         gateway_lease: get("gatewayLease").ok_or("it has no gatewayLease")?,
     })
 }
 
-async fn peer_account(conn: &Connection, info: &ClusterInfo) -> Result<()> {
-    let Some(name) = &info.peer_service_account else {
-        return Err(PeerError::Config {
-            side: conn.label.clone(),
-            message: "the chart was installed with peering.createPeerServiceAccount=false, so \
-                      there is no peer identity to hand to the other cluster; upgrade it with \
-                      peering.createPeerServiceAccount=true"
-                .to_owned(),
-        });
-    };
+async fn network_manager_account(conn: &Connection, info: &ClusterInfo) -> Result<()> {
+    let name = &info.network_manager_account;
     let api: Api<ServiceAccount> = Api::namespaced(conn.client.clone(), &conn.namespace);
     match api.get_opt(name).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(PeerError::NoPeerAccount {
+        Ok(None) => Err(PeerError::NoNetworkManagerAccount {
             side: conn.label.clone(),
             namespace: conn.namespace.clone(),
             name: name.clone(),
         }),
-        Err(e) => Err(api_error(conn, "reading the peer ServiceAccount", e)),
+        Err(e) => Err(api_error(
+            conn,
+            "reading the network-manager's ServiceAccount",
+            e,
+        )),
     }
+}
+
+/// Whether namespace `m` is a peer namespace of the release in `release_namespace` (its name
+/// is derived from the release namespace and the peer's cluster ID it is labelled with).
+pub fn is_peer_namespace_of(m: &ObjectMeta, release_namespace: &str) -> bool {
+    let peer = m
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_PEER_CLUSTER))
+        .and_then(|v| v.parse::<ClusterId>().ok());
+    peer.is_some_and(|p| m.name.as_deref() == Some(&peer_namespace(release_namespace, &p)))
 }
 
 /// Checks across both clusters, on what [`inspect`] found.
@@ -347,13 +358,13 @@ mod tests {
         };
         cm.data = data(&[
             ("clusterID", "cluster-a"),
-            ("peerServiceAccount", ""),
-            ("gatewayKeySecret", "isthmus-gateway-key"),
+            ("networkManagerServiceAccount", "isthmus-network-manager"),
+            ("gatewayPublicKey", "isthmus-gateway-pubkey"),
             ("gatewayLease", "isthmus-gateway"),
         ]);
         let info = parse_cluster_info(&cm).unwrap();
         assert_eq!(info.cluster_id.as_str(), "cluster-a");
-        assert_eq!(info.peer_service_account, None);
+        assert_eq!(info.network_manager_account, "isthmus-network-manager");
         cm.data = data(&[("clusterID", "Not_A_Label")]);
         assert!(
             parse_cluster_info(&cm)

@@ -22,7 +22,7 @@ pub struct Pair<'a> {
     pub peer: &'a str,
     pub namespace: &'a str,
     /// The gateway's key Secret and Lease (from the chart's cluster-info ConfigMap).
-    pub key_secret: &'a str,
+    pub public_key: &'a str,
     pub lease: &'a str,
 }
 
@@ -164,9 +164,9 @@ fn peering_reasons(at: &str, p: Pair<'_>, fc: &ForeignCluster, v: &PeeringView) 
     let Some(status) = &fc.status else {
         if v.gateway_key == Some(false) {
             return vec![format!(
-                "{at}: the gateway has not published its key (Secret {}/{} is missing), and the \
+                "{at}: the gateway has not published its key (ConfigMap {}/{} is missing), and the \
                  network-manager waits for it before it starts: is the gateway running?",
-                p.namespace, p.key_secret
+                p.namespace, p.public_key
             )];
         }
         return vec![format!(

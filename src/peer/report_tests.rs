@@ -11,7 +11,7 @@ const P: Pair<'static> = Pair {
     side: "cluster-a",
     peer: "cluster-b",
     namespace: "isthmus",
-    key_secret: "isthmus-gateway-key",
+    public_key: "isthmus-gateway-pubkey",
     lease: "isthmus-gateway",
 };
 
@@ -159,7 +159,7 @@ fn a_timeout_names_the_missing_gateway_key_or_network_manager() {
     let why = why_not_connected(P, &v, now());
     assert_eq!(why.len(), 1);
     assert!(
-        why[0].contains("Secret isthmus/isthmus-gateway-key is missing"),
+        why[0].contains("ConfigMap isthmus/isthmus-gateway-pubkey is missing"),
         "{}",
         why[0]
     );

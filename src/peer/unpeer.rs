@@ -2,12 +2,13 @@
 //! cluster the ForeignClusters for the other are deleted, and the command waits until the
 //! network-managers have finished (the ForeignCluster, the TunnelEndpoint and the NatMapping are
 //! gone) and the gateways have removed the peer from the kernel (the TunnelEndpoint's gateway
-//! finalizer makes its disappearance mean exactly that). Only then are the kubeconfig Secrets
-//! `isthmus peer` wrote deleted: the network-manager needs them to remove its NetworkConfig
+//! finalizer makes its disappearance mean exactly that). Only then are the peer namespaces
+//! `isthmus peer` made deleted (with the peer's ServiceAccount, so its tokens stop working, and
+//! the kubeconfig Secret): the network-manager needs that Secret to remove its NetworkConfig
 //! from the peer. On a timeout they are kept, and the reason is printed.
 
-use isthmus_api::{ClusterId, ForeignCluster, LABEL_REMOTE_CLUSTER};
-use k8s_openapi::api::core::v1::Secret;
+use isthmus_api::{ClusterId, ForeignCluster, LABEL_PEER_CLUSTER};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta};
 use kube::{Api, ResourceExt};
@@ -24,25 +25,30 @@ use crate::peer::{POLL, checked_pair, observe_both, pair, report};
 pub struct Removal {
     /// ForeignClusters for the other cluster.
     pub foreign_clusters: Vec<String>,
-    /// Kubeconfig Secrets `isthmus peer` wrote for the other cluster (deleted last).
-    pub secrets: Vec<String>,
+    /// The other cluster's namespace `isthmus peer` made (its identity, our kubeconfig Secret
+    /// for it; deleted last).
+    pub namespaces: Vec<String>,
     /// Secrets those ForeignClusters name that `isthmus peer` did not write (left alone).
     pub kept_secrets: Vec<String>,
 }
 
-/// What to delete in a cluster whose ForeignClusters and peer Secrets are these, to unpeer
+/// What to delete in a cluster whose ForeignClusters and peer namespaces are these, to unpeer
 /// `peer`.
-pub fn removal(fcs: &[ForeignCluster], peer_secrets: &[ObjectMeta], peer: &ClusterId) -> Removal {
+pub fn removal(
+    fcs: &[ForeignCluster],
+    peer_namespaces: &[ObjectMeta],
+    peer: &ClusterId,
+) -> Removal {
     let mine: Vec<&ForeignCluster> = fcs
         .iter()
         .filter(|fc| fc.spec.cluster_id == *peer)
         .collect();
-    let secrets: Vec<String> = peer_secrets
+    let namespaces: Vec<String> = peer_namespaces
         .iter()
         .filter(|m| {
             m.labels
                 .as_ref()
-                .and_then(|l| l.get(LABEL_REMOTE_CLUSTER))
+                .and_then(|l| l.get(LABEL_PEER_CLUSTER))
                 .is_some_and(|v| v == peer.as_str())
         })
         .filter_map(|m| m.name.clone())
@@ -50,24 +56,23 @@ pub fn removal(fcs: &[ForeignCluster], peer_secrets: &[ObjectMeta], peer: &Clust
     let kept_secrets = mine
         .iter()
         .filter_map(|fc| fc.spec.kubeconfig_secret_ref.as_ref())
+        .filter(|r| !namespaces.contains(&r.namespace))
         .map(|r| format!("{}/{}", r.namespace, r.name))
-        .filter(|s| !secrets.iter().any(|m| s.ends_with(&format!("/{m}"))))
         .collect();
     Removal {
         foreign_clusters: mine.iter().map(|fc| fc.name_any()).collect(),
-        secrets,
+        namespaces,
         kept_secrets,
     }
 }
 
 fn describe(facts: &Facts, r: &Removal) -> String {
-    let ns = &facts.conn.namespace;
     let mut parts: Vec<String> = r
         .foreign_clusters
         .iter()
         .map(|n| format!("ForeignCluster {n}"))
         .collect();
-    parts.extend(r.secrets.iter().map(|n| format!("Secret {ns}/{n} (last)")));
+    parts.extend(r.namespaces.iter().map(|n| format!("Namespace {n} (last)")));
     match parts.is_empty() {
         true => format!("{}: nothing of isthmus peer to delete", facts.id()),
         false => format!("{}: delete {}", facts.id(), parts.join(", ")),
@@ -79,8 +84,12 @@ pub async fn run_unpeer(args: &UnpeerArgs, console: &mut Console) -> Result<()> 
     let refs = args.clusters.refs(None, None);
     let (local, remote) = checked_pair(refs, args.clusters.timeout, Purpose::Unpeer).await?;
     let plans = [
-        removal(&local.foreign_clusters, &local.peer_secrets, remote.id()),
-        removal(&remote.foreign_clusters, &remote.peer_secrets, local.id()),
+        removal(&local.foreign_clusters, &local.peer_namespaces, remote.id()),
+        removal(
+            &remote.foreign_clusters,
+            &remote.peer_namespaces,
+            local.id(),
+        ),
     ];
     for (facts, r) in [(&local, &plans[0]), (&remote, &plans[1])] {
         console.say(&describe(facts, r))?;
@@ -100,11 +109,11 @@ pub async fn run_unpeer(args: &UnpeerArgs, console: &mut Console) -> Result<()> 
     }
     wait_unpeered(&local, &remote, args.clusters.timeout, console).await?;
     for (facts, r) in [(&local, &plans[0]), (&remote, &plans[1])] {
-        delete_secrets(facts, &r.secrets).await?;
+        delete_namespaces(facts, &r.namespaces).await?;
     }
     console.say(&format!(
-        "unpeered {} and {}: ForeignClusters, TunnelEndpoints, NatMappings and kubeconfig Secrets \
-         removed, the gateways' kernel state with them",
+        "unpeered {} and {}: ForeignClusters, TunnelEndpoints, NatMappings and the peer namespaces \
+         (identities, kubeconfig Secrets) removed, the gateways' kernel state with them",
         local.id(),
         remote.id()
     ))?;
@@ -129,8 +138,8 @@ async fn delete_foreign_clusters(facts: &Facts, names: &[String]) -> Result<()> 
     Ok(())
 }
 
-async fn delete_secrets(facts: &Facts, names: &[String]) -> Result<()> {
-    let api: Api<Secret> = Api::namespaced(facts.conn.client.clone(), &facts.conn.namespace);
+async fn delete_namespaces(facts: &Facts, names: &[String]) -> Result<()> {
+    let api: Api<Namespace> = Api::all(facts.conn.client.clone());
     for name in names {
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
@@ -138,7 +147,7 @@ async fn delete_secrets(facts: &Facts, names: &[String]) -> Result<()> {
             Err(e) => {
                 return Err(api_error(
                     &facts.conn,
-                    &format!("deleting Secret {name}"),
+                    &format!("deleting Namespace {name}"),
                     e,
                 ));
             }
@@ -175,7 +184,8 @@ async fn wait_unpeered(
     let mut reasons = report::why_not_unpeered(pl, &a, now);
     reasons.extend(report::why_not_unpeered(pr, &b, now));
     reasons.push(
-        "the kubeconfig Secrets are kept: the network-managers need them to finish; run \
+        "the peer namespaces and their kubeconfig Secrets are kept: the network-managers need \
+         them to finish; run \
          `isthmus unpeer` again once the cause is fixed"
             .to_owned(),
     );
@@ -206,32 +216,36 @@ mod tests {
         )
     }
 
-    fn secret(name: &str, reached: &str) -> ObjectMeta {
+    fn space(name: &str, peer: &str) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.into()),
             labels: Some(BTreeMap::from([(
-                LABEL_REMOTE_CLUSTER.to_owned(),
-                reached.to_owned(),
+                LABEL_PEER_CLUSTER.to_owned(),
+                peer.to_owned(),
             )])),
             ..ObjectMeta::default()
         }
     }
 
     #[test]
-    fn the_foreign_clusters_for_the_peer_go_and_only_our_secrets_with_them() {
+    fn the_foreign_clusters_for_the_peer_go_and_only_our_namespace_with_them() {
         let b: ClusterId = "cluster-b".parse().unwrap();
+        let mut ours = fc("cluster-b", "cluster-b", "isthmus-peer-cluster-b");
+        if let Some(r) = ours.spec.kubeconfig_secret_ref.as_mut() {
+            r.namespace = "isthmus-peer-cluster-b".into();
+        }
         let fcs = [
-            fc("cluster-b", "cluster-b", "isthmus-peer-cluster-b"),
+            ours,
             fc("by-hand-b", "cluster-b", "peer-cluster-b"),
             fc("cluster-c", "cluster-c", "isthmus-peer-cluster-c"),
         ];
-        let secrets = [
-            secret("isthmus-peer-cluster-b", "cluster-b"),
-            secret("isthmus-peer-cluster-c", "cluster-c"),
+        let spaces = [
+            space("isthmus-peer-cluster-b", "cluster-b"),
+            space("isthmus-peer-cluster-c", "cluster-c"),
         ];
-        let r = removal(&fcs, &secrets, &b);
+        let r = removal(&fcs, &spaces, &b);
         assert_eq!(r.foreign_clusters, ["cluster-b", "by-hand-b"]);
-        assert_eq!(r.secrets, ["isthmus-peer-cluster-b"]);
+        assert_eq!(r.namespaces, ["isthmus-peer-cluster-b"]);
         assert_eq!(r.kept_secrets, ["isthmus/peer-cluster-b"]);
         assert_eq!(removal(&[], &[], &b), Removal::default());
     }

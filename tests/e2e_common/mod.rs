@@ -137,7 +137,8 @@ pub async fn isthmus_objects(lab: &Lab, cluster: usize) -> Vec<String> {
             .into_iter()
             .map(|o| format!("ForeignCluster/{}", name(&o.metadata))),
     );
-    let ncs: Api<NetworkConfig> = Api::namespaced(client.clone(), NAMESPACE);
+    // received NetworkConfigs live in the peers' namespaces
+    let ncs: Api<NetworkConfig> = Api::all(client.clone());
     out.extend(
         ncs.list(&lp)
             .await

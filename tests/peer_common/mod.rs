@@ -1,11 +1,12 @@
 //! Fixtures of the `isthmus peer` / `isthmus unpeer` tests. A [`Site`] is one simulated
 //! cluster: a memkube API served over HTTPS (its own CA; authentication and RBAC on) holding what
 //! the Helm chart renders (`helm template`: its ServiceAccounts, Roles, bindings and cluster-info
-//! ConfigMap, as objects; the CRDs and the namespace), the gateway's key Secret, a kubeconfig file
+//! ConfigMap, as objects; the CRDs and the namespace), the gateway's key Secret and public-key
+//! ConfigMap, a kubeconfig file
 //! that names it as a user's would (the CA inline, the admin's token), and, when started, its
 //! real network-manager and gateway controller, each acting as its own ServiceAccount under the
 //! chart's RBAC. The network-manager reaches the peer through the kubeconfig Secret `peer` wrote
-//! (`KubeconfigPeers`), as the peer identity; the gateway runs on the recording fakes, where
+//! (`KubeconfigPeers`), as its own identity in the peer; the gateway runs on the recording fakes, where
 //! every peer has shaken hands and every probe is answered. Tokens are minted by memkube's
 //! TokenRequest API ([`CountingTokens`] counts them).
 
@@ -34,7 +35,7 @@ use isthmus_ipam::{IpamConfig, default_pools};
 use isthmus_ipam_store::{DurableIpam, FileStore};
 use isthmus_memkube::{HttpServer, MemKube, TlsOptions};
 use isthmus_network_manager::{Backoff, KubeconfigPeers, LocalGateway, NetworkManagerConfig};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
@@ -46,6 +47,13 @@ use tokio::task::JoinHandle;
 
 pub const NS: &str = "isthmus";
 pub const KEY_SECRET: &str = "isthmus-gateway-key";
+pub const PUBLIC_KEY_CONFIG_MAP: &str = "isthmus-gateway-pubkey";
+
+/// The namespace of peer `peer` in a site (its identity, its NetworkConfig, our kubeconfig
+/// Secret for it).
+pub fn peer_ns(peer: &str) -> String {
+    isthmus_api::peer_namespace(NS, &peer.parse().unwrap())
+}
 
 /// What of the chart a site has.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +61,8 @@ pub struct Install {
     pub crds: bool,
     pub namespace: bool,
     pub cluster_info: bool,
-    pub peer_account: bool,
+    /// The network-manager's ServiceAccount (each peer namespace binds it).
+    pub nm_account: bool,
     pub gateway_key: bool,
 }
 
@@ -62,7 +71,7 @@ impl Install {
         crds: true,
         namespace: true,
         cluster_info: true,
-        peer_account: true,
+        nm_account: true,
         gateway_key: true,
     };
 }
@@ -227,16 +236,17 @@ impl Site {
     }
 
     /// Creates what the chart renders for this cluster into namespace `ns` (which must exist):
-    /// the daemons' identities always, the cluster-info ConfigMap and the peer identity as
-    /// `install` says, and the gateway's key Secret (as the gateway would at its first start).
+    /// the daemons' identities (the network-manager's as `install` says), the cluster-info
+    /// ConfigMap as `install` says, and the gateway's key Secret and public-key ConfigMap (as the
+    /// gateway would at its first start).
     pub async fn install_in(&self, ns: &str, install: Install) {
         for doc in chart(&self.id, ns) {
             let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
             let name = doc["metadata"]["name"].as_str().unwrap_or_default();
-            let peer = name.ends_with("-peer");
+            let nm = name.ends_with("-network-manager");
             let wanted = match kind.as_str() {
                 "ConfigMap" => install.cluster_info,
-                "ServiceAccount" | "Role" | "RoleBinding" if peer => install.peer_account,
+                "ServiceAccount" if nm => install.nm_account,
                 "ServiceAccount" | "Role" | "RoleBinding" | "ClusterRole"
                 | "ClusterRoleBinding" => true,
                 _ => false,
@@ -252,6 +262,14 @@ impl Site {
                     "metadata": {"name": KEY_SECRET, "namespace": ns},
                     "stringData": {"privateKey": self.key.expose_base64(),
                         "publicKey": self.key.public_key().to_string()},
+                }),
+            )
+            .await;
+            create(
+                Api::<ConfigMap>::namespaced(self.client.clone(), ns),
+                json!({
+                    "metadata": {"name": PUBLIC_KEY_CONFIG_MAP, "namespace": ns},
+                    "data": {"publicKey": self.key.public_key().to_string()},
                 }),
             )
             .await;
@@ -407,12 +425,18 @@ impl Site {
         out.extend(names("ForeignCluster", Api::<ForeignCluster>::all(c())).await);
         out.extend(names("TunnelEndpoint", Api::<TunnelEndpoint>::namespaced(c(), NS)).await);
         out.extend(names("NatMapping", Api::<NatMapping>::namespaced(c(), NS)).await);
-        out.extend(names("NetworkConfig", Api::<NetworkConfig>::namespaced(c(), NS)).await);
-        let secrets = names("Secret", Api::<Secret>::namespaced(c(), NS)).await;
+        out.extend(names("NetworkConfig", Api::<NetworkConfig>::all(c())).await);
+        let secrets = names("Secret", Api::<Secret>::all(c())).await;
         out.extend(
             secrets
                 .into_iter()
                 .filter(|n| n.starts_with("Secret/isthmus-peer-")),
+        );
+        let namespaces = names("Namespace", Api::<Namespace>::all(c())).await;
+        out.extend(
+            namespaces
+                .into_iter()
+                .filter(|n| n.starts_with(&format!("Namespace/{NS}-peer-"))),
         );
         out
     }
@@ -426,7 +450,7 @@ impl Site {
 
     /// The kubeconfig `peer` stored for `reached`, as text.
     pub async fn stored_kubeconfig(&self, reached: &Site) -> Option<String> {
-        let secret = Api::<Secret>::namespaced(self.client.clone(), NS)
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &peer_ns(&reached.id))
             .get_opt(&format!("isthmus-peer-{}", reached.id))
             .await
             .unwrap()?;

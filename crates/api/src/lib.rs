@@ -4,7 +4,7 @@
 //! | kind | scope | written by | read by |
 //! |---|---|---|---|
 //! | [`ForeignCluster`] | cluster | the operator | network-manager |
-//! | [`NetworkConfig`] | namespaced | cluster X into peer Y's API (spec), Y (status) | both |
+//! | [`NetworkConfig`] | namespaced | cluster X into its namespace in peer Y's API ([`peer_namespace`]; spec), Y (status) | both |
 //! | [`TunnelEndpoint`] | namespaced | network-manager (spec), gateway (status) | gateway, route-agent |
 //! | [`NatMapping`] | namespaced | network-manager (from the IPAM) | gateway |
 //! | [`IpamStorage`] | namespaced | network-manager (the IPAM's durable state) | network-manager |
@@ -15,6 +15,7 @@ mod foreign_cluster;
 mod ipam_storage;
 mod nat_mapping;
 mod network_config;
+mod peer_namespace;
 mod tunnel_endpoint;
 mod validate;
 
@@ -28,6 +29,7 @@ pub use ipam_storage::{
 pub use isthmus_addr::{Cidr, ClusterId};
 pub use nat_mapping::{LABEL_NAT_SHARD, NatMapping, NatMappingSpec};
 pub use network_config::{BackendType, NetworkConfig, NetworkConfigSpec, NetworkConfigStatus};
+pub use peer_namespace::{LABEL_PEER_CLUSTER, NAMESPACE_MAX, peer_namespace};
 pub use tunnel_endpoint::{
     ConnectionState, ConnectionStatus, TunnelEndpoint, TunnelEndpointSpec, TunnelEndpointStatus,
 };

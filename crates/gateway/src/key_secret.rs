@@ -1,6 +1,7 @@
 //! The gateway's WireGuard key in a Secret: data `privateKey` and `publicKey`, each the base64
-//! text of the key. Created on first start; the network-manager reads `publicKey` from it. The
-//! private key never reaches a log, a resource spec or a status.
+//! text of the key. Created on first start and read by the gateway alone: the public key is
+//! published for the network-manager in a ConfigMap (`public_key`), so that nothing else needs
+//! to read this Secret. The private key never reaches a log, a resource spec or a status.
 
 use std::collections::BTreeMap;
 

@@ -21,6 +21,7 @@ pub mod leader;
 pub mod nat_table;
 pub mod plan;
 pub mod probe;
+pub mod public_key;
 pub mod status;
 pub mod telemetry;
 mod watch;
@@ -39,6 +40,7 @@ pub use config::{ConfigError, ConnectionPolicy, GatewayConfig, LeaderConfig};
 pub use error::{Error, Result};
 pub use key_secret::load_or_create_key;
 pub use probe::{FakeProber, IcmpProber, Prober};
+pub use public_key::publish_public_key;
 pub use telemetry::GatewayTelemetry;
 
 /// Runs the gateway controller until `shutdown` resolves (→ `Ok`, after stopping the datapath

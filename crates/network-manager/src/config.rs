@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use isthmus_api::{ClusterId, validate_endpoint};
+use isthmus_api::{ClusterId, peer_namespace, validate_endpoint};
 
 /// The local gateway's public connection parameters, advertised to every peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +35,11 @@ impl Backoff {
 pub struct NetworkManagerConfig {
     /// This cluster's ID.
     pub cluster_id: ClusterId,
-    /// Namespace of our own objects (TunnelEndpoints, NatMappings) and of received NetworkConfigs.
+    /// Namespace of our own objects (TunnelEndpoints, NatMappings); received NetworkConfigs are
+    /// in each peer's namespace derived from it ([`Self::received_namespace`]).
     pub namespace: String,
-    /// Namespace our NetworkConfigs are written to in each peer's API.
+    /// The namespace isthmus is installed in in each peer's cluster; our NetworkConfig goes into
+    /// the namespace that peer created for us there ([`Self::sent_namespace`]).
     pub peer_namespace: String,
     /// The local gateway's public parameters.
     pub gateway: LocalGateway,
@@ -81,6 +83,16 @@ impl NetworkManagerConfig {
             resync: Duration::from_secs(300),
             nat_debounce: Duration::ZERO,
         }
+    }
+
+    /// Where our NetworkConfig goes in every peer's API: the namespace the peer made for us.
+    pub fn sent_namespace(&self) -> String {
+        peer_namespace(&self.peer_namespace, &self.cluster_id)
+    }
+
+    /// Where peer `peer` writes its NetworkConfig in our API: the namespace we made for it.
+    pub fn received_namespace(&self, peer: &ClusterId) -> String {
+        peer_namespace(&self.namespace, peer)
     }
 
     /// Checks everything that can be checked without I/O.

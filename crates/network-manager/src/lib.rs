@@ -5,8 +5,9 @@
 //!   endpoint, WireGuard public key), the peer's decision copied back into the IPAM, the
 //!   `TunnelEndpoint` once both sides processed, and, behind a finalizer, removal of everything
 //!   the peering created (`foreign_cluster`).
-//! - **received NetworkConfig** (its `clusterID` is us) → validation, the IPAM decision (accept or
-//!   remap) and its status (`received`).
+//! - **received NetworkConfig** (its `clusterID` is us, in the namespace of the peer it speaks
+//!   for: `origin`) → validation, the IPAM decision (accept or remap) and its status
+//!   (`received`).
 //! - **NatMapping** shards published from the IPAM's endpoint reflections (`nat_shards`): only
 //!   the blocks each durable batch changed.
 //!
@@ -19,6 +20,7 @@ pub mod error;
 mod foreign_cluster;
 pub mod nat_shards;
 pub mod objects;
+pub mod origin;
 pub mod peer_kubeconfig;
 mod peer_watch;
 pub mod peers;

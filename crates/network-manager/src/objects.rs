@@ -2,9 +2,11 @@
 //! references, the NetworkConfig we send to a peer, the merged TunnelEndpoint and the NatMapping.
 //!
 //! Naming: in every API an object of a peering is named after the *other* cluster it concerns:
-//! our NetworkConfig in peer P's API is named after us; in our API the NetworkConfig P sent and
-//! the TunnelEndpoint for P are named after P, and P's NatMapping shards `P.block-<i>` (a
-//! cluster ID has no dot, so no shard name is ever another peer's object name).
+//! our NetworkConfig in peer P's API is named after us (in our namespace there,
+//! `<namespace>-peer-<us>`); in our API the NetworkConfig P sent (in P's namespace,
+//! `<namespace>-peer-<P>`) and the TunnelEndpoint for P are named after P, and P's NatMapping
+//! shards `P.block-<i>` (a cluster ID has no dot, so no shard name is ever another peer's
+//! object name).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -79,7 +81,7 @@ pub fn outgoing_network_config(
         )]),
     };
     let mut nc = NetworkConfig::new(config.cluster_id.as_str(), spec);
-    nc.metadata.namespace = Some(config.peer_namespace.clone());
+    nc.metadata.namespace = Some(config.sent_namespace());
     nc.metadata.labels = Some(labels(Some(&config.cluster_id), peer));
     nc
 }
@@ -188,6 +190,7 @@ mod tests {
         let nc = outgoing_network_config(&config, &local, &"b".parse().unwrap());
         assert_eq!(nc.spec.validate(), Ok(()));
         assert_eq!(nc.metadata.name.as_deref(), Some("a"));
+        assert_eq!(nc.metadata.namespace.as_deref(), Some("isthmus-peer-a"));
         let l = nc.metadata.labels.unwrap();
         assert_eq!(l[LABEL_ORIGIN_CLUSTER], "a");
         assert_eq!(l[LABEL_REMOTE_CLUSTER], "b");

@@ -1,7 +1,13 @@
-//! The received-NetworkConfig controller: for every NetworkConfig in our namespace whose
-//! `clusterID` is us, validate it, take the IPAM decision about the origin's networks (accept or
-//! remap) and report it in the status (`processed`, `podCIDRNAT`, `externalCIDRNAT`, the
-//! `Processed` condition, `observedGeneration`).
+//! The received-NetworkConfig controller: for every NetworkConfig in a peer's namespace whose
+//! `clusterID` is us, check that it speaks for the cluster whose namespace it is in (`origin`),
+//! validate it, take the IPAM decision about the origin's networks (accept or remap) and report
+//! it in the status (`processed`, `podCIDRNAT`, `externalCIDRNAT`, the `Processed` condition,
+//! `observedGeneration`).
+//!
+//! Each peer writes into its own namespace (`<release namespace>-peer-<cluster ID>`), so the
+//! controller watches NetworkConfigs in every namespace (a read of public data; writes need the
+//! per-peer Role `isthmus peer` creates). A NetworkConfig whose `originClusterID` or name is
+//! not the namespace's cluster is refused with reason `OriginMismatch` and changes nothing.
 //!
 //! Objects are watched untyped so that one malformed object (a CIDR with host bits set, say)
 //! gets a condition instead of breaking the watch of every other one. A NetworkConfig from a
@@ -14,6 +20,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use isthmus_api::{
     ClusterId, ForeignCluster, NetworkConfig, NetworkConfigSpec, NetworkConfigStatus,
+    peer_namespace,
 };
 use isthmus_ipam_store::ServiceError;
 use k8s_openapi::jiff::Timestamp;
@@ -27,12 +34,15 @@ use serde_json::json;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::objects::FIELD_MANAGER;
+use crate::origin::{self, Verdict};
 use crate::plan::{self, REASON_INVALID_SPEC, REASON_NO_FOREIGN_CLUSTER, ReceivedOutcome};
 
 /// A NetworkConfig read leniently: the spec may be malformed, the status may be missing.
 #[derive(Debug, Clone)]
 pub struct ReceivedConfig {
     pub name: String,
+    /// Where it was found: the namespace decides which cluster it may speak for.
+    pub namespace: String,
     /// `spec.clusterID` as written, even when the rest of the spec is malformed.
     pub receiver: Option<String>,
     /// `spec.originClusterID` as written.
@@ -60,6 +70,7 @@ pub fn parse(obj: &DynamicObject) -> ReceivedConfig {
         .unwrap_or_default();
     ReceivedConfig {
         name: obj.name_any(),
+        namespace: obj.namespace().unwrap_or_default(),
         receiver: text("clusterID"),
         origin: text("originClusterID"),
         spec,
@@ -72,9 +83,19 @@ fn api_resource() -> ApiResource {
     ApiResource::erase::<NetworkConfig>(&())
 }
 
-/// The NetworkConfigs of our namespace, untyped.
-pub fn local_api(ctx: &Context) -> Api<DynamicObject> {
-    Api::namespaced_with(ctx.local.clone(), &ctx.config.namespace, &api_resource())
+/// The NetworkConfigs of every namespace, untyped (what the controllers watch).
+pub fn all_api(ctx: &Context) -> Api<DynamicObject> {
+    Api::all_with(ctx.local.clone(), &api_resource())
+}
+
+/// The NetworkConfigs of one namespace, untyped.
+pub fn namespaced_api(ctx: &Context, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(ctx.local.clone(), namespace, &api_resource())
+}
+
+/// The NetworkConfigs peer `peer` writes into our cluster: those of its namespace.
+pub fn peer_api(ctx: &Context, peer: &ClusterId) -> Api<DynamicObject> {
+    namespaced_api(ctx, &ctx.config.received_namespace(peer))
 }
 
 /// Validates, decides and reports one received NetworkConfig; timed and counted.
@@ -94,7 +115,11 @@ async fn reconcile_once(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Ac
     if !ours || obj.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let outcome = decide(&ctx, &received).await?;
+    let Some(outcome) = decide(&ctx, &received).await? else {
+        tracing::debug!(cluster = %ctx.config.cluster_id, namespace = %received.namespace,
+            name = %received.name, "NetworkConfig outside every peer namespace ignored");
+        return Ok(Action::await_change());
+    };
     let now = Timestamp::now();
     let status = plan::received_status(&received.status, &outcome, received.generation, now);
     let changed = status != received.status;
@@ -105,7 +130,7 @@ async fn reconcile_once(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Ac
             "status": status,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        local_api(&ctx)
+        namespaced_api(&ctx, &received.namespace)
             .patch_status(&received.name, &params, &Patch::Apply(patch))
             .await?;
     }
@@ -115,6 +140,7 @@ async fn reconcile_once(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Ac
         let message = condition.map(|c| c.message.as_str()).unwrap_or("");
         tracing::info!(
             cluster = %ctx.config.cluster_id, peer = ?received.origin, name = %received.name,
+            namespace = %received.namespace,
             processed = status.processed, reason, "received NetworkConfig processed"
         );
         let regarding = obj.object_ref(&api_resource());
@@ -131,9 +157,16 @@ async fn reconcile_once(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Ac
     })
 }
 
-/// The IPAM decision, under the peer's lock so that it cannot race the ForeignCluster's removal.
-async fn decide(ctx: &Context, received: &ReceivedConfig) -> Result<ReceivedOutcome> {
-    let refuse = |reason, message: String| Ok(ReceivedOutcome::Refused { reason, message });
+/// The IPAM decision, under the peer's lock so that it cannot race the ForeignCluster's removal;
+/// `None` for a NetworkConfig outside every peer's namespace (not ours to answer).
+async fn decide(ctx: &Context, received: &ReceivedConfig) -> Result<Option<ReceivedOutcome>> {
+    let refuse = |reason, message: String| Ok(Some(ReceivedOutcome::Refused { reason, message }));
+    let (peer, live) = match claimed(ctx, &live_peers(ctx).await?, received) {
+        Verdict::Process(peer) => (peer, true),
+        Verdict::Unpeered(peer) => (peer, false),
+        Verdict::Refuse { reason, message } => return refuse(reason, message),
+        Verdict::Ignore => return Ok(None),
+    };
     let spec = match &received.spec {
         Ok(s) => s,
         Err(m) => return refuse(REASON_INVALID_SPEC, m.clone()),
@@ -141,19 +174,18 @@ async fn decide(ctx: &Context, received: &ReceivedConfig) -> Result<ReceivedOutc
     if let Err(e) = spec.validate() {
         return refuse(REASON_INVALID_SPEC, e.to_string());
     }
-    let origin = &spec.origin_cluster_id;
-    let lock = ctx.peer_lock(origin);
+    let lock = ctx.peer_lock(&peer);
     let _guard = lock.lock().await;
-    if !has_live_foreign_cluster(ctx, origin).await? {
-        let m = format!("no ForeignCluster for cluster {origin} in this cluster");
+    if !live || !live_peers(ctx).await?.contains(&peer) {
+        let m = format!("no ForeignCluster for cluster {peer} in this cluster");
         return refuse(REASON_NO_FOREIGN_CLUSTER, m);
     }
     match ctx
         .ipam
-        .upsert_peer(origin, spec.pod_cidr, spec.external_cidr)
+        .upsert_peer(&peer, spec.pod_cidr, spec.external_cidr)
         .await
     {
-        Ok(networks) => Ok(ReceivedOutcome::Accepted(networks)),
+        Ok(networks) => Ok(Some(ReceivedOutcome::Accepted(networks))),
         Err(ServiceError::Ipam(e)) => match plan::refusal_reason(&e) {
             Some(reason) => refuse(reason, e.to_string()),
             None => Err(ServiceError::Ipam(e).into()),
@@ -162,15 +194,35 @@ async fn decide(ctx: &Context, received: &ReceivedConfig) -> Result<ReceivedOutc
     }
 }
 
-/// Whether a ForeignCluster for `cluster` exists and is not being deleted (read from the API,
-/// not a cache, so that a deletion in progress is seen).
-async fn has_live_foreign_cluster(ctx: &Context, cluster: &ClusterId) -> Result<bool> {
+/// Which cluster `received` may speak for, from the namespace it is in ([`origin::verdict`]).
+fn claimed(ctx: &Context, live: &[ClusterId], received: &ReceivedConfig) -> Verdict {
+    let ns = &ctx.config.namespace;
+    match received.origin.as_deref().map(str::parse::<ClusterId>) {
+        Some(Ok(origin)) => origin::verdict(ns, live, &received.namespace, &received.name, &origin),
+        _ if live
+            .iter()
+            .any(|p| peer_namespace(ns, p) == received.namespace) =>
+        {
+            Verdict::Refuse {
+                reason: REASON_INVALID_SPEC,
+                message: "spec.originClusterID is missing or not a cluster ID".to_owned(),
+            }
+        }
+        _ => Verdict::Ignore,
+    }
+}
+
+/// The cluster IDs of the ForeignClusters that exist and are not being deleted (read from the
+/// API, not a cache, so that a deletion in progress is seen).
+async fn live_peers(ctx: &Context) -> Result<Vec<ClusterId>> {
     let fcs: Api<ForeignCluster> = Api::all(ctx.local.clone());
     let list = fcs.list(&ListParams::default()).await?;
     Ok(list
         .items
-        .iter()
-        .any(|fc| fc.spec.cluster_id == *cluster && fc.metadata.deletion_timestamp.is_none()))
+        .into_iter()
+        .filter(|fc| fc.metadata.deletion_timestamp.is_none())
+        .map(|fc| fc.spec.cluster_id)
+        .collect())
 }
 
 fn retry_key(name: &str) -> String {
@@ -202,22 +254,26 @@ pub fn controller(
 ) -> impl Future<Output = ()> {
     let ar = api_resource();
     let c = Controller::new_with(
-        local_api(&ctx),
+        all_api(&ctx),
         isthmus_kubeclient::watcher_config(),
         ar.clone(),
     );
     let store = c.store();
-    crate::telemetry::ready_when_listable(&ctx.telemetry, "network-configs", local_api(&ctx));
+    crate::telemetry::ready_when_listable(&ctx.telemetry, "network-configs", all_api(&ctx));
     let fcs: Api<ForeignCluster> = Api::all(ctx.local.clone());
+    let release_namespace = ctx.config.namespace.clone();
     c.watches(fcs, isthmus_kubeclient::watcher_config(), move |fc| {
         let cluster = fc.spec.cluster_id.to_string();
+        let namespace = peer_namespace(&release_namespace, &fc.spec.cluster_id);
         let going = fc.metadata.deletion_timestamp.is_some();
         store
             .state()
             .into_iter()
             .filter(|nc| {
                 let nc = parse(nc);
-                nc.origin.as_deref() == Some(cluster.as_str()) || (going && waits_for_pools(&nc))
+                nc.origin.as_deref() == Some(cluster.as_str())
+                    || nc.namespace == namespace
+                    || (going && waits_for_pools(&nc))
             })
             .map(|nc| ObjectRef::from_obj_with(nc.as_ref(), ar.clone()))
             .collect::<Vec<_>>()

@@ -15,7 +15,7 @@ use serde_json::json;
 fn raw_network_config(origin: &str, receiver: &str, pod: &str, ext: &str) -> serde_json::Value {
     json!({
         "apiVersion": "net.isthmus.io/v1alpha1", "kind": "NetworkConfig",
-        "metadata": {"name": origin, "namespace": NS},
+        "metadata": {"name": origin, "namespace": peer_ns(origin)},
         "spec": {
             "clusterID": receiver, "originClusterID": origin,
             "podCIDR": pod, "externalCIDR": ext, "endpoint": "192.168.200.9:51820",
@@ -28,8 +28,10 @@ fn raw_network_config(origin: &str, receiver: &str, pod: &str, ext: &str) -> ser
 async fn create_raw(c: &Cluster, body: serde_json::Value) {
     use kube::api::{ApiResource, DynamicObject};
     let ar = ApiResource::erase::<NetworkConfig>(&());
-    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(c.client.clone(), NS, &ar);
     let obj: DynamicObject = serde_json::from_value(body).unwrap();
+    let ns = obj.metadata.namespace.clone().unwrap();
+    c.ensure_namespace(&ns);
+    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(c.client.clone(), &ns, &ar);
     api.create(&PostParams::default(), &obj).await.unwrap();
 }
 
@@ -37,7 +39,8 @@ async fn create_raw(c: &Cluster, body: serde_json::Value) {
 async fn raw_status(c: &Cluster, name: &str) -> Option<NetworkConfigStatus> {
     use kube::api::{ApiResource, DynamicObject};
     let ar = ApiResource::erase::<NetworkConfig>(&());
-    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(c.client.clone(), NS, &ar);
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(c.client.clone(), &peer_ns(name), &ar);
     let obj = api.get_opt(name).await.unwrap()?;
     serde_json::from_value(obj.data.get("status")?.clone()).ok()
 }
@@ -205,13 +208,13 @@ async fn a_hand_played_peer_decision_is_checked_and_used() {
     )
     .await;
     eventually("a's NetworkConfig in b", || async {
-        b.ncs().get_opt("a").await.unwrap().is_some()
+        b.ncs_from("a").get_opt("a").await.unwrap().is_some()
     })
     .await;
     let decide = |pod_nat: &str| json!({"status": {"processed": true, "podCIDRNAT": pod_nat, "observedGeneration": 1}});
     let pp = PatchParams::default();
     // a /24 view of a's /16 Pod CIDR cannot be right
-    b.ncs()
+    b.ncs_from("a")
         .patch_status("a", &pp, &Patch::Merge(decide("10.9.0.0/24")))
         .await
         .unwrap();
@@ -225,7 +228,7 @@ async fn a_hand_played_peer_decision_is_checked_and_used() {
     .await;
     assert!(a.tep(&b).await.is_none());
     // a usable decision: the tunnel appears with b's view of a
-    b.ncs()
+    b.ncs_from("a")
         .patch_status("a", &pp, &Patch::Merge(decide("10.9.0.0/16")))
         .await
         .unwrap();

@@ -52,8 +52,8 @@ async fn unpeering_completes_while_the_gateway_holds_the_tunnel_endpoint() {
                 && b.fcs().get_opt("a").await.unwrap().is_none()
                 && a.nat_objects(&b).await.is_empty()
                 && b.nat_objects(&a).await.is_empty()
-                && a.ncs().get_opt("b").await.unwrap().is_none()
-                && b.ncs().get_opt("a").await.unwrap().is_none()
+                && a.ncs_from("b").get_opt("b").await.unwrap().is_none()
+                && b.ncs_from("a").get_opt("a").await.unwrap().is_none()
                 && a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap()
                 && held_and_deleting(&a, &b).await
                 && held_and_deleting(&b, &a).await

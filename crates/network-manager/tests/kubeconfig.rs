@@ -106,6 +106,8 @@ fn foreign_cluster(peer: &Cluster) -> ForeignCluster {
 }
 
 async fn add_peer_via_secret(c: &Cluster, peer: &Cluster) {
+    c.ensure_namespace(&peer_ns(&peer.name));
+    peer.ensure_namespace(&peer_ns(&c.name));
     let fc = foreign_cluster(peer);
     c.fcs().create(&PostParams::default(), &fc).await.unwrap();
 }
@@ -131,7 +133,7 @@ async fn peers_reached_through_kubeconfig_secrets() {
     .await;
     put_secret(&a, "b-kubeconfig", &kubeconfig(&b_https, &mint(&b).await)).await;
     wait_peered(&a, &b).await;
-    let sent = b.ncs().get("a").await.unwrap();
+    let sent = b.ncs_from("a").get("a").await.unwrap();
     assert_eq!(sent.spec.endpoint, a.endpoint());
     a.stop().await;
     b.stop().await;
@@ -203,13 +205,13 @@ async fn a_refused_kubeconfig_is_a_condition_naming_the_field_and_changes_nothin
     // nothing else happened: no command, no NetworkConfig in b, no peer in the IPAM
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!ran.exists(), "the exec plugin ran");
-    assert!(b.ncs().get_opt("a").await.unwrap().is_none());
+    assert!(b.ncs_from("a").get_opt("a").await.unwrap().is_none());
     assert!(a.ipam().read(|i| i.peer(&b.id).cloned()).unwrap().is_none());
     assert!(a.tep(&b).await.is_none());
     // the fixed Secret is read at the next retry
     put_secret(&a, "b-kubeconfig", &kubeconfig(&b_https, &token)).await;
     eventually("a's NetworkConfig reaches b", || async {
-        b.ncs().get_opt("a").await.unwrap().is_some()
+        b.ncs_from("a").get_opt("a").await.unwrap().is_some()
     })
     .await;
     a.stop().await;
@@ -280,7 +282,7 @@ async fn a_rotated_token_is_picked_up_by_the_controller_and_the_peer_watch() {
     .await;
     // and it works: b's decision about a's NetworkConfig reaches a without any other trigger
     // (a peered ForeignCluster is otherwise re-checked every 5 minutes)
-    let generation = b.ncs().get("a").await.unwrap().metadata.generation;
+    let generation = b.ncs_from("a").get("a").await.unwrap().metadata.generation;
     let status = json!({"status": {
         "processed": false,
         "observedGeneration": generation,
@@ -288,7 +290,7 @@ async fn a_rotated_token_is_picked_up_by_the_controller_and_the_peer_watch() {
             "message": "refused by the test", "lastTransitionTime": "2025-01-01T00:00:00Z",
             "observedGeneration": generation}],
     }});
-    b.ncs()
+    b.ncs_from("a")
         .patch_status("a", &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();

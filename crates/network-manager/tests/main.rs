@@ -4,6 +4,7 @@
 mod common;
 
 mod failures;
+mod forged_origin;
 mod held_tunnel;
 mod kubeconfig;
 mod nat_shards;

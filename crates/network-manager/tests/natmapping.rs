@@ -89,7 +89,7 @@ async fn deleting_the_foreign_clusters_removes_the_peering_everywhere() {
             && a.tep(&b).await.is_none()
             && a.nat_objects(&b).await.is_empty()
             && a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap()
-            && b.ncs().get_opt("a").await.unwrap().is_none()
+            && b.ncs_from("a").get_opt("a").await.unwrap().is_none()
             && b.tep(&a).await.is_none()
     })
     .await;
@@ -131,7 +131,7 @@ async fn unpeering_waits_for_an_unreachable_peer_and_says_so() {
     // everything local is gone already; our NetworkConfig is still in b's API
     assert!(a.tep(&b).await.is_none());
     assert!(a.ipam().read(|i| i.peer(&b.id).is_none()).unwrap());
-    assert!(b.ncs().get_opt("a").await.unwrap().is_some());
+    assert!(b.ncs_from("a").get_opt("a").await.unwrap().is_some());
     let calls = a_peers.calls();
     eventually("a keeps retrying", || async {
         a_peers.calls() >= calls + 2
@@ -142,7 +142,7 @@ async fn unpeering_waits_for_an_unreachable_peer_and_says_so() {
     a_peers.inner.insert("b", b.client.clone());
     eventually("unpeered", || async {
         a.fcs().get_opt("b").await.unwrap().is_none()
-            && b.ncs().get_opt("a").await.unwrap().is_none()
+            && b.ncs_from("a").get_opt("a").await.unwrap().is_none()
             && b.tep(&a).await.is_none()
     })
     .await;

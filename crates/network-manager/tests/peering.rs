@@ -25,7 +25,7 @@ async fn assert_crossed_views(a: &Cluster, b: &Cluster) {
     assert_eq!(ab.endpoint, b.endpoint());
     assert_eq!(ab.backend_config[BACKEND_PUBLIC_KEY], b.public_key());
     // a's view of b is what b's NetworkConfig status (in a's API) tells b
-    let from_b = a.ncs().get(&b.name).await.unwrap();
+    let from_b = a.ncs_from(&b.name).get(&b.name).await.unwrap();
     let status = from_b.status.expect("processed");
     assert!(status.processed);
     let view = status.pod_cidr_nat.unwrap_or(from_b.spec.pod_cidr);
@@ -57,7 +57,7 @@ async fn two_clusters_with_identical_pod_cidrs_peer_through_remapped_views() {
     assert_eq!(owners.len(), 1);
     assert_eq!(Some(&owners[0].uid), fc.metadata.uid.as_ref());
     // what a wrote into b's API: a's networks and public parameters, labelled
-    let sent = b.ncs().get("a").await.unwrap();
+    let sent = b.ncs_from("a").get("a").await.unwrap();
     assert_eq!(sent.labels()[LABEL_ORIGIN_CLUSTER], "a");
     assert_eq!(sent.labels()[LABEL_REMOTE_CLUSTER], "b");
     assert_eq!(sent.spec.pod_cidr, cidr("10.0.0.0/16"));

@@ -56,7 +56,7 @@ async fn peering_is_counted_ready_and_announced() {
     })
     .await;
     eventually("b's NetworkConfig processed, announced in a", || async {
-        let got = events(&a, NS).await;
+        let got = events(&a, &peer_ns("b")).await;
         got.iter()
             .any(|e| e.0 == "Normal" && e.2 == "NetworkConfig" && e.3 == "b")
     })

@@ -108,12 +108,13 @@ fn take<K>(
 }
 
 /// Reads every isthmus object of the cluster: the namespaced kinds in `namespace`,
-/// ForeignClusters cluster-wide.
+/// ForeignClusters cluster-wide, and the NetworkConfigs peers sent, each in its own namespace
+/// (`<namespace>-peer-<peer>`; listed cluster-wide, those elsewhere left out).
 pub async fn fetch(client: &Client, namespace: &str, server: &str) -> Result<Fetched, StatusError> {
     let ns = Some(namespace);
     let (teps, ncs, fcs, nms, ipams) = tokio::join!(
         list::<TunnelEndpoint>(client, ns, "TunnelEndpoint"),
-        list::<NetworkConfig>(client, ns, "NetworkConfig"),
+        list::<NetworkConfig>(client, None, "NetworkConfig"),
         list::<ForeignCluster>(client, None, "ForeignCluster"),
         list::<NatMapping>(client, ns, "NatMapping"),
         list::<IpamStorage>(client, ns, "IpamStorage"),
@@ -121,7 +122,13 @@ pub async fn fetch(client: &Client, namespace: &str, server: &str) -> Result<Fet
     let (mut failures, mut unreadable) = (Vec::new(), Vec::new());
     let fetched = Fetched {
         tunnel_endpoints: take(teps, "TunnelEndpoint", &mut failures, &mut unreadable),
-        network_configs: take(ncs, "NetworkConfig", &mut failures, &mut unreadable),
+        network_configs: take(ncs, "NetworkConfig", &mut failures, &mut unreadable)
+            .into_iter()
+            .filter(|nc| {
+                let home = isthmus_api::peer_namespace(namespace, &nc.spec.origin_cluster_id);
+                nc.metadata.namespace.as_deref() == Some(home.as_str())
+            })
+            .collect(),
         foreign_clusters: take(fcs, "ForeignCluster", &mut failures, &mut unreadable),
         nat_mappings: take(nms, "NatMapping", &mut failures, &mut unreadable),
         ipam_storages: take(ipams, "IpamStorage", &mut failures, &mut unreadable),
@@ -130,6 +137,14 @@ pub async fn fetch(client: &Client, namespace: &str, server: &str) -> Result<Fet
     if let Some(e) = worst(failures, server) {
         return Err(e);
     }
+    // an unreadable NetworkConfig counts only in a peer namespace of this release
+    let prefix = format!("{namespace}-peer-");
+    unreadable.retain(|u| {
+        u.kind != "NetworkConfig"
+            || u.namespace
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix))
+    });
     Ok(Fetched {
         unreadable,
         ..fetched

@@ -206,6 +206,7 @@ pub fn hub() -> Fetched {
         nat_mappings: vec![nat("a", 3), nat("c", 0)],
         ipam_storages: vec![root()],
         unreadable: vec![Unreadable {
+            namespace: None,
             kind: "NetworkConfig",
             name: "z".into(),
             peer: Some("z".into()),

@@ -34,6 +34,8 @@ impl Fetched {
 pub struct Unreadable {
     pub kind: &'static str,
     pub name: String,
+    /// Its namespace (None: cluster-scoped).
+    pub namespace: Option<String>,
     /// The peer it concerns, when its spec says so.
     pub peer: Option<String>,
     /// Whatever conditions its status carries.
@@ -60,6 +62,7 @@ impl Unreadable {
         Unreadable {
             kind,
             name: raw["metadata"]["name"].as_str().unwrap_or("?").to_owned(),
+            namespace: raw["metadata"]["namespace"].as_str().map(str::to_owned),
             peer: raw["spec"][peer_field].as_str().map(str::to_owned),
             conditions,
             error,

@@ -53,7 +53,7 @@ pub async fn cleanup(fc: &ForeignCluster, ctx: &Context) -> Result<Action> {
 }
 
 async fn delete_sent(ctx: &Context, client: Client) -> kube::Result<()> {
-    let api: Api<NetworkConfig> = Api::namespaced(client, &ctx.config.peer_namespace);
+    let api: Api<NetworkConfig> = Api::namespaced(client, &ctx.config.sent_namespace());
     let name = ctx.config.cluster_id.as_str();
     ignore_not_found(api.delete(name, &DeleteParams::default()).await)
 }
@@ -71,7 +71,7 @@ async fn delete_local(ctx: &Context, peer: &ClusterId) -> Result<()> {
     if let Err(e) = nms.delete_collection(&dp, &shards).await {
         errors.push(format!("NatMappings: {e}"));
     }
-    let ncs = received::local_api(ctx);
+    let ncs = received::peer_api(ctx, peer);
     if let Err(e) = ignore_not_found(ncs.delete(peer.as_str(), &dp).await) {
         errors.push(format!("received NetworkConfig: {e}"));
     }

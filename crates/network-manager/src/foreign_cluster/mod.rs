@@ -87,7 +87,7 @@ pub fn controller(
     let tep_changes = triggers::spec_changes(teps).map(|_| ());
     let others = futures::stream::select(peer_events, tep_changes);
     c.watches_with(
-        received::local_api(&ctx),
+        received::all_api(&ctx),
         ApiResource::erase::<NetworkConfig>(&()),
         isthmus_kubeclient::watcher_config(),
         move |nc| {

@@ -78,7 +78,7 @@ async fn exchange(
     let config = &ctx.config;
     let our_name = config.cluster_id.as_str();
     ctx.peer_watches
-        .ensure(peer, &client, &config.peer_namespace, our_name);
+        .ensure(peer, &client, &config.sent_namespace(), our_name);
     let client = client.client;
     let local = ctx.ipam.read(|i| i.local().clone())?;
     let sent = send_network_config(ctx, peer, client, &local).await?;
@@ -115,7 +115,7 @@ async fn send_network_config(
     local: &LocalNetworks,
 ) -> Result<NetworkConfig> {
     let nc = objects::outgoing_network_config(&ctx.config, local, peer);
-    let api: Api<NetworkConfig> = Api::namespaced(client, &ctx.config.peer_namespace);
+    let api: Api<NetworkConfig> = Api::namespaced(client, &ctx.config.sent_namespace());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&nc.name_any(), &params, &Patch::Apply(&nc))
         .await
@@ -125,9 +125,9 @@ async fn send_network_config(
         })
 }
 
-/// The NetworkConfig the peer sent us, if any.
+/// The NetworkConfig the peer sent us (into its own namespace), if any.
 async fn received_from(ctx: &Context, peer: &ClusterId) -> Result<Option<ReceivedConfig>> {
-    let obj = received::local_api(ctx).get_opt(peer.as_str()).await?;
+    let obj = received::peer_api(ctx, peer).get_opt(peer.as_str()).await?;
     Ok(obj
         .map(|o| received::parse(&o))
         .filter(|r| r.origin.as_deref() == Some(peer.as_str())))

@@ -32,6 +32,11 @@ use tokio::task::JoinHandle;
 
 pub const NS: &str = "isthmus";
 
+/// The namespace of peer `peer` in a cluster (where it writes its NetworkConfig).
+pub fn peer_ns(peer: &str) -> String {
+    isthmus_api::peer_namespace(NS, &peer.parse().unwrap())
+}
+
 pub fn cidr(s: &str) -> Cidr {
     s.parse().unwrap()
 }
@@ -156,8 +161,13 @@ impl Cluster {
     pub fn fcs(&self) -> Api<ForeignCluster> {
         Api::all(self.client.clone())
     }
+    /// Every NetworkConfig of this cluster, in any namespace.
     pub fn ncs(&self) -> Api<NetworkConfig> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::all(self.client.clone())
+    }
+    /// The NetworkConfigs peer `peer` writes into this cluster: those of its namespace.
+    pub fn ncs_from(&self, peer: &str) -> Api<NetworkConfig> {
+        Api::namespaced(self.client.clone(), &peer_ns(peer))
     }
     pub fn teps(&self) -> Api<TunnelEndpoint> {
         Api::namespaced(self.client.clone(), NS)
@@ -181,8 +191,11 @@ impl Cluster {
             .collect()
     }
 
-    /// Creates the ForeignCluster for `peer` (named after it), reached as lab cluster `peer`.
+    /// Creates the ForeignCluster for `peer` (named after it), reached as lab cluster `peer`,
+    /// and, as `isthmus peer` does, the namespace of each in the other's API.
     pub async fn add_peer(&self, peer: &Cluster) {
+        self.ensure_namespace(&peer_ns(&peer.name));
+        peer.ensure_namespace(&peer_ns(&self.name));
         let spec = ForeignClusterSpec {
             cluster_id: peer.id.clone(),
             kubeconfig_secret_ref: None,
@@ -193,6 +206,16 @@ impl Cluster {
             .create(&PostParams::default(), &fc)
             .await
             .unwrap();
+    }
+
+    /// Creates namespace `name` unless it exists.
+    pub fn ensure_namespace(&self, name: &str) {
+        if let Err(e) = self.kube.create_namespace(name) {
+            assert!(
+                e.to_string().contains("already exists"),
+                "namespace {name}: {e}"
+            );
+        }
     }
 
     pub async fn remove_peer(&self, peer: &Cluster) {

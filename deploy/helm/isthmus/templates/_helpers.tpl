@@ -38,6 +38,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-gateway-key" (include "isthmus.fullname" .)) .Values.gateway.keySecret }}
 {{- end }}
 
+{{- define "isthmus.publicKeyConfigMap" -}}
+{{- default (printf "%s-gateway-pubkey" (include "isthmus.fullname" .)) .Values.gateway.publicKeyConfigMap }}
+{{- end }}
+
 {{- define "isthmus.leaseName" -}}
 {{- default (printf "%s-gateway" (include "isthmus.fullname" .)) .Values.gateway.leaseName }}
 {{- end }}

@@ -62,11 +62,13 @@ fn pairwise(i: &Inputs<'_>, all: &[Labelled]) -> Vec<Finding> {
                     "The gateway refuses the second of these TunnelEndpoints (PeerConflict). The IPAM keeps \
                      views unique, so one is probably stale: kubectl -n {ns} get tunnelendpoints"
                 ),
-                _ => format!(
+                _ => {
                     "Addresses in the overlap are ambiguous: this cluster routes them locally. The \
-                     network-manager should have remapped the peer; check its NetworkConfig decision \
-                     (kubectl -n {ns} get networkconfigs -o yaml) and the network-manager's logs"
-                ),
+                      network-manager should have remapped the peer; check its NetworkConfig \
+                      decision (kubectl get networkconfigs -A -o yaml) and the network-manager's \
+                      logs"
+                        .to_owned()
+                }
             };
             let disagree = la == lb && !peer_a;
             let message = if disagree {

@@ -17,6 +17,8 @@ use futures::StreamExt;
 
 use crate::grpc::pb::ipam_client::IpamClient;
 use crate::grpc::pb::{MapRequest, UnmapRequest};
+use crate::lab::bench_hops::{NatWatch, mean_between, reconcile_totals};
+use crate::lab::cluster::NAMESPACE;
 use crate::lab::plan::Shape;
 use crate::lab::runner::{Lab, LabOptions};
 use crate::lab::state::Timings;
@@ -58,6 +60,68 @@ pub struct LabBenchReport {
     pub b1: Vec<(usize, usize, crate::bench::ipam::IpamBenchReport)>,
     /// The write latency given to the APIs.
     pub api_write_latency: Duration,
+    /// B2's sequential mappings hop by hop.
+    pub hops: Hops,
+}
+
+/// B2 hop by hop (`bench_hops`).
+#[derive(Debug, Clone, Default)]
+pub struct Hops {
+    /// Reply → the entry seen in b's API by a watch, sorted (zero when seen before the reply).
+    pub to_api: Vec<Duration>,
+    /// Entry seen in the API → first echo answered through it, sorted.
+    pub to_packets: Vec<Duration>,
+    /// Mappings whose entry the watch never saw.
+    pub unseen: usize,
+    /// The network-manager's NatMapping publisher: mean per run, runs.
+    pub publisher: Option<(Duration, u64)>,
+    /// The gateway's NAT fast path (watch deltas → nft): mean per run, runs.
+    pub gateway_nat: Option<(Duration, u64)>,
+}
+
+impl fmt::Display for Hops {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dist = |d: &[Duration]| {
+            if d.is_empty() {
+                return "none seen".to_owned();
+            }
+            format!(
+                "p50 {}  p90 {}  p99 {}",
+                ms(pct(d, 0.5)),
+                ms(pct(d, 0.9)),
+                ms(pct(d, 0.99))
+            )
+        };
+        let mean = |m: Option<(Duration, u64)>| {
+            m.map_or("not scraped".to_owned(), |(d, n)| {
+                format!("{} over {n} runs", ms(d))
+            })
+        };
+        writeln!(f, "B2 hop by hop (the same mappings)")?;
+        writeln!(
+            f,
+            "  reply → entry seen in b's API by a watch   {}",
+            dist(&self.to_api)
+        )?;
+        writeln!(
+            f,
+            "  entry seen → packets carried               {}",
+            dist(&self.to_packets)
+        )?;
+        if self.unseen > 0 {
+            writeln!(f, "  ({} entries never seen by the watch)", self.unseen)?;
+        }
+        writeln!(
+            f,
+            "  network-manager NatMapping publish, mean   {}",
+            mean(self.publisher)
+        )?;
+        writeln!(
+            f,
+            "  gateway NAT fast path (nft), mean          {}",
+            mean(self.gateway_nat)
+        )
+    }
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -117,6 +181,7 @@ impl fmt::Display for LabBenchReport {
             "  (includes one echo round trip a → b → c and back: {})",
             opt(self.path_rtt)
         )?;
+        write!(f, "{}", self.hops)?;
         writeln!(f, "idle resident memory (VmRSS)")?;
         for (pod, _, kib) in &self.idle_rss {
             writeln!(f, "  {pod:<32} {:.1} MiB", *kib as f64 / 1024.0)?;
@@ -239,7 +304,20 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
     let mut client = IpamClient::connect(format!("http://{}", lab.clusters[1].grpc)).await?;
     let a = lab.clusters[0].site.id.to_string();
     let mut activation = Vec::with_capacity(options.mappings);
+    let watch = NatWatch::start(lab.clusters[1].client(), NAMESPACE).await;
+    let metrics = |component: &str| lab.clusters[1].metrics.get(component).copied();
+    let (nm_metrics, gw_metrics) = (metrics("network-manager"), metrics("gateway"));
+    let totals = |addr: Option<std::net::SocketAddr>, controller: &'static str| async move {
+        match addr {
+            Some(addr) => reconcile_totals(addr, controller).await.ok(),
+            None => None,
+        }
+    };
+    let nm_before = totals(nm_metrics, "nat-mappings").await;
+    let gw_before = totals(gw_metrics, "gateway-nat").await;
+    let mut hops = Hops::default();
     for _ in 0..options.mappings {
+        let sent = Instant::now();
         let reply = client
             .map_endpoint_ip(MapRequest {
                 cluster_id: a.clone(),
@@ -251,7 +329,16 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
         ping_until(lab, address, Duration::from_secs(5))
             .await?
             .with_context(|| format!("{address} never answered"))?;
-        activation.push(acked.elapsed());
+        let carried = acked.elapsed();
+        activation.push(carried);
+        match watch.seen_after(address, sent) {
+            Some(seen) => {
+                let to_api = seen.saturating_duration_since(acked);
+                hops.to_api.push(to_api);
+                hops.to_packets.push(carried.saturating_sub(to_api));
+            }
+            None => hops.unseen += 1,
+        }
         client
             .unmap_endpoint_ip(UnmapRequest {
                 cluster_id: a.clone(),
@@ -260,6 +347,14 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
             .await?;
     }
     activation.sort();
+    drop(watch);
+    let between = |before: Option<(f64, f64)>, after: Option<(f64, f64)>| {
+        before.zip(after).and_then(|(b, a)| mean_between(b, a))
+    };
+    hops.publisher = between(nm_before, totals(nm_metrics, "nat-mappings").await);
+    hops.gateway_nat = between(gw_before, totals(gw_metrics, "gateway-nat").await);
+    hops.to_api.sort();
+    hops.to_packets.sort();
     let (bulk_acked, bulk_active) = bulk(lab, options.bulk).await?;
     Ok(LabBenchReport {
         timings: lab.timings.clone(),
@@ -271,6 +366,7 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
         idle_rss,
         b1,
         api_write_latency,
+        hops,
     })
 }
 

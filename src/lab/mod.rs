@@ -6,6 +6,7 @@
 //! stops the daemon and removes every namespace a lab created, also after a crash.
 
 pub mod bench;
+pub mod bench_hops;
 pub mod chart;
 pub mod cluster;
 pub mod component;

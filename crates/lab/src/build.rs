@@ -414,7 +414,10 @@ fn node_routes(cluster: &ClusterRecord, node: &NodeRecord) -> Vec<String> {
         } else {
             router
         };
-        lines.push(format!("route add {} via {via} dev {NODE_IF}", other.pod_subnet));
+        lines.push(format!(
+            "route add {} via {via} dev {NODE_IF}",
+            other.pod_subnet
+        ));
     }
     lines
 }

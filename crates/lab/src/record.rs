@@ -49,7 +49,7 @@ pub struct ClusterRecord {
     /// The node network (reserve it in the IPAM): the gateway node's subnet, and every node's
     /// unless [`ClusterRecord::worker_network`] is set.
     pub node_network: Ipv4Net,
-    /// With `--worker-subnet`: the workers' own subnet (reserve it too), joined to the node network
+    /// With `--worker-subnet`: the odd workers' own subnet (reserve it too), joined to the node network
     /// by the LAN namespace acting as a router (`.1` on both bridges), so that the gateway node is
     /// not on-link for a worker.
     #[serde(default)]
@@ -154,7 +154,7 @@ impl ClusterRecord {
     /// The network node `node` is on.
     pub fn network_of(&self, node: &NodeRecord) -> Ipv4Net {
         match self.worker_network {
-            Some(net) if !node.gateway => net,
+            Some(net) if net.contains(&node.ip) => net,
             _ => self.node_network,
         }
     }

@@ -35,8 +35,9 @@ pub struct TopologySpec {
     pub node_network: Ipv4Net,
     /// The underlay between gateways.
     pub wan_network: Ipv4Net,
-    /// Put the workers on their own subnet ([`TopologySpec::worker_network`]), routed to the node
-    /// network by the LAN namespace: the gateway node is then not on-link for them.
+    /// Put the odd-numbered workers (`node1`, `node3`, …) on their own subnet
+    /// ([`TopologySpec::worker_network`]), routed to the node network by the LAN namespace: the
+    /// gateway node is then not on-link for them. Even-numbered workers stay on its L2.
     pub worker_subnet: bool,
     /// The workers' subnet when `worker_subnet` is set.
     pub worker_network: Ipv4Net,
@@ -169,8 +170,9 @@ impl TopologySpec {
         let mut pods = Vec::new();
         for (j, subnet) in subnets.into_iter().enumerate() {
             let name = naming::node_name(j);
+            // odd workers move, even ones stay beside the gateway node: one lab shows both paths
             let network = match worker_network {
-                Some(net) if j > 0 => net,
+                Some(net) if j % 2 == 1 => net,
                 _ => self.node_network,
             };
             let ip = host_or(network, FIRST_HOST + j as u32, "a node")?;
@@ -266,14 +268,17 @@ mod tests {
         let ips: Vec<Ipv4Addr> = a.workers().map(|w| w.ip).collect();
         assert_eq!(
             ips,
-            [Ipv4Addr::new(172, 16, 1, 11), Ipv4Addr::new(172, 16, 1, 12)]
+            [Ipv4Addr::new(172, 16, 1, 11), Ipv4Addr::new(172, 16, 0, 12)]
         );
         assert_eq!(a.node_networks().len(), 2);
         assert_eq!(
             ClusterRecord::router_on(a.network_of(a.workers().next().unwrap())),
             Ipv4Addr::new(172, 16, 1, 1)
         );
-        assert_eq!(TopologySpec::default().plan("il1x0").unwrap().clusters[0].worker_network, None);
+        assert_eq!(
+            TopologySpec::default().plan("il1x0").unwrap().clusters[0].worker_network,
+            None
+        );
         let clash = TopologySpec {
             worker_subnet: true,
             pod_cidr: "172.16.1.0/24".parse().unwrap(),

@@ -156,7 +156,11 @@ impl<R: RouteDriver + 'static, N: NodeNatDriver + 'static> Agent<R, N> {
             settings: self.config.overlay,
             reach: self.reach.clone(),
         };
-        let next = plan_with(&self.config.node_name, self.endpoints.current.values(), &input);
+        let next = plan_with(
+            &self.config.node_name,
+            self.endpoints.current.values(),
+            &input,
+        );
         if next.skipped != self.wanted.skipped {
             for (tep, why) in &next.skipped {
                 tracing::debug!(tunnel_endpoint = %tep, reason = ?why, "no route for this TunnelEndpoint");

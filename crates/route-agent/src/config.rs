@@ -90,7 +90,9 @@ impl RouteAgentConfig {
             )));
         }
         if port == 0 {
-            return Err(ConfigError::Overlay("overlay UDP port must not be 0".into()));
+            return Err(ConfigError::Overlay(
+                "overlay UDP port must not be 0".into(),
+            ));
         }
         Ok(())
     }

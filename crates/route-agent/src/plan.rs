@@ -21,9 +21,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use isthmus_api::{Cidr, ClusterId, TunnelEndpoint};
 use isthmus_dataplane::node_nat::NodeNatPlan;
-use isthmus_dataplane::routes::overlay::{
-    self, OVERLAY_LINK, OverlayMode, OverlaySettings, Reach,
-};
+use isthmus_dataplane::routes::overlay::{self, OVERLAY_LINK, OverlayMode, OverlaySettings, Reach};
 use isthmus_dataplane::routes::{NodePath, Route, VxlanSpec, node_routes};
 
 /// What the planner needs to choose the path to the gateway node.

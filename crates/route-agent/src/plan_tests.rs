@@ -183,10 +183,10 @@ fn no_route_no_exemption() {
 
 mod overlay_choice {
     use super::{GW, OverlayInput, Skipped, plan_with, tep, via};
+    use isthmus_dataplane::routes::overlay::{OverlayMode, Reach};
     use isthmus_dataplane::routes::{NextHop, Route};
     use pretty_assertions::assert_eq;
     use std::net::Ipv4Addr;
-    use isthmus_dataplane::routes::overlay::{OverlayMode, Reach};
 
     const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 51, 1);
 
@@ -209,7 +209,10 @@ mod overlay_choice {
         let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
         let reach = Reach::on_link("eth0", 1500);
         let p = plan_with("worker-1", &teps, &input(OverlayMode::Auto, Some(reach)));
-        assert_eq!(p.routes(), vec![via("10.3.0.0/16", GW), via("10.4.0.0/16", GW)]);
+        assert_eq!(
+            p.routes(),
+            vec![via("10.3.0.0/16", GW), via("10.4.0.0/16", GW)]
+        );
         assert_eq!(p.overlay, None);
         assert_eq!(p.gateways, vec![GW]);
         assert!(!p.peers[0].overlay);
@@ -220,7 +223,10 @@ mod overlay_choice {
         let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
         let reach = Reach::routed(ROUTER, "eth0", 1500);
         let p = plan_with("worker-1", &teps, &input(OverlayMode::Auto, Some(reach)));
-        assert_eq!(p.routes(), vec![onlink("10.3.0.0/16"), onlink("10.4.0.0/16")]);
+        assert_eq!(
+            p.routes(),
+            vec![onlink("10.3.0.0/16"), onlink("10.4.0.0/16")]
+        );
         let link = p.overlay.expect("an overlay link");
         assert_eq!(link.remote, Some(GW));
         assert_eq!(link.neighbors, vec![(GW, [2, 0x49, 192, 168, 50, 1])]);
@@ -248,11 +254,20 @@ mod overlay_choice {
         let p = plan_with("gw", &teps, &input(OverlayMode::Auto, None));
         assert_eq!(p.routes(), vec![]);
         let link = p.overlay.expect("the receiving end");
-        assert_eq!((link.remote, link.mac), (None, Some([2, 0x49, 192, 168, 50, 1])));
+        assert_eq!(
+            (link.remote, link.mac),
+            (None, Some([2, 0x49, 192, 168, 50, 1]))
+        );
         assert!(link.loose_rp_filter);
-        assert_eq!(plan_with("gw", &teps, &input(OverlayMode::Never, None)).overlay, None);
+        assert_eq!(
+            plan_with("gw", &teps, &input(OverlayMode::Never, None)).overlay,
+            None
+        );
         // no peer: no link anywhere
-        assert_eq!(plan_with("gw", [], &input(OverlayMode::Auto, None)).overlay, None);
+        assert_eq!(
+            plan_with("gw", [], &input(OverlayMode::Auto, None)).overlay,
+            None
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! ([`overlay_mac`]), so the gateway node's link (no remote: it only receives) and every sender
 //! agree without exchanging anything: no node list, no extra permission. Replies to the node's
 //! pods come back the way any pod traffic between nodes does (the CNI's path), hence loose
-//! reverse-path filtering on the receiving link.
+//! reverse-path filtering on the receiving link, which also carries a link-local address
+//! ([`RECEIVER_ADDRESS`]) because the kernel's reverse-path check refuses packets arriving on a
+//! link with none.
 
 use std::net::Ipv4Addr;
 
@@ -22,6 +24,11 @@ pub const DEFAULT_VNI: u32 = 4801;
 /// Default UDP port: not 4789 (Calico, Antrea, the kernel's IANA default) nor 8472 (flannel,
 /// Cilium), so a CNI's own VXLAN never shares our socket.
 pub const DEFAULT_PORT: u16 = 4801;
+/// The receiving end's own address (link-local, a /32 of no subnet). The kernel's reverse-path
+/// check refuses every packet arriving on a link without an IPv4 address whenever `rp_filter`
+/// is on (strict or loose); with it, loose filtering accepts the worker pods' packets whose
+/// replies leave by the CNI's path.
+pub const RECEIVER_ADDRESS: &str = "169.254.48.1/32";
 /// What VXLAN adds to an inner packet on an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN 8 +
 /// inner Ethernet 14.
 pub const VXLAN_OVERHEAD: u32 = 50;
@@ -140,12 +147,14 @@ pub fn sender_link(
     own_mac: Option<[u8; 6]>,
 ) -> VxlanSpec {
     let underlay = reach.and_then(|r| r.mtu).unwrap_or(DEFAULT_UNDERLAY_MTU);
+    let receiver = receiver_link(settings, gateway);
     VxlanSpec {
         mac: own_mac,
+        address: own_mac.and(receiver.address),
         remote: Some(gateway),
         neighbors: vec![(gateway, overlay_mac(gateway))],
         mtu: underlay.saturating_sub(VXLAN_OVERHEAD),
-        ..receiver_link(settings, gateway)
+        ..receiver
     }
 }
 
@@ -162,7 +171,7 @@ pub fn receiver_link(settings: &OverlaySettings, gateway: Ipv4Addr) -> VxlanSpec
         dev: None,
         local: None,
         remote: None,
-        address: None,
+        address: Some(RECEIVER_ADDRESS.parse().expect("literal")),
         neighbors: Vec::new(),
         loose_rp_filter: true,
     }
@@ -197,6 +206,8 @@ mod tests {
         assert_eq!(sender.neighbors, vec![(gw, [2, 0x49, 172, 16, 0, 10])]);
         assert_eq!(receiver.mac, Some([2, 0x49, 172, 16, 0, 10]));
         assert_eq!((sender.remote, receiver.remote), (Some(gw), None));
+        assert_eq!(sender.address, None);
+        assert_eq!(receiver.address.unwrap().to_string(), "169.254.48.1/32");
         assert_eq!(sender.mtu, 8950);
         assert_eq!(sender_link(&settings, gw, None, None).mtu, 1450);
         assert_eq!((sender.vni, sender.port), (4801, 4801));

@@ -3,7 +3,8 @@
 //! stays on the gateway node's L2. The route agent of `node1` reaches the gateway node over its
 //! VXLAN link (`isthmus-vx0`), the one of `node2` by a direct next hop; every pod reaches every
 //! remote pod; a few MB of TCP from a pod on `node1` to a remote pod cross without one fragment
-//! and without one "fragmentation needed" (the gateway clamps the MSS below the overlay's MTU).
+//! and without one "fragmentation needed" (the gateway clamps the MSS below the overlay's MTU);
+//! unpeering removes every overlay link.
 
 use crate::e2e_common;
 
@@ -141,5 +142,16 @@ async fn workers_on_another_subnet_reach_remote_pods_over_the_overlay() {
     );
     // the gateway clamps the SYN-ACK to the tunnel's MTU (1420 - 40) on its way in
     assert!(mss <= 1380, "MSS {mss}");
+
+    // Unpeer: with no peer left every overlay link goes, on both ends.
+    lab.unpeer(0, 1).await.unwrap();
+    let nodes: Vec<String> = (lab.topology.clusters.iter())
+        .flat_map(|c| c.nodes.iter().map(|n| n.namespace.clone()))
+        .collect();
+    eventually("every isthmus-vx0 removed", Duration::from_secs(30), || {
+        let left = nodes.iter().any(|ns| has_link(ns, "isthmus-vx0"));
+        async move { !left }
+    })
+    .await;
     lab.shutdown().await;
 }

@@ -47,8 +47,10 @@ impl RouteDriver for FakeRoutes {
     }
 
     fn delete_link(&mut self, name: &str) -> Result<()> {
-        self.calls.push(format!("delete link {name}"));
-        self.links.remove(name);
+        // like the real driver: a missing link is no change, and no call worth recording
+        if self.links.remove(name) {
+            self.calls.push(format!("delete link {name}"));
+        }
         self.vxlans.remove(name);
         Ok(())
     }

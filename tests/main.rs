@@ -16,6 +16,7 @@ mod e2e;
 mod e2e_cni;
 mod e2e_diagnose;
 mod e2e_outage;
+mod e2e_overlay;
 mod e2e_status;
 mod e2e_telemetry;
 mod grpc;

@@ -11,6 +11,7 @@ use clap::Args as ClapArgs;
 use isthmus_dataplane::node_nat::nft::NftNodeNat;
 use isthmus_dataplane::routes::NODE_ROUTE_PROTOCOL;
 use isthmus_dataplane::routes::linux::NetlinkRoutes;
+use isthmus_dataplane::routes::overlay::{self, OverlayMode, OverlaySettings};
 use isthmus_dataplane::{Netns, NsRuntime};
 use isthmus_route_agent::{RouteAgentConfig, RouteAgentTelemetry};
 
@@ -30,6 +31,16 @@ pub struct Args {
     /// Where `/metrics`, `/healthz` and `/readyz` are served (host network: pick a free port).
     #[arg(long, default_value = "0.0.0.0:9092")]
     pub metrics_listen: SocketAddr,
+    /// When to reach the gateway node over the VXLAN overlay: `auto` (when it is not on-link,
+    /// i.e. the kernel routes to it through a router), `always`, or `never` (direct next hop).
+    #[arg(long, default_value = "auto")]
+    pub overlay: OverlayMode,
+    /// VXLAN network identifier of the overlay (the same on every node of the cluster).
+    #[arg(long, default_value_t = overlay::DEFAULT_VNI)]
+    pub overlay_vni: u32,
+    /// UDP port of the overlay (open it between nodes and the gateway node).
+    #[arg(long, default_value_t = overlay::DEFAULT_PORT)]
+    pub overlay_port: u16,
 }
 
 impl Args {
@@ -37,6 +48,11 @@ impl Args {
     pub fn config(&self) -> anyhow::Result<RouteAgentConfig> {
         let mut config = RouteAgentConfig::new(&self.node_name, &self.namespace);
         config.resync = self.resync;
+        config.overlay = OverlaySettings {
+            mode: self.overlay,
+            vni: self.overlay_vni,
+            port: self.overlay_port,
+        };
         config.validate()?;
         Ok(config)
     }

@@ -32,6 +32,7 @@ fn lab_args(args: &UpArgs) -> Vec<String> {
     .into_iter()
     .chain(args.kubeconfigs.iter().map(|k| format!("--kubeconfig={k}")))
     .chain(args.cni_masquerade.then(|| "--cni-masquerade".to_owned()))
+    .chain(args.worker_subnet.then(|| "--worker-subnet".to_owned()))
     .collect()
 }
 

@@ -95,6 +95,11 @@ pub struct UpArgs {
     /// table that is not isthmus's (`ip cni-nat`), before the daemons start (docs/lab.md).
     #[arg(long)]
     pub cni_masquerade: bool,
+    /// Put every cluster's workers on their own subnet (172.16.1.0/24), routed to the gateway
+    /// node's (172.16.0.0/24) by a router: the route agents reach the gateway node over their
+    /// VXLAN overlay (docs/lab.md).
+    #[arg(long)]
+    pub worker_subnet: bool,
 }
 
 impl UpArgs {
@@ -117,6 +122,7 @@ impl UpArgs {
             binary: None,
             work_dir: Some(self.state_dir.join("clusters")),
             cni_masquerade: self.cni_masquerade,
+            worker_subnet: self.worker_subnet,
         })
     }
 }

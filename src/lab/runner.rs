@@ -41,6 +41,9 @@ pub struct LabOptions {
     pub work_dir: Option<std::path::PathBuf>,
     /// A kindnet-like masquerade (`ip cni-nat`) on every node, installed before the daemons.
     pub cni_masquerade: bool,
+    /// Workers on their own subnet, routed to the gateway node's by the LAN namespace
+    /// (`--worker-subnet`): the route agents there must use the VXLAN overlay.
+    pub worker_subnet: bool,
 }
 
 impl Default for LabOptions {
@@ -57,6 +60,7 @@ impl Default for LabOptions {
             binary: None,
             work_dir: None,
             cni_masquerade: false,
+            worker_subnet: false,
         }
     }
 }
@@ -84,6 +88,7 @@ impl LabOptions {
             pods_per_node: self.pods_per_node,
             pod_cidr: self.pod_cidr,
             state_file: self.topology_file.clone(),
+            worker_subnet: self.worker_subnet,
             ..TopologySpec::default()
         }
     }
@@ -114,9 +119,11 @@ impl LabOptions {
     }
 }
 
-/// What a lab cluster's IPAM must never hand out: its node network and the underlay.
+/// What a lab cluster's IPAM must never hand out: its node networks and the underlay.
 fn reserved_networks(cluster: &isthmus_lab::ClusterRecord, wan: Ipv4Net) -> Vec<isthmus_api::Cidr> {
-    [cluster.node_network, wan]
+    let mut networks = cluster.node_networks();
+    networks.push(wan);
+    networks
         .iter()
         .map(|n| n.to_string().parse().expect("an Ipv4Net is a valid CIDR"))
         .collect()

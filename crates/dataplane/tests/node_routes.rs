@@ -18,12 +18,15 @@ fn vxlan(local: &str, remote: &str, dev: &str, address: &str) -> VxlanSpec {
     VxlanSpec {
         name: "vx0".into(),
         vni: 42,
-        dev: dev.into(),
-        local: v4(local),
-        remote: v4(remote),
-        address: address.parse().unwrap(),
+        dev: Some(dev.into()),
+        local: Some(v4(local)),
+        remote: Some(v4(remote)),
+        address: Some(address.parse().unwrap()),
         port: 4789,
         mtu: 1450,
+        mac: None,
+        neighbors: Vec::new(),
+        loose_rp_filter: false,
     }
 }
 

@@ -9,6 +9,10 @@
 //!    (what a CNI does), each pod's default route goes via `.1` of its node's pod subnet; then
 //!    wait until every bridge has its carrier and queue.
 //!
+//! With a workers' subnet (`--worker-subnet`) the LAN namespace is also a router: a second bridge
+//! [`WORKER_BRIDGE`] holds the workers, `.1` of each network is on its bridge, forwarding is on,
+//! and nodes on one side reach the other side (its node IPs and pod subnets) via that `.1`.
+//!
 //! The waits matter: the kernel attaches a new link's queue asynchronously (link watch) and drops
 //! what is sent before. A bridge brought up after its ports are up gets its queue at once; one
 //! brought up first waits for link watch's next run (up to a second).
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::kernel::{Readiness, ip_batch, ip_batches, netns_exists, sysctls, wait_links_ready};
 use crate::record::{
     ClusterRecord, NODE_IF, NodeRecord, POD_BRIDGE, POD_IF, TopologyRecord, UNDERLAY_IF,
+    WORKER_BRIDGE,
 };
 use crate::spec::TopologySpec;
 use crate::teardown::{destroy, destroy_stale, uapi_socket};
@@ -181,7 +186,11 @@ fn bridges_ready(lab: &TopologyRecord) -> Vec<(String, Vec<(String, Readiness)>)
     let bridge = |name: &str| vec![(name.to_owned(), Readiness::Carrier)];
     let mut all = vec![(lab.wan.namespace.clone(), bridge(BRIDGE))];
     for cluster in &lab.clusters {
-        all.push((cluster.lan_namespace.clone(), bridge(BRIDGE)));
+        let mut lan = bridge(BRIDGE);
+        if cluster.worker_network.is_some() {
+            lan.push((WORKER_BRIDGE.to_owned(), Readiness::Carrier));
+        }
+        all.push((cluster.lan_namespace.clone(), lan));
         for node in &cluster.nodes {
             if cluster.pods_on(&node.name).next().is_some() {
                 all.push((node.namespace.clone(), bridge(POD_BRIDGE)));
@@ -199,11 +208,15 @@ fn node_sysctls(lab: &TopologyRecord) -> Result<()> {
         ("net/ipv4/conf/default/rp_filter", "0"),
         ("net/ipv4/ip_forward", "1"),
     ];
-    let nodes: Vec<&NodeRecord> = lab.clusters.iter().flat_map(|c| &c.nodes).collect();
+    let nodes = lab.clusters.iter().flat_map(|c| &c.nodes);
+    let mut namespaces: Vec<&str> = nodes.map(|n: &NodeRecord| n.namespace.as_str()).collect();
+    // a LAN namespace that routes between the node network and the workers' subnet
+    let routers = lab.clusters.iter().filter(|c| c.worker_network.is_some());
+    namespaces.extend(routers.map(|c| c.lan_namespace.as_str()));
     let errors: Vec<Error> = std::thread::scope(|scope| {
-        let handles: Vec<_> = nodes
+        let handles: Vec<_> = namespaces
             .iter()
-            .map(|node| scope.spawn(|| sysctls(&node.namespace, &settings)))
+            .map(|ns| scope.spawn(|| sysctls(ns, &settings)))
             .collect();
         let results = handles
             .into_iter()
@@ -225,7 +238,11 @@ fn bridge_lines() -> Vec<String> {
 fn devices(lab: &TopologyRecord) -> Phase {
     let mut phase = vec![(lab.wan.namespace.clone(), bridge_lines())];
     for cluster in &lab.clusters {
-        phase.push((cluster.lan_namespace.clone(), bridge_lines()));
+        let mut lan = bridge_lines();
+        if cluster.worker_network.is_some() {
+            lan.push(format!("link add {WORKER_BRIDGE} type bridge"));
+        }
+        phase.push((cluster.lan_namespace.clone(), lan));
         for (j, node) in cluster.nodes.iter().enumerate() {
             let mut lines = vec![
                 "link set lo up".to_owned(),
@@ -267,8 +284,8 @@ fn ports_up(lab: &TopologyRecord) -> Phase {
     });
     let mut phase = vec![(lab.wan.namespace.clone(), wan_ports.collect())];
     for cluster in &lab.clusters {
-        let mut lan_lines: Vec<String> = (0..cluster.nodes.len())
-            .map(|j| format!("link set n{j} master {BRIDGE} up"))
+        let mut lan_lines: Vec<String> = (cluster.nodes.iter().enumerate())
+            .map(|(j, node)| format!("link set n{j} master {} up", lan_bridge(cluster, node)))
             .collect();
         // the address the cluster's nodes reach its API at
         lan_lines.push(format!(
@@ -276,6 +293,13 @@ fn ports_up(lab: &TopologyRecord) -> Phase {
             cluster.api_lan,
             cluster.node_network.prefix_len()
         ));
+        if let Some(workers) = cluster.worker_network {
+            for (net, bridge) in [(cluster.node_network, BRIDGE), (workers, WORKER_BRIDGE)] {
+                let router = ClusterRecord::router_on(net);
+                let prefix = net.prefix_len();
+                lan_lines.push(format!("addr add {router}/{prefix} dev {bridge}"));
+            }
+        }
         phase.push((cluster.lan_namespace.clone(), lan_lines));
         for node in &cluster.nodes {
             phase.push((node.namespace.clone(), node_lines(lab, cluster, node)));
@@ -312,8 +336,17 @@ fn ends_up(lab: &TopologyRecord) -> Phase {
     phase
 }
 
+/// The LAN bridge node `node` is a port of.
+fn lan_bridge(cluster: &ClusterRecord, node: &NodeRecord) -> &'static str {
+    if cluster.network_of(node) == cluster.node_network {
+        BRIDGE
+    } else {
+        WORKER_BRIDGE
+    }
+}
+
 fn node_lines(lab: &TopologyRecord, cluster: &ClusterRecord, node: &NodeRecord) -> Vec<String> {
-    let node_prefix = cluster.node_network.prefix_len();
+    let node_prefix = cluster.network_of(node).prefix_len();
     let gateway_ip = pod_gateway(node);
     let pod_prefix = node.pod_subnet.prefix_len();
     let mut lines = vec![
@@ -342,14 +375,9 @@ fn routes(lab: &TopologyRecord) -> Phase {
     let bridge_up = vec![format!("link set {BRIDGE} up")];
     let mut phase = vec![(lab.wan.namespace.clone(), bridge_up.clone())];
     for cluster in &lab.clusters {
-        phase.push((cluster.lan_namespace.clone(), bridge_up.clone()));
+        phase.push((cluster.lan_namespace.clone(), lan_routes(cluster)));
         for node in &cluster.nodes {
-            let mut lines = vec![format!("link set {POD_BRIDGE} up")];
-            let others = cluster.nodes.iter().filter(|o| o.name != node.name);
-            lines.extend(
-                others.map(|o| format!("route add {} via {} dev {NODE_IF}", o.pod_subnet, o.ip)),
-            );
-            phase.push((node.namespace.clone(), lines));
+            phase.push((node.namespace.clone(), node_routes(cluster, node)));
         }
         for pod in &cluster.pods {
             let node = cluster.node(&pod.node).expect("planned");
@@ -358,4 +386,38 @@ fn routes(lab: &TopologyRecord) -> Phase {
         }
     }
     phase
+}
+
+/// The LAN bridges up; on a router, a route to every node's pod subnet via the node.
+fn lan_routes(cluster: &ClusterRecord) -> Vec<String> {
+    let mut lines = vec![format!("link set {BRIDGE} up")];
+    if cluster.worker_network.is_some() {
+        lines.push(format!("link set {WORKER_BRIDGE} up"));
+        let nodes = cluster.nodes.iter();
+        lines.extend(nodes.map(|n| format!("route add {} via {}", n.pod_subnet, n.ip)));
+    }
+    lines
+}
+
+/// A node's pod bridge up, and the routes a CNI would give it: every other node's pod subnet via
+/// that node (on-link), or via the router when the other node is on the other subnet (which is
+/// itself reached via the router).
+fn node_routes(cluster: &ClusterRecord, node: &NodeRecord) -> Vec<String> {
+    let mut lines = vec![format!("link set {POD_BRIDGE} up")];
+    let own = cluster.network_of(node);
+    let router = ClusterRecord::router_on(own);
+    let other_networks = cluster.node_networks().into_iter().filter(|n| *n != own);
+    lines.extend(other_networks.map(|n| format!("route add {n} via {router} dev {NODE_IF}")));
+    for other in cluster.nodes.iter().filter(|o| o.name != node.name) {
+        let via = if cluster.network_of(other) == own {
+            other.ip
+        } else {
+            router
+        };
+        lines.push(format!(
+            "route add {} via {via} dev {NODE_IF}",
+            other.pod_subnet
+        ));
+    }
+    lines
 }

@@ -46,8 +46,14 @@ pub struct ClusterRecord {
     pub id: String,
     /// The cluster's Pod CIDR (node `j` owns its `j`-th /24).
     pub pod_cidr: Ipv4Net,
-    /// The node network (reserve it in the IPAM).
+    /// The node network (reserve it in the IPAM): the gateway node's subnet, and every node's
+    /// unless [`ClusterRecord::worker_network`] is set.
     pub node_network: Ipv4Net,
+    /// With `--worker-subnet`: the odd workers' own subnet (reserve it too), joined to the node network
+    /// by the LAN namespace acting as a router (`.1` on both bridges), so that the gateway node is
+    /// not on-link for a worker.
+    #[serde(default)]
+    pub worker_network: Option<Ipv4Net>,
     /// Namespace holding the LAN bridge `br0`.
     pub lan_namespace: String,
     /// The gateway node's underlay address (on its interface [`UNDERLAY_IF`]).
@@ -64,6 +70,9 @@ pub struct ClusterRecord {
     /// Pods of every node.
     pub pods: Vec<PodRecord>,
 }
+
+/// The bridge of the workers' subnet in the LAN namespace (with `--worker-subnet`).
+pub const WORKER_BRIDGE: &str = "br1";
 
 /// A node's interface on the node network.
 pub const NODE_IF: &str = "eth0";
@@ -133,6 +142,27 @@ impl ClusterRecord {
     /// The worker nodes (every node but the gateway).
     pub fn workers(&self) -> impl Iterator<Item = &NodeRecord> {
         self.nodes.iter().filter(|n| !n.gateway)
+    }
+
+    /// The networks of this cluster's nodes: the node network, and the workers' subnet if any.
+    pub fn node_networks(&self) -> Vec<Ipv4Net> {
+        std::iter::once(self.node_network)
+            .chain(self.worker_network)
+            .collect()
+    }
+
+    /// The network node `node` is on.
+    pub fn network_of(&self, node: &NodeRecord) -> Ipv4Net {
+        match self.worker_network {
+            Some(net) if net.contains(&node.ip) => net,
+            _ => self.node_network,
+        }
+    }
+
+    /// The router's address (`.1`, on the LAN namespace) on `network`: the next hop between the
+    /// node network and the workers' subnet.
+    pub fn router_on(network: Ipv4Net) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(network.network()) + 1)
     }
 
     /// A node by name.
@@ -244,6 +274,13 @@ impl fmt::Display for TopologyRecord {
                 "cluster {}: pods {}, nodes {}, underlay {}, wireguard {}",
                 c.id, c.pod_cidr, c.node_network, c.underlay, c.wg_interface
             )?;
+            if let Some(net) = c.worker_network {
+                writeln!(
+                    f,
+                    "  workers on {net}, routed by {} (LAN namespace)",
+                    ClusterRecord::router_on(net)
+                )?;
+            }
             for n in &c.nodes {
                 let role = if n.gateway { "gateway" } else { "worker" };
                 writeln!(

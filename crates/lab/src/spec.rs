@@ -35,6 +35,12 @@ pub struct TopologySpec {
     pub node_network: Ipv4Net,
     /// The underlay between gateways.
     pub wan_network: Ipv4Net,
+    /// Put the odd-numbered workers (`node1`, `node3`, …) on their own subnet
+    /// ([`TopologySpec::worker_network`]), routed to the node network by the LAN namespace: the
+    /// gateway node is then not on-link for them. Even-numbered workers stay on its L2.
+    pub worker_subnet: bool,
+    /// The workers' subnet when `worker_subnet` is set.
+    pub worker_network: Ipv4Net,
     /// Where to write the lab's record once built (none: not written).
     pub state_file: Option<PathBuf>,
 }
@@ -49,6 +55,8 @@ impl Default for TopologySpec {
             pod_cidr_overrides: Vec::new(),
             node_network: "172.16.0.0/24".parse().expect("literal"),
             wan_network: "192.168.100.0/24".parse().expect("literal"),
+            worker_subnet: false,
+            worker_network: "172.16.1.0/24".parse().expect("literal"),
             state_file: None,
         }
     }
@@ -119,10 +127,21 @@ impl TopologySpec {
             )));
         }
         let pod_cidr = self.pod_cidr_of(index);
-        for (network, what) in [
-            (self.node_network, "node network"),
-            (self.wan_network, "underlay between gateways"),
-        ] {
+        let worker_network = self.worker_subnet.then_some(self.worker_network);
+        if let Some(net) = worker_network
+            && (overlaps(net, self.node_network) || overlaps(net, self.wan_network))
+        {
+            return Err(Error::spec(format!(
+                "the workers' subnet {net} overlaps the node network {} or the underlay {}",
+                self.node_network, self.wan_network
+            )));
+        }
+        let networks = [
+            (Some(self.node_network), "node network"),
+            (Some(self.wan_network), "underlay between gateways"),
+            (worker_network, "workers' subnet"),
+        ];
+        for (network, what) in networks.into_iter().filter_map(|(n, w)| Some((n?, w))) {
             if overlaps(pod_cidr, network) {
                 return Err(Error::spec(format!(
                     "Pod CIDR {pod_cidr} overlaps the lab's {what} {network}; choose one clear of \
@@ -151,7 +170,12 @@ impl TopologySpec {
         let mut pods = Vec::new();
         for (j, subnet) in subnets.into_iter().enumerate() {
             let name = naming::node_name(j);
-            let ip = host_or(self.node_network, FIRST_HOST + j as u32, "a node")?;
+            // odd workers move, even ones stay beside the gateway node: one lab shows both paths
+            let network = match worker_network {
+                Some(net) if j % 2 == 1 => net,
+                _ => self.node_network,
+            };
+            let ip = host_or(network, FIRST_HOST + j as u32, "a node")?;
             for k in 0..self.pods_per_node {
                 let pod = naming::pod_name(j, k);
                 pods.push(PodRecord {
@@ -181,6 +205,7 @@ impl TopologySpec {
             )?,
             pod_cidr,
             node_network: self.node_network,
+            worker_network,
             nodes,
             pods,
             id,
@@ -228,6 +253,38 @@ mod tests {
             }
             a
         });
+    }
+
+    #[test]
+    fn worker_subnet_moves_the_workers_only() {
+        let spec = TopologySpec {
+            worker_subnet: true,
+            workers: 2,
+            ..TopologySpec::with_clusters(2)
+        };
+        let lab = spec.plan("il42x0").unwrap();
+        let a = lab.cluster("a").unwrap();
+        assert_eq!(a.gateway().ip, Ipv4Addr::new(172, 16, 0, 10));
+        let ips: Vec<Ipv4Addr> = a.workers().map(|w| w.ip).collect();
+        assert_eq!(
+            ips,
+            [Ipv4Addr::new(172, 16, 1, 11), Ipv4Addr::new(172, 16, 0, 12)]
+        );
+        assert_eq!(a.node_networks().len(), 2);
+        assert_eq!(
+            ClusterRecord::router_on(a.network_of(a.workers().next().unwrap())),
+            Ipv4Addr::new(172, 16, 1, 1)
+        );
+        assert_eq!(
+            TopologySpec::default().plan("il1x0").unwrap().clusters[0].worker_network,
+            None
+        );
+        let clash = TopologySpec {
+            worker_subnet: true,
+            pod_cidr: "172.16.1.0/24".parse().unwrap(),
+            ..TopologySpec::with_clusters(2)
+        };
+        assert!(clash.plan("il1x0").is_err());
     }
 
     #[test]

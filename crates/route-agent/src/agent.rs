@@ -1,27 +1,34 @@
 //! The agent loop: the TunnelEndpoint watch kept as a map, the plan recomputed on every change,
 //! and syncs (on change, every `resync`, and after failures with backoff) through the drivers on
 //! tokio's blocking pool: the NAT exemption table first (so no routed packet is masqueraded
-//! before it exists), then the routes.
+//! before it exists), then the overlay link when one is wanted, then the routes, then the
+//! overlay link's removal when none is wanted.
+//!
+//! Before each sync the agent asks the kernel how it reaches every gateway address (on-link or
+//! through a router) and replans with the answer: that is how a node chooses the overlay, and
+//! how it follows the gateway to another node (a new `gatewayIP` is looked up at once).
 //!
 //! No sync happens before the first complete list of TunnelEndpoints: syncing an empty or partial
 //! view at start would remove the routes of peerings that are still there.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
 use isthmus_api::TunnelEndpoint;
 use isthmus_dataplane::node_nat::{NodeNatApplied, NodeNatDriver, NodeNatPlan};
-use isthmus_dataplane::routes::{self, NextHop, Route, RouteDiff, RouteDriver};
+use isthmus_dataplane::routes::overlay::{OVERLAY_LINK, Reach};
+use isthmus_dataplane::routes::{self, NextHop, Route, RouteDiff, RouteDriver, VxlanSpec};
 use kube::Api;
 use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher as watch};
 use tokio::time::Instant;
 
 use crate::config::RouteAgentConfig;
-use crate::plan::{RoutePlan, plan};
+use crate::plan::{OverlayInput, RoutePlan, plan_with};
 use crate::telemetry::RouteAgentTelemetry;
 use crate::{Error, Result};
 use isthmus_telemetry::{Gate, Heartbeat};
@@ -76,6 +83,8 @@ struct Agent<R, N> {
     wanted: RoutePlan,
     /// Failed syncs in a row.
     failures: u32,
+    /// How the kernel reached each gateway address at the last look.
+    reach: BTreeMap<Ipv4Addr, Reach>,
     telemetry: RouteAgentTelemetry,
     /// Readiness: the last sync succeeded.
     gate: Gate,
@@ -108,6 +117,7 @@ pub(crate) async fn run<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
         applied: None,
         wanted: RoutePlan::default(),
         failures: 0,
+        reach: BTreeMap::new(),
         telemetry,
         gate,
     };
@@ -142,7 +152,15 @@ pub(crate) async fn run<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
 impl<R: RouteDriver + 'static, N: NodeNatDriver + 'static> Agent<R, N> {
     /// Recomputes the plan; true when its routes differ from the last synced ones.
     fn replan(&mut self) -> bool {
-        let next = plan(&self.config.node_name, self.endpoints.current.values());
+        let input = OverlayInput {
+            settings: self.config.overlay,
+            reach: self.reach.clone(),
+        };
+        let next = plan_with(
+            &self.config.node_name,
+            self.endpoints.current.values(),
+            &input,
+        );
         if next.skipped != self.wanted.skipped {
             for (tep, why) in &next.skipped {
                 tracing::debug!(tunnel_endpoint = %tep, reason = ?why, "no route for this TunnelEndpoint");
@@ -153,24 +171,56 @@ impl<R: RouteDriver + 'static, N: NodeNatDriver + 'static> Agent<R, N> {
             Some(applied) => {
                 self.wanted.routes() != applied.routes()
                     || self.wanted.nat != applied.nat
+                    || self.wanted.overlay != applied.overlay
                     || self.failures > 0
             }
             None => true,
         }
     }
 
+    /// Looks up how the kernel reaches every gateway address of the plan; replans when that
+    /// changed (a gateway moved, a route to it changed).
+    async fn observe(&mut self) -> Result<()> {
+        let (driver, gateways) = (self.driver.clone(), self.wanted.gateways.clone());
+        let job = tokio::task::spawn_blocking(move || -> Result<BTreeMap<Ipv4Addr, Reach>> {
+            let mut driver = driver.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut out = BTreeMap::new();
+            for gw in gateways {
+                out.insert(gw, driver.reach(gw)?);
+            }
+            Ok(out)
+        });
+        let reach = job.await.map_err(|e| Error::DriverTask(e.to_string()))??;
+        if reach != self.reach {
+            for (gw, r) in &reach {
+                let on_link = r.gateway.is_none();
+                tracing::info!(gateway = %gw, on_link, router = ?r.gateway, dev = ?r.dev, "gateway node reach");
+            }
+            self.reach = reach;
+            self.replan();
+        }
+        Ok(())
+    }
+
     /// Syncs the wanted routes; returns the delay until the next sync (resync, or backoff).
     async fn sync(&mut self) -> Duration {
-        let desired = self.wanted.routes();
-        let count = desired.len();
         let started = std::time::Instant::now();
-        let result = sync_all(&self.driver, &self.nat, self.wanted.nat.clone(), desired).await;
+        let result = match self.observe().await {
+            Ok(()) => {
+                let (nat, desired) = (self.wanted.nat.clone(), self.wanted.routes());
+                let overlay = self.wanted.overlay.clone();
+                sync_all(&self.driver, &self.nat, nat, overlay, desired).await
+            }
+            Err(e) => Err(e),
+        };
+        let count = self.wanted.routes().len();
         self.telemetry
             .reconciles
             .record("routes", result.is_ok(), started.elapsed());
         match result {
             Ok((nat, diff)) => {
                 self.report_nat(nat);
+                self.report_overlay();
                 self.report(&diff);
                 self.telemetry
                     .routes
@@ -213,6 +263,26 @@ impl<R: RouteDriver + 'static, N: NodeNatDriver + 'static> Agent<R, N> {
         }
     }
 
+    /// Logs a change of the overlay link.
+    fn report_overlay(&self) {
+        let previous = self.applied.as_ref().and_then(|a| a.overlay.as_ref());
+        let wanted = self.wanted.overlay.as_ref();
+        if previous == wanted {
+            return;
+        }
+        match wanted {
+            Some(link) => tracing::info!(
+                link = %link.name,
+                vni = link.vni,
+                port = link.port,
+                remote = ?link.remote,
+                mtu = link.mtu,
+                "overlay link to the gateway node applied"
+            ),
+            None => tracing::info!(link = OVERLAY_LINK, "overlay link removed"),
+        }
+    }
+
     /// Logs every change with the peer it concerns.
     fn report(&self, diff: &RouteDiff) {
         let label = |plan: &RoutePlan, r: &Route| {
@@ -238,15 +308,18 @@ fn next_hop(via: &NextHop) -> String {
         NextHop::Dev(dev) => format!("dev {dev}"),
         NextHop::Via(ip, None) => ip.to_string(),
         NextHop::Via(ip, Some(dev)) => format!("{ip} dev {dev}"),
+        NextHop::Onlink(ip, dev) => format!("{ip} dev {dev} onlink"),
     }
 }
 
-/// The NAT exemption, then [`routes::sync`], on the blocking pool, one call at a time. A failed
-/// NAT apply stops the sync before the routes (retried with backoff).
+/// The NAT exemption, the overlay link, then [`routes::sync`] (and the overlay link's removal
+/// when none is wanted, once no route uses it), on the blocking pool, one call at a time. A
+/// failed step stops the sync (retried with backoff).
 async fn sync_all<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
     driver: &Arc<Mutex<R>>,
     nat: &Arc<Mutex<N>>,
     nat_plan: NodeNatPlan,
+    overlay: Option<VxlanSpec>,
     desired: Vec<Route>,
 ) -> Result<(NodeNatApplied, RouteDiff)> {
     let (driver, nat) = (driver.clone(), nat.clone());
@@ -256,7 +329,14 @@ async fn sync_all<R: RouteDriver + 'static, N: NodeNatDriver + 'static>(
             .unwrap_or_else(PoisonError::into_inner)
             .apply(&nat_plan)?;
         let mut driver = driver.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok((outcome, routes::sync(&mut *driver, &desired)?))
+        if let Some(link) = &overlay {
+            driver.ensure_vxlan(link)?;
+        }
+        let diff = routes::sync(&mut *driver, &desired)?;
+        if overlay.is_none() {
+            driver.delete_link(OVERLAY_LINK)?;
+        }
+        Ok((outcome, diff))
     });
     job.await.map_err(|e| Error::DriverTask(e.to_string()))?
 }

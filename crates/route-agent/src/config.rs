@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use isthmus_dataplane::routes::overlay::OverlaySettings;
+
 /// Retry timing for failed syncs: exponential from `min`, capped at `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -31,6 +33,9 @@ pub struct RouteAgentConfig {
     pub resync: Duration,
     /// Retries of failed syncs.
     pub backoff: Backoff,
+    /// The node overlay to the gateway node: mode (`auto`: when the gateway node is not
+    /// on-link), VXLAN VNI and UDP port.
+    pub overlay: OverlaySettings,
 }
 
 /// Why a configuration was refused.
@@ -42,6 +47,8 @@ pub enum ConfigError {
     Namespace(String),
     #[error("{0}")]
     Timing(String),
+    #[error("{0}")]
+    Overlay(String),
 }
 
 impl RouteAgentConfig {
@@ -55,6 +62,7 @@ impl RouteAgentConfig {
                 min: Duration::from_millis(200),
                 max: Duration::from_secs(30),
             },
+            overlay: OverlaySettings::default(),
         }
     }
 
@@ -74,6 +82,17 @@ impl RouteAgentConfig {
                 "backoff must satisfy 0 < min <= max (min {:?}, max {:?})",
                 self.backoff.min, self.backoff.max
             )));
+        }
+        let OverlaySettings { vni, port, .. } = self.overlay;
+        if !(1..=0xFF_FFFF).contains(&vni) {
+            return Err(ConfigError::Overlay(format!(
+                "overlay VNI {vni} must be between 1 and 16777215"
+            )));
+        }
+        if port == 0 {
+            return Err(ConfigError::Overlay(
+                "overlay UDP port must not be 0".into(),
+            ));
         }
         Ok(())
     }
@@ -124,6 +143,12 @@ mod tests {
         let mut c = RouteAgentConfig::new("n", "isthmus");
         c.backoff.min = Duration::from_secs(60);
         assert!(matches!(c.validate(), Err(ConfigError::Timing(_))));
+        for (vni, port) in [(0, 4801), (1 << 24, 4801), (1, 0)] {
+            let mut c = RouteAgentConfig::new("n", "isthmus");
+            c.overlay.vni = vni;
+            c.overlay.port = port;
+            assert!(matches!(c.validate(), Err(ConfigError::Overlay(_))));
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The isthmus route agent: one per node. It watches the TunnelEndpoints of its
 //! namespace and keeps this node's routes to every peer's ranges pointing at the gateway node:
 //!
-//! - [`plan`]: pure; TunnelEndpoints in, the wanted routes out (nothing on the gateway node), and
+//! - [`plan`]: pure; TunnelEndpoints (and how this node reaches each gateway address) in, the
+//!   wanted routes out (nothing on the gateway node): a direct next hop, or the VXLAN overlay
+//!   `isthmus-vx0` when the gateway node is not on-link (the gateway node keeps its receiving
+//!   end; [`isthmus_dataplane::routes::overlay`]), and
 //!   the NAT exemption of this node: a table of its own, `inet isthmus-node`, binding
 //!   connections from our Pod CIDR to those ranges to their own source before a CNI's
 //!   masquerade runs ([`isthmus_dataplane::node_nat`]); removed when no range is routed;
@@ -11,7 +14,7 @@
 //!
 //! Only routes with the isthmus protocol number of route agents (154; the gateway uses 153) are
 //! ever listed, replaced or removed, and only the table `inet isthmus-node`. The agent never
-//! removes either when it stops: a restarted agent finds them in place and converges (traffic,
+//! removes either (nor the overlay link) when it stops: a restarted agent finds them in place and converges (traffic,
 //! source addresses included, keeps flowing across restarts and upgrades); both go when the last
 //! peering goes.
 

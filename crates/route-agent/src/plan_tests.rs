@@ -180,3 +180,121 @@ fn no_route_no_exemption() {
     let p = plan("worker-1", &teps);
     assert!(!p.nat.is_empty());
 }
+
+mod overlay_choice {
+    use super::{GW, OverlayInput, Skipped, plan_with, tep, via};
+    use isthmus_dataplane::routes::overlay::{OverlayMode, Reach};
+    use isthmus_dataplane::routes::{NextHop, Route};
+    use pretty_assertions::assert_eq;
+    use std::net::Ipv4Addr;
+
+    const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 51, 1);
+
+    fn input(mode: OverlayMode, reach: Option<Reach>) -> OverlayInput {
+        let mut input = OverlayInput::default();
+        input.settings.mode = mode;
+        input.reach.extend(reach.map(|r| (GW, r)));
+        input
+    }
+
+    fn onlink(dst: &str) -> Route {
+        Route {
+            dst: dst.parse().unwrap(),
+            via: NextHop::Onlink(GW, "isthmus-vx0".into()),
+        }
+    }
+
+    #[test]
+    fn an_on_link_gateway_node_is_a_direct_next_hop_and_no_link() {
+        let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
+        let reach = Reach::on_link("eth0", 1500);
+        let p = plan_with("worker-1", &teps, &input(OverlayMode::Auto, Some(reach)));
+        assert_eq!(
+            p.routes(),
+            vec![via("10.3.0.0/16", GW), via("10.4.0.0/16", GW)]
+        );
+        assert_eq!(p.overlay, None);
+        assert_eq!(p.gateways, vec![GW]);
+        assert!(!p.peers[0].overlay);
+    }
+
+    #[test]
+    fn a_routed_gateway_node_is_reached_over_the_overlay() {
+        let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
+        let reach = Reach::routed(ROUTER, "eth0", 1500);
+        let p = plan_with("worker-1", &teps, &input(OverlayMode::Auto, Some(reach)));
+        assert_eq!(
+            p.routes(),
+            vec![onlink("10.3.0.0/16"), onlink("10.4.0.0/16")]
+        );
+        let link = p.overlay.expect("an overlay link");
+        assert_eq!(link.remote, Some(GW));
+        assert_eq!(link.neighbors, vec![(GW, [2, 0x49, 192, 168, 50, 1])]);
+        assert_eq!(link.mtu, 1450);
+        assert_eq!(link.mac, None);
+        // the NAT exemption does not depend on the path
+        assert_eq!(p.nat.destinations.len(), 2);
+    }
+
+    #[test]
+    fn modes_override_the_choice() {
+        let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
+        let routed = Reach::routed(ROUTER, "eth0", 1500);
+        let never = plan_with("w", &teps, &input(OverlayMode::Never, Some(routed)));
+        assert_eq!(never.overlay, None);
+        assert_eq!(never.routes()[0], via("10.3.0.0/16", GW));
+        let on_link = Reach::on_link("eth0", 1500);
+        let always = plan_with("w", &teps, &input(OverlayMode::Always, Some(on_link)));
+        assert_eq!(always.routes()[0], onlink("10.3.0.0/16"));
+    }
+
+    #[test]
+    fn the_gateway_node_keeps_the_receiving_end_unless_never() {
+        let teps = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW)))];
+        let p = plan_with("gw", &teps, &input(OverlayMode::Auto, None));
+        assert_eq!(p.routes(), vec![]);
+        let link = p.overlay.expect("the receiving end");
+        assert_eq!(
+            (link.remote, link.mac),
+            (None, Some([2, 0x49, 192, 168, 50, 1]))
+        );
+        assert!(link.loose_rp_filter);
+        assert_eq!(
+            plan_with("gw", &teps, &input(OverlayMode::Never, None)).overlay,
+            None
+        );
+        // no peer: no link anywhere
+        assert_eq!(
+            plan_with("gw", [], &input(OverlayMode::Auto, None)).overlay,
+            None
+        );
+    }
+
+    #[test]
+    fn the_link_follows_the_gateway_and_one_remote_at_a_time() {
+        const MOVED: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 2);
+        let mut input = input(OverlayMode::Always, None);
+        let teps = [
+            tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw", GW))),
+            tep("c", "10.5.0.0/16", "10.6.0.0/16", Some(("gw2", MOVED))),
+        ];
+        let p = plan_with("w", &teps, &input);
+        assert_eq!(p.overlay.unwrap().remote, Some(GW));
+        assert_eq!(
+            p.skipped,
+            vec![(
+                "c".to_owned(),
+                Skipped::OverlayBusy {
+                    gateway: GW,
+                    kept_by: "b".into()
+                }
+            )]
+        );
+        // the gateway moved for every peer: the link points at the new node
+        let moved = [tep("b", "10.3.0.0/16", "10.4.0.0/16", Some(("gw2", MOVED)))];
+        input.reach.clear();
+        let p = plan_with("w", &moved, &input);
+        assert_eq!(p.overlay.unwrap().remote, Some(MOVED));
+        assert_eq!(p.gateways, vec![MOVED]);
+    }
+}

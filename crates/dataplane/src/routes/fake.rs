@@ -1,7 +1,9 @@
 //! A recording route driver for unit tests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
+use super::overlay::Reach;
 use super::{Route, RouteDriver, VxlanSpec};
 use crate::Result;
 
@@ -14,6 +16,10 @@ pub struct FakeRoutes {
     pub links: BTreeSet<String>,
     /// Every call, in order (`add 10.1.0.0/24`, ...).
     pub calls: Vec<String>,
+    /// VXLAN links as last ensured.
+    pub vxlans: BTreeMap<String, VxlanSpec>,
+    /// What [`RouteDriver::reach`] answers per destination (missing: on-link on `eth0`, 1500).
+    pub reach: BTreeMap<Ipv4Addr, Reach>,
 }
 
 impl RouteDriver for FakeRoutes {
@@ -31,12 +37,21 @@ impl RouteDriver for FakeRoutes {
     fn ensure_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
         self.calls.push(format!("vxlan {}", spec.name));
         self.links.insert(spec.name.clone());
+        self.vxlans.insert(spec.name.clone(), spec.clone());
         Ok(())
     }
 
+    fn reach(&mut self, dst: Ipv4Addr) -> Result<Reach> {
+        let default = Reach::on_link("eth0", 1500);
+        Ok(self.reach.get(&dst).cloned().unwrap_or(default))
+    }
+
     fn delete_link(&mut self, name: &str) -> Result<()> {
-        self.calls.push(format!("delete link {name}"));
-        self.links.remove(name);
+        // like the real driver: a missing link is no change, and no call worth recording
+        if self.links.remove(name) {
+            self.calls.push(format!("delete link {name}"));
+        }
+        self.vxlans.remove(name);
         Ok(())
     }
 

@@ -8,12 +8,16 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol, RouteType,
 };
 use rtnetlink::{Handle, LinkVxlan, RouteMessageBuilder};
 
+use super::overlay::Reach;
 use super::{
     LinkEntry, NextHop, ROUTE_PROTOCOL, Route, RouteDriver, RouteEntry, RouteKind, VxlanSpec,
 };
@@ -60,6 +64,10 @@ impl NetlinkRoutes {
                 NextHop::Via(gateway, dev) => {
                     builder = builder.gateway(*gateway);
                     dev.clone()
+                }
+                NextHop::Onlink(gateway, dev) => {
+                    builder = builder.gateway(*gateway).onlink();
+                    Some(dev.clone())
                 }
             };
             if let Some(dev) = dev {
@@ -237,9 +245,11 @@ fn parse_route(message: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<
         }
     }
     let dst = Ipv4Net::new(dst?, message.header.destination_prefix_length).ok()?;
-    let via = match gateway {
-        Some(gateway) => NextHop::Via(gateway, dev),
-        None => NextHop::Dev(dev?),
+    let onlink = message.header.flags.contains(RouteFlags::Onlink);
+    let via = match (gateway, dev) {
+        (Some(gateway), Some(dev)) if onlink => NextHop::Onlink(gateway, dev),
+        (Some(gateway), dev) => NextHop::Via(gateway, dev),
+        (None, dev) => NextHop::Dev(dev?),
     };
     Some(Route { dst, via })
 }
@@ -273,36 +283,32 @@ impl RouteDriver for NetlinkRoutes {
     }
 
     fn ensure_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
-        let (handle, spec) = (self.handle.clone(), spec.clone());
-        self.ns.run(async move {
-            if link_index(&handle, &spec.name).await?.is_none() {
-                let dev = link_index(&handle, &spec.dev).await?.ok_or_else(|| {
-                    Error::netlink(format!("vxlan {}", spec.name), "no underlay link")
-                })?;
-                let message = LinkVxlan::new(&spec.name, spec.vni)
-                    .dev(dev)
-                    .local(spec.local)
-                    .remote(spec.remote)
-                    .port(spec.port)
-                    .mtu(spec.mtu)
-                    .build();
-                handle
-                    .link()
-                    .add(message)
-                    .execute()
-                    .await
-                    .map_err(|e| Error::netlink("add vxlan", e))?;
+        let (handle, owned) = (self.handle.clone(), spec.clone());
+        self.ns
+            .run(async move { ensure_vxlan(&handle, &owned).await })?;
+        if spec.loose_rp_filter {
+            let path = format!("/proc/sys/net/ipv4/conf/{}/rp_filter", spec.name);
+            // Best effort: /proc/sys may be read-only in a container; the node's own setting
+            // (0 or 2, as most distributions set) works as well.
+            let target = path.clone();
+            let written = self.ns.run_blocking(move || std::fs::write(&target, "2"));
+            if let Err(error) = written {
+                tracing::warn!(%error, %path, "cannot set loose reverse-path filtering");
             }
-            let index = link_index(&handle, &spec.name).await?.unwrap_or_default();
-            let addr = IpAddr::V4(spec.address.addr());
-            let added = handle
-                .address()
-                .add(index, addr, spec.address.prefix_len())
-                .replace()
-                .execute()
-                .await;
-            added.map_err(|e| Error::netlink(format!("address {}", spec.address), e))?;
-            set_up(&handle, &spec.name, Some(spec.mtu)).await
+        }
+        Ok(())
+    }
+
+    fn reach(&mut self, dst: Ipv4Addr) -> Result<Reach> {
+        let route = self.lookup(dst)?;
+        let mtu = match &route.dev {
+            Some(dev) => self.links()?.into_iter().find(|l| &l.name == dev),
+            None => None,
+        };
+        Ok(Reach {
+            gateway: route.gateway,
+            dev: route.dev,
+            mtu: mtu.and_then(|l| l.mtu),
         })
     }
 
@@ -350,4 +356,100 @@ impl RouteDriver for NetlinkRoutes {
             deleted.map_err(|e| Error::netlink(format!("delete route {dst}"), e))
         })
     }
+}
+
+/// What identifies an existing VXLAN link: VNI, port, remote, MAC.
+type VxlanIdentity = (Option<u32>, Option<u16>, Option<Ipv4Addr>, Option<Vec<u8>>);
+
+async fn vxlan_identity(handle: &Handle, name: &str) -> Result<Option<VxlanIdentity>> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    let link = match links.try_next().await {
+        Ok(Some(link)) => link,
+        Ok(None) | Err(_) => return Ok(None),
+    };
+    let (mut vni, mut port, mut remote, mut mac) = (None, None, None, None);
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::Address(bytes) => mac = Some(bytes.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Data(InfoData::Vxlan(data)) = info {
+                        for d in data {
+                            match d {
+                                InfoVxlan::Id(id) => vni = Some(*id),
+                                InfoVxlan::Port(p) => port = Some(*p),
+                                InfoVxlan::Group(ip) => remote = Some(*ip),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Some((vni, port, remote, mac)))
+}
+
+/// Creates (or recreates, when it differs) the VXLAN link, then its address, neighbor entries,
+/// MTU and state.
+async fn ensure_vxlan(handle: &Handle, spec: &VxlanSpec) -> Result<()> {
+    let op = |what: &str| format!("vxlan {} {what}", spec.name);
+    let wanted_mac = spec.mac.map(|m| m.to_vec());
+    if let Some((vni, port, remote, mac)) = vxlan_identity(handle, &spec.name).await? {
+        let same = vni == Some(spec.vni)
+            && port == Some(spec.port)
+            && remote == spec.remote
+            && (wanted_mac.is_none() || mac == wanted_mac);
+        if !same {
+            delete_link(handle, &spec.name).await?;
+        }
+    }
+    if link_index(handle, &spec.name).await?.is_none() {
+        let mut builder = LinkVxlan::new(&spec.name, spec.vni)
+            .port(spec.port)
+            .learning(false)
+            .mtu(spec.mtu);
+        if let Some(dev) = &spec.dev {
+            let index = link_index(handle, dev)
+                .await?
+                .ok_or_else(|| Error::netlink(op("create"), format!("no underlay link {dev}")))?;
+            builder = builder.dev(index);
+        }
+        if let Some(local) = spec.local {
+            builder = builder.local(local);
+        }
+        if let Some(remote) = spec.remote {
+            builder = builder.remote(remote);
+        }
+        if let Some(mac) = &wanted_mac {
+            builder = builder.address(mac.clone());
+        }
+        let added = handle.link().add(builder.build()).execute().await;
+        added.map_err(|e| Error::netlink(op("create"), e))?;
+    }
+    let index = link_index(handle, &spec.name)
+        .await?
+        .ok_or_else(|| Error::netlink(op("create"), "link missing after creation"))?;
+    if let Some(address) = spec.address {
+        let added = handle
+            .address()
+            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
+            .replace()
+            .execute()
+            .await;
+        added.map_err(|e| Error::netlink(format!("address {address}"), e))?;
+    }
+    for (ip, mac) in &spec.neighbors {
+        let added = handle
+            .neighbours()
+            .add(index, IpAddr::V4(*ip))
+            .link_layer_address(mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await;
+        added.map_err(|e| Error::netlink(op(&format!("neighbor {ip}")), e))?;
+    }
+    set_up(handle, &spec.name, Some(spec.mtu)).await
 }

@@ -6,6 +6,7 @@
 
 pub mod fake;
 pub mod linux;
+pub mod overlay;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -105,6 +106,10 @@ pub enum NextHop {
     Dev(String),
     /// Through a gateway address, optionally on a given interface.
     Via(Ipv4Addr, Option<String>),
+    /// Through a gateway address taken as on-link on an interface whatever its addresses
+    /// (`via <ip> dev <link> onlink`): the node overlay, where the gateway node's underlay
+    /// address is the next hop on the VXLAN link ([`overlay`]).
+    Onlink(Ipv4Addr, String),
 }
 
 /// One route we own.
@@ -116,25 +121,33 @@ pub struct Route {
     pub via: NextHop,
 }
 
-/// A point-to-point VXLAN link from a node to the gateway node.
+/// A VXLAN link between a node and the gateway node (unicast only: the remote is the default
+/// FDB entry; no multicast group, no learning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanSpec {
     /// Link name.
     pub name: String,
     /// VXLAN network identifier.
     pub vni: u32,
-    /// Underlay device.
-    pub dev: String,
-    /// Our underlay address.
-    pub local: Ipv4Addr,
-    /// The other end's underlay address.
-    pub remote: Ipv4Addr,
-    /// Our overlay address on the link.
-    pub address: Ipv4Net,
-    /// UDP port (4789 by default).
+    /// UDP port.
     pub port: u16,
     /// MTU of the overlay link.
     pub mtu: u32,
+    /// The link's MAC (`None`: whatever the kernel picks).
+    pub mac: Option<[u8; 6]>,
+    /// Underlay device to bind to (`None`: the kernel routes the outer packets).
+    pub dev: Option<String>,
+    /// Our underlay address (`None`: the kernel picks the source).
+    pub local: Option<Ipv4Addr>,
+    /// The other end's underlay address: where every frame goes (`None`: receive only).
+    pub remote: Option<Ipv4Addr>,
+    /// Our overlay address on the link, if any.
+    pub address: Option<Ipv4Net>,
+    /// Permanent neighbor entries on the link: next hop → its MAC (no ARP over the overlay).
+    pub neighbors: Vec<(Ipv4Addr, [u8; 6])>,
+    /// Loose reverse-path filtering on the link (`rp_filter=2`, best effort): what arrives here
+    /// is answered by another path.
+    pub loose_rp_filter: bool,
 }
 
 /// Links and routes of one namespace.
@@ -143,8 +156,11 @@ pub trait RouteDriver: Send {
     fn enable_forwarding(&mut self) -> Result<()>;
     /// Sets a link up, with an MTU when given.
     fn link_up(&mut self, name: &str, mtu: Option<u32>) -> Result<()>;
-    /// Creates the VXLAN link if missing, addresses it and sets it up.
+    /// Creates the VXLAN link if missing (recreates it when its VNI, port, remote or MAC
+    /// differ), addresses it, installs its neighbor entries and sets it up.
     fn ensure_vxlan(&mut self, spec: &VxlanSpec) -> Result<()>;
+    /// How the kernel reaches `dst` now (`ip route get`): next hop, device and its MTU.
+    fn reach(&mut self, dst: Ipv4Addr) -> Result<overlay::Reach>;
     /// Deletes a link if it exists.
     fn delete_link(&mut self, name: &str) -> Result<()>;
     /// Routes carrying [`ROUTE_PROTOCOL`] in the main table.
@@ -163,7 +179,15 @@ pub enum NodePath {
         /// Gateway node address.
         gateway: Ipv4Addr,
     },
-    /// Over a VXLAN link to the gateway node.
+    /// Over the node overlay ([`overlay`]): the gateway node's underlay address, on-link on the
+    /// VXLAN link.
+    Overlay {
+        /// The VXLAN link.
+        link: String,
+        /// The gateway node's underlay address.
+        gateway: Ipv4Addr,
+    },
+    /// Over a VXLAN link to the gateway node, addressed on both ends.
     Vxlan {
         /// The VXLAN link (see [`VxlanSpec`]).
         link: String,
@@ -177,6 +201,7 @@ pub fn node_routes(remote: &[Ipv4Net], path: &NodePath) -> Vec<Route> {
     let via = match path {
         NodePath::Direct { gateway } => NextHop::Via(*gateway, None),
         NodePath::Vxlan { link, gateway } => NextHop::Via(*gateway, Some(link.clone())),
+        NodePath::Overlay { link, gateway } => NextHop::Onlink(*gateway, link.clone()),
     };
     remote
         .iter()
@@ -315,5 +340,11 @@ mod tests {
         assert_eq!(routes[0].via, NextHop::Via(gateway, Some("vx0".into())));
         let routes = node_routes(&remote, &NodePath::Direct { gateway });
         assert_eq!(routes[0].via, NextHop::Via(gateway, None));
+        let link = overlay::OVERLAY_LINK.to_owned();
+        let routes = node_routes(&remote, &NodePath::Overlay { link, gateway });
+        assert_eq!(
+            routes[0].via,
+            NextHop::Onlink(gateway, "isthmus-vx0".into())
+        );
     }
 }

@@ -97,6 +97,9 @@ impl SharedRoutes {
             .map(|r| match &r.via {
                 isthmus_dataplane::routes::NextHop::Via(ip, _) => format!("{} via {ip}", r.dst),
                 isthmus_dataplane::routes::NextHop::Dev(d) => format!("{} dev {d}", r.dst),
+                isthmus_dataplane::routes::NextHop::Onlink(ip, d) => {
+                    format!("{} via {ip} dev {d} onlink", r.dst)
+                }
             })
             .collect();
         v.sort();
@@ -120,6 +123,12 @@ impl RouteDriver for SharedRoutes {
     }
     fn delete_link(&mut self, name: &str) -> isthmus_dataplane::Result<()> {
         self.lock().delete_link(name)
+    }
+    fn reach(
+        &mut self,
+        dst: std::net::Ipv4Addr,
+    ) -> isthmus_dataplane::Result<isthmus_dataplane::routes::overlay::Reach> {
+        self.lock().reach(dst)
     }
     fn routes(&mut self) -> isthmus_dataplane::Result<Vec<Route>> {
         self.lock().routes()

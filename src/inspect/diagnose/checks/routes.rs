@@ -27,6 +27,7 @@ fn want_text(r: &Route) -> String {
     match &r.via {
         NextHop::Dev(dev) => format!("dev {dev}"),
         NextHop::Via(gw, _) => format!("via {gw}"),
+        NextHop::Onlink(gw, dev) => format!("via {gw} dev {dev} onlink"),
     }
 }
 
@@ -36,6 +37,7 @@ fn satisfies(have: &RouteEntry, want: &Route) -> bool {
         NextHop::Via(gw, dev) => {
             have.gateway == Some(*gw) && dev.as_ref().is_none_or(|d| have.dev.as_ref() == Some(d))
         }
+        NextHop::Onlink(gw, dev) => have.gateway == Some(*gw) && have.dev.as_ref() == Some(dev),
     }
 }
 

@@ -17,6 +17,7 @@ mod e2e_outage;
 mod e2e_status;
 mod e2e_telemetry;
 mod grpc;
+mod grpc_auth;
 mod lab_cli;
 mod peer_cli;
 mod python_client;

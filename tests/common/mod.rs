@@ -58,6 +58,17 @@ impl Server {
         peers_yaml: &str,
         extra_args: &[&str],
     ) -> Server {
+        Self::start_with_env(dir, external_cidr, peers_yaml, extra_args, &[])
+    }
+
+    /// Same, with more environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        external_cidr: &str,
+        peers_yaml: &str,
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         let peers = dir.join("peers.yaml");
         std::fs::write(&peers, peers_yaml).unwrap();
         let state_dir = dir.join("state");
@@ -82,6 +93,7 @@ impl Server {
             .args(["--listen", &addr])
             .args(extra_args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

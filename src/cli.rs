@@ -163,11 +163,22 @@ pub struct IpamBenchArgs {
     /// First external endpoint IP used.
     #[arg(long, default_value = "100.64.0.0")]
     endpoint_base: Ipv4Addr,
+    /// A ServiceAccount token minted for the IPAM's audience (e.g. `kubectl create token
+    /// isthmus-ipam-client --audience isthmus-ipam`), sent as `authorization: Bearer` with
+    /// every call. Without it calls go unauthenticated (a standalone IPAM on loopback).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
-impl From<IpamBenchArgs> for IpamBenchOptions {
-    fn from(a: IpamBenchArgs) -> Self {
-        IpamBenchOptions {
+impl TryFrom<IpamBenchArgs> for IpamBenchOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: IpamBenchArgs) -> anyhow::Result<Self> {
+        let token = match &a.token_file {
+            Some(path) => crate::grpc::client::BearerToken::from_file(path)?,
+            None => crate::grpc::client::BearerToken::none(),
+        };
+        Ok(IpamBenchOptions {
             connections: a.connections.unwrap_or(a.clients),
             target: a.target,
             cluster_id: a.cluster_id,
@@ -175,12 +186,13 @@ impl From<IpamBenchArgs> for IpamBenchOptions {
             requests: a.requests,
             pod_cidr: a.pod_cidr,
             endpoint_base: a.endpoint_base,
-        }
+            token,
+        })
     }
 }
 
 async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
-    let opts = IpamBenchOptions::from(args);
+    let opts = IpamBenchOptions::try_from(args)?;
     println!(
         "bench ipam: {} clients on {} connections x {} requests against {}",
         opts.clients, opts.connections, opts.requests, opts.target

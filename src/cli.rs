@@ -93,6 +93,9 @@ pub enum BenchCommand {
     /// The IPAM over IpamStorage objects in an in-process memkube: N mappings (time per
     /// thousand), object sizes, recovery time.
     IpamKube(crate::bench::ipam_kube::KubeBenchOptions),
+    /// The API server an authenticated `bench ipam` needs: memkube over HTTPS, a client
+    /// ServiceAccount, a kubeconfig and a token for it written to --dir.
+    AuthApi(crate::bench::auth_api::AuthApiOptions),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -223,6 +226,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", crate::bench::status::run(options, binary).await?);
             Ok(())
         }
+        Command::Bench(BenchCommand::AuthApi(options)) => crate::bench::auth_api::run(options).await,
         Command::Bench(BenchCommand::IpamKube(options)) => {
             println!("{}", crate::bench::ipam_kube::run(options).await?);
             Ok(())

@@ -226,7 +226,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", crate::bench::status::run(options, binary).await?);
             Ok(())
         }
-        Command::Bench(BenchCommand::AuthApi(options)) => crate::bench::auth_api::run(options).await,
+        Command::Bench(BenchCommand::AuthApi(options)) => {
+            crate::bench::auth_api::run(options).await
+        }
         Command::Bench(BenchCommand::IpamKube(options)) => {
             println!("{}", crate::bench::ipam_kube::run(options).await?);
             Ok(())

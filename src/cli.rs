@@ -34,7 +34,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the network-manager (IPAM, NetworkConfig processing, gRPC IPAM service).
-    NetworkManager(crate::daemons::network_manager::Args),
+    NetworkManager(Box<crate::daemons::network_manager::Args>),
     /// Run the gateway (TunnelEndpoints and NatMappings into WireGuard, routes and NAT).
     Gateway(crate::daemons::gateway::Args),
     /// Run the route agent of one node (remote ranges routed to the gateway node).
@@ -211,7 +211,7 @@ async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
 /// Runs one parsed command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::NetworkManager(args) => crate::daemons::network_manager::main(args).await,
+        Command::NetworkManager(args) => crate::daemons::network_manager::main(*args).await,
         Command::Gateway(args) => crate::daemons::gateway::main(args).await,
         Command::RouteAgent(args) => crate::daemons::route_agent::main(args).await,
         Command::Diagnose(args) => crate::inspect::diagnose::cli::main(args).await,

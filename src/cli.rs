@@ -34,7 +34,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the network-manager (IPAM, NetworkConfig processing, gRPC IPAM service).
-    NetworkManager(crate::daemons::network_manager::Args),
+    NetworkManager(Box<crate::daemons::network_manager::Args>),
     /// Run the gateway (TunnelEndpoints and NatMappings into WireGuard, routes and NAT).
     Gateway(crate::daemons::gateway::Args),
     /// Run the route agent of one node (remote ranges routed to the gateway node).
@@ -96,6 +96,9 @@ pub enum BenchCommand {
     /// NatMapping publishing per batch as the state grows: a network-manager over an
     /// in-process memkube, writes and bytes per batch of mappings.
     NatShards(crate::bench::nat_shards::NatShardsBenchOptions),
+    /// The API server an authenticated `bench ipam` needs: memkube over HTTPS, a client
+    /// ServiceAccount, a kubeconfig and a token for it written to --dir.
+    AuthApi(crate::bench::auth_api::AuthApiOptions),
     /// The IPAM at scale: N mappings, then the server's restart time and memory.
     IpamState {
         /// Endpoint mappings to create.
@@ -166,11 +169,22 @@ pub struct IpamBenchArgs {
     /// First external endpoint IP used.
     #[arg(long, default_value = "100.64.0.0")]
     endpoint_base: Ipv4Addr,
+    /// A ServiceAccount token minted for the IPAM's audience (e.g. `kubectl create token
+    /// isthmus-ipam-client --audience isthmus-ipam`), sent as `authorization: Bearer` with
+    /// every call. Without it calls go unauthenticated (a standalone IPAM on loopback).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
-impl From<IpamBenchArgs> for IpamBenchOptions {
-    fn from(a: IpamBenchArgs) -> Self {
-        IpamBenchOptions {
+impl TryFrom<IpamBenchArgs> for IpamBenchOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: IpamBenchArgs) -> anyhow::Result<Self> {
+        let token = match &a.token_file {
+            Some(path) => crate::grpc::client::BearerToken::from_file(path)?,
+            None => crate::grpc::client::BearerToken::none(),
+        };
+        Ok(IpamBenchOptions {
             connections: a.connections.unwrap_or(a.clients),
             target: a.target,
             cluster_id: a.cluster_id,
@@ -178,12 +192,13 @@ impl From<IpamBenchArgs> for IpamBenchOptions {
             requests: a.requests,
             pod_cidr: a.pod_cidr,
             endpoint_base: a.endpoint_base,
-        }
+            token,
+        })
     }
 }
 
 async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
-    let opts = IpamBenchOptions::from(args);
+    let opts = IpamBenchOptions::try_from(args)?;
     println!(
         "bench ipam: {} clients on {} connections x {} requests against {}",
         opts.clients, opts.connections, opts.requests, opts.target
@@ -199,7 +214,7 @@ async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
 /// Runs one parsed command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::NetworkManager(args) => crate::daemons::network_manager::main(args).await,
+        Command::NetworkManager(args) => crate::daemons::network_manager::main(*args).await,
         Command::Gateway(args) => crate::daemons::gateway::main(args).await,
         Command::RouteAgent(args) => crate::daemons::route_agent::main(args).await,
         Command::Diagnose(args) => crate::inspect::diagnose::cli::main(args).await,
@@ -213,6 +228,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let binary = std::env::current_exe()?;
             println!("{}", crate::bench::status::run(options, binary).await?);
             Ok(())
+        }
+        Command::Bench(BenchCommand::AuthApi(options)) => {
+            crate::bench::auth_api::run(options).await
         }
         Command::Bench(BenchCommand::IpamKube(options)) => {
             println!("{}", crate::bench::ipam_kube::run(options).await?);

@@ -4,7 +4,10 @@
 //! store, the same as the Kubernetes mode's, without its controllers).
 //!
 //! Everything is parsed and validated before the state directory is opened or a socket bound.
-//! The peers file is the desired set: peers missing from it are unpeered at start.
+//! The peers file is the desired set: peers missing from it are unpeered at start. Callers are
+//! not authenticated unless `--grpc-auth` asks for the Kubernetes mode's check (TokenReview
+//! through the API of KUBECONFIG); without it a non-loopback `--listen` is refused unless
+//! `--insecure-grpc` says it is meant.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -43,6 +46,8 @@ pub struct StandaloneConfig {
     pub listen: SocketAddr,
     pub ipam: IpamConfig,
     pub peers: Vec<PeerSpec>,
+    /// Who may call (none: anyone who reaches `listen`).
+    pub auth: Option<crate::grpc::auth::AuthConfig>,
 }
 
 /// Reads and checks the peers file: YAML list, unique cluster IDs.
@@ -130,6 +135,19 @@ pub async fn apply_peers(ipam: &DurableIpam, peers: &[PeerSpec]) -> anyhow::Resu
 
 /// Opens the state in `store`, applies the peers, serves gRPC until SIGINT/SIGTERM.
 pub async fn run<S: Store>(config: StandaloneConfig, store: S) -> anyhow::Result<()> {
+    let auth = match &config.auth {
+        None => None,
+        Some(auth) => {
+            let client = isthmus_kubeclient::client().await.context(
+                "--grpc-auth needs a Kubernetes client (KUBECONFIG or in-cluster) for TokenReview",
+            )?;
+            let reviewer = std::sync::Arc::new(crate::grpc::auth::KubeTokenReviewer::new(client));
+            Some(crate::grpc::auth::Authenticator::new(
+                reviewer,
+                auth.clone(),
+            ))
+        }
+    };
     let ipam = DurableIpam::open(&config.ipam, store).await?;
     let (local, transit) = ipam.read(|i| (i.local().clone(), i.transit_ip()))?;
     tracing::info!(
@@ -142,9 +160,14 @@ pub async fn run<S: Store>(config: StandaloneConfig, store: S) -> anyhow::Result
     );
     apply_peers(&ipam, &config.peers).await?;
     let listener = crate::grpc::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "serving gRPC (ipam, health, reflection)");
+    let checked = if auth.is_some() {
+        "callers' tokens checked by TokenReview"
+    } else {
+        "open"
+    };
+    tracing::info!(listen = %listener.local_addr()?, "serving gRPC (ipam: {checked}; health, reflection)");
     let metrics = isthmus_telemetry::metrics::Grpc::default();
-    crate::grpc::serve(ipam, metrics, listener, shutdown_signal()).await?;
+    crate::grpc::serve(ipam, metrics, auth, listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

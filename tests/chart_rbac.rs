@@ -13,6 +13,7 @@ use isthmus::peer::access::{PEER_ACCOUNT, PeerSpace};
 use isthmus::peer::side::Role as Side;
 use isthmus_api::{ForeignCluster, NetworkConfig, TunnelEndpoint};
 use isthmus_kubetarget::{ApiServer, Source};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -133,6 +134,15 @@ async fn every_identity_of_the_chart_gets_what_its_daemon_needs_and_nothing_more
         r.client_of("gateway").await,
         r.client_of("route-agent").await,
     );
+    let ipam_client = r.client_of("ipam-client").await;
+    let review = || TokenReview {
+        spec: TokenReviewSpec {
+            token: "a-token".into(),
+            audiences: Some(vec!["isthmus-ipam".into()]),
+        },
+        ..TokenReview::default()
+    };
+    let pp = PostParams::default();
     let lp = ListParams::default();
     let dp = DeleteParams::default();
     let key_secret = format!("{}-gateway-key", r.fullname);
@@ -157,6 +167,46 @@ async fn every_identity_of_the_chart_gets_what_its_daemon_needs_and_nothing_more
                 "nm tep",
             ),
             Verdict::Allowed,
+        ),
+        (
+            "network-manager reviews a gRPC caller's token",
+            verdict(
+                Api::<TokenReview>::all(nm.clone())
+                    .create(&pp, &review())
+                    .await,
+                "nm tokenreview",
+            ),
+            Verdict::Allowed,
+        ),
+        (
+            "gateway reviews a token",
+            verdict(
+                Api::<TokenReview>::all(gw.clone())
+                    .create(&pp, &review())
+                    .await,
+                "gw tokenreview",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "the IPAM client lists TunnelEndpoints",
+            verdict(
+                Api::<TunnelEndpoint>::namespaced(ipam_client.clone(), ns)
+                    .list(&lp)
+                    .await,
+                "ipam-client tep",
+            ),
+            Verdict::Forbidden,
+        ),
+        (
+            "the IPAM client reviews a token",
+            verdict(
+                Api::<TokenReview>::all(ipam_client.clone())
+                    .create(&pp, &review())
+                    .await,
+                "ipam-client tokenreview",
+            ),
+            Verdict::Forbidden,
         ),
         (
             "network-manager deletes a ForeignCluster",

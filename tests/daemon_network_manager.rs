@@ -9,18 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use isthmus::daemons::network_manager::{IPAM_STORAGE_NAME, KubeModeConfig, run_kube};
+use isthmus::grpc::auth::{AllowList, AuthConfig, DEFAULT_AUDIENCE};
+use isthmus::grpc::client::{AuthedIpamClient, BearerToken};
 use isthmus::grpc::pb::MapRequest;
-use isthmus::grpc::pb::ipam_client::IpamClient;
 use isthmus_api::{ForeignCluster, ForeignClusterSpec, IpamStorage, NatMapping, TunnelEndpoint};
 use isthmus_ipam::{IpamConfig, default_pools};
 use isthmus_memkube::MemKube;
 use isthmus_network_manager::{Backoff, LabPeers, LocalGateway, NetworkManagerConfig};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const NS: &str = "isthmus";
+/// The ServiceAccount allowed to call the gRPC IPAM.
+const IPAM_CLIENT: &str = "ipam-client";
 const SHARDS: u32 = 4;
 
 /// One cluster: its API, and its network-manager in Kubernetes mode when running.
@@ -41,6 +46,11 @@ impl Cluster {
         }
         let client = kube.client();
         kube.create_namespace(NS).unwrap();
+        let sa = serde_json::json!({"metadata": {"name": IPAM_CLIENT, "namespace": NS}});
+        Api::<ServiceAccount>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &serde_json::from_value(sa).unwrap())
+            .await
+            .unwrap();
         Cluster {
             name: name.into(),
             index,
@@ -75,6 +85,11 @@ impl Cluster {
             ipam_shards: SHARDS,
             metrics_listen: None,
             identity: format!("{}-nm", self.name),
+            grpc_auth: AuthConfig {
+                audience: DEFAULT_AUDIENCE.into(),
+                allowed: AllowList::new([format!("{NS}/{IPAM_CLIENT}").parse().unwrap()]),
+                cache_ttl: Duration::from_secs(60),
+            },
         }
     }
 
@@ -101,9 +116,27 @@ impl Cluster {
         r.expect("run_kube stops").unwrap().unwrap();
     }
 
-    async fn grpc(&self) -> IpamClient<tonic::transport::Channel> {
+    /// A gRPC client with a token of the allowed ServiceAccount, minted for the IPAM.
+    async fn grpc(&self) -> AuthedIpamClient {
         let url = format!("http://{}", self.addr.unwrap());
-        IpamClient::connect(url).await.unwrap()
+        let channel = tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec![DEFAULT_AUDIENCE.into()]),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        let minted = Api::<ServiceAccount>::namespaced(self.client.clone(), NS)
+            .create_token_request(IPAM_CLIENT, &PostParams::default(), &request)
+            .await
+            .unwrap();
+        let token = minted.status.and_then(|s| s.token).unwrap();
+        BearerToken::new(&token).unwrap().client(channel)
     }
 
     async fn map(&self, peer: &str, ip: &str) -> String {
@@ -262,6 +295,8 @@ fn bad_flags_are_refused_before_anything_is_contacted() {
         "192.168.1.1:51820",
         "--gateway-public-key",
         KEY,
+        "--grpc-allow",
+        "isthmus/ipam-client",
     ];
     let with = |name: &str, value: &str| -> Vec<String> {
         let mut v: Vec<String> = good.iter().map(|s| s.to_string()).collect();
@@ -280,9 +315,19 @@ fn bad_flags_are_refused_before_anything_is_contacted() {
             "--cluster-id",
         ),
         (
-            good[..6].iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            [&good[..6], &good[8..]]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
             1,
             "Kubernetes client",
+        ),
+        (with("--grpc-allow", "no-slash"), 2, "no-slash"),
+        (
+            good[..8].iter().map(|s| s.to_string()).collect(),
+            1,
+            "--grpc-allow",
         ),
     ];
     for (args, code, message) in cases {
@@ -346,6 +391,7 @@ async fn the_binary_waits_for_the_gateways_public_key_config_map() {
             "2",
         ])
         .args(["--listen", &addr.to_string()])
+        .args(["--grpc-allow", "isthmus/ipam-client"])
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env("RUST_LOG", "info")

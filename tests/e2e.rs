@@ -311,12 +311,16 @@ async fn map_external(
     peer: usize,
     endpoint: Ipv4Addr,
 ) -> Ipv4Addr {
-    let mut client = isthmus::grpc::pb::ipam_client::IpamClient::connect(format!(
-        "http://{}",
-        lab.clusters[caller].grpc
-    ))
-    .await
-    .unwrap();
+    let token = lab.clusters[caller].ipam_token();
+    let url = format!("http://{}", lab.clusters[caller].grpc);
+    let connect = || async {
+        let channel = tonic::transport::Channel::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await?;
+        Ok::<_, tonic::transport::Error>(token.client(channel))
+    };
+    let mut client = connect().await.unwrap();
     let mut last = None;
     for _ in 0..100 {
         let request = isthmus::grpc::pb::MapRequest {
@@ -329,12 +333,7 @@ async fn map_external(
             Err(status) => last = Some(status),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(c) = isthmus::grpc::pb::ipam_client::IpamClient::connect(format!(
-            "http://{}",
-            lab.clusters[caller].grpc
-        ))
-        .await
-        {
+        if let Ok(c) = connect().await {
             client = c;
         }
     }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use e2e_common::*;
 use isthmus::grpc::pb::MapRequest;
-use isthmus::grpc::pb::ipam_client::IpamClient;
 use isthmus::lab::plan::Shape;
 use isthmus::lab::runner::Lab;
 use isthmus_lab::probe::{EchoServer, EchoSession};
@@ -40,7 +39,8 @@ async fn map(lab: &Lab, caller: usize, peer: usize, ip: Ipv4Addr) -> Result<Ipv4
         cluster_id: lab.clusters[peer].site.id.to_string(),
         ip: ip.to_string(),
     };
-    match IpamClient::new(channel).map_endpoint_ip(request).await {
+    let mut client = lab.clusters[caller].ipam_token().client(channel);
+    match client.map_endpoint_ip(request).await {
         Ok(reply) => Ok(reply.into_inner().ip.parse().expect("an IPv4 answer")),
         Err(status) => Err(status.code()),
     }

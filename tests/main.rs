@@ -20,6 +20,7 @@ mod e2e_overlay;
 mod e2e_status;
 mod e2e_telemetry;
 mod grpc;
+mod grpc_auth;
 mod lab_cli;
 mod peer_cli;
 mod python_client;

@@ -3,6 +3,8 @@
 //! kubelet share its client) send N `MapEndpointIP` calls each, then the matching
 //! `UnmapEndpointIP` calls. One request in four maps a local pod IP (a pure translation); the rest
 //! map distinct external endpoint IPs (an ExternalCIDR allocation, durable before the reply).
+//! Every call carries the bearer token given (`--token-file`), if any, as a virtual kubelet's
+//! calls do against an IPAM that authenticates them.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -10,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use isthmus_ipam::Cidr;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use super::stats::LatencySummary;
-use crate::grpc::pb::ipam_client::IpamClient;
+use crate::grpc::client::{AuthedIpamClient, BearerToken};
 use crate::grpc::pb::{MapRequest, UnmapRequest};
 
 /// What to run.
@@ -30,6 +32,8 @@ pub struct IpamBenchOptions {
     pub pod_cidr: Cidr,
     /// First external endpoint address; client c, request i uses `base + c * N + i`.
     pub endpoint_base: Ipv4Addr,
+    /// Sent with every call (none: calls go unauthenticated).
+    pub token: BearerToken,
 }
 
 /// The figures of a run.
@@ -78,7 +82,7 @@ struct ClientRun {
 }
 
 async fn client_run(
-    mut client: IpamClient<Channel>,
+    mut client: AuthedIpamClient,
     opts: IpamBenchOptions,
     c: usize,
     start: std::sync::Arc<tokio::sync::Barrier>,
@@ -131,7 +135,7 @@ pub async fn run(opts: IpamBenchOptions) -> anyhow::Result<IpamBenchReport> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to {uri}"))?;
-        clients.push(IpamClient::new(ch));
+        clients.push(opts.token.client(ch));
     }
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(opts.clients + 1));
     let unmap_start = std::sync::Arc::new(tokio::sync::Barrier::new(opts.clients + 1));

@@ -1,6 +1,7 @@
 //! `isthmus bench …`: benchmarks that print their figures. Each submodule owns one benchmark;
 //! `status_fixture` is the cluster `bench status` and `tests/status_cli.rs` read.
 
+pub mod auth_api;
 pub mod ipam;
 pub mod ipam_kube;
 pub mod ipam_state;

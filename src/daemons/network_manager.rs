@@ -3,9 +3,10 @@
 //! in `IpamStorage` objects, the controllers of `isthmus_network_manager`, the gRPC IPAM).
 //!
 //! Kubernetes mode, in order: every flag validated (CIDRs, the IPAM configuration, cluster ID,
-//! namespace, gateway endpoint, a given public key); the client built; the gateway's public key
-//! read from the ConfigMap the gateway publishes it in, if not given (waiting for the gateway to
-//! write it; the network-manager reads no Secret of the gateway's); only then the gRPC
+//! namespace, gateway endpoint, a given public key, who may call the gRPC IPAM); the client
+//! built; the gateway's public key read from the ConfigMap the gateway publishes it in, if not
+//! given (waiting for the gateway to write it; the network-manager reads no Secret of the
+//! gateway's); only then the gRPC
 //! port bound and [`run_kube`] started.
 
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::daemons::telemetry::NetworkManagerProcess as Telemetry;
+use crate::grpc::auth::{
+    AllowList, AuthConfig, Authenticator, DEFAULT_AUDIENCE, KubeTokenReviewer, ServiceAccountRef,
+};
 use crate::standalone::{StandaloneConfig, ipam_config, read_peers};
 
 /// Name of the root `IpamStorage` object (blocks are `ipam-b-<peer>-<i>`, journal segments
@@ -105,6 +109,35 @@ pub struct Args {
     /// This replica's name, reported on the Events it writes.
     #[arg(long, env = "POD_NAME", default_value = "isthmus-network-manager")]
     pub pod_name: String,
+    /// ServiceAccounts that may call the gRPC IPAM, `namespace/name` or `namespace/*`
+    /// (repeatable, or comma-separated). Kubernetes mode needs at least one.
+    #[arg(long = "grpc-allow", value_delimiter = ',')]
+    pub grpc_allow: Vec<ServiceAccountRef>,
+    /// The audience gRPC callers' ServiceAccount tokens must be minted for.
+    #[arg(long, default_value = DEFAULT_AUDIENCE)]
+    pub grpc_audience: String,
+    /// Seconds an admitted token is trusted without a new TokenReview (0: review every call).
+    #[arg(long, default_value_t = 60)]
+    pub grpc_auth_cache_seconds: u64,
+    /// Standalone mode: authenticate gRPC callers through the TokenReview API of the cluster
+    /// of KUBECONFIG (or in-cluster), as Kubernetes mode always does.
+    #[arg(long)]
+    pub grpc_auth: bool,
+    /// Standalone mode: serve the gRPC IPAM without authentication on an address that is not
+    /// loopback (anyone who reaches it can allocate and unmap).
+    #[arg(long)]
+    pub insecure_grpc: bool,
+}
+
+impl Args {
+    /// Who may call the gRPC IPAM, as the flags say.
+    fn auth_config(&self) -> AuthConfig {
+        AuthConfig {
+            audience: self.grpc_audience.clone(),
+            allowed: AllowList::new(self.grpc_allow.iter().cloned()),
+            cache_ttl: Duration::from_secs(self.grpc_auth_cache_seconds),
+        }
+    }
 }
 
 /// The store of standalone mode.
@@ -125,6 +158,8 @@ pub struct KubeModeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// This replica's name on its Events.
     pub identity: String,
+    /// Who may call the gRPC IPAM (checked through the TokenReview API of `client`).
+    pub grpc_auth: AuthConfig,
 }
 
 impl KubeModeConfig {
@@ -133,6 +168,7 @@ impl KubeModeConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.manager.validate()?;
         isthmus_ipam::Ipam::new(&self.ipam).context("IPAM configuration")?;
+        self.grpc_auth.validate().map_err(|e| anyhow!(e))?;
         if !(1..=MAX_IPAM_SHARDS).contains(&self.ipam_shards) {
             bail!("--ipam-shards must be between 1 and {MAX_IPAM_SHARDS}");
         }
@@ -264,6 +300,25 @@ async fn standalone(args: Args, tuning: &IpamStoreTuning) -> anyhow::Result<()> 
 }
 
 fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
+    let auth = if a.grpc_auth {
+        let auth = a.auth_config();
+        auth.validate().map_err(|e| anyhow!(e))?;
+        Some(auth)
+    } else {
+        None
+    };
+    let listen = a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 6000)));
+    if auth.is_none() && !listen.ip().is_loopback() {
+        if !a.insecure_grpc {
+            bail!(
+                "--listen {listen} is not a loopback address: anyone who reaches it could allocate \
+                 and unmap addresses. Add --grpc-auth (callers' tokens checked through the \
+                 Kubernetes API) or, knowingly, --insecure-grpc"
+            );
+        }
+        tracing::warn!(%listen, "the gRPC IPAM is served WITHOUT AUTHENTICATION on a non-loopback \
+            address (--insecure-grpc): anyone who reaches it can allocate and unmap addresses");
+    }
     let Some(peers) = a.peers else {
         bail!("--standalone needs --peers FILE")
     };
@@ -276,9 +331,10 @@ fn standalone_config(a: Args) -> anyhow::Result<StandaloneConfig> {
         a.reserved,
     );
     Ok(StandaloneConfig {
-        listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 6000))),
+        listen,
         ipam,
         peers,
+        auth,
     })
 }
 
@@ -289,6 +345,12 @@ fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr
             "--state-dir and --peers belong to --standalone; Kubernetes mode keeps its state in IpamStorage objects and its peers in ForeignClusters"
         );
     }
+    if a.insecure_grpc {
+        bail!(
+            "--insecure-grpc belongs to --standalone; Kubernetes mode always authenticates gRPC callers"
+        );
+    }
+    let grpc_auth = a.auth_config();
     let cluster_id = a
         .cluster_id
         .ok_or_else(|| anyhow!("Kubernetes mode needs --cluster-id (or run with --standalone)"))?;
@@ -324,6 +386,7 @@ fn kube_config(a: Args) -> anyhow::Result<(KubeModeConfig, KeySource, SocketAddr
         ipam_shards: a.ipam_shards,
         metrics_listen: Some(a.metrics_listen),
         identity: a.pod_name.clone(),
+        grpc_auth,
     };
     config.validate()?;
     let listen = a.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 6000)));
@@ -426,12 +489,16 @@ async fn run_observed(
     tracing::info!(cluster = %config.manager.cluster_id, pod_cidr = %local.pod_cidr,
         external_cidr = %local.external_cidr, %transit, store = ipam.store_name(), "IPAM ready");
     warn_ignored_settings(&config.ipam, &local);
-    tracing::info!(listen = %listener.local_addr()?, "serving gRPC (ipam, health, reflection)");
+    tracing::info!(listen = %listener.local_addr()?, audience = %config.grpc_auth.audience,
+        allowed = %config.grpc_auth.allowed.describe(),
+        "serving gRPC (ipam: callers' tokens checked by TokenReview; health, reflection: open)");
+    let reviewer = Arc::new(KubeTokenReviewer::new(client.clone()));
+    let auth = Authenticator::new(reviewer, config.grpc_auth.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut grpc: JoinHandle<anyhow::Result<()>> = tokio::spawn({
         let (ipam, stop) = (ipam.clone(), stopped(stop_rx.clone()));
         let metrics = telemetry.grpc.clone();
-        async move { Ok(crate::grpc::serve(ipam, metrics, listener, stop).await?) }
+        async move { Ok(crate::grpc::serve(ipam, metrics, Some(auth), listener, stop).await?) }
     });
     let mut manager: JoinHandle<anyhow::Result<()>> = tokio::spawn({
         let stop = stopped(stop_rx);

@@ -1,9 +1,12 @@
 //! [`IpamGrpc`]: the `ipam` gRPC service over a [`DurableIpam`], and [`serve`], which runs it
 //! with the standard health service and server reflection until a shutdown signal.
 //!
-//! Requests are validated here (an empty or malformed cluster ID, an unparsable or IPv6 address
-//! are `INVALID_ARGUMENT`) before the IPAM sees them. Every call is counted and timed per method
-//! and status code ([`isthmus_telemetry::metrics::Grpc`]).
+//! With an [`Authenticator`] (Kubernetes mode), every `ipam` call is checked first: a refused
+//! caller gets its code (`UNAUTHENTICATED`, `PERMISSION_DENIED`, `UNAVAILABLE`) and the IPAM
+//! never sees the request. Health and reflection stay open: they change nothing and tell
+//! nothing the proto file does not. Requests are then validated (an empty or malformed cluster
+//! ID, an unparsable or IPv6 address are `INVALID_ARGUMENT`) before the IPAM sees them. Every
+//! call is counted and timed per method and status code ([`isthmus_telemetry::metrics::Grpc`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -13,23 +16,47 @@ use isthmus_ipam_store::{DurableIpam, StoreHealth};
 use isthmus_telemetry::metrics::Grpc;
 use tonic::{Code, Request, Response, Status};
 
+use super::auth::Authenticator;
 use super::pb::ipam_server::{Ipam, IpamServer};
 use super::pb::{
     BelongsRequest, BelongsResponse, GetHomePodIpRequest, GetHomePodIpResponse, MapRequest,
     MapResponse, UnmapRequest, UnmapResponse,
 };
-use super::{FILE_DESCRIPTOR_SET, to_status};
+use super::{FILE_DESCRIPTOR_SET, auth_status, to_status};
 
 /// The gRPC face of the IPAM.
 #[derive(Debug, Clone)]
 pub struct IpamGrpc {
     ipam: DurableIpam,
     metrics: Grpc,
+    /// Who may call (none: anyone, the standalone mode on loopback).
+    auth: Option<Authenticator>,
 }
 
 impl IpamGrpc {
-    pub fn new(ipam: DurableIpam, metrics: Grpc) -> Self {
-        IpamGrpc { ipam, metrics }
+    pub fn new(ipam: DurableIpam, metrics: Grpc, auth: Option<Authenticator>) -> Self {
+        IpamGrpc {
+            ipam,
+            metrics,
+            auth,
+        }
+    }
+
+    /// Refuses the call unless its caller may make it.
+    async fn admit<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        match auth.check(req.metadata()).await {
+            Ok(caller) => {
+                tracing::trace!(%caller, "gRPC caller admitted");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "gRPC caller refused");
+                Err(auth_status(&e))
+            }
+        }
     }
 
     /// Counts and times one call of `method` that started at `started`.
@@ -123,7 +150,10 @@ impl Ipam for IpamGrpc {
         req: Request<BelongsRequest>,
     ) -> Result<Response<BelongsResponse>, Status> {
         let started = Instant::now();
-        let result = self.belongs(req);
+        let result = match self.admit(&req).await {
+            Ok(()) => self.belongs(req),
+            Err(status) => Err(status),
+        };
         self.record("BelongsToPodCIDR", started, &result);
         result
     }
@@ -131,6 +161,7 @@ impl Ipam for IpamGrpc {
 
 impl IpamGrpc {
     async fn map(&self, req: Request<MapRequest>) -> Result<Response<MapResponse>, Status> {
+        self.admit(&req).await?;
         let req = req.into_inner();
         let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
         let reply = self
@@ -147,6 +178,7 @@ impl IpamGrpc {
     }
 
     async fn unmap(&self, req: Request<UnmapRequest>) -> Result<Response<UnmapResponse>, Status> {
+        self.admit(&req).await?;
         let req = req.into_inner();
         let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
         let reply = self
@@ -164,6 +196,7 @@ impl IpamGrpc {
         &self,
         req: Request<GetHomePodIpRequest>,
     ) -> Result<Response<GetHomePodIpResponse>, Status> {
+        self.admit(&req).await?;
         let req = req.into_inner();
         let (cluster, ip) = (cluster_id(&req.cluster_id)?, ipv4(&req.ip)?);
         let home = self
@@ -192,12 +225,13 @@ impl IpamGrpc {
     }
 }
 
-/// Serves the IPAM, gRPC health (`""` and `"ipam"`: SERVING while the store can write,
-/// NOT_SERVING while it retries or failed) and reflection on `listener`
-/// until `shutdown` completes.
+/// Serves the IPAM (its callers checked by `auth`, if given), gRPC health (`""` and `"ipam"`:
+/// SERVING while the store can write, NOT_SERVING while it retries or failed) and reflection
+/// (both open to anyone) on `listener` until `shutdown` completes.
 pub async fn serve(
     ipam: DurableIpam,
     metrics: Grpc,
+    auth: Option<Authenticator>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -219,7 +253,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
-        .add_service(IpamServer::new(IpamGrpc::new(ipam, metrics)))
+        .add_service(IpamServer::new(IpamGrpc::new(ipam, metrics, auth)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     follower.abort();

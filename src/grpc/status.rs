@@ -1,8 +1,10 @@
-//! The one place where an IPAM error becomes a gRPC status code.
+//! The one place where an IPAM error, or a refused caller, becomes a gRPC status code.
 
 use isthmus_ipam::IpamError;
 use isthmus_ipam_store::ServiceError;
 use tonic::{Code, Status};
+
+use super::auth::AuthError;
 
 /// Maps a service error to the gRPC status a client sees.
 pub fn to_status(err: &ServiceError) -> Status {
@@ -21,6 +23,17 @@ pub fn to_status(err: &ServiceError) -> Status {
             IpamError::Corrupt(_) => Code::Internal,
         },
         ServiceError::Store(_) | ServiceError::Unavailable(_) => Code::Unavailable,
+    };
+    Status::new(code, err.to_string())
+}
+
+/// Maps a refused caller to the gRPC status it sees: who it is unknown → `UNAUTHENTICATED`;
+/// known but not allowed → `PERMISSION_DENIED`; the check itself impossible → `UNAVAILABLE`.
+pub fn auth_status(err: &AuthError) -> Status {
+    let code = match err {
+        AuthError::Missing | AuthError::Malformed | AuthError::Refused(_) => Code::Unauthenticated,
+        AuthError::NotAllowed(_) => Code::PermissionDenied,
+        AuthError::Unavailable(_) => Code::Unavailable,
     };
     Status::new(code, err.to_string())
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 
-use crate::grpc::pb::ipam_client::IpamClient;
 use crate::grpc::pb::{MapRequest, UnmapRequest};
 use crate::lab::bench_hops::{NatWatch, mean_between, reconcile_totals};
 use crate::lab::cluster::NAMESPACE;
@@ -270,6 +269,7 @@ async fn b1(
             pod_cidr: lab.clusters[1].site.pod_cidr,
             // a fresh range for every point: each maps new endpoints
             endpoint_base: Ipv4Addr::new(100, 96 + k as u8, 0, 0),
+            token: lab.clusters[1].ipam_token(),
         };
         out.push((clients, requests, crate::bench::ipam::run(options).await?));
     }
@@ -301,7 +301,11 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
     let path_rtt = ping_until(lab, r.address(), Duration::from_secs(2)).await?;
     lab.reflector.unreflect(&r).await?;
     lab.reflections.retain(|x| x != &r);
-    let mut client = IpamClient::connect(format!("http://{}", lab.clusters[1].grpc)).await?;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", lab.clusters[1].grpc))?
+            .connect()
+            .await?;
+    let mut client = lab.clusters[1].ipam_token().client(channel);
     let a = lab.clusters[0].site.id.to_string();
     let mut activation = Vec::with_capacity(options.mappings);
     let watch = NatWatch::start(lab.clusters[1].client(), NAMESPACE).await;
@@ -415,7 +419,7 @@ async fn bulk(lab: &Lab, count: usize) -> anyhow::Result<(Duration, Duration)> {
     );
     let started = Instant::now();
     let requests = (0..count).map(|k| {
-        let mut client = IpamClient::new(channel.clone());
+        let mut client = lab.clusters[1].ipam_token().client(channel.clone());
         let ip = Ipv4Addr::from(u32::from(view.network()) + (first + k) as u32);
         let a = a.clone();
         async move {

@@ -31,6 +31,7 @@ pub const CHART_FILES: &[(&str, &str)] = chart_files![
     "templates/_helpers.tpl",
     "templates/cluster.yaml",
     "templates/gateway.yaml",
+    "templates/ipam-access.yaml",
     "templates/network-manager.yaml",
     "templates/rbac.yaml",
     "templates/route-agent.yaml",

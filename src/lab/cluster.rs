@@ -3,7 +3,8 @@
 //! clusters at an address of the underlay (the lab forwards both to the server); the Helm chart
 //! installed into it with the lab's values; and the chart's pods run by the lab's kubelet as OS
 //! processes in the nodes' network namespaces, each with a token of its own ServiceAccount. The
-//! daemons' gRPC and telemetry ports are forwarded to this host's loopback.
+//! daemons' gRPC and telemetry ports are forwarded to this host's loopback; the lab's IPAM
+//! clients call the gRPC port with a token of the chart's IPAM client ServiceAccount.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,9 +15,11 @@ use anyhow::Context;
 use isthmus_api::ClusterId;
 use isthmus_kubetarget::ApiServer;
 
+use crate::grpc::client::BearerToken;
 use crate::lab::chart::{self, LabValues};
 use crate::lab::component::Failures;
 use crate::lab::forward::{Forward, Side};
+use crate::lab::ipam_token::IpamToken;
 use crate::lab::kubelet::pods::{LabNode, PodProcess};
 use crate::lab::kubelet::{Kubelet, KubeletConfig};
 
@@ -120,6 +123,8 @@ pub struct ClusterRuntime {
     pub grpc: SocketAddr,
     /// Telemetry address per pod (`network-manager`, `gateway`, `route-agent/<node>`), forwarded.
     pub metrics: BTreeMap<String, SocketAddr>,
+    /// What the lab's IPAM clients send to `grpc`.
+    ipam_token: IpamToken,
     kubelet: Option<Kubelet>,
     _forwards: Vec<Forward>,
     /// The API's forward on the underlay (none while other clusters are cut off from it).
@@ -171,12 +176,14 @@ impl ClusterRuntime {
         )
         .await?;
         let (grpc, metrics) = forward_ports(&kubelet, &mut forwards).await?;
+        let ipam_token = IpamToken::mint(api.clone(), NAMESPACE).await?;
         Ok(ClusterRuntime {
             site,
             api,
             admin_kubeconfig,
             grpc,
             metrics,
+            ipam_token,
             kubelet: Some(kubelet),
             _forwards: forwards,
             wan_forward,
@@ -191,6 +198,11 @@ impl ClusterRuntime {
             self.wan_forward = Some(wan_forward(&self.site, self.api_target).await?);
         }
         Ok(())
+    }
+
+    /// The bearer token the lab's IPAM clients send to this cluster's gRPC IPAM (kept fresh).
+    pub fn ipam_token(&self) -> BearerToken {
+        self.ipam_token.bearer()
     }
 
     /// A client of the cluster's API with every right.

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod component;
 mod daemon;
 pub mod forward;
+pub mod ipam_token;
 pub mod kubelet;
 pub mod matrix;
 pub mod peering;

@@ -1,13 +1,14 @@
 //! The lab's reflector: it plays the virtual kubelet. To expose a pod of one cluster to another it
 //! calls `MapEndpointIP` over gRPC on the clusters along the path (see [`Path::map_calls`]) and
-//! keeps the answers; to withdraw it, `UnmapEndpointIP` in reverse order.
+//! keeps the answers; to withdraw it, `UnmapEndpointIP` in reverse order. Like a virtual kubelet
+//! it sends each cluster a ServiceAccount token minted for the IPAM's audience.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, bail};
 use tonic::transport::Channel;
 
-use crate::grpc::pb::ipam_client::IpamClient;
+use crate::grpc::client::{AuthedIpamClient, BearerToken};
 use crate::grpc::pb::{MapRequest, UnmapRequest};
 use crate::lab::plan::Path;
 
@@ -52,17 +53,21 @@ impl Reflection {
 #[derive(Debug, Clone)]
 pub struct Reflector {
     names: Vec<String>,
-    clients: Vec<IpamClient<Channel>>,
+    clients: Vec<AuthedIpamClient>,
 }
 
 impl Reflector {
-    /// Lazily connecting clients for `endpoints[i]` = cluster `names[i]`'s gRPC address.
-    pub fn new(names: Vec<String>, endpoints: &[SocketAddr]) -> anyhow::Result<Self> {
+    /// Lazily connecting clients for `endpoints[i]` = cluster `names[i]`'s gRPC address, each
+    /// sending that cluster's token.
+    pub fn new(
+        names: Vec<String>,
+        endpoints: &[(SocketAddr, BearerToken)],
+    ) -> anyhow::Result<Self> {
         let clients = endpoints
             .iter()
-            .map(|addr| {
+            .map(|(addr, token)| {
                 let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
-                Ok(IpamClient::new(channel))
+                Ok(token.client(channel))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Reflector { names, clients })

@@ -240,7 +240,7 @@ impl Lab {
         }
         timings.components = started.elapsed();
         let names = clusters.iter().map(|c| c.site.id.to_string()).collect();
-        let endpoints: Vec<_> = clusters.iter().map(|c| c.grpc).collect();
+        let endpoints: Vec<_> = clusters.iter().map(|c| (c.grpc, c.ipam_token())).collect();
         let reflector = Reflector::new(names, &endpoints)?;
         Ok(Lab {
             peerings: plan::peerings(options.clusters, options.shape),

@@ -65,6 +65,21 @@ impl Server {
             .unwrap_or_else(|status| panic!("server exited before listening: {status}"))
     }
 
+    /// Same, with more environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        external_cidr: &str,
+        peers_yaml: &str,
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
+        let state_dir = dir.join("state");
+        let mut args = vec!["--state-dir".to_owned(), state_dir.display().to_string()];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        Self::spawn(dir, state_dir, external_cidr, peers_yaml, &args, env)
+            .unwrap_or_else(|status| panic!("server exited before listening: {status}"))
+    }
+
     /// The same server with its state in IpamStorage objects of `namespace`, through the API
     /// that `kubeconfig` names (`--ipam-store kubernetes`).
     pub fn start_kube(

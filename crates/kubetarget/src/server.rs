@@ -288,10 +288,24 @@ impl ApiServer {
     /// A token of ServiceAccount `namespace/name`, minted through the TokenRequest API (the
     /// ServiceAccount must exist), valid for `ttl` (at least 10 minutes, as the API requires).
     pub async fn token(&self, namespace: &str, name: &str, ttl: Duration) -> Result<String, Error> {
+        self.token_for(namespace, name, ttl, &[]).await
+    }
+
+    /// [`Self::token`] for `audiences` (none: the API server's own), as a projected
+    /// ServiceAccount token with an `audience` is: for a service that reviews it, not the API.
+    pub async fn token_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        ttl: Duration,
+        audiences: &[&str],
+    ) -> Result<String, Error> {
         let api: Api<ServiceAccount> = Api::namespaced(self.admin(), namespace);
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(ttl.as_secs().max(600) as i64),
+                audiences: (!audiences.is_empty())
+                    .then(|| audiences.iter().map(|a| (*a).to_owned()).collect()),
                 ..Default::default()
             }),
             ..Default::default()

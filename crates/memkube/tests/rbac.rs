@@ -52,6 +52,7 @@ on_memkube!(
     tokens::token_requests_are_authorized_on_the_subresource,
     tokens::unknown_tokens_are_unauthorized,
     tokens::deleting_the_service_account_revokes_its_tokens,
+    tokens::token_reviews_honour_audiences,
     tokens::legacy_token_secrets_are_filled_in,
     tokens::token_secrets_without_their_service_account_are_deleted,
     reviews::self_reviews_answer_for_the_caller,

@@ -100,6 +100,7 @@ fn rbac_cases(real: &'static Real) -> Vec<(&'static str, Case)> {
         tokens::token_requests_are_authorized_on_the_subresource,
         tokens::unknown_tokens_are_unauthorized,
         tokens::deleting_the_service_account_revokes_its_tokens,
+        tokens::token_reviews_honour_audiences,
         reviews::self_reviews_answer_for_the_caller,
         reviews::self_rules_review_lists_the_rules,
         reviews::subject_access_reviews_ask_about_others,

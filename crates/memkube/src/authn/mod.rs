@@ -1,7 +1,7 @@
 //! Authentication: who a request is from. A request with `Authorization: Bearer <token>` is
 //! the admin (the instance's admin token) or a ServiceAccount (a token it issued that is still
-//! valid: not expired, its ServiceAccount, and for legacy tokens its Secret, still there with
-//! the same uid); any other token is 401. A request without a bearer token is the admin when
+//! valid: not expired, issued for the API server's audience, its ServiceAccount, and for
+//! legacy tokens its Secret, still there with the same uid); any other token is 401. A request without a bearer token is the admin when
 //! it comes from an in-process client ([`crate::MemKube::client`]), and over the network
 //! either the admin or 401, as [`crate::Config::anonymous_is_admin`] says.
 //!
@@ -80,7 +80,10 @@ pub(crate) fn authenticate(
     now: DateTime<Utc>,
 ) -> Result<UserInfo, ApiError> {
     if let Some(token) = bearer_token(&parts.headers) {
-        return user_for_token(shared, &token, now).ok_or(ApiError::Unauthorized);
+        let api = [review::AUDIENCE.to_string()];
+        return user_for_token(shared, &token, now, &api)
+            .map(|(user, _)| user)
+            .ok_or(ApiError::Unauthorized);
     }
     let from_network = parts.extensions.get::<FromNetwork>().is_some();
     if !from_network || shared.config.anonymous_is_admin {
@@ -90,17 +93,34 @@ pub(crate) fn authenticate(
     }
 }
 
-/// The identity a token stands for, if it is valid now.
-pub(crate) fn user_for_token(shared: &Shared, token: &str, now: DateTime<Utc>) -> Option<UserInfo> {
+/// The identity a token stands for and the audiences of `wanted` it is valid for, if it is
+/// valid now for at least one of them (the admin token is for the API server only, as a real
+/// server's audience-agnostic tokens are).
+pub(crate) fn user_for_token(
+    shared: &Shared,
+    token: &str,
+    now: DateTime<Utc>,
+    wanted: &[String],
+) -> Option<(UserInfo, Vec<String>)> {
     let found = shared.auth.tokens().lookup(token);
     match found {
-        Lookup::Admin => Some(UserInfo::admin()),
+        Lookup::Admin => {
+            let api = review::AUDIENCE.to_string();
+            wanted
+                .contains(&api)
+                .then(|| (UserInfo::admin(), vec![api]))
+        }
         Lookup::Unknown => None,
         Lookup::Issued(issued) => {
+            let audiences = issued.audiences_in(wanted);
             let expired = issued.expires.is_some_and(|e| e <= now);
-            let valid = !expired && still_backed(&shared.lock(), &issued, token);
+            let valid =
+                !expired && !audiences.is_empty() && still_backed(&shared.lock(), &issued, token);
             let a = &issued.account;
-            valid.then(|| UserInfo::service_account(&a.namespace, &a.name, &a.uid))
+            valid.then(|| {
+                let user = UserInfo::service_account(&a.namespace, &a.name, &a.uid);
+                (user, audiences)
+            })
         }
     }
 }

@@ -1,6 +1,7 @@
 //! TokenRequest (`POST .../serviceaccounts/{name}/token`, `authentication.k8s.io/v1`): issues
 //! a token for an existing ServiceAccount that expires after `spec.expirationSeconds` (default
-//! 3600, at least 600, at most 2^32, as the API server validates it). `boundObjectRef` is
+//! 3600, at least 600, at most 2^32, as the API server validates it) and is valid for
+//! `spec.audiences` (the API server's own audience when none is given). `boundObjectRef` is
 //! refused: memkube does not bind tokens to Pods or Secrets.
 
 use chrono::{DateTime, Duration, Utc};
@@ -60,6 +61,30 @@ fn lifetime(spec: &Value) -> Result<i64, ApiError> {
     Ok(seconds)
 }
 
+/// `spec.audiences`: the API server's own when absent or empty.
+fn requested_audiences(spec: &Value) -> Result<Vec<String>, ApiError> {
+    let Some(list) = spec.get("audiences").filter(|v| !v.is_null()) else {
+        return Ok(vec![AUDIENCE.to_string()]);
+    };
+    let list = list
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "spec.audiences must be a list of strings, got {list}"
+            ))
+        })?;
+    Ok(if list.is_empty() {
+        vec![AUDIENCE.to_string()]
+    } else {
+        list
+    })
+}
+
 /// Answers a TokenRequest for ServiceAccount `name` in `namespace`.
 pub(crate) fn token_request(
     shared: &Shared,
@@ -94,11 +119,9 @@ pub(crate) fn token_request(
         name: name.into(),
         uid,
     };
-    let token = shared.auth.tokens().issue(account, expires, now);
-    let audiences = spec.get("audiences").and_then(Value::as_array);
-    if audiences.is_none_or(|a| a.is_empty()) {
-        spec["audiences"] = json!([AUDIENCE]);
-    }
+    let audiences = requested_audiences(&spec)?;
+    spec["audiences"] = json!(audiences);
+    let token = shared.auth.tokens().issue(account, audiences, expires, now);
     spec["expirationSeconds"] = json!(seconds);
     Ok(json!({
         "kind": "TokenRequest",

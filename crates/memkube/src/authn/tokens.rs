@@ -38,6 +38,20 @@ pub struct IssuedToken {
     pub expires: Option<DateTime<Utc>>,
     /// The Secret holding it (legacy tokens): valid only while that Secret exists.
     pub secret: Option<SecretRef>,
+    /// The audiences it is valid for (TokenRequest's `spec.audiences`, the API server's own
+    /// by default; legacy tokens are for the API server only).
+    pub audiences: Vec<String>,
+}
+
+impl IssuedToken {
+    /// Whether the token is valid for any of `wanted`: the audiences it shares with them.
+    pub fn audiences_in(&self, wanted: &[String]) -> Vec<String> {
+        wanted
+            .iter()
+            .filter(|a| self.audiences.contains(a))
+            .cloned()
+            .collect()
+    }
 }
 
 /// What a presented token is.
@@ -78,11 +92,12 @@ impl Tokens {
         &self.admin
     }
 
-    /// Issues a token for `account` that expires at `expires`; expired tokens issued earlier
-    /// are forgotten.
+    /// Issues a token for `account`, valid for `audiences`, that expires at `expires`; expired
+    /// tokens issued earlier are forgotten.
     pub fn issue(
         &mut self,
         account: AccountRef,
+        audiences: Vec<String>,
         expires: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> String {
@@ -92,6 +107,7 @@ impl Tokens {
             account,
             expires: Some(expires),
             secret: None,
+            audiences,
         };
         self.issued.insert(token.clone(), issued);
         token
@@ -103,6 +119,7 @@ impl Tokens {
             account,
             expires: None,
             secret: Some(secret),
+            audiences: vec![super::review::AUDIENCE.to_string()],
         };
         self.issued.insert(token.to_string(), issued);
     }
@@ -156,7 +173,7 @@ mod tests {
         assert_eq!(tokens.admin().len(), 64);
         assert_ne!(Tokens::new().admin(), tokens.admin());
         let now = Utc::now();
-        let t = tokens.issue(account(), now + chrono::Duration::hours(1), now);
+        let t = tokens.issue(account(), vec![], now + chrono::Duration::hours(1), now);
         assert_ne!(t, tokens.admin());
         assert!(matches!(tokens.lookup(&t), Lookup::Issued(i) if i.account == account()));
         assert_eq!(tokens.lookup(tokens.admin()), Lookup::Admin);
@@ -167,11 +184,12 @@ mod tests {
     fn expired_tokens_are_forgotten_at_the_next_issue() {
         let mut tokens = Tokens::new();
         let now = Utc::now();
-        let old = tokens.issue(account(), now + chrono::Duration::seconds(1), now);
+        let old = tokens.issue(account(), vec![], now + chrono::Duration::seconds(1), now);
         tokens.expire_all(now);
         assert!(matches!(tokens.lookup(&old), Lookup::Issued(i) if i.expires == Some(now)));
         tokens.issue(
             account(),
+            vec![],
             now + chrono::Duration::hours(1),
             now + chrono::Duration::seconds(5),
         );

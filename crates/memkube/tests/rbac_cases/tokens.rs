@@ -230,3 +230,60 @@ pub async fn token_secrets_without_their_service_account_are_deleted(c: &impl Cl
     })
     .await;
 }
+
+/// Audiences: a token minted for another audience is refused by the API itself (401) and by a
+/// TokenReview that asks for no audience (the API server's own); a TokenReview for its audience
+/// authenticates it and lists that audience; one for another audience does not.
+pub async fn token_reviews_honour_audiences(c: &impl Cluster) {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    let admin = c.admin();
+    let ns = namespace(&admin).await;
+    create_service_account(&admin, &ns, "aud").await;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["isthmus-test-aud".into()]),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let answer = Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .create_token_request("aud", &PostParams::default(), &request)
+        .await
+        .expect("a token for an audience");
+    assert_eq!(
+        answer.spec.as_ref().and_then(|s| s.audiences.clone()),
+        Some(vec!["isthmus-test-aud".to_string()])
+    );
+    let token = answer.status.and_then(|s| s.token).expect("a token");
+    failure(whoami(&c.with_token(&token)).await, 401);
+    let review = |audiences: Vec<String>| TokenReview {
+        spec: TokenReviewSpec {
+            token: token.clone(),
+            audiences: Some(audiences),
+        },
+        ..TokenReview::default()
+    };
+    let reviews: Api<TokenReview> = Api::all(admin);
+    let pp = PostParams::default();
+    let ours = reviews
+        .create(&pp, &review(vec!["isthmus-test-aud".into()]))
+        .await
+        .expect("a review")
+        .status
+        .expect("status");
+    assert_eq!(ours.authenticated, Some(true));
+    assert_eq!(
+        ours.user.and_then(|u| u.username),
+        Some(format!("system:serviceaccount:{ns}:aud"))
+    );
+    assert_eq!(ours.audiences, Some(vec!["isthmus-test-aud".to_string()]));
+    for other in [vec!["another".to_string()], vec![]] {
+        let status = reviews
+            .create(&pp, &review(other.clone()))
+            .await
+            .expect("a review")
+            .status
+            .expect("status");
+        assert_ne!(status.authenticated, Some(true), "audiences {other:?}");
+    }
+}

@@ -173,22 +173,27 @@ async fn sigkill_at_random_instants_loses_nothing_acknowledged() {
     );
     // The restarted server answers every durable mapping with the same address.
     let server = Server::start(dir.path(), "10.2.0.0/16");
+    answers_unchanged(&server, &ledger).await;
+}
+
+/// `MapEndpointIP(cluster, endpoint)` on `server`: the address answered.
+pub(crate) async fn map(server: &Server, cluster: &str, endpoint: Ipv4Addr) -> Ipv4Addr {
+    let req = MapRequest {
+        cluster_id: cluster.into(),
+        ip: endpoint.to_string(),
+    };
     let mut c = server.client().await;
+    let reply = c.map_endpoint_ip(req).await.unwrap().into_inner();
+    reply.ip.parse().unwrap()
+}
+
+/// A restarted `server` answers every acknowledged mapping of cluster-c in `ledger` with the
+/// same address, and no address twice.
+pub(crate) async fn answers_unchanged(server: &Server, ledger: &HashMap<Ipv4Addr, Known>) {
     let mut seen = HashSet::new();
-    for (ep, k) in &ledger {
+    for (ep, k) in ledger {
         let Some(addr) = k.acked else { continue };
-        let req = MapRequest {
-            cluster_id: "cluster-c".into(),
-            ip: ep.to_string(),
-        };
-        let got: Ipv4Addr = c
-            .map_endpoint_ip(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .ip
-            .parse()
-            .unwrap();
+        let got = map(server, "cluster-c", *ep).await;
         assert_eq!(got, addr, "{ep} moved after restart");
         assert!(seen.insert(got), "{got} handed out twice");
     }

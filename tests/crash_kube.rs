@@ -18,7 +18,7 @@
 //! `ISTHMUS_KUBECONFIGS` / `KUBEBUILDER_ASSETS` (then in a namespace of its own, removed after).
 
 use crate::common;
-use crate::crash::{Known, Ledger, check, client_loop, next, settle};
+use crate::crash::{Known, Ledger, answers_unchanged, check, client_loop, map, next, settle};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use common::Server;
 use isthmus::daemons::network_manager::IPAM_STORAGE_NAME;
-use isthmus::grpc::pb::MapRequest;
 use isthmus_api::IpamStorage;
 use isthmus_ipam::{ClusterId, Ipam};
 use isthmus_ipam_store::LABEL_IPAM;
@@ -251,22 +250,9 @@ async fn the_kubernetes_store_loses_nothing_acknowledged_at_any_crash() {
     let d_endpoints: Vec<Ipv4Addr> = (1..=40).map(|i| Ipv4Addr::new(100, 65, 0, i)).collect();
     let d_mapped = {
         let server = target.start_server(dir.path(), &both, &[]);
-        let mut c = server.client().await;
         let mut mapped = BTreeMap::new();
         for ep in &d_endpoints {
-            let req = MapRequest {
-                cluster_id: "cluster-d".into(),
-                ip: ep.to_string(),
-            };
-            let ip: Ipv4Addr = c
-                .map_endpoint_ip(req)
-                .await
-                .unwrap()
-                .into_inner()
-                .ip
-                .parse()
-                .unwrap();
-            mapped.insert(ip, *ep);
+            mapped.insert(map(&server, "cluster-d", *ep).await, *ep);
         }
         mapped
     };
@@ -364,25 +350,7 @@ async fn the_kubernetes_store_loses_nothing_acknowledged_at_any_crash() {
         state.peer(&"cluster-d".parse().unwrap()).is_none(),
         "d is unpeered"
     );
-    let mut c = server.client().await;
-    let mut seen = std::collections::HashSet::new();
-    for (ep, k) in &ledger {
-        let Some(addr) = k.acked else { continue };
-        let req = MapRequest {
-            cluster_id: "cluster-c".into(),
-            ip: ep.to_string(),
-        };
-        let got: Ipv4Addr = c
-            .map_endpoint_ip(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .ip
-            .parse()
-            .unwrap();
-        assert_eq!(got, addr, "{ep} moved after restart");
-        assert!(seen.insert(got), "{got} handed out twice");
-    }
+    answers_unchanged(&server, &ledger).await;
     drop(server);
     target.finish().await;
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use isthmus_dataplane::Error;
 use isthmus_dataplane::firewall::delta::MapDelta;
 use isthmus_dataplane::firewall::netlink::socket::ElementSocket;
 use isthmus_dataplane::firewall::netlink::{ElementOp, NlNftError};
@@ -15,7 +16,6 @@ use isthmus_dataplane::firewall::{
 };
 use isthmus_dataplane::lab::{self, NsGuard};
 use isthmus_dataplane::netns::NsRuntime;
-use isthmus_dataplane::Error;
 
 use crate::common::v4;
 
@@ -31,7 +31,9 @@ fn peer(name: &str, range: &str, mappings: &[(&str, &str)]) -> PeerNat {
 
 /// `nft -j list map inet isthmus <map>` in the namespace, as `key -> value`.
 fn elements(ns: &NsGuard, map: &str) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
-    let args = ["ip", "netns", "exec", &ns.name, "nft", "-j", "list", "map", "inet", TABLE, map];
+    let args = [
+        "ip", "netns", "exec", &ns.name, "nft", "-j", "list", "map", "inet", TABLE, map,
+    ];
     let text = lab::run(&args).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let items = json["nftables"].as_array().unwrap();
@@ -58,7 +60,11 @@ fn netlink_deltas_add_replace_delete_and_refusals_change_nothing() {
         table: TABLE.into(),
         tunnel: "wg0".into(),
         peers: vec![
-            peer("cluster-b", "10.1.0.0/24", &[("10.1.0.77", "10.0.0.10"), ("10.1.0.79", "10.0.0.12")]),
+            peer(
+                "cluster-b",
+                "10.1.0.0/24",
+                &[("10.1.0.77", "10.0.0.10"), ("10.1.0.79", "10.0.0.12")],
+            ),
             peer("cluster-c", "10.2.0.0/24", &[("10.2.0.5", "10.0.0.20")]),
         ],
     };
@@ -102,34 +108,79 @@ fn netlink_deltas_add_replace_delete_and_refusals_change_nothing() {
         },
     ];
     let err = socket.apply(TABLE, &changes).unwrap_err();
-    let NlNftError::Refused { op, ref map, ref source, .. } = err else {
+    let NlNftError::Refused {
+        op,
+        ref map,
+        ref source,
+        ..
+    } = err
+    else {
         panic!("{err}")
     };
     assert_eq!((op, map.as_str()), (ElementOp::Add, "dnat_nope"));
     assert_eq!(source.raw_os_error(), Some(2), "ENOENT: {err}");
-    assert!(err.to_string().contains("add elements of map isthmus/dnat_nope"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("add elements of map isthmus/dnat_nope"),
+        "{err}"
+    );
     assert_eq!(elements(&ns, "dnat_cluster_b"), want_b);
     assert_eq!(elements(&ns, "dnat_cluster_c"), want_c);
     // the socket still works after a refusal
     socket.apply(TABLE, &changes[..1]).unwrap();
-    socket.apply(TABLE, &[ElementChange {
-        map: "dnat_cluster_b".into(),
-        upsert: vec![(v4("10.1.0.78"), v4("10.0.0.11"))],
-        delete: vec![v4("10.1.0.90")],
-    }]).unwrap();
+    socket
+        .apply(
+            TABLE,
+            &[ElementChange {
+                map: "dnat_cluster_b".into(),
+                upsert: vec![(v4("10.1.0.78"), v4("10.0.0.11"))],
+                delete: vec![v4("10.1.0.90")],
+            }],
+        )
+        .unwrap();
     assert_eq!(elements(&ns, "dnat_cluster_b"), want_b);
 
     // an element deleted from outside: the driver's delete is refused, the record forgotten
-    let outside = ["ip", "netns", "exec", &ns.name, "nft", "delete", "element", "inet", TABLE, "dnat_cluster_c", "{ 10.2.0.6 }"];
+    let outside = [
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        TABLE,
+        "dnat_cluster_c",
+        "{ 10.2.0.6 }",
+    ];
     lab::run(&outside).unwrap();
     let gone = [MapDelta {
         peer: "cluster-c".into(),
-        entries: vec![(v4("10.2.0.6"), None), (v4("10.2.0.7"), Some(v4("10.0.0.22")))],
+        entries: vec![
+            (v4("10.2.0.6"), None),
+            (v4("10.2.0.7"), Some(v4("10.0.0.22"))),
+        ],
     }];
     let err = firewall.apply_delta(&gone).unwrap_err();
-    assert!(matches!(err, Error::NftNetlink(NlNftError::Refused { op: ElementOp::Delete, .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::NftNetlink(NlNftError::Refused {
+                op: ElementOp::Delete,
+                ..
+            })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("dnat_cluster_c"), "{err}");
-    assert!(firewall.applied().is_none(), "a failed batch forgets the record");
-    assert_eq!(elements(&ns, "dnat_cluster_c"), expect(&[("10.2.0.5", "10.0.0.20")]));
+    assert!(
+        firewall.applied().is_none(),
+        "a failed batch forgets the record"
+    );
+    assert_eq!(
+        elements(&ns, "dnat_cluster_c"),
+        expect(&[("10.2.0.5", "10.0.0.20")])
+    );
     firewall.remove().unwrap();
 }

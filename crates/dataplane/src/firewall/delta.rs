@@ -187,7 +187,9 @@ mod tests {
             peer: "cluster-b".into(),
             entries: vec![(ip(4), Some(ip(104)))],
         }];
-        let failed = apply_delta_with(&mut applied, &delta, |_, _| Err(Error::Firewall("x".into())));
+        let failed = apply_delta_with(&mut applied, &delta, |_, _| {
+            Err(Error::Firewall("x".into()))
+        });
         assert!(failed.is_err() && applied.is_none());
         assert!(apply_delta_with(&mut None, &delta, |_, _| Ok(())).is_err());
     }

@@ -61,7 +61,9 @@ impl NftFirewall {
         }
         let socket = match &mut self.socket {
             Some(socket) => socket,
-            None => self.socket.insert(self.ns.run_blocking(ElementSocket::open)?),
+            None => self
+                .socket
+                .insert(self.ns.run_blocking(ElementSocket::open)?),
         };
         match socket.apply(table, changes) {
             Ok(()) => Ok(()),

@@ -82,18 +82,44 @@ pub fn encode_batch(table: &str, changes: &[ElementChange], first_seq: u32) -> B
     for change in changes.iter().filter(|c| !c.delete.is_empty()) {
         let seq = next();
         let elements: Vec<_> = change.delete.iter().map(|k| (*k, None)).collect();
-        element_message(&mut bytes, ElementOp::Delete, seq, table, &change.map, &elements);
-        messages.push(BatchMessage { seq, op: ElementOp::Delete, map: change.map.clone() });
+        element_message(
+            &mut bytes,
+            ElementOp::Delete,
+            seq,
+            table,
+            &change.map,
+            &elements,
+        );
+        messages.push(BatchMessage {
+            seq,
+            op: ElementOp::Delete,
+            map: change.map.clone(),
+        });
     }
     for change in changes.iter().filter(|c| !c.upsert.is_empty()) {
         let seq = next();
         let elements: Vec<_> = change.upsert.iter().map(|(k, v)| (*k, Some(*v))).collect();
-        element_message(&mut bytes, ElementOp::Add, seq, table, &change.map, &elements);
-        messages.push(BatchMessage { seq, op: ElementOp::Add, map: change.map.clone() });
+        element_message(
+            &mut bytes,
+            ElementOp::Add,
+            seq,
+            table,
+            &change.map,
+            &elements,
+        );
+        messages.push(BatchMessage {
+            seq,
+            op: ElementOp::Add,
+            map: change.map.clone(),
+        });
     }
     let end = next();
     frame(&mut bytes, NFNL_MSG_BATCH_END, end);
-    Batch { bytes, frame_seqs: (begin, end), messages }
+    Batch {
+        bytes,
+        frame_seqs: (begin, end),
+        messages,
+    }
 }
 
 /// A batch begin or end message: `res_id` names the nf_tables subsystem.

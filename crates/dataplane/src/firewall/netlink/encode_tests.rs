@@ -29,7 +29,11 @@ const NAMES: [u8; 24] = [
 #[cfg(target_endian = "little")]
 #[test]
 fn an_add_is_framed_by_begin_and_end_and_carries_key_and_data() {
-    let batch = encode_batch("isthmus", &[change(&[], &[(ip(10, 201, 0, 1), ip(10, 112, 0, 1))])], 7);
+    let batch = encode_batch(
+        "isthmus",
+        &[change(&[], &[(ip(10, 201, 0, 1), ip(10, 112, 0, 1))])],
+        7,
+    );
     let mut want = BEGIN.to_vec();
     want.extend_from_slice(&[76, 0, 0, 0, 0x0c, 0x0a, 0x05, 0x04, 8, 0, 0, 0, 0, 0, 0, 0]);
     want.extend_from_slice(&[1, 0, 0, 0]); // NFPROTO_INET, v0, res_id 0
@@ -38,12 +42,18 @@ fn an_add_is_framed_by_begin_and_end_and_carries_key_and_data() {
     want.extend_from_slice(&[28, 0, 1, 0x80]); // LIST_ELEM (nested)
     want.extend_from_slice(&[12, 0, 1, 0x80, 8, 0, 1, 0, 10, 201, 0, 1]); // KEY → VALUE
     want.extend_from_slice(&[12, 0, 2, 0x80, 8, 0, 1, 0, 10, 112, 0, 1]); // DATA → VALUE
-    want.extend_from_slice(&[20, 0, 0, 0, 0x11, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10]);
+    want.extend_from_slice(&[
+        20, 0, 0, 0, 0x11, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10,
+    ]);
     assert_eq!(batch.bytes, want);
     assert_eq!(batch.frame_seqs, (7, 9));
     assert_eq!(
         batch.messages,
-        [BatchMessage { seq: 8, op: ElementOp::Add, map: "dnat_b".into() }]
+        [BatchMessage {
+            seq: 8,
+            op: ElementOp::Add,
+            map: "dnat_b".into()
+        }]
     );
 }
 
@@ -52,7 +62,9 @@ fn an_add_is_framed_by_begin_and_end_and_carries_key_and_data() {
 fn a_delete_carries_keys_only_and_no_create_flag() {
     let batch = encode_batch("isthmus", &[change(&[ip(10, 201, 0, 1)], &[])], 7);
     let msg = &batch.bytes[20..batch.bytes.len() - 20];
-    let mut want = vec![64, 0, 0, 0, 0x0e, 0x0a, 0x05, 0x00, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    let mut want = vec![
+        64, 0, 0, 0, 0x0e, 0x0a, 0x05, 0x00, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
     want.extend_from_slice(&NAMES);
     want.extend_from_slice(&[20, 0, 3, 0x80, 16, 0, 1, 0x80]);
     want.extend_from_slice(&[12, 0, 1, 0x80, 8, 0, 1, 0, 10, 201, 0, 1]);
@@ -62,10 +74,20 @@ fn a_delete_carries_keys_only_and_no_create_flag() {
 
 #[test]
 fn deletes_of_every_map_come_before_any_add() {
-    let changed = change(&[ip(10, 201, 0, 1)], &[(ip(10, 201, 0, 1), ip(10, 112, 0, 9))]);
-    let other = ElementChange { map: "dnat_c".into(), ..change(&[ip(10, 201, 0, 2)], &[]) };
+    let changed = change(
+        &[ip(10, 201, 0, 1)],
+        &[(ip(10, 201, 0, 1), ip(10, 112, 0, 9))],
+    );
+    let other = ElementChange {
+        map: "dnat_c".into(),
+        ..change(&[ip(10, 201, 0, 2)], &[])
+    };
     let batch = encode_batch("isthmus", &[changed, other], u32::MAX);
-    let ops: Vec<_> = batch.messages.iter().map(|m| (m.seq, m.op, m.map.as_str())).collect();
+    let ops: Vec<_> = batch
+        .messages
+        .iter()
+        .map(|m| (m.seq, m.op, m.map.as_str()))
+        .collect();
     assert_eq!(
         ops,
         [

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::encode::{self, Batch, BatchMessage};
 use super::NlNftError;
+use super::encode::{self, Batch, BatchMessage};
 use crate::firewall::ElementChange;
 
 const AF_NETLINK: i32 = 16;
@@ -32,7 +32,10 @@ impl ElementSocket {
     /// Opens the socket in the calling thread's network namespace. Unbound: the first send
     /// binds it to a port id the kernel picks.
     pub fn open() -> Result<Self, NlNftError> {
-        let io = |source| NlNftError::Io { step: "open", source };
+        let io = |source| NlNftError::Io {
+            step: "open",
+            source,
+        };
         let socket = Socket::new(
             Domain::from(AF_NETLINK),
             Type::RAW,
@@ -43,7 +46,11 @@ impl ElementSocket {
         let seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.subsec_nanos());
-        Ok(ElementSocket { socket, seq, buf: vec![0; 64 * 1024] })
+        Ok(ElementSocket {
+            socket,
+            seq,
+            buf: vec![0; 64 * 1024],
+        })
     }
 
     /// Applies `changes` to maps of the `inet` table `table` in one atomic batch: `Ok` when the
@@ -52,15 +59,23 @@ impl ElementSocket {
         let batch = encode::encode_batch(table, changes, self.seq);
         self.seq = batch.frame_seqs.1.wrapping_add(1);
         if batch.bytes.len() > encode::MAX_BATCH_BYTES {
-            return Err(NlNftError::TooLarge { bytes: batch.bytes.len() });
+            return Err(NlNftError::TooLarge {
+                bytes: batch.bytes.len(),
+            });
         }
         let sent = self
             .socket
             .send(&batch.bytes)
-            .map_err(|source| NlNftError::Io { step: "send", source })?;
+            .map_err(|source| NlNftError::Io {
+                step: "send",
+                source,
+            })?;
         if sent != batch.bytes.len() {
             let source = io::Error::other(format!("sent {sent} of {} bytes", batch.bytes.len()));
-            return Err(NlNftError::Io { step: "send", source });
+            return Err(NlNftError::Io {
+                step: "send",
+                source,
+            });
         }
         self.await_acks(table, &batch)
     }
@@ -74,9 +89,14 @@ impl ElementSocket {
         while !waiting.is_empty() {
             let len = (&self.socket)
                 .read(&mut self.buf)
-                .map_err(|source| NlNftError::Io { step: "read answer", source })?;
+                .map_err(|source| NlNftError::Io {
+                    step: "read answer",
+                    source,
+                })?;
             for ack in encode::parse_acks(&self.buf[..len]) {
-                if ack.errno != 0 && (ack.seq == batch.frame_seqs.0 || ack.seq == batch.frame_seqs.1) {
+                if ack.errno != 0
+                    && (ack.seq == batch.frame_seqs.0 || ack.seq == batch.frame_seqs.1)
+                {
                     return Err(NlNftError::Batch {
                         table: table.to_owned(),
                         source: io::Error::from_raw_os_error(ack.errno),

@@ -87,12 +87,14 @@ impl ElementSocket {
             batch.messages.iter().map(|m| (m.seq, m)).collect();
         let mut refused = None;
         while !waiting.is_empty() {
-            let len = (&self.socket)
-                .read(&mut self.buf)
-                .map_err(|source| NlNftError::Io {
-                    step: "read answer",
-                    source,
-                })?;
+            let len = match (&self.socket).read(&mut self.buf) {
+                Ok(len) => len,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    let step = "read answer";
+                    return Err(NlNftError::Io { step, source });
+                }
+            };
             for ack in encode::parse_acks(&self.buf[..len]) {
                 if ack.errno != 0
                     && (ack.seq == batch.frame_seqs.0 || ack.seq == batch.frame_seqs.1)

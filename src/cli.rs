@@ -88,6 +88,9 @@ pub enum BenchCommand {
     /// The datapath in namespaces it creates and removes (root): request-response and
     /// iperf3 throughput for veth, tunnel, NAT and DNAT-map paths, and mapping applies.
     Datapath(DatapathBenchArgs),
+    /// NatMapping deltas applied by the gateway's firewall driver, one element each, through an
+    /// `nft` process and through a netlink batch, in a namespace it creates and removes (root).
+    NatDelta(NatDeltaBenchArgs),
     /// `isthmus status` against an in-memory API with N peers: end-to-end time, p50/p99/max.
     Status(crate::bench::status::StatusBenchOptions),
     /// The IPAM over IpamStorage objects in an in-process memkube: N mappings (time per
@@ -143,6 +146,41 @@ async fn bench_datapath(a: DatapathBenchArgs) -> anyhow::Result<()> {
     };
     let report =
         tokio::task::spawn_blocking(move || isthmus_dataplane::bench::run(&opts)).await??;
+    println!("{report}");
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct NatDeltaBenchArgs {
+    /// One-element deltas timed per path.
+    #[arg(long, default_value_t = 1_000)]
+    deltas: usize,
+    /// Which paths to measure.
+    #[arg(long, value_enum, default_value_t = DeltaPaths::Both)]
+    path: DeltaPaths,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeltaPaths {
+    Both,
+    Nft,
+    Netlink,
+}
+
+async fn bench_nat_delta(a: NatDeltaBenchArgs) -> anyhow::Result<()> {
+    use isthmus_dataplane::firewall::nft::ElementPath;
+    let paths = match a.path {
+        DeltaPaths::Both => vec![ElementPath::Nft, ElementPath::Netlink],
+        DeltaPaths::Nft => vec![ElementPath::Nft],
+        DeltaPaths::Netlink => vec![ElementPath::Netlink],
+    };
+    let opts = isthmus_dataplane::bench::nat_delta::NatDeltaBenchOptions {
+        deltas: a.deltas,
+        paths,
+    };
+    let report =
+        tokio::task::spawn_blocking(move || isthmus_dataplane::bench::nat_delta::run(&opts))
+            .await??;
     println!("{report}");
     Ok(())
 }
@@ -224,6 +262,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Unpeer(args) => crate::peer::unpeer_main(args).await,
         Command::Bench(BenchCommand::Ipam(args)) => bench_ipam(args).await,
         Command::Bench(BenchCommand::Datapath(args)) => bench_datapath(args).await,
+        Command::Bench(BenchCommand::NatDelta(args)) => bench_nat_delta(args).await,
         Command::Bench(BenchCommand::Status(options)) => {
             let binary = std::env::current_exe()?;
             println!("{}", crate::bench::status::run(options, binary).await?);

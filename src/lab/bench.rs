@@ -117,7 +117,7 @@ impl fmt::Display for Hops {
         )?;
         writeln!(
             f,
-            "  gateway NAT fast path (nft), mean          {}",
+            "  gateway NAT fast path, mean               {}",
             mean(self.gateway_nat)
         )
     }

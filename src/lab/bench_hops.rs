@@ -3,7 +3,7 @@
 //! network-manager's NatMapping publisher and the gateway's NAT fast path cost per run, read from
 //! their own `/metrics` (`isthmus_reconcile_duration_seconds`) before and after the sequential
 //! mappings. The hops between: reply → entry in the API (IPAM commit, publisher, API write,
-//! watch event) → packets carried (gateway watch event, batch window, nft, one echo).
+//! watch event) → packets carried (gateway watch event, batch window, element batch, one echo).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};

@@ -30,6 +30,9 @@ pub enum Error {
     /// An nftables batch was refused or `nft` could not run.
     #[error("nftables: {0}")]
     Firewall(String),
+    /// A DNAT element batch over netlink was refused or could not be sent.
+    #[error("nftables over netlink: {0}")]
+    NftNetlink(#[from] crate::firewall::netlink::NlNftError),
     /// A netlink request failed.
     #[error("netlink {op}: {message}")]
     Netlink {

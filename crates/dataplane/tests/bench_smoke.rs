@@ -24,3 +24,20 @@ fn benchmark_runs_every_path_with_small_counts() {
     assert!(report.mappings.single_p50_ms > 0.0 && report.mappings.bulk_rebuild_ms > 0.0);
     println!("{report}");
 }
+
+#[test]
+fn nat_delta_benchmark_times_both_paths() {
+    use isthmus_dataplane::bench::nat_delta::{self, NatDeltaBenchOptions};
+    use isthmus_dataplane::firewall::nft::ElementPath;
+    isthmus_dataplane::lab::require_root();
+    let options = NatDeltaBenchOptions {
+        deltas: 20,
+        paths: vec![ElementPath::Nft, ElementPath::Netlink],
+    };
+    let report = nat_delta::run(&options).unwrap();
+    assert_eq!(report.paths.len(), 2);
+    for path in &report.paths {
+        assert!(path.latency.p50_us > 0.0, "{path:?}");
+    }
+    println!("{report}");
+}

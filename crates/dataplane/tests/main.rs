@@ -7,6 +7,7 @@ mod bench_smoke;
 mod gateway_pair;
 mod inspect;
 mod nat_delta;
+mod nat_netlink;
 mod node_nat;
 mod node_routes;
 mod overlapping_clusters;

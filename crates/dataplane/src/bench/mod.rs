@@ -1,8 +1,9 @@
 //! The datapath benchmark (`isthmus bench datapath`): request-response latency and TCP
 //! throughput between two pods over each path, and the time to apply NatMapping entries —
-//! all in namespaces it creates and removes.
+//! all in namespaces it creates and removes; [`nat_delta`] times NatMapping deltas alone.
 
 pub mod measure;
+pub mod nat_delta;
 pub mod scenario;
 
 use std::fmt;

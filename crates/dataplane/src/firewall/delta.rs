@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::{Applied, ElementChange, NatPlan, render};
+use super::{Applied, ElementChange, NatPlan};
 use crate::{Error, Result};
 
 /// The entries of one peer's DNAT map wanted now, for the keys that changed.
@@ -83,13 +83,13 @@ fn record(applied: &mut NatPlan, changes: &[ElementChange]) {
     }
 }
 
-/// The delta logic both drivers share: element changes against the record, one batch, the
-/// record updated on success. Nothing applied yet is an error (a full apply is needed); a
+/// The delta logic both drivers share: element changes against the record, one batch (`send`
+/// gets the table and the changes), the record updated on success. Nothing applied yet is an error (a full apply is needed); a
 /// failed batch forgets the record, so the next full apply rebuilds the table.
 pub(crate) fn apply_delta_with(
     applied: &mut Option<NatPlan>,
     deltas: &[MapDelta],
-    mut send: impl FnMut(&serde_json::Value) -> Result<()>,
+    mut send: impl FnMut(&str, &[ElementChange]) -> Result<()>,
 ) -> Result<Applied> {
     let Some(plan) = applied.as_mut() else {
         return Err(Error::Firewall(
@@ -100,7 +100,7 @@ pub(crate) fn apply_delta_with(
     if changes.is_empty() {
         return Ok(Applied::Unchanged);
     }
-    if let Err(err) = send(&render::render_elements(&plan.table, &changes)) {
+    if let Err(err) = send(&plan.table, &changes) {
         *applied = None;
         return Err(err);
     }
@@ -154,8 +154,8 @@ mod tests {
             },
         ];
         let mut sent = Vec::new();
-        let outcome = apply_delta_with(&mut applied, &deltas, |b| {
-            sent.push(b.clone());
+        let outcome = apply_delta_with(&mut applied, &deltas, |table, changes| {
+            sent.push(crate::firewall::render::render_elements(table, changes));
             Ok(())
         })
         .unwrap();
@@ -167,7 +167,7 @@ mod tests {
         let mappings = &applied.as_ref().unwrap().peers[0].mappings;
         assert_eq!(mappings, &[(ip(1), ip(101)), (ip(3), ip(103))].into());
         // the same delta again changes nothing
-        let again = apply_delta_with(&mut applied, &deltas, |_| panic!("nothing to send"));
+        let again = apply_delta_with(&mut applied, &deltas, |_, _| panic!("nothing to send"));
         assert_eq!(again.unwrap(), Applied::Unchanged);
     }
 
@@ -187,8 +187,10 @@ mod tests {
             peer: "cluster-b".into(),
             entries: vec![(ip(4), Some(ip(104)))],
         }];
-        let failed = apply_delta_with(&mut applied, &delta, |_| Err(Error::Firewall("x".into())));
+        let failed = apply_delta_with(&mut applied, &delta, |_, _| {
+            Err(Error::Firewall("x".into()))
+        });
         assert!(failed.is_err() && applied.is_none());
-        assert!(apply_delta_with(&mut None, &delta, |_| Ok(())).is_err());
+        assert!(apply_delta_with(&mut None, &delta, |_, _| Ok(())).is_err());
     }
 }

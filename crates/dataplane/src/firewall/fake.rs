@@ -51,7 +51,9 @@ impl FirewallDriver for FakeFirewall {
 
     fn apply_delta(&mut self, deltas: &[MapDelta]) -> Result<Applied> {
         let log = self.log.clone();
-        apply_delta_with(&mut self.applied, deltas, |batch| Self::send(&log, batch))
+        apply_delta_with(&mut self.applied, deltas, |table, changes| {
+            Self::send(&log, &render::render_elements(table, changes))
+        })
     }
 
     fn intact(&mut self) -> Result<bool> {

@@ -4,11 +4,12 @@
 //! gateway spec; [`render`](render::render) turns it into one atomic JSON batch; [`changes`] decides
 //! whether a new plan only adds or removes NatMapping map elements (sent as one small batch) or
 //! needs the whole table replaced; [`delta`] sends just the NatMapping entries a watch saw
-//! change, without planning the whole table. [`view`] reads a table back as comparable data
+//! change, without planning the whole table, over [`netlink`] (no `nft` process). [`view`] reads a table back as comparable data
 //! (inspection).
 
 pub mod delta;
 pub mod fake;
+pub mod netlink;
 pub mod nft;
 pub mod render;
 pub mod view;

@@ -1,4 +1,6 @@
-//! The Linux firewall driver: JSON batches through the `nft` binary, run inside the namespace.
+//! The Linux firewall driver: JSON batches through the `nft` binary, run inside the namespace,
+//! for whole tables and plan-driven element changes; NatMapping deltas as one netlink batch
+//! ([`super::netlink`]) unless told to use `nft` for them too ([`ElementPath`]).
 
 use crate::firewall::view::{TableView, diff};
 use std::sync::Arc;
@@ -7,9 +9,21 @@ use nftables::helper::{self, DEFAULT_ARGS, DEFAULT_NFT, NftablesError};
 use serde_json::Value;
 
 use super::delta::{MapDelta, apply_delta_with};
-use super::{Applied, FirewallDriver, NatPlan, TABLE, apply_with, render};
+use super::netlink::NlNftError;
+use super::netlink::socket::ElementSocket;
+use super::{Applied, ElementChange, FirewallDriver, NatPlan, TABLE, apply_with, render};
 use crate::netns::NsRuntime;
 use crate::{Error, Result};
+
+/// How NatMapping deltas reach the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ElementPath {
+    /// One nfnetlink batch on a socket kept open in the namespace.
+    #[default]
+    Netlink,
+    /// A JSON batch through an `nft` process, like everything else (the benchmark's reference).
+    Nft,
+}
 
 /// Drives our nftables table in one namespace and remembers what it applied.
 #[derive(Debug)]
@@ -17,6 +31,8 @@ pub struct NftFirewall {
     ns: Arc<NsRuntime>,
     table: String,
     applied: Option<NatPlan>,
+    path: ElementPath,
+    socket: Option<ElementSocket>,
 }
 
 impl NftFirewall {
@@ -27,6 +43,40 @@ impl NftFirewall {
             ns,
             table: TABLE.into(),
             applied: None,
+            path: ElementPath::default(),
+            socket: None,
+        }
+    }
+
+    /// Chooses how NatMapping deltas are sent (netlink by default).
+    pub fn set_element_path(&mut self, path: ElementPath) {
+        self.path = path;
+    }
+
+    /// Sends element changes the way [`ElementPath`] says. A batch too large for one netlink
+    /// send goes through `nft`; a socket error drops the socket so the next delta reopens it.
+    fn send_elements(&mut self, table: &str, changes: &[ElementChange]) -> Result<()> {
+        if self.path == ElementPath::Nft {
+            return self.send(&render::render_elements(table, changes));
+        }
+        let socket = match &mut self.socket {
+            Some(socket) => socket,
+            None => self
+                .socket
+                .insert(self.ns.run_blocking(ElementSocket::open)?),
+        };
+        match socket.apply(table, changes) {
+            Ok(()) => Ok(()),
+            Err(NlNftError::TooLarge { bytes }) => {
+                tracing::debug!(bytes, "element batch too large for netlink; using nft");
+                self.send(&render::render_elements(table, changes))
+            }
+            Err(err) => {
+                if matches!(err, NlNftError::Io { .. }) {
+                    self.socket = None;
+                }
+                Err(err.into())
+            }
         }
     }
 
@@ -74,7 +124,9 @@ impl FirewallDriver for NftFirewall {
 
     fn apply_delta(&mut self, deltas: &[MapDelta]) -> Result<Applied> {
         let mut applied = self.applied.take();
-        let result = apply_delta_with(&mut applied, deltas, |batch| self.send(batch));
+        let result = apply_delta_with(&mut applied, deltas, |table, changes| {
+            self.send_elements(table, changes)
+        });
         self.applied = applied;
         result
     }

@@ -81,28 +81,8 @@ impl Server {
     }
 
     /// The same server with its state in IpamStorage objects of `namespace`, through the API
-    /// that `kubeconfig` names (`--ipam-store kubernetes`).
-    pub fn start_kube(
-        dir: &Path,
-        kubeconfig: &Path,
-        namespace: &str,
-        external_cidr: &str,
-        peers_yaml: &str,
-        extra_args: &[&str],
-    ) -> Server {
-        let started = Self::try_start_kube(
-            dir,
-            kubeconfig,
-            namespace,
-            external_cidr,
-            peers_yaml,
-            extra_args,
-        );
-        started.unwrap_or_else(|status| panic!("server exited before listening: {status}"))
-    }
-
-    /// [`Self::start_kube`], for a server that may exit on purpose before it listens: its exit
-    /// status then.
+    /// that `kubeconfig` names (`--ipam-store kubernetes`); its exit status if it exits before it
+    /// listens (a test hook may make it abort on purpose).
     pub fn try_start_kube(
         dir: &Path,
         kubeconfig: &Path,

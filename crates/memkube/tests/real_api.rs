@@ -49,30 +49,7 @@ fn fidelity_cases(client: &Client, ns: &str) -> Vec<(&'static str, Case)> {
             )),*]
         };
     }
-    cases!(
-        sizes::request_body_over_3_mib_is_413,
-        sizes::object_over_the_etcd_limit_is_500_without_reason,
-        sizes::non_apply_writes_drop_managed_fields_when_too_large,
-        sizes::nat_mapping_applied_holds_at_most_32671_entries,
-        writes::strategic_merge_patch_of_a_custom_resource_is_415,
-        writes::apply_of_an_undeclared_field_is_500,
-        writes::ipv4_format_is_validated,
-        writes::create_with_a_resource_version_is_500,
-        writes::lease_update_needs_a_resource_version,
-        writes::integral_floats_are_stored_as_integers,
-        meta::invalid_labels_annotations_and_finalizers_are_422,
-        meta::empty_metadata_collections_are_not_stored,
-        reads::unsupported_field_selectors_are_400,
-        reads::paginated_lists_are_one_snapshot,
-        reads::a_future_resource_version_is_504_after_a_wait,
-        deletion::deletion_with_a_finalizer_bumps_generation,
-        deletion::final_deleted_event_carries_the_last_stored_object,
-        watches::bookmarks_mark_the_end_of_initial_events_only,
-        watches::too_old_resource_version_is_per_type,
-        events::events_v1_requires_the_reporting_fields,
-        events::recorder_events_pass,
-        ssa::managers_apply_their_own_finalizers_and_owner_references,
-    )
+    crate::fidelity_cases!(cases)
 }
 
 /// The RBAC cases against `real`.
@@ -86,25 +63,7 @@ fn rbac_cases(real: &'static Real) -> Vec<(&'static str, Case)> {
             )),*]
         };
     }
-    cases!(
-        rules::verbs_are_matched_exactly,
-        rules::api_groups_must_match,
-        rules::subresources_need_their_own_rules,
-        rules::resource_names_never_match_unnamed_requests,
-        rules::bindings_scope_their_grants,
-        rules::namespaces_are_in_their_own_namespace,
-        rules::subjects_match_users_groups_and_service_accounts,
-        rules::missing_roles_are_named_in_the_denial,
-        rules::non_resource_urls_need_cluster_role_bindings,
-        tokens::token_requests_honour_expiration_seconds,
-        tokens::token_requests_are_authorized_on_the_subresource,
-        tokens::unknown_tokens_are_unauthorized,
-        tokens::deleting_the_service_account_revokes_its_tokens,
-        tokens::token_reviews_honour_audiences,
-        reviews::self_reviews_answer_for_the_caller,
-        reviews::self_rules_review_lists_the_rules,
-        reviews::subject_access_reviews_ask_about_others,
-    )
+    crate::portable_rbac_cases!(cases)
 }
 
 /// A new namespace whose name is as long as [`fidelity::NS`] (the size cases count the bytes of

@@ -62,30 +62,39 @@ macro_rules! on_memkube {
     )*};
 }
 
+/// Every portable case, named once: `fidelity_cases!(m)` is `m!(module::case, …)`. memkube's
+/// tests and the real-API tier (`real_api.rs`) both take the list from here.
+#[macro_export]
+macro_rules! fidelity_cases {
+    ($m:ident) => {
+        $m! {
+            sizes::request_body_over_3_mib_is_413,
+            sizes::object_over_the_etcd_limit_is_500_without_reason,
+            sizes::non_apply_writes_drop_managed_fields_when_too_large,
+            sizes::nat_mapping_applied_holds_at_most_32671_entries,
+            writes::strategic_merge_patch_of_a_custom_resource_is_415,
+            writes::apply_of_an_undeclared_field_is_500,
+            writes::ipv4_format_is_validated,
+            writes::create_with_a_resource_version_is_500,
+            writes::lease_update_needs_a_resource_version,
+            writes::integral_floats_are_stored_as_integers,
+            meta::invalid_labels_annotations_and_finalizers_are_422,
+            meta::empty_metadata_collections_are_not_stored,
+            reads::unsupported_field_selectors_are_400,
+            reads::paginated_lists_are_one_snapshot,
+            reads::a_future_resource_version_is_504_after_a_wait,
+            deletion::deletion_with_a_finalizer_bumps_generation,
+            deletion::final_deleted_event_carries_the_last_stored_object,
+            watches::bookmarks_mark_the_end_of_initial_events_only,
+            watches::too_old_resource_version_is_per_type,
+            events::events_v1_requires_the_reporting_fields,
+            events::recorder_events_pass,
+            ssa::managers_apply_their_own_finalizers_and_owner_references,
+        }
+    };
+}
+
 /// Every case, against memkube.
 mod on_memkube {
-    crate::on_memkube!(
-        sizes::request_body_over_3_mib_is_413,
-        sizes::object_over_the_etcd_limit_is_500_without_reason,
-        sizes::non_apply_writes_drop_managed_fields_when_too_large,
-        sizes::nat_mapping_applied_holds_at_most_32671_entries,
-        writes::strategic_merge_patch_of_a_custom_resource_is_415,
-        writes::apply_of_an_undeclared_field_is_500,
-        writes::ipv4_format_is_validated,
-        writes::create_with_a_resource_version_is_500,
-        writes::lease_update_needs_a_resource_version,
-        writes::integral_floats_are_stored_as_integers,
-        meta::invalid_labels_annotations_and_finalizers_are_422,
-        meta::empty_metadata_collections_are_not_stored,
-        reads::unsupported_field_selectors_are_400,
-        reads::paginated_lists_are_one_snapshot,
-        reads::a_future_resource_version_is_504_after_a_wait,
-        deletion::deletion_with_a_finalizer_bumps_generation,
-        deletion::final_deleted_event_carries_the_last_stored_object,
-        watches::bookmarks_mark_the_end_of_initial_events_only,
-        watches::too_old_resource_version_is_per_type,
-        events::events_v1_requires_the_reporting_fields,
-        events::recorder_events_pass,
-        ssa::managers_apply_their_own_finalizers_and_owner_references,
-    );
+    crate::fidelity_cases!(on_memkube);
 }

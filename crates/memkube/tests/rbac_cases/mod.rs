@@ -291,3 +291,30 @@ where
 pub fn denied(what: &str, user: &str, rest: &str) -> String {
     format!("{what} is forbidden: User \"{user}\" cannot {rest}")
 }
+
+/// Every RBAC case that describes a real API server, named once: `portable_rbac_cases!(m)` is
+/// `m!(module::case, …)`. memkube's tests and the real-API tier both take the list from here.
+#[macro_export]
+macro_rules! portable_rbac_cases {
+    ($m:ident) => {
+        $m! {
+            rules::verbs_are_matched_exactly,
+            rules::api_groups_must_match,
+            rules::subresources_need_their_own_rules,
+            rules::resource_names_never_match_unnamed_requests,
+            rules::bindings_scope_their_grants,
+            rules::namespaces_are_in_their_own_namespace,
+            rules::subjects_match_users_groups_and_service_accounts,
+            rules::missing_roles_are_named_in_the_denial,
+            rules::non_resource_urls_need_cluster_role_bindings,
+            tokens::token_requests_honour_expiration_seconds,
+            tokens::token_requests_are_authorized_on_the_subresource,
+            tokens::unknown_tokens_are_unauthorized,
+            tokens::deleting_the_service_account_revokes_its_tokens,
+            tokens::token_reviews_honour_audiences,
+            reviews::self_reviews_answer_for_the_caller,
+            reviews::self_rules_review_lists_the_rules,
+            reviews::subject_access_reviews_ask_about_others,
+        }
+    };
+}

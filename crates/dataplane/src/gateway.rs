@@ -5,7 +5,7 @@
 //! peer. The controllers call exactly this; `reconcile_nat` is the fast path for NatMapping
 //! changes; `teardown` removes everything, collecting errors instead of stopping at the first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -88,10 +88,21 @@ pub fn tunnel_routes(spec: &ValidSpec) -> Vec<Route> {
         .collect()
 }
 
+/// The endpoint this process last set for each peer (its advertised endpoint at the time).
+pub type SetEndpoints = BTreeMap<PublicKey, Option<SocketAddr>>;
+
 /// Pure diff of WireGuard peers: which to set (new or changed) and which to remove.
+///
+/// An endpoint that differs from the desired one is **roaming**, not drift, when `set` shows
+/// that we already gave the device this desired endpoint: WireGuard moved it to the address the
+/// peer's authenticated packets really come from (a NAT, a NodePort, a new gateway node after a
+/// failover), and setting it back would only send our packets where the peer is not. Only a
+/// change of the desired endpoint itself (the peer advertised another one) is applied. With no
+/// memory (the first reconcile of a process) a different endpoint is set once.
 pub fn peer_changes(
     current: &[PeerStatus],
     desired: &[TunnelPeer],
+    set: &SetEndpoints,
 ) -> (Vec<TunnelPeer>, Vec<PublicKey>) {
     let wanted: BTreeSet<&PublicKey> = desired.iter().map(|p| &p.public_key).collect();
     let remove = current
@@ -99,16 +110,18 @@ pub fn peer_changes(
         .filter(|p| !wanted.contains(&p.public_key))
         .map(|p| p.public_key.clone())
         .collect();
-    let set = desired
+    let changed = desired
         .iter()
         .filter(|want| {
-            !current
-                .iter()
-                .any(|have| have.public_key == want.public_key && have.matches(want))
+            let roamed = set.get(&want.public_key) == Some(&want.endpoint);
+            !current.iter().any(|have| {
+                have.public_key == want.public_key
+                    && (have.matches(want) || (roamed && have.matches_but_endpoint(want)))
+            })
         })
         .cloned()
         .collect();
-    (set, remove)
+    (changed, remove)
 }
 
 /// A gateway: one tunnel, one NAT table, the routes between them.
@@ -120,6 +133,8 @@ pub struct Gateway<T, F, R> {
     pub firewall: F,
     /// Route driver.
     pub routes: R,
+    /// The endpoint last set per peer, so that roaming is told from drift.
+    set_endpoints: SetEndpoints,
 }
 
 /// The gateway with the Linux drivers.
@@ -139,6 +154,7 @@ impl LinuxGateway {
             tunnel: WireguardTunnel::with_backend(ns.clone(), backend)?,
             firewall: NftFirewall::new(ns.clone()),
             routes: NetlinkRoutes::new(ns)?,
+            set_endpoints: SetEndpoints::new(),
         })
     }
 }
@@ -150,6 +166,7 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
             tunnel,
             firewall,
             routes,
+            set_endpoints: SetEndpoints::new(),
         }
     }
 
@@ -183,10 +200,14 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
             address: spec.transit_source,
         })?;
         self.routes.enable_forwarding()?;
-        let (set, remove) = peer_changes(&self.tunnel.peers()?, &tunnel_peers(spec));
+        let desired = tunnel_peers(spec);
+        let current = self.tunnel.peers()?;
+        self.log_roaming(spec, &current);
+        let (set, remove) = peer_changes(&current, &desired, &self.set_endpoints);
         for key in &remove {
             tracing::info!(key = %key, "removing WireGuard peer (no longer desired)");
             self.tunnel.remove_peer(key)?;
+            self.set_endpoints.remove(key);
         }
         for peer in &set {
             let name = spec
@@ -196,6 +217,8 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
                 .map(|p| p.name.as_str());
             tracing::info!(peer = name.unwrap_or("?"), key = %peer.public_key, "setting WireGuard peer");
             self.tunnel.set_peer(peer)?;
+            self.set_endpoints
+                .insert(peer.public_key.clone(), peer.endpoint);
         }
         // NAT before routes: a packet routed into the tunnel before its SNAT rule exists would
         // leave with its real source, and conntrack would keep that (non-)translation for the
@@ -209,6 +232,20 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         let firewall_took = started.elapsed();
         routes::sync(&mut self.routes, &tunnel_routes(spec))?;
         self.observe(spec, firewall, firewall_took)
+    }
+
+    /// Says once per move when a peer's endpoint is not the advertised one (WireGuard roamed it).
+    fn log_roaming(&self, spec: &ValidSpec, current: &[PeerStatus]) {
+        for peer in &spec.peers {
+            let Some(have) = current.iter().find(|c| c.public_key == peer.public_key) else {
+                continue;
+            };
+            let ours = self.set_endpoints.get(&peer.public_key) == Some(&peer.endpoint);
+            if ours && peer.endpoint.is_some() && have.endpoint != peer.endpoint {
+                tracing::debug!(peer = %peer.name, advertised = ?peer.endpoint,
+                    seen = ?have.endpoint, "endpoint roamed: kept");
+            }
+        }
     }
 
     /// Fast path for NatMapping changes: validates and applies only the NAT table.
@@ -285,6 +322,7 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         if let Err(err) = self.tunnel.remove_device() {
             errors.push(err);
         }
+        self.set_endpoints.clear();
         Error::collect(errors)
     }
 }
@@ -390,6 +428,64 @@ mod tests {
             gw.tunnel.device.is_some(),
             "an established gateway is not torn down"
         );
+    }
+
+    fn sets(gw: &FakeGateway, from: usize) -> usize {
+        gw.tunnel.calls[from..]
+            .iter()
+            .filter(|c| c.starts_with("set"))
+            .count()
+    }
+
+    #[test]
+    fn a_roamed_endpoint_is_kept_and_a_newly_advertised_one_is_set() {
+        let mut gw = fake();
+        let mut desired = spec(vec![peer("b", "10.1.0.0/24")]);
+        let advertised: SocketAddr = "192.168.100.11:31820".parse().unwrap();
+        desired.peers[0].endpoint = Some(advertised);
+        gw.reconcile(&desired).unwrap();
+        let key: PublicKey = desired.peers[0].public_key.parse().unwrap();
+        // The peer's packets come from its real port (the NAT in front of it is not symmetric):
+        // the device roams.
+        let real: SocketAddr = "192.168.100.11:51820".parse().unwrap();
+        gw.tunnel.peers.get_mut(&key).unwrap().endpoint = Some(real);
+        let calls = gw.tunnel.calls.len();
+        let status = gw.reconcile(&desired).unwrap();
+        assert_eq!(sets(&gw, calls), 0, "roaming is not drift");
+        assert_eq!(status.peers[0].endpoint, Some(real));
+
+        // The peer advertises another endpoint: that is a change to apply.
+        let moved: SocketAddr = "192.168.100.21:31820".parse().unwrap();
+        desired.peers[0].endpoint = Some(moved);
+        let calls = gw.tunnel.calls.len();
+        let status = gw.reconcile(&desired).unwrap();
+        assert_eq!(sets(&gw, calls), 1);
+        assert_eq!(status.peers[0].endpoint, Some(moved));
+    }
+
+    #[test]
+    fn a_new_process_sets_a_different_endpoint_once() {
+        let mut gw = fake();
+        let mut desired = spec(vec![peer("b", "10.1.0.0/24")]);
+        desired.peers[0].endpoint = Some("192.168.100.11:51820".parse().unwrap());
+        gw.reconcile(&desired).unwrap();
+        let key: PublicKey = desired.peers[0].public_key.parse().unwrap();
+        gw.tunnel.peers.get_mut(&key).unwrap().endpoint =
+            Some("192.168.100.99:4000".parse().unwrap());
+        // A restart: the kernel device survives, the memory of what was set does not.
+        let mut restarted = Gateway::new(
+            gw.tunnel.clone(),
+            FakeFirewall::default(),
+            FakeRoutes::default(),
+        );
+        let calls = restarted.tunnel.calls.len();
+        restarted.reconcile(&desired).unwrap();
+        assert_eq!(sets(&restarted, calls), 1);
+        restarted.tunnel.peers.get_mut(&key).unwrap().endpoint =
+            Some("192.168.100.99:4000".parse().unwrap());
+        let calls = restarted.tunnel.calls.len();
+        restarted.reconcile(&desired).unwrap();
+        assert_eq!(sets(&restarted, calls), 0);
     }
 
     #[test]

@@ -89,10 +89,15 @@ pub struct PeerStatus {
 impl PeerStatus {
     /// Whether the device already has `peer` exactly (so no update is needed).
     pub fn matches(&self, peer: &TunnelPeer) -> bool {
+        let endpoint_ok = peer.endpoint.is_none() || peer.endpoint == self.endpoint;
+        endpoint_ok && self.matches_but_endpoint(peer)
+    }
+
+    /// Whether the device has `peer`'s keepalive and allowed IPs, whatever its endpoint.
+    pub fn matches_but_endpoint(&self, peer: &TunnelPeer) -> bool {
         let mut want = peer.allowed_ips.clone();
         want.sort();
-        let endpoint_ok = peer.endpoint.is_none() || peer.endpoint == self.endpoint;
-        endpoint_ok && self.keepalive == peer.keepalive && self.allowed_ips == want
+        self.keepalive == peer.keepalive && self.allowed_ips == want
     }
 }
 

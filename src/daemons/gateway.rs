@@ -59,6 +59,18 @@ pub struct Args {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: String,
+    /// Lease duration in whole seconds: a standby takes over a holder silent for that long.
+    #[arg(long, default_value_t = 3)]
+    pub lease_duration_seconds: u64,
+    /// How often the holder renews the lease, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub lease_renew_period_ms: u64,
+    /// How long the holder may fail to renew before it stops programming, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub lease_renew_deadline_ms: u64,
+    /// How often a standby tries to take the lease, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub lease_retry_period_ms: u64,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (host network: pick a free port).
     #[arg(long, default_value = "0.0.0.0:9091")]
     pub metrics_listen: SocketAddr,
@@ -81,6 +93,10 @@ impl Args {
         config.probe_interval = Duration::from_millis(self.probe_interval_ms);
         config.probe_timeout = config.probe_timeout.min(config.probe_interval);
         config.leader.lease_name = self.lease_name.clone();
+        config.leader.lease_duration = Duration::from_secs(self.lease_duration_seconds);
+        config.leader.renew_period = Duration::from_millis(self.lease_renew_period_ms);
+        config.leader.renew_deadline = Duration::from_millis(self.lease_renew_deadline_ms);
+        config.leader.retry_period = Duration::from_millis(self.lease_retry_period_ms);
         config.validate()?;
         if self.key_secret.parse::<ClusterId>().is_err() {
             anyhow::bail!(

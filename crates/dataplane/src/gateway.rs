@@ -310,6 +310,33 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         self.tunnel.stop()
     }
 
+    /// Removes what an earlier leader left on this node while another node leads: our NAT
+    /// table, our routes and an interface named `ifname` this driver does not run. Keeps going
+    /// past errors. Returns what was there: (interface removed, routes removed).
+    pub fn remove_leftovers(&mut self, ifname: &str) -> Result<(bool, usize)> {
+        let mut errors = Vec::new();
+        if let Err(err) = self.firewall.remove() {
+            errors.push(err);
+        }
+        let routes = match routes::sync(&mut self.routes, &[]) {
+            Ok(diff) => diff.removed.len(),
+            Err(err) => {
+                errors.push(err);
+                0
+            }
+        };
+        let interface = match self.tunnel.remove_leftover(ifname) {
+            Ok(found) => found,
+            Err(err) => {
+                errors.push(err);
+                false
+            }
+        };
+        self.set_endpoints.clear();
+        Error::collect(errors)?;
+        Ok((interface, routes))
+    }
+
     /// Removes the NAT table, our routes and the tunnel; keeps going past errors.
     pub fn teardown(&mut self) -> Result<()> {
         let mut errors = Vec::new();

@@ -74,6 +74,13 @@ where
         self.with(|gateway| gateway.shutdown()).await
     }
 
+    /// [`Gateway::remove_leftovers`].
+    pub async fn remove_leftovers(&self, ifname: &str) -> Result<(bool, usize)> {
+        let ifname = ifname.to_owned();
+        self.with(move |gateway| gateway.remove_leftovers(&ifname))
+            .await
+    }
+
     /// [`Gateway::teardown`].
     pub async fn teardown(&self) -> Result<()> {
         self.with(|gateway| gateway.teardown()).await

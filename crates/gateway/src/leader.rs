@@ -4,8 +4,11 @@
 //! left the record unchanged for a whole lease duration measured on our own monotonic clock
 //! since we first saw it (as client-go does). Its `renewTime` is written for people and tools but
 //! never compared with our wall clock: a standby whose clock runs fast must not take a live
-//! lease.
+//! lease. The holder also writes its node on the Lease ([`NODE_ANNOTATION`]), so that a
+//! replica starting as standby knows whether the datapath it may have left on its own node is
+//! stale (the holder runs elsewhere) and removes it.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -17,6 +20,18 @@ use tokio::sync::watch;
 
 use crate::config::LeaderConfig;
 use crate::error::{Error, Result};
+
+/// Annotation on the Lease: the node of the replica holding it.
+pub const NODE_ANNOTATION: &str = "net.isthmus.io/holder-node";
+
+/// Who holds the lease, as last read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holder {
+    /// `holderIdentity` (empty: nobody).
+    pub identity: String,
+    /// Its node, when it wrote one.
+    pub node: Option<String>,
+}
 
 /// What to do with the lease as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +86,7 @@ pub struct Elector {
     api: Api<Lease>,
     config: LeaderConfig,
     seen: Option<(Option<String>, Instant)>,
+    holder: Option<Holder>,
 }
 
 fn is_conflict(err: &kube::Error) -> bool {
@@ -84,7 +100,33 @@ impl Elector {
             api: Api::namespaced(client, namespace),
             config,
             seen: None,
+            holder: None,
         }
+    }
+
+    /// Whether the last read showed the lease held by another replica on another node: then
+    /// whatever datapath is on our node is a leftover of an earlier leader here.
+    pub fn held_on_another_node(&self) -> bool {
+        self.holder.as_ref().is_some_and(|h| {
+            !h.identity.is_empty()
+                && h.identity != self.config.identity
+                && h.node.as_deref().is_some_and(|n| n != self.config.node)
+        })
+    }
+
+    /// The holder as last read (`None` before the first successful read).
+    pub fn holder(&self) -> Option<&Holder> {
+        self.holder.as_ref()
+    }
+
+    /// Our node as an annotation on the Lease we write.
+    fn annotate(&self, meta: &mut ObjectMeta) {
+        if self.config.node.is_empty() {
+            return;
+        }
+        meta.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(NODE_ANNOTATION.to_owned(), self.config.node.clone());
     }
 
     fn spec(&self, now: Timestamp, previous: Option<&LeaseSpec>, take: bool) -> LeaseSpec {
@@ -111,6 +153,17 @@ impl Elector {
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool> {
         let name = self.config.lease_name.clone();
         let current = self.api.get_opt(&name).await?;
+        self.holder = Some(Holder {
+            identity: current
+                .as_ref()
+                .and_then(|l| l.spec.as_ref())
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default(),
+            node: current
+                .as_ref()
+                .and_then(|l| l.metadata.annotations.as_ref())
+                .and_then(|a| a.get(NODE_ANNOTATION).cloned()),
+        });
         let version = current
             .as_ref()
             .and_then(|l| l.metadata.resource_version.clone());
@@ -133,18 +186,20 @@ impl Elector {
         let result = match (decision, current.clone()) {
             (Decision::Wait, _) => return Ok(false),
             (Decision::Create, _) => {
-                let lease = Lease {
+                let mut lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
                         ..ObjectMeta::default()
                     },
                     spec: Some(self.spec(now, None, true)),
                 };
+                self.annotate(&mut lease.metadata);
                 self.api.create(&PostParams::default(), &lease).await
             }
             (decision, Some(mut lease)) => {
                 let take = decision == Decision::Take;
                 lease.spec = Some(self.spec(now, lease.spec.as_ref(), take));
+                self.annotate(&mut lease.metadata);
                 if take {
                     tracing::info!(lease = %name, identity = %self.config.identity,
                         previous = ?spec.and_then(|s| s.holder_identity.clone()), "taking the lease");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use isthmus_dataplane::PrivateKey;
+use isthmus_dataplane::firewall::FirewallDriver;
 use isthmus_gateway::{Error, FakeProber, load_or_create_key};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
@@ -280,4 +281,112 @@ async fn a_renewal_that_hangs_gives_up_at_the_renew_deadline() {
         .unwrap();
     assert!(matches!(result, Err(Error::RenewalFailed(_))), "{result:?}");
     kube.faults().set_write_latency(Duration::ZERO);
+}
+
+/// Drivers holding what a leader on this node left: interface `isthmus0` with a peer, a route
+/// into it, the NAT table.
+fn node_with_leftovers() -> FakeHandle {
+    use isthmus_dataplane::{GatewaySpec, PeerSpec};
+    let handle = fake_handle();
+    let spec = GatewaySpec {
+        interface: "isthmus0".into(),
+        private_key: PrivateKey::generate(),
+        listen_port: 51820,
+        mtu: 1420,
+        transit_source: None,
+        peers: vec![PeerSpec {
+            name: "b".into(),
+            public_key: PrivateKey::generate().public_key().to_string(),
+            endpoint: None,
+            keepalive: None,
+            remote: vec!["10.101.0.0/24".parse().unwrap()],
+            local_nat: vec![],
+            mappings: vec![],
+        }],
+    };
+    handle.inspect(|gw| gw.reconcile(&spec)).unwrap();
+    handle
+}
+
+fn has_leftovers(handle: &FakeHandle) -> (bool, bool, bool) {
+    handle.inspect(|gw| {
+        (
+            gw.tunnel.device.is_some(),
+            !gw.routes.routes.is_empty(),
+            gw.firewall.applied().is_some(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_standby_removes_what_an_earlier_leader_left_on_its_node_once_another_node_leads() {
+    let (_kube, client) = cluster().await;
+    create_tep(&client, &tep("b", 1, &PrivateKey::generate())).await;
+    let leader = start(&client, config_on("gw-0", "node-0"), FakeProber::default());
+    wait_for("gw-0 leads", LIMIT, || async { leader.peers() == 1 }).await;
+    // node-1 was the gateway node before (killed, restarting): its datapath is still there.
+    let node1 = node_with_leftovers();
+    assert_eq!(has_leftovers(&node1), (true, true, true));
+    let standby = start_on(
+        &client,
+        config_on("gw-1", "node-1"),
+        FakeProber::default(),
+        node1.clone(),
+    );
+    wait_for("the standby cleans its node", LIMIT, || async {
+        has_leftovers(&node1) == (false, false, false)
+    })
+    .await;
+    assert!(node1.inspect(|gw| {
+        gw.tunnel
+            .calls
+            .contains(&"remove leftover isthmus0".to_owned())
+    }));
+    assert_eq!(holder(&client).await.as_deref(), Some("gw-0"));
+    assert_eq!(leader.peers(), 1, "the leader's node is not touched");
+    standby.stop().await.unwrap();
+    leader.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_standby_keeps_the_datapath_when_the_holder_ran_on_its_own_node() {
+    let (_kube, client) = cluster().await;
+    create_tep(&client, &tep("b", 1, &PrivateKey::generate())).await;
+    // The holder recorded this very node (an earlier incarnation here whose lease has not
+    // expired yet): the datapath here is the live one, to be taken over, not removed.
+    let leader = start(&client, config_on("gw-0", "node-1"), FakeProber::default());
+    wait_for("gw-0 leads", LIMIT, || async { leader.peers() == 1 }).await;
+    let node1 = node_with_leftovers();
+    let standby = start_on(
+        &client,
+        config_on("gw-1", "node-1"),
+        FakeProber::default(),
+        node1.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(has_leftovers(&node1), (true, true, true));
+    standby.stop().await.unwrap();
+    leader.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_holder_writes_its_node_on_the_lease() {
+    let (_kube, client) = cluster().await;
+    let leader = start(&client, config_on("gw-0", "node-7"), FakeProber::default());
+    wait_for("gw-0 holds the lease", LIMIT, || async {
+        holder(&client).await.as_deref() == Some("gw-0")
+    })
+    .await;
+    let lease = Api::<Lease>::namespaced(client.clone(), NS)
+        .get("isthmus-gateway")
+        .await
+        .unwrap();
+    let node = lease
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get(isthmus_gateway::leader::NODE_ANNOTATION)
+        .cloned();
+    assert_eq!(node.as_deref(), Some("node-7"));
+    leader.stop().await.unwrap();
 }

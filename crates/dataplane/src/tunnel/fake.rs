@@ -136,4 +136,14 @@ impl TunnelDriver for FakeTunnel {
         self.peers.clear();
         Ok(())
     }
+
+    fn remove_leftover(&mut self, ifname: &str) -> Result<bool> {
+        self.calls.push(format!("remove leftover {ifname}"));
+        let found = self.device.as_ref().is_some_and(|d| d.ifname == ifname);
+        if found {
+            self.device = None;
+            self.peers.clear();
+        }
+        Ok(found)
+    }
 }

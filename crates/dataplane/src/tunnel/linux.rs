@@ -462,6 +462,10 @@ impl TunnelDriver for WireguardTunnel {
         }
     }
 
+    fn remove_leftover(&mut self, ifname: &str) -> Result<bool> {
+        self.remove_leftover_link(ifname)
+    }
+
     fn remove_device(&mut self) -> Result<()> {
         let Some(ifname) = self.ifname.take() else {
             return Ok(());
@@ -479,6 +483,32 @@ impl TunnelDriver for WireguardTunnel {
             errors.push(err);
         }
         Error::collect(errors)
+    }
+}
+
+impl WireguardTunnel {
+    /// [`TunnelDriver::remove_leftover`].
+    fn remove_leftover_link(&mut self, ifname: &str) -> Result<bool> {
+        if self.ifname.as_deref() == Some(ifname) {
+            return Ok(false);
+        }
+        let socket = socket_path(ifname);
+        // Someone answers on the UAPI socket: a live engine (in the lab, another node's),
+        // not a leftover.
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&socket) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
+        }
+        if !self.exists(ifname)? {
+            return Ok(false);
+        }
+        let (handle, name) = (self.handle.clone(), ifname.to_owned());
+        self.ns
+            .run(async move { delete_link(&handle, &name).await })?;
+        Ok(true)
     }
 }
 

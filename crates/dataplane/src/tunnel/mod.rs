@@ -174,6 +174,11 @@ pub trait TunnelDriver: Send {
     fn remove_peer(&mut self, key: &PublicKey) -> Result<()>;
     /// Removes the interface (and stops the engine).
     fn remove_device(&mut self) -> Result<()>;
+    /// Removes an interface named `ifname` that this driver does not run: what an earlier
+    /// leader left on this node (a kernel link, a userspace engine's stale socket). One this
+    /// driver runs, or a userspace socket someone still answers on, is left alone. Returns
+    /// whether an interface was removed.
+    fn remove_leftover(&mut self, ifname: &str) -> Result<bool>;
     /// Clean shutdown (SIGTERM): stops a userspace engine, whose interface goes with it, and
     /// removes its socket; a kernel interface stays so traffic flows across a restart.
     fn stop(&mut self) -> Result<()>;

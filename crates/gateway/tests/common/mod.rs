@@ -37,6 +37,14 @@ pub async fn cluster() -> (MemKube, Client) {
     (kube, client)
 }
 
+/// [`config`] for a replica on node `node`.
+pub fn config_on(identity: &str, node: &str) -> GatewayConfig {
+    let mut c = config(identity);
+    c.node_name = node.to_owned();
+    c.leader.node = node.to_owned();
+    c
+}
+
 /// Fast timing: probes every 200 ms, a 2 s lease.
 pub fn config(identity: &str) -> GatewayConfig {
     let mut c = GatewayConfig::new(
@@ -87,11 +95,25 @@ impl Running {
 }
 
 pub fn start(client: &Client, config: GatewayConfig, prober: FakeProber) -> Running {
-    let handle = GatewayHandle::new(Gateway::new(
+    start_on(client, config, prober, fake_handle())
+}
+
+/// A gateway on fresh recording fakes.
+pub fn fake_handle() -> FakeHandle {
+    GatewayHandle::new(Gateway::new(
         FakeTunnel::new(Backend::Userspace),
         FakeFirewall::default(),
         FakeRoutes::default(),
-    ));
+    ))
+}
+
+/// [`start`] on the given drivers (which may hold state already, as a node does).
+pub fn start_on(
+    client: &Client,
+    config: GatewayConfig,
+    prober: FakeProber,
+    handle: FakeHandle,
+) -> Running {
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(isthmus_gateway::run(
         config,

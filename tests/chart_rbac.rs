@@ -107,6 +107,7 @@ async fn install() -> Release {
         wg_interface: "isthmus0".into(),
         wireguard_port: 51820,
         mtu: 1420,
+        gateway_replicas: 1,
     };
     install_release(
         &chart,

@@ -65,6 +65,8 @@ pub struct LabValues {
     pub wg_interface: String,
     pub wireguard_port: u16,
     pub mtu: u32,
+    /// `gateway.replicas`.
+    pub gateway_replicas: usize,
 }
 
 /// A node label no real node carries: on a real cluster the chart's pods stay Pending, since
@@ -88,6 +90,7 @@ impl LabValues {
                 "interface": self.wg_interface,
                 "wireguardPort": self.wireguard_port,
                 "mtu": self.mtu,
+                "replicas": self.gateway_replicas,
                 // fast detection in the lab: peers probed every second
                 "keepalive": 10,
                 "probeIntervalMs": 1000,
@@ -194,6 +197,7 @@ mod tests {
             reserved: vec!["172.16.0.0/24".into()],
             pools: Vec::new(),
             gateway_endpoint: "192.168.100.10:51820".into(),
+            gateway_replicas: 1,
             wg_interface: "il1x0-a".into(),
             wireguard_port: 51820,
             mtu: 1420,

@@ -40,8 +40,13 @@ pub struct Site {
     /// Networks the IPAM must never hand out (node network, underlay).
     pub reserved: Vec<isthmus_api::Cidr>,
     pub underlay: Ipv4Addr,
+    /// The address peers are told to reach the gateway at: the gateway node's underlay
+    /// address, or the load balancer's in front of two replicas.
+    pub advertised: Ipv4Addr,
     pub wg_interface: String,
     pub mtu: u32,
+    /// The chart's `gateway.replicas` (placed on the nodes in order, as the lab's kubelet does).
+    pub gateway_replicas: usize,
     /// Address pools of the IPAM (empty: the RFC 1918 ranges).
     pub pools: Vec<isthmus_api::Cidr>,
     /// Nodes; the first is the gateway node.
@@ -67,10 +72,11 @@ impl Site {
             service_cidr: self.service_cidr.to_string(),
             reserved: self.reserved.iter().map(ToString::to_string).collect(),
             pools: self.pools.iter().map(ToString::to_string).collect(),
-            gateway_endpoint: format!("{}:{WIREGUARD_PORT}", self.underlay),
+            gateway_endpoint: format!("{}:{WIREGUARD_PORT}", self.advertised),
             wg_interface: self.wg_interface.clone(),
             wireguard_port: WIREGUARD_PORT,
             mtu: self.mtu,
+            gateway_replicas: self.gateway_replicas,
         }
     }
 }
@@ -233,6 +239,21 @@ impl ClusterRuntime {
     /// Starts a stopped component.
     pub fn resume(&mut self, kind: Kind) {
         self.kubelet().resume(kind.component());
+    }
+
+    /// Kills one pod (SIGKILL) and leaves it stopped, as on a lost node.
+    pub fn kill_pod(&mut self, pod_name: &str) -> anyhow::Result<()> {
+        self.kubelet().kill_pod(pod_name)
+    }
+
+    /// Stops one pod cleanly (SIGTERM) and leaves it stopped, as in a rolling upgrade.
+    pub async fn stop_pod(&mut self, pod_name: &str) -> anyhow::Result<()> {
+        self.kubelet().stop_pod(pod_name).await
+    }
+
+    /// Starts one stopped pod again.
+    pub fn start_pod(&mut self, pod_name: &str) -> anyhow::Result<()> {
+        self.kubelet().start_pod_named(pod_name)
     }
 
     /// Kills the network-manager (SIGKILL) and starts it again.

@@ -11,7 +11,9 @@ pub mod chart;
 pub mod cluster;
 pub mod component;
 mod daemon;
+pub mod failover;
 pub mod forward;
+pub mod gateway_lb;
 pub mod ipam_token;
 pub mod kubelet;
 pub mod matrix;
@@ -56,6 +58,10 @@ pub enum LabCommand {
     /// Bring-up times and the reference thesis's benchmark B2 (MapEndpointIP → DNAT active in the kernel) on a fresh
     /// hub lab, which is removed afterwards.
     Bench(bench::LabBenchOptions),
+    /// Gateway failover on a fresh lab (a and b, two gateway replicas each): the active
+    /// replica of a is killed, stopped cleanly or crashed while ICMP flows cross the tunnels;
+    /// prints the time until packets flow again. The lab is removed afterwards.
+    Failover(failover::FailoverOptions),
     /// The lab daemon itself (what `lab up` starts in the background).
     #[command(hide = true)]
     Run(UpArgs),
@@ -101,6 +107,10 @@ pub struct UpArgs {
     /// VXLAN overlay (docs/lab.md).
     #[arg(long)]
     pub worker_subnet: bool,
+    /// Gateway replicas per cluster, 1 or 2: with 2, node1 is on the underlay too and runs a
+    /// standby gateway that takes over when the active one dies (`isthmus lab failover`).
+    #[arg(long, default_value_t = 1)]
+    pub gateway_replicas: usize,
 }
 
 impl UpArgs {
@@ -124,6 +134,7 @@ impl UpArgs {
             work_dir: Some(self.state_dir.join("clusters")),
             cni_masquerade: self.cni_masquerade,
             worker_subnet: self.worker_subnet,
+            gateway_replicas: self.gateway_replicas,
         })
     }
 }
@@ -143,6 +154,10 @@ pub async fn main(command: LabCommand) -> anyhow::Result<()> {
         LabCommand::Down { state_dir } => daemon::down(&state_dir).await,
         LabCommand::Bench(options) => {
             println!("{}", bench::run(options).await?);
+            Ok(())
+        }
+        LabCommand::Failover(options) => {
+            println!("{}", failover::run(options).await?);
             Ok(())
         }
     }

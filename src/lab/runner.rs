@@ -15,6 +15,7 @@ use isthmus_lab::{PodRecord, Topology, TopologyGuard, TopologySpec};
 use kube::Api;
 
 use crate::lab::cluster::{ClusterRuntime, LabContext, NAMESPACE, Site};
+use crate::lab::gateway_lb;
 use crate::lab::kubelet::pods::LabNode;
 use crate::lab::matrix::{Matrix, Probe};
 use crate::lab::plan::{self, Path, Shape};
@@ -44,6 +45,9 @@ pub struct LabOptions {
     /// Workers on their own subnet, routed to the gateway node's by the LAN namespace
     /// (`--worker-subnet`): the route agents there must use the VXLAN overlay.
     pub worker_subnet: bool,
+    /// Gateway replicas per cluster, 1 or 2 (`--gateway-replicas`): with 2, `node1` is on the
+    /// underlay too and runs the standby (the chart's `gateway.replicas`).
+    pub gateway_replicas: usize,
 }
 
 impl Default for LabOptions {
@@ -61,6 +65,7 @@ impl Default for LabOptions {
             work_dir: None,
             cni_masquerade: false,
             worker_subnet: false,
+            gateway_replicas: 1,
         }
     }
 }
@@ -77,6 +82,19 @@ impl LabOptions {
         if self.pods_per_node == 0 {
             bail!("--pods-per-node must be at least 1");
         }
+        if !(1..=2).contains(&self.gateway_replicas) {
+            bail!(
+                "--gateway-replicas must be 1 or 2, not {}",
+                self.gateway_replicas
+            );
+        }
+        if self.gateway_replicas > self.workers + 1 {
+            bail!(
+                "--gateway-replicas {} needs at least {} worker(s): one gateway replica per node",
+                self.gateway_replicas,
+                self.gateway_replicas - 1
+            );
+        }
         Ok(())
     }
 
@@ -89,6 +107,7 @@ impl LabOptions {
             pod_cidr: self.pod_cidr,
             state_file: self.topology_file.clone(),
             worker_subnet: self.worker_subnet,
+            gateway_nodes: self.gateway_replicas,
             ..TopologySpec::default()
         }
     }
@@ -157,6 +176,8 @@ pub struct Lab {
     pub reflector: Reflector,
     pub reflections: Vec<Reflection>,
     pub timings: Timings,
+    /// The load balancers following the gateway Leases (two replicas per cluster).
+    _balancers: Vec<gateway_lb::Balancer>,
     /// The working directory, when the lab made a temporary one (removed with the lab).
     _work_dir: Option<tempfile::TempDir>,
 }
@@ -187,8 +208,13 @@ fn site_of(
         service_cidr: SERVICE_CIDR.parse()?,
         reserved: reserved_networks(cluster, wan),
         underlay: cluster.underlay,
+        advertised: match options.gateway_replicas {
+            1 => cluster.underlay,
+            _ => isthmus_lab::lb::vip(wan, index)?,
+        },
         wg_interface: cluster.wg_interface.clone(),
         mtu: 1420,
+        gateway_replicas: options.gateway_replicas,
         pools: options.pools_of(index),
         nodes,
         lan_netns: cluster.lan_namespace.clone(),
@@ -230,12 +256,20 @@ impl Lab {
             .await
             .with_context(|| format!("API servers ({})", options.source.describe()))?;
         let mut clusters = Vec::new();
+        let mut balancers = Vec::new();
         for ((i, record), api) in topology.clusters.iter().enumerate().zip(apis) {
             let wan = (topology.wan.network, topology.wan.namespace.as_str());
             let site = site_of(i, record, wan, &options)?;
+            if site.advertised != site.underlay {
+                gateway_lb::install(wan, record, site.advertised).await?;
+            }
             let cluster = ClusterRuntime::start(site, api, &ctx)
                 .await
                 .with_context(|| format!("starting cluster {}", record.id))?;
+            if cluster.site.advertised != cluster.site.underlay {
+                let (vip, client) = (cluster.site.advertised, cluster.client());
+                balancers.push(gateway_lb::follow(wan.1, record.clone(), vip, client));
+            }
             clusters.push(cluster);
         }
         timings.components = started.elapsed();
@@ -250,6 +284,7 @@ impl Lab {
             reflector,
             reflections: Vec::new(),
             timings,
+            _balancers: balancers,
             _work_dir: temp,
         })
     }

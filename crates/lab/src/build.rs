@@ -162,14 +162,17 @@ const LINKS_TIMEOUT: Duration = Duration::from_secs(5);
 fn veths_ready(lab: &TopologyRecord) -> Vec<(String, Vec<(String, Readiness)>)> {
     let port = |name: String| (name, Readiness::Up);
     let end = |name: &str| (name.to_owned(), Readiness::Carrier);
-    let wan = lab.clusters.iter().map(|c| port(naming::wan_port(&c.id)));
+    let wan = lab.clusters.iter().flat_map(|c| {
+        c.gateway_capable()
+            .map(|(j, _)| port(naming::wan_port_of(&c.id, j)))
+    });
     let mut all = vec![(lab.wan.namespace.clone(), wan.collect())];
     for cluster in &lab.clusters {
         let lan = (0..cluster.nodes.len()).map(|j| port(format!("n{j}")));
         all.push((cluster.lan_namespace.clone(), lan.collect()));
         for node in &cluster.nodes {
             let mut links = vec![end(NODE_IF)];
-            links.extend(node.gateway.then(|| end(UNDERLAY_IF)));
+            links.extend(node.underlay.map(|_| end(UNDERLAY_IF)));
             let pods = cluster.pods_on(&node.name).count();
             links.extend((0..pods).map(|k| port(format!("veth{k}"))));
             all.push((node.namespace.clone(), links));
@@ -252,10 +255,10 @@ fn devices(lab: &TopologyRecord) -> Phase {
                 ),
                 format!("link add {POD_BRIDGE} type bridge"),
             ];
-            if node.gateway {
+            if node.underlay.is_some() {
                 lines.push(format!(
                     "link add {UNDERLAY_IF} type veth peer name {} netns {}",
-                    naming::wan_port(&cluster.id),
+                    naming::wan_port_of(&cluster.id, j),
                     lab.wan.namespace
                 ));
             }
@@ -275,12 +278,13 @@ fn devices(lab: &TopologyRecord) -> Phase {
 fn ports_up(lab: &TopologyRecord) -> Phase {
     let wan_prefix = lab.wan.network.prefix_len();
     let wan_ports = lab.clusters.iter().flat_map(|c| {
-        let port = naming::wan_port(&c.id);
-        [
-            format!("link set {port} master {BRIDGE} up"),
-            // the address other clusters reach this cluster's API at
-            format!("addr add {}/{wan_prefix} dev {BRIDGE}", c.api_wan),
-        ]
+        let ports = c.gateway_capable().map(|(j, _)| {
+            let port = naming::wan_port_of(&c.id, j);
+            format!("link set {port} master {BRIDGE} up")
+        });
+        // the address other clusters reach this cluster's API at
+        let api = format!("addr add {}/{wan_prefix} dev {BRIDGE}", c.api_wan);
+        ports.chain(std::iter::once(api)).collect::<Vec<_>>()
     });
     let mut phase = vec![(lab.wan.namespace.clone(), wan_ports.collect())];
     for cluster in &lab.clusters {
@@ -326,7 +330,7 @@ fn ends_up(lab: &TopologyRecord) -> Phase {
     for cluster in &lab.clusters {
         for node in &cluster.nodes {
             let mut lines = vec![format!("link set {NODE_IF} up")];
-            lines.extend(node.gateway.then(|| format!("link set {UNDERLAY_IF} up")));
+            lines.extend(node.underlay.map(|_| format!("link set {UNDERLAY_IF} up")));
             phase.push((node.namespace.clone(), lines));
         }
         for pod in &cluster.pods {
@@ -353,9 +357,8 @@ fn node_lines(lab: &TopologyRecord, cluster: &ClusterRecord, node: &NodeRecord) 
         format!("addr add {}/{node_prefix} dev {NODE_IF}", node.ip),
         format!("addr add {gateway_ip}/{pod_prefix} dev {POD_BRIDGE}"),
     ];
-    if node.gateway {
+    if let Some(underlay) = node.underlay {
         let wan_prefix = lab.wan.network.prefix_len();
-        let underlay = cluster.underlay;
         lines.push(format!(
             "addr add {underlay}/{wan_prefix} dev {UNDERLAY_IF}"
         ));

@@ -23,7 +23,7 @@ pub fn masquerade_ruleset(pod_cidr: Ipv4Net) -> String {
 }
 
 /// `nft -f -` with `ruleset` inside namespace `ns`.
-fn nft_load(ns: &str, ruleset: &str) -> Result<()> {
+pub(crate) fn nft_load(ns: &str, ruleset: &str) -> Result<()> {
     let command = format!("ip netns exec {ns} nft -f -");
     let failed = |message: String| Error::Command {
         command: command.clone(),

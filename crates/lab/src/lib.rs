@@ -4,6 +4,7 @@
 //!   (namespaces, bridges, veths, addresses, routes, in parallel `ip` batches);
 //! - [`TopologyRecord`]: the built lab as plain data, saved to a JSON state file so another process
 //!   finds it; [`destroy`], [`destroy_tag`], [`destroy_stale`] and [`TopologyGuard`] tear it down;
+//! - [`lb`]: a stateless load balancer in front of a cluster's gateway replicas (`--gateway-replicas 2`);
 //! - [`cni`]: a kindnet-like masquerade in a foreign table on every node (`--cni-masquerade`);
 //! - [`probe`]: ping with round-trip times, a whoami server and client, and a long-lived TCP echo
 //!   session, each run inside a pod's (or any lab) namespace.
@@ -16,6 +17,7 @@ mod build;
 pub mod cni;
 pub mod error;
 mod kernel;
+pub mod lb;
 pub mod naming;
 pub mod probe;
 pub mod record;

@@ -86,9 +86,19 @@ pub fn wg_interface(tag: &str, cluster: &str) -> String {
     format!("{tag}-{cluster}")
 }
 
-/// The gateway's port on the WAN bridge.
+/// The gateway node's port on the WAN bridge.
 pub fn wan_port(cluster: &str) -> String {
     format!("u-{cluster}")
+}
+
+/// The WAN bridge port of node `j` of `cluster` (node 0: [`wan_port`]; a second gateway-capable
+/// node: `u-<cluster><j>`).
+pub fn wan_port_of(cluster: &str, j: usize) -> String {
+    if j == 0 {
+        wan_port(cluster)
+    } else {
+        format!("u-{cluster}{j}")
+    }
 }
 
 #[cfg(test)]

@@ -94,8 +94,12 @@ pub struct NodeRecord {
     pub ip: Ipv4Addr,
     /// The pod subnet it owns (`.1` is on its bridge [`POD_BRIDGE`]).
     pub pod_subnet: Ipv4Net,
-    /// Whether this is the gateway node (also on the underlay).
+    /// Whether this is the gateway node (node 0, on the underlay).
     pub gateway: bool,
+    /// Its address on the underlay (interface [`UNDERLAY_IF`]) when it is on it: the gateway
+    /// node, and a second node that can run a standby gateway replica.
+    #[serde(default)]
+    pub underlay: Option<Ipv4Addr>,
 }
 
 /// A pod: a namespace with `eth0` on its node's pod bridge.
@@ -137,6 +141,14 @@ impl ClusterRecord {
     /// The gateway node's namespace, as a driver target.
     pub fn gateway_netns(&self) -> Netns {
         self.gateway().netns()
+    }
+
+    /// The nodes on the underlay, which can run a gateway replica, with their index.
+    pub fn gateway_capable(&self) -> impl Iterator<Item = (usize, &NodeRecord)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.underlay.is_some())
     }
 
     /// The worker nodes (every node but the gateway).

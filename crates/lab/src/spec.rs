@@ -17,6 +17,9 @@ pub const FIRST_HOST: u32 = 10;
 pub const API_LAN_HOST: u32 = 2;
 /// First host number of the clusters' APIs on the underlay (cluster `i` = `.(200+i)`).
 pub const API_WAN_FIRST_HOST: u32 = 200;
+/// First host number of the second gateway-capable nodes on the underlay (`node1` of cluster
+/// `i` = `.(100+i)`).
+pub const SECOND_GATEWAY_FIRST_HOST: u32 = 100;
 
 /// The shape of a lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,9 @@ pub struct TopologySpec {
     pub worker_subnet: bool,
     /// The workers' subnet when `worker_subnet` is set.
     pub worker_network: Ipv4Net,
+    /// Nodes on the underlay per cluster, 1 or 2: with 2, `node1` is on it too (at
+    /// [`SECOND_GATEWAY_FIRST_HOST`]` + i`) and can run a second gateway replica.
+    pub gateway_nodes: usize,
     /// Where to write the lab's record once built (none: not written).
     pub state_file: Option<PathBuf>,
 }
@@ -57,6 +63,7 @@ impl Default for TopologySpec {
             wan_network: "192.168.100.0/24".parse().expect("literal"),
             worker_subnet: false,
             worker_network: "172.16.1.0/24".parse().expect("literal"),
+            gateway_nodes: 1,
             state_file: None,
         }
     }
@@ -127,6 +134,13 @@ impl TopologySpec {
             )));
         }
         let pod_cidr = self.pod_cidr_of(index);
+        if !(1..=2).contains(&self.gateway_nodes) || self.gateway_nodes > self.workers + 1 {
+            return Err(Error::spec(format!(
+                "{} gateway-capable nodes asked for: 1 or 2, and at most the {} nodes there are",
+                self.gateway_nodes,
+                self.workers + 1
+            )));
+        }
         let worker_network = self.worker_subnet.then_some(self.worker_network);
         if let Some(net) = worker_network
             && (overlaps(net, self.node_network) || overlaps(net, self.wan_network))
@@ -185,12 +199,26 @@ impl TopologySpec {
                     node: name.clone(),
                 });
             }
+            let underlay = match j {
+                0 => Some(host_or(
+                    self.wan_network,
+                    FIRST_HOST + index as u32,
+                    "a gateway",
+                )?),
+                1 if self.gateway_nodes == 2 => Some(host_or(
+                    self.wan_network,
+                    SECOND_GATEWAY_FIRST_HOST + index as u32,
+                    "a second gateway node",
+                )?),
+                _ => None,
+            };
             nodes.push(NodeRecord {
                 namespace: naming::member_namespace(tag, &id, &name),
                 name,
                 ip,
                 pod_subnet: subnet,
                 gateway: j == 0,
+                underlay,
             });
         }
         Ok(ClusterRecord {

@@ -153,6 +153,47 @@ impl Kubelet {
         }
     }
 
+    /// The index of pod `pod_name`, or an error naming the pods there are.
+    fn pod_index(&self, pod_name: &str) -> anyhow::Result<usize> {
+        (0..self.pods.len())
+            .find(|i| self.pods[*i].0.pod_name == pod_name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.pods.iter().map(|p| p.0.pod_name.as_str()).collect();
+                anyhow::anyhow!(
+                    "no pod {pod_name} in cluster {} (pods: {names:?})",
+                    self.cluster
+                )
+            })
+    }
+
+    /// Kills one pod (SIGKILL, as a node lost or a crash) and leaves it stopped, as if its
+    /// node were gone, until [`Self::start_pod_named`].
+    pub fn kill_pod(&mut self, pod_name: &str) -> anyhow::Result<()> {
+        let i = self.pod_index(pod_name)?;
+        if let Some(c) = self.pods[i].1.take() {
+            c.kill();
+        }
+        Ok(())
+    }
+
+    /// Stops one pod cleanly (SIGTERM, as a rolling upgrade or a drain) and leaves it stopped.
+    pub async fn stop_pod(&mut self, pod_name: &str) -> anyhow::Result<()> {
+        let i = self.pod_index(pod_name)?;
+        if let Some(c) = self.pods[i].1.take() {
+            c.stop().await;
+        }
+        Ok(())
+    }
+
+    /// Starts one stopped pod again (no-op when it runs).
+    pub fn start_pod_named(&mut self, pod_name: &str) -> anyhow::Result<()> {
+        let i = self.pod_index(pod_name)?;
+        if self.pods[i].1.is_none() {
+            self.start_pod(i);
+        }
+        Ok(())
+    }
+
     /// Every pod that has failed at least once, with its failures.
     pub fn failing(&self) -> Vec<(String, Failures)> {
         self.pods

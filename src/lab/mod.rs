@@ -17,6 +17,7 @@ pub mod gateway_lb;
 pub mod ipam_token;
 pub mod kubelet;
 pub mod matrix;
+pub mod overlay_bench;
 pub mod peering;
 pub mod plan;
 pub mod preflight;
@@ -62,6 +63,10 @@ pub enum LabCommand {
     /// replica of a is killed, stopped cleanly or crashed while ICMP flows cross the tunnels;
     /// prints the time until packets flow again. The lab is removed afterwards.
     Failover(failover::FailoverOptions),
+    /// What the VXLAN overlay from a worker to the gateway node costs (request-response and
+    /// TCP throughput to a remote pod) against a direct next hop, on a fresh lab with workers on
+    /// two subnets, which is removed afterwards.
+    Overlay(overlay_bench::OverlayBenchOptions),
     /// The lab daemon itself (what `lab up` starts in the background).
     #[command(hide = true)]
     Run(UpArgs),
@@ -154,6 +159,10 @@ pub async fn main(command: LabCommand) -> anyhow::Result<()> {
         LabCommand::Down { state_dir } => daemon::down(&state_dir).await,
         LabCommand::Bench(options) => {
             println!("{}", bench::run(options).await?);
+            Ok(())
+        }
+        LabCommand::Overlay(options) => {
+            println!("{}", overlay_bench::run(options).await?);
             Ok(())
         }
         LabCommand::Failover(options) => {

@@ -114,6 +114,11 @@ fn one_request(addr: &SocketAddr) -> std::io::Result<Duration> {
 /// `count` sequential requests from `rt`'s namespace, each on a new connection like `curl`.
 /// A warm-up request (not counted) completes the WireGuard handshake first.
 pub fn http_request_response(rt: &NsRuntime, dst: Ipv4Addr, count: usize) -> Result<Latency> {
+    http_samples(rt, dst, count).map(Latency::from_samples)
+}
+
+/// [`http_request_response`]'s samples, in microseconds, in order.
+pub fn http_samples(rt: &NsRuntime, dst: Ipv4Addr, count: usize) -> Result<Vec<f64>> {
     let addr = SocketAddr::V4(SocketAddrV4::new(dst, HTTP_PORT));
     let samples = rt.run_blocking(move || {
         let mut warm = Err(std::io::Error::other("no attempt"));
@@ -128,7 +133,7 @@ pub fn http_request_response(rt: &NsRuntime, dst: Ipv4Addr, count: usize) -> Res
             .map(|_| one_request(&addr).map(|d| d.as_secs_f64() * 1e6))
             .collect::<std::io::Result<Vec<f64>>>()
     })?;
-    Ok(Latency::from_samples(samples))
+    Ok(samples)
 }
 
 /// An `iperf3 -s` child in a namespace, killed on drop.

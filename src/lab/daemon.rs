@@ -28,6 +28,7 @@ fn lab_args(args: &UpArgs) -> Vec<String> {
         format!("--workers={}", args.workers),
         format!("--pods-per-node={}", args.pods_per_node),
         format!("--state-dir={}", args.state_dir.display()),
+        format!("--exposure={}", args.exposure),
     ]
     .into_iter()
     .chain(args.kubeconfigs.iter().map(|k| format!("--kubeconfig={k}")))

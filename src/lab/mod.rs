@@ -27,6 +27,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
+use isthmus_lab::exposure::Exposure;
 
 pub use crate::lab::daemon::self_command;
 use crate::lab::plan::Shape;
@@ -101,6 +102,11 @@ pub struct UpArgs {
     /// VXLAN overlay (docs/lab.md).
     #[arg(long)]
     pub worker_subnet: bool,
+    /// How every cluster exposes its gateway on the underlay: `node` (its node's address and
+    /// port 51820), `nodeport` (a kube-proxy-like DNAT of port 31820 on the gateway node) or
+    /// `loadbalancer` (a DNAT from a load balancer address in the underlay's namespace).
+    #[arg(long, default_value = "node")]
+    pub exposure: Exposure,
 }
 
 impl UpArgs {
@@ -124,6 +130,7 @@ impl UpArgs {
             work_dir: Some(self.state_dir.join("clusters")),
             cni_masquerade: self.cni_masquerade,
             worker_subnet: self.worker_subnet,
+            exposure: self.exposure,
         })
     }
 }

@@ -11,10 +11,11 @@ use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 use isthmus_api::{ConnectionState, TunnelEndpoint};
 use isthmus_kubetarget::Source;
+use isthmus_lab::exposure::Exposure;
 use isthmus_lab::{PodRecord, Topology, TopologyGuard, TopologySpec};
 use kube::Api;
 
-use crate::lab::cluster::{ClusterRuntime, LabContext, NAMESPACE, Site};
+use crate::lab::cluster::{ClusterRuntime, LabContext, NAMESPACE, Site, WIREGUARD_PORT};
 use crate::lab::kubelet::pods::LabNode;
 use crate::lab::matrix::{Matrix, Probe};
 use crate::lab::plan::{self, Path, Shape};
@@ -44,6 +45,9 @@ pub struct LabOptions {
     /// Workers on their own subnet, routed to the gateway node's by the LAN namespace
     /// (`--worker-subnet`): the route agents there must use the VXLAN overlay.
     pub worker_subnet: bool,
+    /// How the gateways are exposed on the underlay (`--exposure`): their node's address, a
+    /// NodePort or a load balancer in front of them (`isthmus_lab::exposure`).
+    pub exposure: Exposure,
 }
 
 impl Default for LabOptions {
@@ -61,6 +65,7 @@ impl Default for LabOptions {
             work_dir: None,
             cni_masquerade: false,
             worker_subnet: false,
+            exposure: Exposure::Node,
         }
     }
 }
@@ -166,10 +171,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn site_of(
     index: usize,
-    cluster: &isthmus_lab::ClusterRecord,
-    (wan, wan_netns): (Ipv4Net, &str),
+    lab: &isthmus_lab::TopologyRecord,
     options: &LabOptions,
 ) -> anyhow::Result<Site> {
+    let cluster = &lab.clusters[index];
+    let wan = lab.wan.network;
     let mut nodes: Vec<LabNode> = cluster
         .nodes
         .iter()
@@ -187,13 +193,14 @@ fn site_of(
         service_cidr: SERVICE_CIDR.parse()?,
         reserved: reserved_networks(cluster, wan),
         underlay: cluster.underlay,
+        gateway_endpoint: options.exposure.advertised(lab, index, WIREGUARD_PORT)?,
         wg_interface: cluster.wg_interface.clone(),
         mtu: 1420,
         pools: options.pools_of(index),
         nodes,
         lan_netns: cluster.lan_namespace.clone(),
         api_lan: cluster.api_lan,
-        wan_netns: wan_netns.to_owned(),
+        wan_netns: lab.wan.namespace.clone(),
         api_wan: cluster.api_wan,
     })
 }
@@ -214,6 +221,15 @@ impl Lab {
                 .await?
                 .context("installing the CNI masquerade on the nodes")?;
         }
+        if options.exposure != Exposure::Node {
+            let record = isthmus_lab::TopologyRecord::clone(&topology);
+            let exposure = options.exposure;
+            tokio::task::spawn_blocking(move || {
+                isthmus_lab::exposure::install(&record, exposure, WIREGUARD_PORT)
+            })
+            .await?
+            .with_context(|| format!("installing the {exposure} NAT in front of the gateways"))?;
+        }
         let mut timings = Timings {
             topology: topology.build_time,
             ..Timings::default()
@@ -231,8 +247,7 @@ impl Lab {
             .with_context(|| format!("API servers ({})", options.source.describe()))?;
         let mut clusters = Vec::new();
         for ((i, record), api) in topology.clusters.iter().enumerate().zip(apis) {
-            let wan = (topology.wan.network, topology.wan.namespace.as_str());
-            let site = site_of(i, record, wan, &options)?;
+            let site = site_of(i, &topology, &options)?;
             let cluster = ClusterRuntime::start(site, api, &ctx)
                 .await
                 .with_context(|| format!("starting cluster {}", record.id))?;

@@ -5,6 +5,8 @@
 //! - [`TopologyRecord`]: the built lab as plain data, saved to a JSON state file so another process
 //!   finds it; [`destroy`], [`destroy_tag`], [`destroy_stale`] and [`TopologyGuard`] tear it down;
 //! - [`cni`]: a kindnet-like masquerade in a foreign table on every node (`--cni-masquerade`);
+//! - [`exposure`]: how the clusters expose their gateways (`--exposure`), and the NodePort or load
+//!   balancer NAT in front of them;
 //! - [`probe`]: ping with round-trip times, a whoami server and client, and a long-lived TCP echo
 //!   session, each run inside a pod's (or any lab) namespace.
 //!
@@ -15,6 +17,7 @@
 mod build;
 pub mod cni;
 pub mod error;
+pub mod exposure;
 mod kernel;
 pub mod naming;
 pub mod probe;

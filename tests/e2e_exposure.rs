@@ -217,7 +217,9 @@ async fn nodeport_exposure_roams_without_resetting_the_peer_and_status_tracks_pa
     assert!(session.status().exchanges > 50, "{:?}", session.status());
     drop(session);
 
-    // Status tracks packets: no tunnel packet crosses the underlay, no `connected`.
+    // Status tracks packets: no tunnel packet crosses the underlay, no `connected`. Nothing
+    // about the peer changed, so it is not set again either.
+    let sets = [peer_sets(&lab, 0), peer_sets(&lab, 1)];
     let wan = lab.topology.wan.namespace.clone();
     cut_tunnels(&wan, true);
     let lost = eventually(
@@ -234,6 +236,11 @@ async fn nodeport_exposure_roams_without_resetting_the_peer_and_status_tracks_pa
     )
     .await;
     eprintln!("cut: not connected after {lost:?}; restored: connected after {back:?}");
+    assert_eq!(
+        [peer_sets(&lab, 0), peer_sets(&lab, 1)],
+        sets,
+        "a peer was set again"
+    );
     let matrix = lab.wait_full_connectivity(Duration::from_secs(10)).await;
     assert!(matrix.all_reachable(), "{}", matrix.render_list());
     lab.shutdown().await;

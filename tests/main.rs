@@ -15,6 +15,7 @@ mod daemon_route_agent;
 mod e2e;
 mod e2e_cni;
 mod e2e_diagnose;
+mod e2e_exposure;
 mod e2e_failover;
 mod e2e_outage;
 mod e2e_overlay;

@@ -40,9 +40,9 @@ pub struct Site {
     /// Networks the IPAM must never hand out (node network, underlay).
     pub reserved: Vec<isthmus_api::Cidr>,
     pub underlay: Ipv4Addr,
-    /// The address peers are told to reach the gateway at: the gateway node's underlay
-    /// address, or the load balancer's in front of two replicas.
-    pub advertised: Ipv4Addr,
+    /// The endpoint the cluster advertises (`gateway.endpoint`): the gateway node's address, or
+    /// the NodePort or load balancer in front of it (`--exposure`).
+    pub gateway_endpoint: std::net::SocketAddrV4,
     pub wg_interface: String,
     pub mtu: u32,
     /// The chart's `gateway.replicas` (placed on the nodes in order, as the lab's kubelet does).
@@ -72,7 +72,7 @@ impl Site {
             service_cidr: self.service_cidr.to_string(),
             reserved: self.reserved.iter().map(ToString::to_string).collect(),
             pools: self.pools.iter().map(ToString::to_string).collect(),
-            gateway_endpoint: format!("{}:{WIREGUARD_PORT}", self.advertised),
+            gateway_endpoint: self.gateway_endpoint.to_string(),
             wg_interface: self.wg_interface.clone(),
             wireguard_port: WIREGUARD_PORT,
             mtu: self.mtu,

@@ -29,6 +29,7 @@ fn lab_args(args: &UpArgs) -> Vec<String> {
         format!("--pods-per-node={}", args.pods_per_node),
         format!("--state-dir={}", args.state_dir.display()),
         format!("--gateway-replicas={}", args.gateway_replicas),
+        format!("--exposure={}", args.exposure),
     ]
     .into_iter()
     .chain(args.kubeconfigs.iter().map(|k| format!("--kubeconfig={k}")))
@@ -321,5 +322,35 @@ async fn stop_daemon(pid: u32) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use isthmus_lab::exposure::Exposure;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<UpArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lab").chain(args.iter().copied())).map(|c| c.up)
+    }
+
+    #[test]
+    fn the_exposure_reaches_the_daemon_and_defaults_to_the_node() {
+        assert_eq!(parse(&[]).unwrap().exposure, Exposure::Node);
+        let up = parse(&["--exposure", "nodeport"]).unwrap();
+        let daemon_args = lab_args(&up);
+        assert!(daemon_args.contains(&"--exposure=nodeport".to_owned()));
+        let again: Vec<&str> = daemon_args[2..].iter().map(String::as_str).collect();
+        assert_eq!(parse(&again).unwrap().exposure, Exposure::NodePort);
+        let err = parse(&["--exposure", "clusterip"]).unwrap_err().to_string();
+        assert!(err.contains("node, nodeport or loadbalancer"), "{err}");
     }
 }

@@ -358,6 +358,7 @@ pub fn lab_options() -> LabOptions {
         shape: Shape::Mesh,
         workers: 2,
         gateway_replicas: 2,
+        exposure: isthmus_lab::exposure::Exposure::LoadBalancer,
         ..LabOptions::default()
     }
 }

@@ -1,6 +1,7 @@
-//! The lab's load balancer in front of a cluster's two gateway replicas (`--gateway-replicas
-//! 2`): [`isthmus_lab::lb`] puts the cluster's virtual address on the underlay, and [`follow`]
-//! points it at the node of the replica holding the gateway's Lease, as a cloud load balancer's
+//! The lab's load balancer in front of a cluster's gateway replicas (`--exposure loadbalancer`,
+//! required with `--gateway-replicas 2`): [`isthmus_lab::exposure`] puts the cluster's address
+//! on the underlay, and [`follow`] points it at the node of the replica holding the gateway's
+//! Lease, as a cloud load balancer's
 //! health check (or a Service's endpoints) follows the one Ready replica. It follows the Lease
 //! within [`POLL`]; a real load balancer takes its health-check interval. Established peers do
 //! not wait for it: the new active replica sends its handshake from its own address and the
@@ -30,23 +31,6 @@ impl Drop for Balancer {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Installs the virtual address `vip` for `cluster` (its index `index`) in the WAN namespace,
-/// pointing nowhere until a replica holds the Lease.
-pub async fn install(
-    wan: (ipnet::Ipv4Net, &str),
-    cluster: &ClusterRecord,
-    vip: Ipv4Addr,
-) -> anyhow::Result<()> {
-    let (net, ns) = (wan.0, wan.1.to_owned());
-    let id = cluster.id.clone();
-    tokio::task::spawn_blocking(move || {
-        isthmus_lab::lb::install(&ns, net, vip)?;
-        isthmus_lab::lb::point_at(&ns, &id, vip, WIREGUARD_PORT, None)
-    })
-    .await??;
-    Ok(())
 }
 
 /// The underlay address of the node the Lease names, if it is one of `cluster`'s.

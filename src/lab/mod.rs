@@ -30,6 +30,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
+use isthmus_lab::exposure::Exposure;
 
 pub use crate::lab::daemon::self_command;
 use crate::lab::plan::Shape;
@@ -116,6 +117,11 @@ pub struct UpArgs {
     /// standby gateway that takes over when the active one dies (`isthmus lab failover`).
     #[arg(long, default_value_t = 1)]
     pub gateway_replicas: usize,
+    /// How every cluster exposes its gateway on the underlay: `node` (its node's address and
+    /// port 51820), `nodeport` (a kube-proxy-like DNAT of port 31820 on the gateway node) or
+    /// `loadbalancer` (a DNAT from a load balancer address in the underlay's namespace).
+    #[arg(long, default_value = "node")]
+    pub exposure: Exposure,
 }
 
 impl UpArgs {
@@ -140,6 +146,7 @@ impl UpArgs {
             cni_masquerade: self.cni_masquerade,
             worker_subnet: self.worker_subnet,
             gateway_replicas: self.gateway_replicas,
+            exposure: self.exposure,
         })
     }
 }

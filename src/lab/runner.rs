@@ -11,10 +11,11 @@ use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 use isthmus_api::{ConnectionState, TunnelEndpoint};
 use isthmus_kubetarget::Source;
+use isthmus_lab::exposure::Exposure;
 use isthmus_lab::{PodRecord, Topology, TopologyGuard, TopologySpec};
 use kube::Api;
 
-use crate::lab::cluster::{ClusterRuntime, LabContext, NAMESPACE, Site};
+use crate::lab::cluster::{ClusterRuntime, LabContext, NAMESPACE, Site, WIREGUARD_PORT};
 use crate::lab::gateway_lb;
 use crate::lab::kubelet::pods::LabNode;
 use crate::lab::matrix::{Matrix, Probe};
@@ -48,6 +49,9 @@ pub struct LabOptions {
     /// Gateway replicas per cluster, 1 or 2 (`--gateway-replicas`): with 2, `node1` is on the
     /// underlay too and runs the standby (the chart's `gateway.replicas`).
     pub gateway_replicas: usize,
+    /// How the gateways are exposed on the underlay (`--exposure`): their node's address, a
+    /// NodePort or a load balancer in front of them (`isthmus_lab::exposure`).
+    pub exposure: Exposure,
 }
 
 impl Default for LabOptions {
@@ -66,6 +70,7 @@ impl Default for LabOptions {
             cni_masquerade: false,
             worker_subnet: false,
             gateway_replicas: 1,
+            exposure: Exposure::Node,
         }
     }
 }
@@ -81,6 +86,12 @@ impl LabOptions {
         }
         if self.pods_per_node == 0 {
             bail!("--pods-per-node must be at least 1");
+        }
+        if self.gateway_replicas == 2 && self.exposure != Exposure::LoadBalancer {
+            bail!(
+                "--gateway-replicas 2 needs --exposure loadbalancer: the lab's node and NodePort \
+                 exposures reach only node0's replica, not whichever replica is active"
+            );
         }
         if !(1..=2).contains(&self.gateway_replicas) {
             bail!(
@@ -187,10 +198,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn site_of(
     index: usize,
-    cluster: &isthmus_lab::ClusterRecord,
-    (wan, wan_netns): (Ipv4Net, &str),
+    lab: &isthmus_lab::TopologyRecord,
     options: &LabOptions,
 ) -> anyhow::Result<Site> {
+    let cluster = &lab.clusters[index];
+    let wan = lab.wan.network;
     let mut nodes: Vec<LabNode> = cluster
         .nodes
         .iter()
@@ -208,10 +220,7 @@ fn site_of(
         service_cidr: SERVICE_CIDR.parse()?,
         reserved: reserved_networks(cluster, wan),
         underlay: cluster.underlay,
-        advertised: match options.gateway_replicas {
-            1 => cluster.underlay,
-            _ => isthmus_lab::lb::vip(wan, index)?,
-        },
+        gateway_endpoint: options.exposure.advertised(lab, index, WIREGUARD_PORT)?,
         wg_interface: cluster.wg_interface.clone(),
         mtu: 1420,
         gateway_replicas: options.gateway_replicas,
@@ -219,7 +228,7 @@ fn site_of(
         nodes,
         lan_netns: cluster.lan_namespace.clone(),
         api_lan: cluster.api_lan,
-        wan_netns: wan_netns.to_owned(),
+        wan_netns: lab.wan.namespace.clone(),
         api_wan: cluster.api_wan,
     })
 }
@@ -240,6 +249,15 @@ impl Lab {
                 .await?
                 .context("installing the CNI masquerade on the nodes")?;
         }
+        if options.exposure != Exposure::Node {
+            let record = isthmus_lab::TopologyRecord::clone(&topology);
+            let exposure = options.exposure;
+            tokio::task::spawn_blocking(move || {
+                isthmus_lab::exposure::install(&record, exposure, WIREGUARD_PORT)
+            })
+            .await?
+            .with_context(|| format!("installing the {exposure} NAT in front of the gateways"))?;
+        }
         let mut timings = Timings {
             topology: topology.build_time,
             ..Timings::default()
@@ -258,17 +276,15 @@ impl Lab {
         let mut clusters = Vec::new();
         let mut balancers = Vec::new();
         for ((i, record), api) in topology.clusters.iter().enumerate().zip(apis) {
-            let wan = (topology.wan.network, topology.wan.namespace.as_str());
-            let site = site_of(i, record, wan, &options)?;
-            if site.advertised != site.underlay {
-                gateway_lb::install(wan, record, site.advertised).await?;
-            }
+            let site = site_of(i, &topology, &options)?;
             let cluster = ClusterRuntime::start(site, api, &ctx)
                 .await
                 .with_context(|| format!("starting cluster {}", record.id))?;
-            if cluster.site.advertised != cluster.site.underlay {
-                let (vip, client) = (cluster.site.advertised, cluster.client());
-                balancers.push(gateway_lb::follow(wan.1, record.clone(), vip, client));
+            if options.exposure == Exposure::LoadBalancer {
+                let vip = *cluster.site.gateway_endpoint.ip();
+                let wan_ns = topology.wan.namespace.as_str();
+                let client = cluster.client();
+                balancers.push(gateway_lb::follow(wan_ns, record.clone(), vip, client));
             }
             clusters.push(cluster);
         }

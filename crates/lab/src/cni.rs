@@ -22,7 +22,7 @@ pub fn masquerade_ruleset(pod_cidr: Ipv4Net) -> String {
     )
 }
 
-/// `nft -f -` with `ruleset` inside namespace `ns`.
+/// `nft -f -` with `ruleset` inside namespace `ns` (also loads the [`crate::exposure`] NATs).
 pub(crate) fn nft_load(ns: &str, ruleset: &str) -> Result<()> {
     let command = format!("ip netns exec {ns} nft -f -");
     let failed = |message: String| Error::Command {

@@ -6,6 +6,8 @@
 //!   finds it; [`destroy`], [`destroy_tag`], [`destroy_stale`] and [`TopologyGuard`] tear it down;
 //! - [`lb`]: a stateless load balancer in front of a cluster's gateway replicas (`--gateway-replicas 2`);
 //! - [`cni`]: a kindnet-like masquerade in a foreign table on every node (`--cni-masquerade`);
+//! - [`exposure`]: how the clusters expose their gateways (`--exposure`), and the NodePort or load
+//!   balancer NAT in front of them;
 //! - [`probe`]: ping with round-trip times, a whoami server and client, and a long-lived TCP echo
 //!   session, each run inside a pod's (or any lab) namespace.
 //!
@@ -16,6 +18,7 @@
 mod build;
 pub mod cni;
 pub mod error;
+pub mod exposure;
 mod kernel;
 pub mod lb;
 pub mod naming;

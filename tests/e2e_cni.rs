@@ -3,7 +3,8 @@
 //! at postrouting priority srcnat on every node, in a table that is not ours. Every pod still
 //! reaches every remote pod, and the remote pod sees the address its cluster was handed, from
 //! the gateway node (the gateway's table binds first) and from a worker node (the route agent's
-//! `inet isthmus-node` binds first). Without the worker's table the same probe fails.
+//! `inet isthmus-node` binds first), with workers on two subnets (one over the VXLAN overlay, one
+//! on the gateway node's L2). Without the worker's table the same probe fails.
 
 use crate::e2e_common;
 
@@ -73,11 +74,14 @@ async fn sources_are_views(lab: &Lab, from: usize, to: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cni_masquerade_on_every_node_keeps_sources_as_views_and_fails_without_the_exemption() {
-    // lab_with checks the whole ping matrix (hub paths included) before returning.
+    // lab_with checks the whole ping matrix (hub paths included) before returning. Workers on
+    // two subnets: node1 reaches its gateway node over the VXLAN overlay, node2 directly.
     let lab = lab_with(LabOptions {
         clusters: 3,
         shape: Shape::Hub,
         cni_masquerade: true,
+        workers: 2,
+        worker_subnet: true,
         ..options()
     })
     .await;

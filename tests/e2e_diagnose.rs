@@ -52,7 +52,7 @@ fn fail_messages(report: &Report, id: CheckId) -> Vec<String> {
 }
 
 fn healthy(report: &Report) -> bool {
-    report.checks.len() == 6
+    report.checks.len() == 7
         && report.checks.iter().all(|c| match c.id {
             CheckId::WireguardBackend => c.status == Status::Warn,
             _ => c.status == Status::Ok,
@@ -195,6 +195,7 @@ async fn diagnose_sees_a_healthy_hub_then_exactly_what_was_broken() {
             listen_port: Some(isthmus::lab::cluster::WIREGUARD_PORT),
             api: "lab cluster b".into(),
             lab: None,
+            overlay: Default::default(),
         },
         observer: Arc::new(observer),
         ns,
@@ -224,7 +225,7 @@ async fn healthy_through_library_and_binary(d: &Diagnosis, dir: &Path) {
     let (success, json) = binary(dir).await;
     assert!(success, "{json:#}");
     assert_eq!(json_status(&json, "wireguard-backend"), "warn", "{json:#}");
-    for id in ["mtu", "nftables", "routes", "overlap", "gateway-udp"] {
+    for id in ["mtu", "nftables", "routes", "overlap", "overlay", "gateway-udp"] {
         assert_eq!(json_status(&json, id), "ok", "{id}: {json:#}");
     }
 }

@@ -143,6 +143,8 @@ async fn workers_on_another_subnet_reach_remote_pods_over_the_overlay() {
     // the gateway clamps the SYN-ACK to the tunnel's MTU (1420 - 40) on its way in
     assert!(mss <= 1380, "MSS {mss}");
 
+    diagnose_sees_the_overlay_and_the_exemption(&lab).await;
+
     // Unpeer: with no peer left every overlay link goes, on both ends.
     lab.unpeer(0, 1).await.unwrap();
     let nodes: Vec<String> = (lab.topology.clusters.iter())
@@ -154,4 +156,67 @@ async fn workers_on_another_subnet_reach_remote_pods_over_the_overlay() {
     })
     .await;
     lab.shutdown().await;
+}
+
+/// diagnose on cluster a's two workers: the overlay check and the NAT exemption check pass on
+/// both (node1 over the overlay, node2 direct), and the overlay check fails on node1 once its
+/// link is gone (deleted again until diagnose sees it: the route agent puts it back).
+async fn diagnose_sees_the_overlay_and_the_exemption(lab: &Lab) {
+    use isthmus::inspect::diagnose::desired::Target;
+    use isthmus::inspect::diagnose::linux::LinuxObserver;
+    use isthmus::inspect::diagnose::report::{CheckId, Status};
+    let run = |node: &'static str| {
+        let ns = node_ns(lab, 0, node);
+        let client = lab.clusters[0].client();
+        let target = Target {
+            namespace: isthmus::lab::cluster::NAMESPACE.into(),
+            interface: lab.clusters[0].site.wg_interface.clone(),
+            interface_given: true,
+            node_name: Some(node.into()),
+            listen_port: None,
+            api: "lab cluster a".into(),
+            lab: None,
+            overlay: Default::default(),
+        };
+        async move {
+            let netns = isthmus_dataplane::Netns::Named(ns);
+            let observer = tokio::task::spawn_blocking(move || LinuxObserver::new(netns))
+                .await
+                .unwrap()
+                .unwrap();
+            isthmus::inspect::diagnose::diagnose(client, &target, std::sync::Arc::new(observer))
+                .await
+                .unwrap()
+        }
+    };
+    for node in ["node1", "node2"] {
+        let report = run(node).await;
+        for id in [CheckId::Overlay, CheckId::NodeNat, CheckId::Routes] {
+            let check = report.check(id).unwrap();
+            assert_eq!(check.status, Status::Ok, "{node}: {}", report.render_text());
+        }
+    }
+    let ns = node_ns(lab, 0, "node1");
+    for _ in 0..40 {
+        let _ = isthmus_dataplane::lab::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "ip",
+            "link",
+            "del",
+            "isthmus-vx0",
+        ]);
+        let report = run("node1").await;
+        if report.check(CheckId::Overlay).unwrap().status == Status::Fail {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("diagnose never saw isthmus-vx0 missing on node1");
+}
+
+fn node_ns(lab: &Lab, cluster: usize, name: &str) -> String {
+    node(lab, cluster, name).namespace.clone()
 }

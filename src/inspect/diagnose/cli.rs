@@ -54,6 +54,15 @@ pub struct Args {
     /// The gateway's WireGuard port, when it should be checked against a known value.
     #[arg(long)]
     pub listen_port: Option<u16>,
+    /// The route agents' overlay mode (the chart's `routeAgent.overlay.mode`).
+    #[arg(long, default_value = "auto")]
+    pub overlay_mode: isthmus_dataplane::routes::overlay::OverlayMode,
+    /// The overlay's VXLAN network identifier (`routeAgent.overlay.vni`).
+    #[arg(long, default_value_t = isthmus_dataplane::routes::overlay::DEFAULT_VNI)]
+    pub overlay_vni: u32,
+    /// The overlay's UDP port (`routeAgent.overlay.port`).
+    #[arg(long, default_value_t = isthmus_dataplane::routes::overlay::DEFAULT_PORT)]
+    pub overlay_port: u16,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -69,6 +78,11 @@ async fn resolve(args: &Args) -> anyhow::Result<(kube::Client, Target, Netns)> {
         listen_port: args.listen_port,
         api: String::new(),
         lab: None,
+        overlay: isthmus_dataplane::routes::overlay::OverlaySettings {
+            mode: args.overlay_mode,
+            vni: args.overlay_vni,
+            port: args.overlay_port,
+        },
     };
     if let Some(cluster) = &args.lab {
         return lab(args, cluster, target).await;

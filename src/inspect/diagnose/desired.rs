@@ -1,8 +1,12 @@
 //! What the node should hold according to the cluster's resources, computed with the real
 //! planners (pure): the gateway's plan ([`isthmus_gateway::plan`]) → the validated spec → the
 //! NAT plan → the rendered table ([`render`]) read as a [`TableView`]; the gateway's routes into
-//! the tunnel; the route agent's plan for a non-gateway node; our ranges and every peer's ranges
+//! the tunnel; the route agent's plan for this node (routes, overlay link, NAT exemption, with
+//! the path to each gateway address as the node's kernel reports it); our ranges and every peer's ranges
 //! as we address them; and whether this node is the gateway node.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use isthmus_api::{BACKEND_PUBLIC_KEY, Cidr, TunnelEndpoint, TunnelEndpointStatus};
@@ -10,9 +14,11 @@ use isthmus_dataplane::firewall::view::TableView;
 use isthmus_dataplane::firewall::{NatPlan, TABLE, render};
 use isthmus_dataplane::model::ValidSpec;
 use isthmus_dataplane::routes::Route;
+use isthmus_dataplane::routes::overlay::Reach;
 use isthmus_dataplane::{PrivateKey, PublicKey};
 use isthmus_gateway::plan::{Device, Resolved, plan};
 use isthmus_route_agent::RoutePlan;
+use isthmus_route_agent::plan::OverlayInput;
 use kube::ResourceExt;
 
 use super::Resources;
@@ -35,6 +41,9 @@ pub struct Target {
     pub api: String,
     /// Set when the target is a lab cluster: hints then name lab commands, not kubectl ones.
     pub lab: Option<LabHints>,
+    /// The route agents' overlay settings (`--overlay-mode`, `--overlay-vni`,
+    /// `--overlay-port`; the chart's `routeAgent.overlay`).
+    pub overlay: isthmus_dataplane::routes::overlay::OverlaySettings,
 }
 
 /// What a hint needs to know of the lab.
@@ -196,7 +205,7 @@ pub fn role(node_name: Option<&str>, teps: &[TunnelEndpoint], tunnel_here: bool)
 pub fn desired(
     target: &Target,
     resources: &Resources,
-    resolved: &Resolved,
+    (resolved, reach): (&Resolved, &BTreeMap<Ipv4Addr, Reach>),
     key: &PrivateKey,
 ) -> Desired {
     let teps = &resources.teps;
@@ -220,7 +229,11 @@ pub fn desired(
         .map(isthmus_dataplane::gateway::tunnel_routes)
         .unwrap_or_default();
     let node = target.node_name.as_deref().unwrap_or_default();
-    let node_routes = isthmus_route_agent::plan::plan(node, teps);
+    let overlay = OverlayInput {
+        settings: target.overlay,
+        reach: reach.clone(),
+    };
+    let node_routes = isthmus_route_agent::plan::plan_with(node, teps, &overlay);
     let mut peers = peer_views(teps, &plan);
     peers.sort_by(|a, b| a.tep.cmp(&b.tep));
     Desired {

@@ -10,7 +10,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
 use isthmus_dataplane::firewall::view::TableView;
-use isthmus_dataplane::routes::{LinkEntry, RouteEntry};
+use isthmus_dataplane::routes::overlay::Reach;
+use isthmus_dataplane::routes::{LinkEntry, RouteEntry, VxlanView};
 use isthmus_dataplane::tunnel::{DeviceView, ModuleState};
 
 /// A fact, or why it could not be read.
@@ -35,6 +36,14 @@ pub struct NodeFacts {
     pub endpoints: BTreeMap<String, Observed<SocketAddr>>,
     /// The kernel's route lookup for each resolved endpoint address.
     pub lookups: BTreeMap<Ipv4Addr, Observed<RouteEntry>>,
+    /// How the kernel reaches each gateway node address the TunnelEndpoints publish.
+    pub reach: BTreeMap<Ipv4Addr, Observed<Reach>>,
+    /// The route agent's overlay link `isthmus-vx0` (`None`: absent).
+    pub overlay: Observed<Option<VxlanView>>,
+    /// The route agent's NAT exemption, table `inet isthmus-node` (`None`: absent).
+    pub node_table: Observed<Option<TableView>>,
+    /// Reverse-path filtering (`net.ipv4.conf.<name>.rp_filter`) of `all` and every link.
+    pub rp_filter: Observed<BTreeMap<String, u8>>,
 }
 
 /// What to observe.
@@ -44,6 +53,8 @@ pub struct ObserveRequest {
     pub interface: String,
     /// Peer endpoints to resolve and look routes up for.
     pub endpoints: Vec<String>,
+    /// Gateway node addresses (`status.gatewayIP`) to look routes up for.
+    pub gateways: Vec<Ipv4Addr>,
 }
 
 /// Reads the node's kernel (blocking).

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use isthmus_dataplane::firewall::view::TableView;
 use isthmus_dataplane::firewall::{TABLE, nft};
+use isthmus_dataplane::node_nat::NODE_TABLE;
+use isthmus_dataplane::routes::RouteDriver as _;
 use isthmus_dataplane::routes::linux::NetlinkRoutes;
+use isthmus_dataplane::routes::overlay::OVERLAY_LINK;
 use isthmus_dataplane::tunnel::linux::{read_device, wireguard_module};
 use isthmus_dataplane::{Netns, NsRuntime};
 
@@ -74,6 +77,25 @@ fn parse_local(field: &str) -> Option<SocketAddr> {
 }
 
 impl LinuxObserver {
+    /// `rp_filter` of `all` and of every link, from the namespace's `/proc/sys`.
+    fn rp_filter(&self) -> Observed<std::collections::BTreeMap<String, u8>> {
+        self.ns.run_blocking(|| {
+            let dir = "/proc/sys/net/ipv4/conf";
+            let entries = std::fs::read_dir(dir).map_err(|e| format!("{dir}: {e}"))?;
+            let mut out = std::collections::BTreeMap::new();
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let value = std::fs::read_to_string(entry.path().join("rp_filter"))
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+                if let Some(value) = value {
+                    out.insert(name, value);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn udp_sockets(&self) -> Observed<Vec<SocketAddr>> {
         self.ns.run_blocking(|| {
             let mut out = Vec::new();
@@ -110,6 +132,23 @@ impl NodeObserver for LinuxObserver {
         }
         let table = text(nft::read_table(&self.ns, TABLE))
             .map(|listing| listing.map(|l| TableView::from_listing(&l, TABLE)));
+        let node_table = text(nft::read_table(&self.ns, NODE_TABLE))
+            .map(|listing| listing.map(|l| TableView::from_listing(&l, NODE_TABLE)));
+        let mut reach = std::collections::BTreeMap::new();
+        let overlay = match &routes {
+            Ok(r) => {
+                let mut driver = NetlinkRoutes::new(self.ns.clone());
+                for gateway in &request.gateways {
+                    let found = match &mut driver {
+                        Ok(d) => text(d.reach(*gateway)),
+                        Err(err) => Err(err.to_string()),
+                    };
+                    reach.insert(*gateway, found);
+                }
+                text(r.vxlan(OVERLAY_LINK))
+            }
+            Err(err) => Err(err.to_string()),
+        };
         NodeFacts {
             module: wireguard_module(),
             links,
@@ -119,6 +158,10 @@ impl NodeObserver for LinuxObserver {
             udp_sockets: self.udp_sockets(),
             endpoints,
             lookups,
+            reach,
+            overlay,
+            node_table,
+            rp_filter: self.rp_filter(),
         }
     }
 }

@@ -99,6 +99,7 @@ pub async fn diagnose(
             .iter()
             .map(|t| t.spec.endpoint.clone())
             .collect(),
+        gateways: gateway_addresses(&resources.teps),
     };
     let facts = tokio::task::spawn_blocking(move || observer.observe(&request))
         .await
@@ -112,6 +113,17 @@ pub async fn diagnose(
     ))
 }
 
+/// Every gateway node address the TunnelEndpoints publish (`status.gatewayIP`), once each.
+fn gateway_addresses(teps: &[isthmus_api::TunnelEndpoint]) -> Vec<std::net::Ipv4Addr> {
+    let mut out: Vec<_> = teps
+        .iter()
+        .filter_map(|t| t.status.as_ref()?.gateway_ip)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The pure part: resources + facts + time → the report. `key` stands in for the gateway's
 /// private key, which diagnose never reads (planning only needs a key to exist).
 pub fn evaluate(
@@ -122,7 +134,12 @@ pub fn evaluate(
     key: &PrivateKey,
 ) -> Report {
     let teps = &resources.teps;
-    let desired = desired::desired(target, resources, &facts.endpoints, key);
+    let reach = facts
+        .reach
+        .iter()
+        .filter_map(|(ip, r)| Some((*ip, r.clone().ok()?)))
+        .collect();
+    let desired = desired::desired(target, resources, (&facts.endpoints, &reach), key);
     let tunnel_here = facts.link(&target.interface).is_some();
     let role = desired::role(target.node_name.as_deref(), teps, tunnel_here);
     let inputs = checks::Inputs {
@@ -198,6 +215,7 @@ mod tests {
             [ObserveRequest {
                 interface: "isthmus0".into(),
                 endpoints: vec!["192.168.100.10:51820".into(), "192.168.100.12:51820".into()],
+                gateways: vec!["172.16.0.10".parse().unwrap()],
             }]
         );
         assert_eq!(

@@ -75,6 +75,8 @@ pub enum CheckId {
     Routes,
     Overlap,
     GatewayUdp,
+    Overlay,
+    NodeNat,
 }
 
 impl CheckId {
@@ -87,6 +89,8 @@ impl CheckId {
             CheckId::Routes => "routes",
             CheckId::Overlap => "overlapping ranges",
             CheckId::GatewayUdp => "gateway UDP reachability",
+            CheckId::Overlay => "overlay to the gateway node",
+            CheckId::NodeNat => "NAT exemption on this node",
         }
     }
 }

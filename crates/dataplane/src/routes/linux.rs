@@ -142,6 +142,20 @@ impl NetlinkRoutes {
         })
     }
 
+    /// The VXLAN link `name` as read back (`None`: no such link).
+    pub fn vxlan(&self, name: &str) -> Result<Option<super::VxlanView>> {
+        let (handle, name) = (self.handle.clone(), name.to_owned());
+        let identity = self
+            .ns
+            .run(async move { vxlan_identity(&handle, &name).await })?;
+        Ok(identity.map(|(vni, port, remote, mac)| super::VxlanView {
+            vni,
+            port,
+            remote,
+            mac: mac.and_then(|m| <[u8; 6]>::try_from(m.as_slice()).ok()),
+        }))
+    }
+
     /// Every link with its MTU, state and kind.
     pub fn links(&self) -> Result<Vec<LinkEntry>> {
         let handle = self.handle.clone();

@@ -150,6 +150,20 @@ pub struct VxlanSpec {
     pub loose_rp_filter: bool,
 }
 
+/// A VXLAN link as read back for inspection: what identifies it (what [`VxlanSpec`] asks for
+/// and `ensure_vxlan` compares).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanView {
+    /// VXLAN network identifier.
+    pub vni: Option<u32>,
+    /// UDP port.
+    pub port: Option<u16>,
+    /// The default remote (`None`: receive only).
+    pub remote: Option<Ipv4Addr>,
+    /// The link's MAC.
+    pub mac: Option<[u8; 6]>,
+}
+
 /// Links and routes of one namespace.
 pub trait RouteDriver: Send {
     /// Turns on IPv4 forwarding in the namespace (a gateway forwards between pods and tunnel).

@@ -13,8 +13,12 @@ use isthmus_api::{
     TunnelEndpointSpec, TunnelEndpointStatus,
 };
 use isthmus_dataplane::PrivateKey;
+use isthmus_dataplane::firewall::view::TableView;
+use isthmus_dataplane::node_nat::NODE_TABLE;
+use isthmus_dataplane::routes::overlay::{OVERLAY_LINK, Reach};
 use isthmus_dataplane::routes::{
-    LOCAL_TABLE, LinkEntry, MAIN_TABLE, NextHop, ROUTE_PROTOCOL, RouteEntry, RouteKind,
+    LOCAL_TABLE, LinkEntry, MAIN_TABLE, NODE_ROUTE_PROTOCOL, NextHop, ROUTE_PROTOCOL, RouteEntry,
+    RouteKind, VxlanSpec, VxlanView,
 };
 use isthmus_dataplane::tunnel::{Backend, DeviceView, ModuleState, PeerStatus};
 
@@ -143,6 +147,7 @@ impl World {
             listen_port: None,
             api: "http://127.0.0.1:1".into(),
             lab: None,
+            overlay: Default::default(),
         };
         let mut world = World {
             target,
@@ -165,6 +170,10 @@ impl World {
                 udp_sockets: Ok(vec!["0.0.0.0:51820".parse().unwrap()]),
                 endpoints: BTreeMap::new(),
                 lookups: BTreeMap::new(),
+                reach: BTreeMap::new(),
+                overlay: Ok(None),
+                node_table: Ok(None),
+                rp_filter: Ok([("all".to_owned(), 0)].into()),
             },
             key,
             peer_keys,
@@ -187,13 +196,9 @@ impl World {
             found.kind = RouteKind::Unicast;
             self.facts.lookups.insert(v4, Ok(found));
         }
-        let d = desired::desired(
-            &self.target,
-            &self.resources(),
-            &self.facts.endpoints,
-            &self.key,
-        );
+        let d = self.desired();
         self.facts.table = Ok(d.table.clone());
+        self.set_overlay(d.node_routes.overlay.as_ref());
         let mut routes = vec![
             route("172.16.0.0/24", "eth0", None, 2),
             route("192.168.100.0/24", "u0", None, 2),
@@ -228,6 +233,81 @@ impl World {
             listen_port: 51820,
             peers,
         }));
+    }
+
+    /// What the resources ask of this node, with the facts' reach.
+    pub(crate) fn desired(&self) -> desired::Desired {
+        let reach = self
+            .facts
+            .reach
+            .iter()
+            .filter_map(|(ip, r)| Some((*ip, r.clone().ok()?)))
+            .collect();
+        desired::desired(
+            &self.target,
+            &self.resources(),
+            (&self.facts.endpoints, &reach),
+            &self.key,
+        )
+    }
+
+    /// The overlay link as planned (or none), in the facts' links too.
+    fn set_overlay(&mut self, spec: Option<&VxlanSpec>) {
+        let links = self.facts.links.as_mut().unwrap();
+        links.retain(|l| l.name != OVERLAY_LINK);
+        self.facts.overlay = Ok(spec.map(|s| VxlanView {
+            vni: Some(s.vni),
+            port: Some(s.port),
+            remote: s.remote,
+            mac: s.mac,
+        }));
+        if let Some(s) = spec {
+            links.push(link(9, OVERLAY_LINK, s.mtu, "vxlan"));
+        }
+    }
+
+    /// A worker node of the same cluster, `node1`: healthy, reaching the gateway node 172.16.0.10
+    /// through a router (`routed`: over the overlay) or on-link (a direct next hop).
+    pub(crate) fn worker(routed: bool) -> World {
+        let mut w = World::healthy();
+        w.target.node_name = Some("node1".into());
+        w.facts.links = Ok(vec![
+            link(1, "lo", 65536, "loopback"),
+            link(2, "eth0", 1500, "veth"),
+        ]);
+        w.facts.table = Ok(None);
+        w.facts.device = Ok(None);
+        w.facts.udp_sockets = Ok(vec![]);
+        let gateway = ip("172.16.0.10");
+        let reach = if routed {
+            Reach::routed(ip("172.16.1.1"), "eth0", 1500)
+        } else {
+            Reach::on_link("eth0", 1500)
+        };
+        w.facts.reach = [(gateway, Ok(reach))].into();
+        let d = w.desired();
+        w.set_overlay(d.node_routes.overlay.as_ref());
+        let mut routes = vec![route("172.16.1.0/24", "eth0", None, 2)];
+        for r in d.node_routes.routes() {
+            let (gw, dev) = match &r.via {
+                NextHop::Via(gw, dev) => (*gw, dev.clone().unwrap_or_else(|| "eth0".into())),
+                NextHop::Onlink(gw, dev) => (*gw, dev.clone()),
+                NextHop::Dev(_) => unreachable!(),
+            };
+            let gw = gw.to_string();
+            routes.push(route(
+                &r.dst.to_string(),
+                &dev,
+                Some(gw.as_str()),
+                NODE_ROUTE_PROTOCOL,
+            ));
+        }
+        w.facts.routes = Ok(routes);
+        w.facts.node_table = Ok(Some(TableView::from_batch(
+            &isthmus_dataplane::node_nat::render::render(&d.node_routes.nat),
+            NODE_TABLE,
+        )));
+        w
     }
 
     /// The device's backend and what every TunnelEndpoint reports.
@@ -291,7 +371,25 @@ fn the_healthy_world_passes_every_check_but_the_userspace_warning() {
         };
         assert_eq!(check.status, expected, "{check:#?}");
     }
-    assert_eq!(report.checks.len(), 6);
+    assert_eq!(report.checks.len(), 7);
     assert!(!report.failed());
     assert_eq!(report.context.role, "gateway");
+}
+
+#[test]
+fn a_healthy_worker_passes_every_check_that_runs_there() {
+    for routed in [true, false] {
+        let report = World::worker(routed).report();
+        for check in &report.checks {
+            let expected = if check.id == CheckId::WireguardBackend {
+                check.status
+            } else {
+                crate::inspect::diagnose::report::Status::Ok
+            };
+            assert_eq!(check.status, expected, "routed {routed}: {check:#?}");
+        }
+        assert!(report.check(CheckId::NodeNat).is_some());
+        assert!(report.check(CheckId::Overlay).is_some());
+        assert_ne!(report.context.role, "gateway");
+    }
 }

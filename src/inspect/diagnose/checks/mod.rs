@@ -2,13 +2,15 @@
 //! node holds ([`NodeFacts`]) and the time, to one [`Check`] each. No I/O; unit-tested with the
 //! fixtures below.
 //!
-//! On the gateway node every check runs; on another node only those about that node's own
+//! On the gateway node every check but the node NAT exemption runs; on another node only those about that node's own
 //! routes and ranges (and what the gateway reports), the rest is listed as skipped.
 
 pub mod backend;
 pub mod mtu;
 pub mod nftables;
+pub mod node_nat;
 pub mod overlap;
+pub mod overlay;
 pub mod routes;
 pub mod udp;
 
@@ -53,8 +55,15 @@ pub fn run(inputs: &Inputs<'_>) -> (Vec<Check>, Vec<String>) {
     }
     checks.push(routes::check(inputs));
     checks.push(overlap::check(inputs));
+    checks.push(overlay::check(inputs));
     if inputs.role.gateway {
         checks.push(udp::check(inputs));
+        skipped.push(format!(
+            "{}: not on the gateway node (the gateway's own table binds its pods' traffic)",
+            CheckId::NodeNat.title()
+        ));
+    } else {
+        checks.push(node_nat::check(inputs));
     }
     (checks, skipped)
 }

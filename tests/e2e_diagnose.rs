@@ -225,7 +225,14 @@ async fn healthy_through_library_and_binary(d: &Diagnosis, dir: &Path) {
     let (success, json) = binary(dir).await;
     assert!(success, "{json:#}");
     assert_eq!(json_status(&json, "wireguard-backend"), "warn", "{json:#}");
-    for id in ["mtu", "nftables", "routes", "overlap", "overlay", "gateway-udp"] {
+    for id in [
+        "mtu",
+        "nftables",
+        "routes",
+        "overlap",
+        "overlay",
+        "gateway-udp",
+    ] {
         assert_eq!(json_status(&json, id), "ok", "{id}: {json:#}");
     }
 }

@@ -330,10 +330,10 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
             .await?;
         let acked = Instant::now();
         let address: Ipv4Addr = reply.into_inner().ip.parse()?;
-        ping_until(lab, address, Duration::from_secs(5))
+        let answered = first_answer(lab, address, Duration::from_secs(5))
             .await?
             .with_context(|| format!("{address} never answered"))?;
-        let carried = acked.elapsed();
+        let carried = answered.saturating_duration_since(acked);
         activation.push(carried);
         match watch.seen_after(address, sent) {
             Some(seen) => {
@@ -372,6 +372,21 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
         api_write_latency,
         hops,
     })
+}
+
+/// An echo request from a's first pod to `address` every 200 µs, each a new flow, until any is
+/// answered: when the first answer arrived (`None` after `timeout`).
+async fn first_answer(
+    lab: &Lab,
+    address: Ipv4Addr,
+    timeout: Duration,
+) -> anyhow::Result<Option<Instant>> {
+    let src = lab.pods(0)[0].clone();
+    let every = Duration::from_micros(200);
+    Ok(tokio::task::spawn_blocking(move || {
+        isthmus_lab::probe::first_answer(&src, address, every, timeout)
+    })
+    .await??)
 }
 
 /// Echo requests from a's first pod to `address`, 1 ms apart, until one is answered; the

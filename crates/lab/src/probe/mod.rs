@@ -13,7 +13,7 @@ mod ping;
 mod whoami;
 
 pub use echo::{EchoServer, EchoSession, EchoStatus};
-pub use ping::{PingReport, ping, ping_all, ping_rtt};
+pub use ping::{PingReport, first_answer, ping, ping_all, ping_rtt};
 pub use whoami::{WhoamiServer, whoami};
 
 use std::net::{SocketAddr, SocketAddrV4};

@@ -76,6 +76,79 @@ pub fn ping(
     Ok(report)
 }
 
+/// Sends an echo request to `dst` every `every` without waiting for earlier ones, until any of
+/// them is answered; returns when the first answer arrived, `None` after `timeout`. Every request
+/// carries its own identifier, so each is a new flow for conntrack (an earlier request's entry,
+/// made before a NAT rule existed, cannot mask the rule), and a late answer to an earlier
+/// request counts as soon as it arrives. For timing when a path starts carrying packets.
+/// Blocks.
+pub fn first_answer(
+    from: &(impl Namespaced + ?Sized),
+    dst: Ipv4Addr,
+    every: Duration,
+    timeout: Duration,
+) -> Result<Option<Instant>> {
+    let what = || format!("echo stream to {dst} from {}", from.namespace());
+    let socket = socket_in(from, Type::RAW, Protocol::ICMPV4)?;
+    let base = (std::process::id() as u16)
+        .wrapping_mul(31)
+        .wrapping_add(IDENT.fetch_add(4096, Ordering::Relaxed));
+    let target = SocketAddr::V4(SocketAddrV4::new(dst, 0)).into();
+    let deadline = Instant::now() + timeout;
+    let mut sent: u16 = 0;
+    while Instant::now() < deadline {
+        let ident = base.wrapping_add(sent);
+        match socket.send_to(&echo_request(ident, 0), &target) {
+            Ok(_) => sent = sent.wrapping_add(1),
+            Err(e) if is_unreachable(&e) => {}
+            Err(e) => return Err(Error::probe(what(), e)),
+        }
+        let next = (Instant::now() + every).min(deadline);
+        let answered =
+            |bytes: &[u8]| reply_ident(bytes, dst).is_some_and(|id| id.wrapping_sub(base) < sent);
+        if await_any(&socket, next, answered).map_err(|e| Error::probe(what(), e))? {
+            return Ok(Some(Instant::now()));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads until a packet `answered` accepts arrives (→ `true`) or `deadline` passes.
+fn await_any(
+    socket: &Socket,
+    deadline: Instant,
+    answered: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<bool> {
+    let mut buf = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        socket.set_read_timeout(Some(left))?;
+        match (&*socket).read(&mut buf) {
+            Ok(len) if answered(&buf[..len]) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(false);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The identifier of an echo reply from `dst` (raw IPv4 bytes), if it is one.
+fn reply_ident(bytes: &[u8], dst: Ipv4Addr) -> Option<u16> {
+    if bytes.len() < 20 {
+        return None;
+    }
+    let header = usize::from(bytes[0] & 0x0f) * 4;
+    let from = Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]);
+    let icmp = bytes.get(header..).filter(|i| i.len() >= 8)?;
+    (from == dst && icmp[0] == 0).then(|| u16::from_be_bytes([icmp[4], icmp[5]]))
+}
+
 /// [`ping`]'s median round-trip time; `None` when no reply came back. Blocks.
 pub fn ping_rtt(
     from: &(impl Namespaced + ?Sized),
@@ -181,18 +254,11 @@ fn await_reply(
 
 /// A raw IPv4 socket gets the IP header: source at bytes 12..16, ICMP after `IHL * 4` bytes.
 fn is_our_reply(bytes: &[u8], dst: Ipv4Addr, ident: u16, seq: u16) -> bool {
-    if bytes.len() < 20 {
-        return false;
-    }
-    let header = usize::from(bytes[0] & 0x0f) * 4;
-    let from = Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]);
-    let Some(icmp) = bytes.get(header..).filter(|i| i.len() >= 8) else {
-        return false;
-    };
-    from == dst
-        && icmp[0] == 0
-        && u16::from_be_bytes([icmp[4], icmp[5]]) == ident
-        && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
+    let header = usize::from(bytes.first().copied().unwrap_or(0) & 0x0f) * 4;
+    reply_ident(bytes, dst) == Some(ident)
+        && bytes
+            .get(header + 6..header + 8)
+            .is_some_and(|s| u16::from_be_bytes([s[0], s[1]]) == seq)
 }
 
 #[cfg(test)]

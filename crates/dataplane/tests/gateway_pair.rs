@@ -264,3 +264,57 @@ fn an_interface_name_in_use_on_the_host_is_refused() {
         "10.1.0.10"
     );
 }
+
+#[test]
+fn a_standby_removes_what_an_earlier_leader_left_and_spares_a_live_engine() {
+    let (lab, mut c) = pair();
+    let site = &lab.sites[0];
+    let socket = format!("/var/run/wireguard/{}.sock", site.ifname);
+    // A clean stop leaves the NAT table; a killed kernel-backend gateway also leaves its link and
+    // the routes into it: a bridge of the same name stands in for that link (no WireGuard module
+    // here), with the stale UAPI socket file of a killed userspace engine.
+    c[0].gateway.shutdown().unwrap();
+    for line in [
+        format!("link add {} type bridge", site.ifname),
+        format!("link set {} up", site.ifname),
+        format!("route add 10.1.0.0/24 dev {} proto 153", site.ifname),
+    ] {
+        isthmus_dataplane::lab::ip(&site.gw.name, &line).unwrap();
+    }
+    std::fs::write(&socket, b"").unwrap();
+    let (table, routes) = kernel_state(site);
+    assert!(table.contains("table inet isthmus"), "{table}");
+    assert!(!routes.is_empty());
+
+    let mut standby = gateway_on(site);
+    let (interface, removed_routes) = standby.remove_leftovers(&site.ifname).unwrap();
+    assert!(interface);
+    assert!(removed_routes > 0);
+    assert_eq!(kernel_state(site), (String::new(), String::new()));
+    assert!(
+        !isthmus_dataplane::lab::ip(&site.gw.name, "-br link")
+            .unwrap()
+            .contains(&site.ifname)
+    );
+    assert!(!std::path::Path::new(&socket).exists());
+    // Nothing left: a second pass finds nothing and fails on nothing.
+    assert_eq!(standby.remove_leftovers(&site.ifname).unwrap(), (false, 0));
+
+    // A socket someone answers on belongs to a live engine (in the lab, another node's with the
+    // same name): neither it nor a link of that name is touched.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    isthmus_dataplane::lab::ip(
+        &site.gw.name,
+        &format!("link add {} type bridge", site.ifname),
+    )
+    .unwrap();
+    assert!(!standby.remove_leftovers(&site.ifname).unwrap().0);
+    assert!(std::path::Path::new(&socket).exists());
+    assert!(
+        isthmus_dataplane::lab::ip(&site.gw.name, "-br link")
+            .unwrap()
+            .contains(&site.ifname)
+    );
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+}

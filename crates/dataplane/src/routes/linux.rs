@@ -13,7 +13,8 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::{Handle, LinkVxlan, RouteMessageBuilder};
 
@@ -363,7 +364,10 @@ impl RouteDriver for NetlinkRoutes {
     }
 
     fn del_route(&mut self, route: &Route) -> Result<()> {
-        let message = self.message(route)?;
+        let mut message = self.message(route)?;
+        // Any scope matches (as `ip route del` asks): a route of ours that was re-added by hand
+        // with scope link must still go.
+        message.header.scope = RouteScope::NoWhere;
         let (handle, dst) = (self.handle.clone(), route.dst);
         self.ns.run(async move {
             let deleted = handle.route().del(message).execute().await;

@@ -105,6 +105,8 @@ async fn accept_loop(listener: TcpListener, to: Side, target: SocketAddr) {
             match connect(&to, target).await {
                 Ok(mut outbound) => {
                     let mut inbound = inbound;
+                    // Small writes (watch events) must not wait for the client's delayed ACK.
+                    let _ = inbound.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
                 Err(error) => {

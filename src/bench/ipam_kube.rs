@@ -129,7 +129,11 @@ pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
     }
     let total = started.elapsed();
     drop(replies);
-    drop(ipam);
+    // the restart below must not race a compaction still being written
+    Arc::into_inner(ipam)
+        .ok_or_else(|| anyhow::anyhow!("the IPAM is still shared"))?
+        .close()
+        .await;
     let api: Api<IpamStorage> = Api::namespaced(kube.client(), "isthmus");
     let objects = api.list(&Default::default()).await?.items;
     let largest = objects

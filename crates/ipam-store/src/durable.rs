@@ -60,6 +60,8 @@ struct Shared {
     health: tokio::sync::watch::Sender<StoreHealth>,
     options: Options,
     store_name: String,
+    /// Closed when the committer thread has ended and dropped its store.
+    stopped: tokio::sync::watch::Receiver<()>,
     /// Count of effects made durable; bumped after each committed batch.
     committed: tokio::sync::watch::Sender<u64>,
     /// NAT mapping blocks changed by durable batches and not yet taken by the publisher.
@@ -147,6 +149,7 @@ impl DurableIpam {
             .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
         let store_name = store.describe();
         let (queue, jobs) = mpsc::channel();
+        let (stopping, stopped) = tokio::sync::watch::channel(());
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 ipam,
@@ -159,13 +162,17 @@ impl DurableIpam {
             health: tokio::sync::watch::Sender::new(StoreHealth::Serving),
             options,
             store_name,
+            stopped,
             committed: tokio::sync::watch::Sender::new(0),
             nat_dirty: Mutex::default(),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("ipam-commit".into())
-            .spawn(move || commit_loop(store, jobs, weak))
+            .spawn(move || {
+                commit_loop(store, jobs, weak);
+                drop(stopping);
+            })
             .map_err(|e| ServiceError::Unavailable(format!("cannot start committer: {e}")))?;
         Ok(DurableIpam { shared })
     }
@@ -390,6 +397,15 @@ impl DurableIpam {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *dirty)
+    }
+
+    /// Drops this handle and, once every other handle is gone too, waits until the committer
+    /// has ended and dropped its store (which finishes a compaction in flight). A restart in the
+    /// same process (tests, benchmarks) opens the store again only after this.
+    pub async fn close(self) {
+        let mut stopped = self.shared.stopped.clone();
+        drop(self);
+        while stopped.changed().await.is_ok() {}
     }
 
     /// The store in use, for logs.

@@ -12,6 +12,9 @@
 //! switch), then deletes what the root no longer needs. Every prefix of that sequence recovers
 //! the same state, because a block at `seq` is skipped by the replay of every commit up to
 //! `seq`, and a block the root does not list is garbage unless it is newer than the checkpoint.
+//! The same holds with segments of later commits created while a compaction is written: a
+//! plan ([`Layout::compaction`]) is exact at the commit it was taken at, and those segments
+//! lie past it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;

@@ -163,26 +163,33 @@ impl KubeStore {
     }
 
     /// Every object of the state, parsed one by one so a bad one is named, and their versions.
+    /// Read in pages of [`LIST_PAGE`] objects, all from one snapshot (the `continue` token pins
+    /// its version): only one page's JSON (with its managedFields) is held at a time, not the
+    /// whole state's, which bounds the memory a restart takes.
     fn list(&mut self) -> Result<(Vec<(String, IpamStorageSpec)>, Versions), StoreError> {
-        let lp = ListParams::default().labels(&format!("{LABEL_IPAM}={}", self.objects.root));
-        let raw = self.raw.clone();
-        let list = self.objects.runtime.block_on(raw.list(&lp))?;
-        let mut out = Vec::with_capacity(list.items.len());
+        let selector = format!("{LABEL_IPAM}={}", self.objects.root);
+        let mut out = Vec::new();
         let mut versions = Versions::new();
-        for o in list.items {
-            let name = o.metadata.name.clone().unwrap_or_default();
-            let spec = o.data.get("spec").cloned().unwrap_or_default();
-            let spec: IpamStorageSpec =
-                serde_json::from_value(spec).map_err(|e| StoreError::Corrupt {
-                    path: format!("IpamStorage {name}"),
-                    message: format!("unreadable: {e}"),
-                })?;
-            if let Some(rv) = o.metadata.resource_version {
-                versions.insert(name.clone(), rv);
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().labels(&selector).limit(LIST_PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
             }
-            out.push((name, spec));
+            let raw = self.raw.clone();
+            let page = self.objects.runtime.block_on(raw.list(&lp))?;
+            for o in page.items {
+                let (name, spec, rv) = parse(o)?;
+                if let Some(rv) = rv {
+                    versions.insert(name.clone(), rv);
+                }
+                out.push((name, spec));
+            }
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() {
+                return Ok((out, versions));
+            }
         }
-        Ok((out, versions))
     }
 
     /// Hands the compactor a plan of everything changed since the last one.
@@ -412,6 +419,20 @@ impl Store for KubeStore {
             self.objects.root
         )
     }
+}
+
+/// Objects per page of the recovery's LIST: ~2 MiB of JSON at most (blocks of ~60 KiB).
+const LIST_PAGE: u32 = 32;
+
+/// The name, spec and resourceVersion of a listed object; an unreadable spec is named.
+fn parse(o: DynamicObject) -> Result<(String, IpamStorageSpec, Option<String>), StoreError> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let spec = o.data.get("spec").cloned().unwrap_or_default();
+    let spec = serde_json::from_value(spec).map_err(|e| StoreError::Corrupt {
+        path: format!("IpamStorage {name}"),
+        message: format!("unreadable: {e}"),
+    })?;
+    Ok((name, spec, o.metadata.resource_version))
 }
 
 /// Most changes in one segment: the largest entry (a PeerSet with six CIDRs and a 63-character

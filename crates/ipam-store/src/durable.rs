@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use isthmus_ipam::{
     Cidr, ClusterId, Effect, Ipam, IpamConfig, IpamError, IpamSnapshot, NatDirty, NatTouch,
@@ -36,6 +36,9 @@ use crate::{ServiceError, Store, StoreError};
 
 /// Most jobs the committer folds into one write.
 const MAX_BATCH: usize = 16_384;
+
+/// The longest pause between two arriving jobs that [`gather`] still waits through.
+const GATHER_GAP: Duration = Duration::from_micros(50);
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -456,10 +459,12 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
     let mut effects = Vec::new();
     let mut waiters = Vec::new();
     let limit = store.batch_limit().max(1);
+    let mut last_write = Duration::ZERO;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
-        batch.extend(jobs.try_iter().take(MAX_BATCH));
+        gather(&jobs, &mut batch, last_write / 4);
         let Some(sh) = shared.upgrade() else { return };
+        let started = Instant::now();
         if let Some(f) = sh.failure.get() {
             fail_all(batch, f);
             continue;
@@ -487,6 +492,7 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
             }
         }
         result = result.and_then(|()| flush(&mut store, &mut effects, &mut written, &sh));
+        last_write = started.elapsed();
         let reply = match result {
             Ok(()) => {
                 let durable = sh.durable.fetch_add(written, Ordering::AcqRel) + written;
@@ -511,6 +517,29 @@ fn commit_loop<S: Store>(mut store: S, jobs: mpsc::Receiver<Job>, shared: std::s
         };
         for w in waiters.drain(..) {
             let _ = w.send(reply.clone());
+        }
+    }
+}
+
+/// Takes the jobs queued behind the first of a batch; then, for at most `linger`, those that
+/// keep coming (no gap longer than [`GATHER_GAP`]): the callers the previous batch woke are
+/// still being scheduled, and a batch that starts without them leaves them for a batch of
+/// their own, so that batches alternate small and large. `linger` is a quarter of the last
+/// batch's write time: nothing for a fast store, and at most a quarter more per commit when
+/// nobody comes.
+fn gather(jobs: &mpsc::Receiver<Job>, batch: &mut Vec<Job>, linger: Duration) {
+    batch.extend(jobs.try_iter().take(MAX_BATCH));
+    if linger < GATHER_GAP * 2 {
+        return;
+    }
+    let deadline = Instant::now() + linger;
+    while batch.len() < MAX_BATCH && Instant::now() < deadline {
+        match jobs.recv_timeout(GATHER_GAP) {
+            Ok(job) => {
+                batch.push(job);
+                batch.extend(jobs.try_iter().take(MAX_BATCH));
+            }
+            Err(_) => return,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A request locks the state, plans, applies the effect in memory and queues it for the committer
 //! thread, all under the lock (so the queue order is the apply order); it then waits, without the
-//! lock, for the committer to report its batch durable. The committer takes everything queued,
+//! lock, for the committer to report its batch durable. The committer takes everything queued
+//! (and, after a slow write, what keeps arriving for a short while: the callers it just woke),
 //! writes it with one store call (one fsync), and wakes every waiter: group commit. A request
 //! that changes nothing but read state another request has not yet made durable waits for that
 //! state too (a barrier), so nothing is ever acknowledged before it is durable.

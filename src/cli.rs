@@ -94,7 +94,8 @@ pub enum BenchCommand {
     /// `isthmus status` against an in-memory API with N peers: end-to-end time, p50/p99/max.
     Status(crate::bench::status::StatusBenchOptions),
     /// The IPAM over IpamStorage objects in an in-process memkube: N mappings (time per
-    /// thousand), object sizes, recovery time.
+    /// thousand), object sizes, recovery time; with --restart, the real network-manager's
+    /// restart time and RSS on N mappings in a memkube served over HTTPS.
     IpamKube(crate::bench::ipam_kube::KubeBenchOptions),
     /// NatMapping publishing per batch as the state grows: a network-manager over an
     /// in-process memkube, writes and bytes per batch of mappings.
@@ -270,6 +271,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::AuthApi(options)) => {
             crate::bench::auth_api::run(options).await
+        }
+        Command::Bench(BenchCommand::IpamKube(options)) if options.restart => {
+            let binary = std::env::current_exe()?;
+            let report = crate::bench::ipam_kube_restart::run(options, binary).await?;
+            println!("{report}");
+            Ok(())
         }
         Command::Bench(BenchCommand::IpamKube(options)) => {
             println!("{}", crate::bench::ipam_kube::run(options).await?);

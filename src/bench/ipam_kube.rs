@@ -5,7 +5,6 @@
 //! state (a restart's `DurableIpam::open`).
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -27,6 +26,10 @@ pub struct KubeBenchOptions {
     /// Concurrent callers.
     #[arg(long, default_value_t = 64)]
     pub clients: u32,
+    /// Instead: fill the mappings into a memkube served over HTTPS, then start the real
+    /// network-manager on them (time to its first answer, its RSS).
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// The figures of a run.
@@ -78,7 +81,7 @@ impl std::fmt::Display for KubeBenchReport {
     }
 }
 
-fn config() -> anyhow::Result<IpamConfig> {
+pub(super) fn config() -> anyhow::Result<IpamConfig> {
     Ok(IpamConfig {
         pod_cidr: "10.0.0.0/16".parse()?,
         service_cidr: None,
@@ -88,19 +91,12 @@ fn config() -> anyhow::Result<IpamConfig> {
     })
 }
 
-/// Runs the benchmark.
-pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
-    let kube = MemKube::new();
-    for crd in isthmus_api::all_crds() {
-        kube.register_crd(&crd)?;
-    }
-    kube.create_namespace("isthmus")?;
-    // memkube's fault injection: every write waits as etcd's fsync makes a real one wait
-    kube.faults()
-        .set_write_latency(Duration::from_secs_f64(options.write_latency_ms / 1e3));
-    let client = kube.client();
-    let store = KubeStore::new(client.clone(), "isthmus", "ipam");
-    let ipam = DurableIpam::open(&config()?, store).await?;
+/// Peers the bench peer, then maps `options.mappings` endpoints for it from `options.clients`
+/// concurrent callers; returns the time of all and of each thousand.
+pub(super) async fn fill(
+    ipam: &DurableIpam,
+    options: &KubeBenchOptions,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
     let peer: ClusterId = "bench-peer".parse()?;
     let (pod, ext): (Cidr, Cidr) = ("10.0.0.0/16".parse()?, "10.2.0.0/16".parse()?);
     ipam.upsert_peer(&peer, pod, ext).await?;
@@ -109,7 +105,6 @@ pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
     let started = Instant::now();
     let mut per_thousand = Vec::new();
     let mut chunk = Instant::now();
-    let ipam = Arc::new(ipam);
     let calls = (0..options.mappings).map(|i| {
         let (ipam, peer) = (ipam.clone(), peer.clone());
         async move {
@@ -127,11 +122,32 @@ pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
             chunk = Instant::now();
         }
     }
-    let total = started.elapsed();
-    drop(replies);
-    drop(ipam);
-    let api: Api<IpamStorage> = Api::namespaced(kube.client(), "isthmus");
-    let objects = api.list(&Default::default()).await?.items;
+    Ok((started.elapsed(), per_thousand))
+}
+
+/// Every `IpamStorage` object in namespace `isthmus`.
+pub(super) async fn stored_objects(client: &kube::Client) -> anyhow::Result<Vec<IpamStorage>> {
+    let api: Api<IpamStorage> = Api::namespaced(client.clone(), "isthmus");
+    Ok(api.list(&Default::default()).await?.items)
+}
+
+/// Runs the benchmark.
+pub async fn run(options: KubeBenchOptions) -> anyhow::Result<KubeBenchReport> {
+    let kube = MemKube::new();
+    for crd in isthmus_api::all_crds() {
+        kube.register_crd(&crd)?;
+    }
+    kube.create_namespace("isthmus")?;
+    // memkube's fault injection: every write waits as etcd's fsync makes a real one wait
+    kube.faults()
+        .set_write_latency(Duration::from_secs_f64(options.write_latency_ms / 1e3));
+    let client = kube.client();
+    let store = KubeStore::new(client.clone(), "isthmus", "ipam");
+    let ipam = DurableIpam::open(&config()?, store).await?;
+    let (total, per_thousand) = fill(&ipam, &options).await?;
+    // the restart below must not race a compaction still being written
+    ipam.close().await;
+    let objects = stored_objects(&client).await?;
     let largest = objects
         .iter()
         .map(|o| {

@@ -97,7 +97,8 @@ async fn fill(opts: &StateBenchOptions) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+/// The resident memory of process `pid` (VmRSS), in KiB.
+pub(super) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
@@ -110,7 +111,8 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .parse()?)
 }
 
-struct KillOnDrop(Child);
+/// A child process killed and reaped when dropped.
+pub(super) struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -151,21 +153,7 @@ pub async fn run(opts: StateBenchOptions) -> anyhow::Result<StateBenchReport> {
         .spawn()
         .context("cannot start the server")?;
     let child = KillOnDrop(child);
-    let probe = MapRequest {
-        cluster_id: "bench-peer".into(),
-        ip: endpoint(0).to_string(),
-    };
-    let answered = loop {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("the server did not answer within 60 s");
-        }
-        if let Ok(mut c) = IpamClient::connect(format!("http://{addr}")).await
-            && c.map_endpoint_ip(probe.clone()).await.is_ok()
-        {
-            break start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let answered = first_answer(&addr, start).await?;
     let rss = rss_kib(child.0.id())?;
     Ok(StateBenchReport {
         mappings: opts.mappings,
@@ -173,4 +161,23 @@ pub async fn run(opts: StateBenchOptions) -> anyhow::Result<StateBenchReport> {
         restart_to_first_answer: answered,
         rss_kib: rss,
     })
+}
+
+/// Asks the server at `addr` for an existing mapping until it answers; the time since `start`.
+pub(super) async fn first_answer(addr: &str, start: Instant) -> anyhow::Result<Duration> {
+    let probe = MapRequest {
+        cluster_id: "bench-peer".into(),
+        ip: endpoint(0).to_string(),
+    };
+    loop {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the server did not answer within 60 s");
+        }
+        if let Ok(mut c) = IpamClient::connect(format!("http://{addr}")).await
+            && c.map_endpoint_ip(probe.clone()).await.is_ok()
+        {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

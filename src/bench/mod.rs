@@ -4,6 +4,7 @@
 pub mod auth_api;
 pub mod ipam;
 pub mod ipam_kube;
+pub mod ipam_kube_restart;
 pub mod ipam_state;
 pub mod nat_shards;
 pub mod stats;

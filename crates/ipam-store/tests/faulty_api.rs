@@ -30,6 +30,8 @@ struct State {
     next: VecDeque<Fault>,
     down: bool,
     write_latency: Duration,
+    /// Extra latency of the writes to paths ending so.
+    slow: Vec<(String, Duration)>,
     writes: Vec<(Method, String)>,
 }
 
@@ -78,6 +80,13 @@ impl FaultyApi {
         self.state.lock().unwrap().write_latency = latency;
     }
 
+    /// Writes to a path ending with `suffix` wait `latency` more (a slow object).
+    #[allow(dead_code)] // some test binaries do not use it
+    pub fn slow_writes_to(&self, suffix: &str, latency: Duration) {
+        let mut s = self.state.lock().unwrap();
+        s.slow.push((suffix.to_owned(), latency));
+    }
+
     /// The writes served (applied) since the last call: method and path.
     pub fn take_writes(&self) -> Vec<(Method, String)> {
         std::mem::take(&mut self.state.lock().unwrap().writes)
@@ -104,7 +113,14 @@ impl tower::Service<Request<kube::client::Body>> for FaultyApi {
         let (fault, down, latency) = {
             let mut s = self.state.lock().unwrap();
             let fault = if write { s.next.pop_front() } else { None };
-            (fault, s.down, s.write_latency)
+            let path = req.uri().path();
+            let slow: Duration = s
+                .slow
+                .iter()
+                .filter(|(suffix, _)| write && path.ends_with(suffix.as_str()))
+                .map(|(_, d)| *d)
+                .sum();
+            (fault, s.down, s.write_latency + slow)
         };
         let mut kube = self.kube.clone();
         let state = self.state.clone();

@@ -27,7 +27,7 @@ async fn server_errors_are_retried_while_the_request_waits() {
     api.fail_next_writes(&[Fault::Unavailable, Fault::Refused, Fault::Unavailable]);
     let reply = ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
     assert!(ipam.is_serving());
-    drop(ipam);
+    ipam.close().await;
     let again = open(&api).await.unwrap();
     assert_eq!(again.map_endpoint_ip(&id("b"), ep(1)).await.unwrap(), reply);
 }
@@ -38,6 +38,7 @@ async fn a_write_whose_answer_was_lost_is_recognised_as_ours() {
     let policy = CompactionPolicy {
         segments: 2,
         dirty_blocks: 64,
+        ..CompactionPolicy::default()
     };
     let ipam = DurableIpam::open(&config(), store(&api, policy))
         .await
@@ -50,7 +51,7 @@ async fn a_write_whose_answer_was_lost_is_recognised_as_ours() {
     }
     assert!(ipam.is_healthy(), "{:?}", ipam.health());
     let before = ipam.read(|i| i.snapshot()).unwrap();
-    drop(ipam);
+    ipam.close().await;
     assert_eq!(
         open(&api).await.unwrap().read(|i| i.snapshot()).unwrap(),
         before
@@ -89,7 +90,7 @@ async fn an_outage_degrades_the_service_which_serves_again_afterwards() {
     let first = ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
     ipam.map_endpoint_ip(&id("b"), ep(2)).await.unwrap();
     let before = ipam.read(|i| i.snapshot()).unwrap();
-    drop(ipam);
+    ipam.close().await;
     let again = open(&api).await.unwrap();
     assert_eq!(again.read(|i| i.snapshot()).unwrap(), before);
     assert_eq!(again.map_endpoint_ip(&id("b"), ep(1)).await.unwrap(), first);

@@ -71,7 +71,7 @@ async fn one_segment_per_commit_recovered_after_restart() {
     assert_eq!(writes.len(), 1, "one write per commit: {writes:?}");
     assert_eq!(writes[0].0, Method::POST, "a segment is created");
     let before = ipam.read(|i| i.snapshot()).unwrap();
-    drop(ipam);
+    ipam.close().await;
     let again = open(&api).await.unwrap();
     assert_eq!(again.read(|i| i.snapshot()).unwrap(), before);
     assert_eq!(again.map_endpoint_ip(&id("b"), ep(1)).await.unwrap(), reply);
@@ -86,6 +86,7 @@ async fn compaction_folds_segments_into_blocks() {
     let policy = CompactionPolicy {
         segments: 8,
         dirty_blocks: 64,
+        ..CompactionPolicy::default()
     };
     let ipam = DurableIpam::open(&config(), store(&api, policy))
         .await
@@ -103,7 +104,7 @@ async fn compaction_folds_segments_into_blocks() {
             .unwrap();
     }
     let before = ipam.read(|i| i.snapshot()).unwrap();
-    drop(ipam);
+    ipam.close().await;
     let objs = objects(&api).await;
     let segments = objs.values().filter(|o| o.spec.journal.is_some()).count();
     let blocks: Vec<_> = objs
@@ -124,7 +125,7 @@ async fn compaction_folds_segments_into_blocks() {
     assert_eq!(again.read(|i| i.snapshot()).unwrap(), before);
     again.remove_peer(&id("c")).await.unwrap();
     let snapshot = again.read(|i| i.snapshot()).unwrap();
-    drop(again);
+    again.close().await;
     assert_eq!(
         open(&api).await.unwrap().read(|i| i.snapshot()).unwrap(),
         snapshot
@@ -197,7 +198,7 @@ async fn the_sharded_layout_is_upgraded_at_start() {
         objs.keys()
     );
     assert_eq!(objs["ipam"].spec.layout, Some(2));
-    drop(ipam);
+    ipam.close().await;
     assert_eq!(
         open(&api)
             .await
@@ -220,7 +221,7 @@ async fn a_missing_object_is_an_error_that_names_it() {
     peer(&ipam, "b").await;
     ipam.map_endpoint_ip(&id("b"), ep(1)).await.unwrap();
     ipam.map_endpoint_ip(&id("b"), ep(2)).await.unwrap();
-    drop(ipam);
+    ipam.close().await;
     let a: Api<IpamStorage> = Api::namespaced(api.kube.client(), "isthmus");
     let first = objects(&api)
         .await

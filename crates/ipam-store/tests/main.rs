@@ -3,5 +3,6 @@
 
 mod faulty_api;
 mod file_store;
+mod kube_compaction;
 mod kube_faults;
 mod kube_store;

@@ -12,6 +12,9 @@
 //! switch), then deletes what the root no longer needs. Every prefix of that sequence recovers
 //! the same state, because a block at `seq` is skipped by the replay of every commit up to
 //! `seq`, and a block the root does not list is garbage unless it is newer than the checkpoint.
+//! The same holds with segments of later commits created while a compaction is written: a
+//! plan ([`Layout::compaction`]) is exact at the commit it was taken at, and those segments
+//! lie past it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -72,6 +75,10 @@ pub struct Compaction {
     pub root: IpamStorageSpec,
     /// Blocks that became empty: deleted once the root no longer lists them.
     pub drop_blocks: Vec<String>,
+    /// The blocks this compaction makes exact: dirty again if it fails.
+    pub covers: BTreeSet<BlockKey>,
+    /// Whether the root's peers changed since the previous compaction.
+    pub root_changed: bool,
 }
 
 impl Layout {
@@ -354,36 +361,36 @@ impl Layout {
         }
     }
 
-    /// The writes that make the blocks and the root exact at the current commit.
-    pub fn compaction(&self, writer: &str) -> Compaction {
+    /// The writes that make the blocks and the root exact at the current commit. The blocks it
+    /// covers are no longer dirty (commits after it dirty them again) and hold `seq` = its
+    /// checkpoint; empty ones are forgotten. The checkpoint moves once the writes are done
+    /// ([`Layout::compacted`]); if they fail, [`Layout::compaction_failed`] marks the blocks
+    /// dirty again, so the next compaction writes them.
+    pub fn compaction(&mut self, writer: &str) -> Compaction {
         let at = self.commit;
+        let covers = std::mem::take(&mut self.dirty);
         let mut blocks = Vec::new();
         let mut drop_blocks = Vec::new();
-        for key in &self.dirty {
-            let Some(block) = self.blocks.get(key) else {
-                continue;
-            };
-            if block.mappings.is_empty() {
-                drop_blocks.push(self.block_name(key));
-                continue;
+        for key in &covers {
+            let name = self.block_name(key);
+            let first = self.block_first(key.1);
+            match self.blocks.get_mut(key) {
+                Some(block) if !block.mappings.is_empty() => {
+                    block.seq = at;
+                    blocks.push((name, block_spec(writer, key, first, block)));
+                }
+                // empty, or forgotten by an earlier compaction that then failed
+                _ => drop_blocks.push(name),
             }
-            let spec = IpamStorageSpec {
-                writer: Some(writer.to_owned()),
-                block: Some(IpamBlock {
-                    cluster: key.0.clone(),
-                    first: self.block_first(key.1),
-                    seq: at,
-                    mappings: block.mappings.clone(),
-                }),
-                ..Default::default()
-            };
-            blocks.push((self.block_name(key), spec));
         }
+        self.blocks.retain(|_, b| !b.mappings.is_empty());
         Compaction {
             checkpoint: at,
             blocks,
             root: self.root_spec(writer, at),
             drop_blocks,
+            covers,
+            root_changed: std::mem::take(&mut self.root_dirty),
         }
     }
 
@@ -420,17 +427,30 @@ impl Layout {
         }
     }
 
-    /// Records that `compaction` is durable: the blocks are exact at its checkpoint.
+    /// Records that `compaction` is durable: every commit up to its checkpoint is in the blocks.
     pub fn compacted(&mut self, compaction: &Compaction) {
-        let at = compaction.checkpoint;
-        for key in std::mem::take(&mut self.dirty) {
-            if let Some(block) = self.blocks.get_mut(&key) {
-                block.seq = at;
-            }
-        }
-        self.blocks.retain(|_, b| !b.mappings.is_empty());
-        self.checkpoint = at;
-        self.root_dirty = false;
+        self.checkpoint = self.checkpoint.max(compaction.checkpoint);
+    }
+
+    /// Records that `compaction` failed (some of its writes may have landed): what it covered
+    /// is dirty again. The checkpoint stays.
+    pub fn compaction_failed(&mut self, compaction: &Compaction) {
+        self.dirty.extend(compaction.covers.iter().cloned());
+        self.root_dirty |= compaction.root_changed;
+    }
+}
+
+/// The object of block `key` (first address `first`) exact at `block.seq`.
+fn block_spec(writer: &str, key: &BlockKey, first: Ipv4Addr, block: &Block) -> IpamStorageSpec {
+    IpamStorageSpec {
+        writer: Some(writer.to_owned()),
+        block: Some(IpamBlock {
+            cluster: key.0.clone(),
+            first,
+            seq: block.seq,
+            mappings: block.mappings.clone(),
+        }),
+        ..Default::default()
     }
 }
 

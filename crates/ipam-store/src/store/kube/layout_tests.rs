@@ -84,8 +84,22 @@ impl Sim {
         }
     }
 
+    fn unmap(&mut self, cluster: &str, endpoint: Ipv4Addr) {
+        let out = self.ipam.plan_unmap(&id(cluster), endpoint).unwrap();
+        if let Some(e) = out.effect {
+            self.commit(&[e]);
+        }
+    }
+
     /// The writes of a compaction, in order, and the layout after it.
     fn compaction_ops(&mut self) -> Vec<Op> {
+        let (ops, plan) = self.planned_ops();
+        self.layout.compacted(&plan);
+        ops
+    }
+
+    /// The writes of a compaction planned now, in order, and its plan (not yet written).
+    fn planned_ops(&mut self) -> (Vec<Op>, Compaction) {
         let plan = self.layout.compaction("w");
         let mut ops: Vec<Op> = plan
             .blocks
@@ -104,8 +118,7 @@ impl Sim {
                 ops.push(Op::Delete(name.clone()));
             }
         }
-        self.layout.compacted(&plan);
-        ops
+        (ops, plan)
     }
 
     fn run(&mut self, op: &Op) {
@@ -213,6 +226,96 @@ fn a_crash_between_blocks_and_root_then_more_commits_recovers() {
         sim.run(&op);
     }
     assert_eq!(recovered(&sim.objects).unwrap(), sim.ipam.snapshot());
+}
+
+/// What the objects recover to must be what was committed.
+fn assert_recovers(sim: &Sim, after: &str) {
+    assert_eq!(
+        recovered(&sim.objects).unwrap(),
+        sim.ipam.snapshot(),
+        "after {after}"
+    );
+}
+
+/// The commits that land while the compaction of round `round` is written: maps (one into a
+/// block that compaction drops), unmaps of older mappings and of new ones, an unpeering.
+fn concurrent_commit(sim: &mut Sim, round: u32, j: u32, older: &mut Vec<u32>) {
+    let new = |j: u32| endpoint(20_000 + round * 10_000 + j);
+    match j % 4 {
+        _ if round == 2 && j == 1 => {
+            let e = sim.ipam.plan_remove_peer(&id("c")).unwrap();
+            sim.commit(&[e]);
+        }
+        1 => match older.pop() {
+            Some(i) => sim.unmap("b", endpoint(i)),
+            None => sim.map("b", new(j)),
+        },
+        3 => sim.unmap("b", new(j - 3)),
+        _ => sim.map("b", new(j)),
+    }
+}
+
+#[test]
+fn commits_during_a_compaction_recover_at_every_write() {
+    let mut sim = Sim::new();
+    let mappings = 1100;
+    for i in 0..mappings {
+        sim.map(if i % 3 == 0 { "c" } else { "b" }, endpoint(i));
+    }
+    let mut older: Vec<u32> = (BLOCK_SIZE..mappings).filter(|i| i % 3 != 0).collect();
+    for round in 0..3u32 {
+        if round == 1 {
+            // b's first block becomes empty: this compaction drops it
+            for i in (0..BLOCK_SIZE).filter(|i| i % 3 != 0) {
+                sim.unmap("b", endpoint(i));
+            }
+        }
+        let (ops, plan) = sim.planned_ops();
+        assert!(ops.len() > 3, "round {round}: {} writes", ops.len());
+        let mut j = 0;
+        for (n, op) in ops.iter().enumerate() {
+            sim.run(op);
+            assert_recovers(&sim, &format!("round {round}, {op:?}"));
+            // commits between the block and root writes, and between some deletions
+            if matches!(op, Op::Put(..)) || n % 8 == 0 {
+                concurrent_commit(&mut sim, round, j, &mut older);
+                j += 1;
+                assert_recovers(&sim, &format!("round {round}, commit {j} after {op:?}"));
+            }
+        }
+        assert!(j > 4, "round {round}: {j} commits during the compaction");
+        sim.layout.compacted(&plan);
+    }
+    for op in sim.compaction_ops() {
+        sim.run(&op);
+        assert_recovers(&sim, &format!("the last compaction's {op:?}"));
+    }
+    let segments = sim.objects.values().filter(|s| s.journal.is_some()).count();
+    assert_eq!(segments, 0, "compaction leaves no segment behind");
+}
+
+#[test]
+fn a_failed_compaction_is_written_whole_by_the_next() {
+    let mut sim = Sim::new();
+    for i in 0..1100 {
+        sim.map("b", endpoint(i));
+    }
+    let (ops, failed) = sim.planned_ops();
+    // The first block lands, then the API fails; commits go on.
+    sim.run(&ops[0]);
+    sim.layout.compaction_failed(&failed);
+    // the commits after it touch the first block only
+    sim.unmap("b", endpoint(5));
+    sim.unmap("b", endpoint(6));
+    let (ops, plan) = sim.planned_ops();
+    for op in &ops {
+        sim.run(op);
+        assert_recovers(&sim, &format!("{op:?}"));
+    }
+    sim.layout.compacted(&plan);
+    let segments = sim.objects.values().filter(|s| s.journal.is_some()).count();
+    assert_eq!(segments, 0, "the blocks alone hold the state");
+    assert_recovers(&sim, "the second compaction");
 }
 
 #[test]

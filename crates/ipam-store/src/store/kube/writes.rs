@@ -1,27 +1,45 @@
-//! The writes of [`KubeStore`], each recognising its own earlier attempt: a create answered
-//! `AlreadyExists` or a replace answered `Conflict` is read back, and if the object is exactly
-//! what this writer wrote, the write had succeeded and only its answer was lost.
+//! [`Objects`]: the writes of the `IpamStorage` objects of one state, each recognising its own
+//! earlier attempt: a create answered `AlreadyExists` or a replace answered `Conflict` is read
+//! back, and if the object is exactly what this writer wrote, the write had succeeded and only
+//! its answer was lost. Shared by the committer (segments) and the compactor (blocks, root,
+//! deletions); it holds no state of its own besides the client.
+
+use std::collections::HashMap;
 
 use isthmus_api::{IpamStorage, IpamStorageSpec};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use tokio::runtime::Handle;
 
-use super::{BUCKET, KubeStore, LABEL_BUCKET, LABEL_IPAM, LABEL_ROLE};
+use super::{BUCKET, LABEL_BUCKET, LABEL_IPAM, LABEL_ROLE};
 use crate::StoreError;
+
+/// Last seen resourceVersion of each root or block object, by name.
+pub(super) type Versions = HashMap<String, String>;
 
 fn is_status(e: &kube::Error, f: impl Fn(&kube::core::Status) -> bool) -> bool {
     matches!(e, kube::Error::Api(s) if f(s))
 }
 
-impl KubeStore {
+/// The objects of the state rooted at `root`, as written by `writer`. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Objects {
+    pub api: Api<IpamStorage>,
+    pub runtime: Handle,
+    pub root: String,
+    pub writer: String,
+}
+
+impl Objects {
     fn object(
         &self,
         name: &str,
         spec: IpamStorageSpec,
         role: &str,
         bucket: Option<String>,
+        version: Option<String>,
     ) -> IpamStorage {
         let mut labels = std::collections::BTreeMap::from([
-            (LABEL_IPAM.to_owned(), self.name.clone()),
+            (LABEL_IPAM.to_owned(), self.root.clone()),
             (LABEL_ROLE.to_owned(), role.to_owned()),
         ]);
         if let Some(b) = bucket {
@@ -31,7 +49,7 @@ impl KubeStore {
         obj.metadata = ObjectMeta {
             name: Some(name.to_owned()),
             labels: Some(labels),
-            resource_version: self.versions.get(name).cloned(),
+            resource_version: version,
             ..Default::default()
         };
         obj
@@ -46,20 +64,22 @@ impl KubeStore {
             .and_then(|o| o.metadata.resource_version))
     }
 
-    /// Creates journal segment `name` (commit `commit`): one atomic write.
-    pub(super) fn create_segment(
-        &mut self,
+    /// Creates journal segment `name` (commit `commit`): one atomic write. The first segment of
+    /// a writer (`keep`) is kept by compaction: a stale writer's next create of the same commit
+    /// then collides instead of succeeding after a deletion.
+    pub fn create_segment(
+        &self,
         name: &str,
         commit: u64,
         spec: IpamStorageSpec,
+        keep: bool,
     ) -> Result<(), StoreError> {
-        // The first segment of this writer is kept by compaction: a stale writer's next create
-        // of the same commit then collides instead of succeeding after a deletion.
-        let bucket = match self.first_commit {
-            None => "keep".to_owned(),
-            Some(_) => (commit / BUCKET).to_string(),
+        let bucket = if keep {
+            "keep".to_owned()
+        } else {
+            (commit / BUCKET).to_string()
         };
-        let obj = self.object(name, spec.clone(), "segment", Some(bucket));
+        let obj = self.object(name, spec.clone(), "segment", Some(bucket), None);
         let api = self.api.clone();
         match self
             .runtime
@@ -81,19 +101,22 @@ impl KubeStore {
         }
     }
 
-    /// Creates or replaces `name` (root or block) at its last seen version.
-    pub(super) fn put(
-        &mut self,
+    /// Creates or replaces `name` (root or block) at its last seen version in `versions`, and
+    /// records the new one.
+    pub fn put(
+        &self,
+        versions: &mut Versions,
         name: &str,
         spec: IpamStorageSpec,
         role: &str,
     ) -> Result<(), StoreError> {
-        let obj = self.object(name, spec.clone(), role, None);
+        let known = versions.get(name).cloned();
+        let replace = known.is_some();
+        let obj = self.object(name, spec.clone(), role, None, known);
         let api = self.api.clone();
         let pp = PostParams::default();
-        let known = self.versions.contains_key(name);
         let result = self.runtime.block_on(async {
-            if known {
+            if replace {
                 api.replace(name, &pp, &obj).await
             } else {
                 api.create(&pp, &obj).await
@@ -113,13 +136,12 @@ impl KubeStore {
             }
             Err(e) => return Err(e.into()),
         };
-        self.versions
-            .insert(name.to_owned(), rv.unwrap_or_default());
+        versions.insert(name.to_owned(), rv.unwrap_or_default());
         Ok(())
     }
 
     /// Deletes `name`; already gone is fine.
-    pub(super) fn delete(&mut self, name: &str) -> Result<(), StoreError> {
+    pub fn delete(&self, name: &str) -> Result<(), StoreError> {
         let api = self.api.clone();
         match self
             .runtime
@@ -131,25 +153,18 @@ impl KubeStore {
         }
     }
 
-    /// Deletes the segment buckets wholly at or before `checkpoint`, one call for all.
-    pub(super) fn delete_old_segments(&mut self, checkpoint: u64) -> Result<(), StoreError> {
-        let done = (checkpoint + 1) / BUCKET;
-        if done <= self.deleted_buckets {
-            return Ok(());
-        }
-        let buckets: Vec<String> = (self.deleted_buckets..done)
-            .map(|b| b.to_string())
-            .collect();
+    /// Deletes the journal segments of buckets `from..to`, one call for all.
+    pub fn delete_buckets(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        let buckets: Vec<String> = (from..to).map(|b| b.to_string()).collect();
         let selector = format!(
             "{LABEL_IPAM}={},{LABEL_ROLE}=segment,{LABEL_BUCKET} in ({})",
-            self.name,
+            self.root,
             buckets.join(",")
         );
         let api = self.api.clone();
         let lp = ListParams::default().labels(&selector);
         self.runtime
             .block_on(api.delete_collection(&DeleteParams::default(), &lp))?;
-        self.deleted_buckets = done;
         Ok(())
     }
 }

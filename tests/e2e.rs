@@ -12,7 +12,7 @@ use isthmus::lab::cluster::Kind;
 use isthmus::lab::plan::Shape;
 use isthmus::lab::runner::LabOptions;
 use isthmus_api::ConnectionState;
-use isthmus_lab::probe::{EchoServer, EchoSession, WhoamiServer, whoami};
+use isthmus_lab::probe::{WhoamiServer, whoami};
 
 const WHOAMI: u16 = 8080;
 const ECHO: u16 = 8081;
@@ -238,22 +238,13 @@ async fn unpeering_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn components_restart_while_traffic_flows() {
     let mut lab = lab_up(2, Shape::Mesh).await;
-    let server_pod = lab.pods(1)[0].clone();
-    let server = EchoServer::start(&server_pod, ECHO).unwrap();
-    let dst = reflection(&lab, 0, 1, &server_pod.name).address();
-    let client = lab.pods(0)[0].clone();
-    let session = tokio::task::spawn_blocking(move || {
-        EchoSession::open(
-            &client,
-            dst,
-            ECHO,
-            Duration::from_millis(50),
-            Duration::from_secs(20),
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (server, session) = echo_a_to_b(
+        &lab,
+        ECHO,
+        Duration::from_millis(50),
+        Duration::from_secs(20),
+    )
+    .await;
 
     // Endpoints reflected through b's IPAM before the restarts.
     let mut before = Vec::new();

@@ -123,23 +123,13 @@ async fn some_peer_roamed(lab: &Lab) -> usize {
 
 /// An echo session from a pod of cluster 0 to a pod of cluster 1.
 async fn echo_session(lab: &Lab) -> (EchoServer, EchoSession) {
-    let server_pod = lab.pods(1)[0].clone();
-    let server = EchoServer::start(&server_pod, ECHO).unwrap();
-    let dst = reflection(lab, 0, 1, &server_pod.name).address();
-    let client = lab.pods(0)[0].clone();
-    let session = tokio::task::spawn_blocking(move || {
-        EchoSession::open(
-            &client,
-            dst,
-            ECHO,
-            Duration::from_millis(100),
-            Duration::from_secs(1),
-        )
-    })
+    echo_a_to_b(
+        lab,
+        ECHO,
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    )
     .await
-    .unwrap()
-    .unwrap();
-    (server, session)
 }
 
 /// For `window`, every TunnelEndpoint stays `connected` with a handshake, the device that

@@ -19,7 +19,6 @@ use e2e_common::*;
 use isthmus::grpc::pb::MapRequest;
 use isthmus::lab::plan::Shape;
 use isthmus::lab::runner::Lab;
-use isthmus_lab::probe::{EchoServer, EchoSession};
 use tonic::Code;
 
 const ECHO: u16 = 8082;
@@ -66,22 +65,13 @@ async fn the_data_plane_carries_on_through_an_api_outage_and_the_ipam_serves_aga
         lab.shutdown().await;
         return;
     }
-    let server_pod = lab.pods(1)[0].clone();
-    let server = EchoServer::start(&server_pod, ECHO).unwrap();
-    let dst = reflection(&lab, 0, 1, &server_pod.name).address();
-    let client = lab.pods(0)[0].clone();
-    let session = tokio::task::spawn_blocking(move || {
-        EchoSession::open(
-            &client,
-            dst,
-            ECHO,
-            Duration::from_millis(100),
-            Duration::from_secs(1),
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (server, session) = echo_a_to_b(
+        &lab,
+        ECHO,
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    )
+    .await;
 
     let mut acknowledged = Vec::new();
     for k in 0..10 {

@@ -11,6 +11,7 @@ use isthmus::lab::plan::Shape;
 use isthmus::lab::reflector::Reflection;
 use isthmus::lab::runner::{Lab, LabOptions};
 use isthmus_api::{ForeignCluster, NatMapping, NetworkConfig, TunnelEndpoint};
+use isthmus_lab::probe::{EchoServer, EchoSession};
 use kube::Api;
 use kube::api::ListParams;
 
@@ -181,4 +182,25 @@ pub async fn tep(lab: &Lab, i: usize, j: usize) -> Option<TunnelEndpoint> {
 /// The gateway node namespace of cluster `i`.
 pub fn gateway_ns(lab: &Lab, i: usize) -> String {
     lab.topology.clusters[i].gateway().namespace.clone()
+}
+
+/// A long-lived TCP echo session from a's first pod to b's first pod (at the address a was
+/// handed), a numbered line every `interval`, each waited for up to `timeout`; and its server.
+pub async fn echo_a_to_b(
+    lab: &Lab,
+    port: u16,
+    interval: Duration,
+    timeout: Duration,
+) -> (EchoServer, EchoSession) {
+    let server_pod = lab.pods(1)[0].clone();
+    let server = EchoServer::start(&server_pod, port).unwrap();
+    let dst = reflection(lab, 0, 1, &server_pod.name).address();
+    let client = lab.pods(0)[0].clone();
+    let session = tokio::task::spawn_blocking(move || {
+        EchoSession::open(&client, dst, port, interval, timeout)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    (server, session)
 }

@@ -231,25 +231,9 @@ fn await_reply(
     seq: u16,
     deadline: Instant,
 ) -> std::io::Result<bool> {
-    let mut buf = [0u8; 2048];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        socket.set_read_timeout(Some(left))?;
-        let len = match (&*socket).read(&mut buf) {
-            Ok(len) => len,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Ok(false);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if is_our_reply(&buf[..len], dst, ident, seq) {
-            return Ok(true);
-        }
-    }
+    await_any(socket, deadline, |bytes| {
+        is_our_reply(bytes, dst, ident, seq)
+    })
 }
 
 /// A raw IPv4 socket gets the IP header: source at bytes 12..16, ICMP after `IHL * 4` bytes.

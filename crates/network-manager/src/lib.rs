@@ -31,6 +31,7 @@ mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use isthmus_ipam_store::DurableIpam;
 
@@ -58,6 +59,10 @@ pub async fn run(
     let telemetry = NetworkManagerTelemetry::default();
     run_observed(config, telemetry, local, peers, ipam, shutdown).await
 }
+
+/// How long the controllers may take to finish their in-flight reconciles once asked to stop
+/// (well inside a pod's 30 s termination grace period).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// [`run`], recording metrics, health and Events into `telemetry`.
 pub async fn run_observed(
@@ -87,8 +92,23 @@ pub async fn run_observed(
     });
     let fc = foreign_cluster::controller(ctx.clone(), peer_events, stopped(stop_rx.clone()));
     let nc = received::controller(ctx.clone(), stopped(stop_rx.clone()));
-    let nat = nat_shards::run(ctx.clone(), stop_rx);
-    tokio::join!(fc, nc, nat);
+    let nat = nat_shards::run(ctx.clone(), stop_rx.clone());
+    let all = async {
+        tokio::join!(fc, nc, nat);
+    };
+    // The controllers finish their in-flight reconciles after the stop, within a grace period;
+    // past it they are dropped (every reconcile is idempotent and crash-safe). A controller
+    // stopped while it was still starting was seen to wait forever (about 1 stop in 30 under
+    // load, cause inside the controller runtime not found).
+    let grace = async {
+        stopped(stop_rx).await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::select! {
+        () = all => {}
+        () = grace => tracing::warn!(cluster = %ctx.config.cluster_id, grace = ?STOP_GRACE,
+            "controllers still busy after the stop's grace period; dropped"),
+    }
     ctx.peer_watches.stop_all();
     signal.abort();
     tracing::info!(cluster = %ctx.config.cluster_id, "network-manager stopped");

@@ -62,6 +62,25 @@ fn bad_lab_input_fails_at_once_in_one_sentence_and_starts_nothing() {
         ),
         (&["--pods-per-node", "0"], &["--pods-per-node"]),
         (&["--workers", "300"], &["has fewer than 301 /24s"]),
+        (
+            &["--gateway-replicas", "2"],
+            &["--gateway-replicas 2 needs --exposure loadbalancer"],
+        ),
+        (
+            &["--gateway-replicas", "3", "--exposure", "loadbalancer"],
+            &["--gateway-replicas must be 1 or 2"],
+        ),
+        (
+            &[
+                "--gateway-replicas",
+                "2",
+                "--exposure",
+                "loadbalancer",
+                "--workers",
+                "0",
+            ],
+            &["needs at least 1 worker"],
+        ),
     ];
     for (args, needles) in cases {
         let mut all = vec!["lab", "up", "--state-dir", state];

@@ -103,16 +103,14 @@ impl Round {
 pub async fn holder(lab: &Lab, cluster: usize) -> anyhow::Result<Holder> {
     let api: Api<Lease> = Api::namespaced(lab.clusters[cluster].client(), NAMESPACE);
     let lease = api.get(LEASE).await.context("reading the gateway Lease")?;
-    let pod = lease
-        .spec
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
-        .context("nobody holds the gateway Lease")?;
-    let node = lease
-        .metadata
-        .annotations
-        .and_then(|a| a.get(isthmus_gateway::leader::NODE_ANNOTATION).cloned());
-    Ok(Holder { pod, node })
+    let held = isthmus_gateway::leader::Holder::of(&lease);
+    if held.identity.is_empty() {
+        bail!("nobody holds the gateway Lease");
+    }
+    Ok(Holder {
+        pod: held.identity,
+        node: held.node,
+    })
 }
 
 /// Waits until the lease is held by someone other than `not` (any holder when `None`).

@@ -35,16 +35,11 @@ impl Drop for Balancer {
 
 /// The underlay address of the node the Lease names, if it is one of `cluster`'s.
 fn backend(cluster: &ClusterRecord, lease: Option<Lease>) -> Option<Ipv4Addr> {
-    let lease = lease?;
-    let holder = lease.spec.and_then(|s| s.holder_identity)?;
-    if holder.is_empty() {
+    let holder = isthmus_gateway::leader::Holder::of(&lease?);
+    if holder.identity.is_empty() {
         return None;
     }
-    let node = lease
-        .metadata
-        .annotations?
-        .get(isthmus_gateway::leader::NODE_ANNOTATION)?
-        .clone();
+    let node = holder.node?;
     cluster.nodes.iter().find(|n| n.name == node)?.underlay
 }
 

@@ -234,7 +234,8 @@ impl<T: TunnelDriver, F: FirewallDriver, R: RouteDriver> Gateway<T, F, R> {
         self.observe(spec, firewall, firewall_took)
     }
 
-    /// Says once per move when a peer's endpoint is not the advertised one (WireGuard roamed it).
+    /// Logs (debug, at every reconcile) each peer whose endpoint is not the advertised one
+    /// because WireGuard roamed it.
     fn log_roaming(&self, spec: &ValidSpec, current: &[PeerStatus]) {
         for peer in &spec.peers {
             let Some(have) = current.iter().find(|c| c.public_key == peer.public_key) else {

@@ -33,6 +33,24 @@ pub struct Holder {
     pub node: Option<String>,
 }
 
+impl Holder {
+    /// Who holds `lease` (empty identity: nobody), and on which node ([`NODE_ANNOTATION`]).
+    pub fn of(lease: &Lease) -> Holder {
+        Holder {
+            identity: lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default(),
+            node: lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(NODE_ANNOTATION).cloned()),
+        }
+    }
+}
+
 /// What to do with the lease as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -114,11 +132,6 @@ impl Elector {
         })
     }
 
-    /// The holder as last read (`None` before the first successful read).
-    pub fn holder(&self) -> Option<&Holder> {
-        self.holder.as_ref()
-    }
-
     /// Our node as an annotation on the Lease we write.
     fn annotate(&self, meta: &mut ObjectMeta) {
         if self.config.node.is_empty() {
@@ -153,17 +166,7 @@ impl Elector {
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool> {
         let name = self.config.lease_name.clone();
         let current = self.api.get_opt(&name).await?;
-        self.holder = Some(Holder {
-            identity: current
-                .as_ref()
-                .and_then(|l| l.spec.as_ref())
-                .and_then(|s| s.holder_identity.clone())
-                .unwrap_or_default(),
-            node: current
-                .as_ref()
-                .and_then(|l| l.metadata.annotations.as_ref())
-                .and_then(|a| a.get(NODE_ANNOTATION).cloned()),
-        });
+        self.holder = Some(current.as_ref().map(Holder::of).unwrap_or_default());
         let version = current
             .as_ref()
             .and_then(|l| l.metadata.resource_version.clone());
@@ -219,9 +222,25 @@ impl Elector {
 
     /// Tries every `retry_period` until the lease is ours, or `stop` turns true (→ `false`).
     pub async fn campaign(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        self.campaign_with(stop, async |_| {}).await
+    }
+
+    /// [`Self::campaign`], calling `standby` once, with the holder, the first time the lease is
+    /// seen held by another replica on another node ([`Self::held_on_another_node`]).
+    pub async fn campaign_with(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        standby: impl AsyncFnOnce(Holder),
+    ) -> bool {
+        let mut standby = Some(standby);
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => return true,
+                Ok(false) if self.held_on_another_node() => {
+                    if let (Some(call), Some(holder)) = (standby.take(), self.holder.clone()) {
+                        call(holder).await;
+                    }
+                }
                 Ok(false) => {}
                 Err(err) => tracing::warn!(error = %err, "lease campaign failed; retrying"),
             }

@@ -149,7 +149,7 @@ where
         leader::Elector::new(client.clone(), &config.namespace, config.leader.clone());
     tracing::info!(identity = %config.leader.identity, lease = %config.leader.lease_name,
         "gateway campaigning for the lease");
-    if !campaign(&mut elector, &gateway, &config, &mut stop.clone()).await {
+    if !campaign(&mut elector, &gateway, &config.interface, &mut stop.clone()).await {
         tracing::info!("stopped before leading");
         return Ok(());
     }
@@ -228,7 +228,7 @@ where
 async fn campaign<T, F, R>(
     elector: &mut leader::Elector,
     gateway: &GatewayHandle<T, F, R>,
-    config: &GatewayConfig,
+    interface: &str,
     stop: &mut signal::Receiver<bool>,
 ) -> bool
 where
@@ -236,43 +236,17 @@ where
     F: FirewallDriver + 'static,
     R: RouteDriver + 'static,
 {
-    let mut cleaned = false;
-    loop {
-        match elector.try_acquire_or_renew().await {
-            Ok(true) => return true,
-            Ok(false) if !cleaned && elector.held_on_another_node() => {
-                cleaned = true;
-                remove_leftovers(elector, gateway, &config.interface).await;
-            }
-            Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "lease campaign failed; retrying"),
+    let cleanup = async |holder: leader::Holder| {
+        let node = holder.node.as_deref().unwrap_or("?");
+        match gateway.remove_leftovers(interface).await {
+            Ok((removed_interface, routes)) => tracing::info!(holder = %holder.identity, %node,
+                removed_interface, routes, "standby: the lease is held on another node; \
+                removed the datapath an earlier leader left here"),
+            Err(err) => tracing::warn!(error = %err, "standby: removing the datapath left on \
+                this node failed; the next start tries again"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(config.leader.retry_period) => {}
-            _ = leader::stopped(stop) => return false,
-        }
-    }
-}
-
-/// A standby's cleanup of its own node (see [`campaign`]).
-async fn remove_leftovers<T, F, R>(
-    elector: &leader::Elector,
-    gateway: &GatewayHandle<T, F, R>,
-    interface: &str,
-) where
-    T: TunnelDriver + 'static,
-    F: FirewallDriver + 'static,
-    R: RouteDriver + 'static,
-{
-    let holder = elector.holder().cloned().unwrap_or_default();
-    let node = holder.node.as_deref().unwrap_or("?");
-    match gateway.remove_leftovers(interface).await {
-        Ok((removed_interface, routes)) => tracing::info!(holder = %holder.identity, %node,
-            removed_interface, routes, "standby: the lease is held on another node; \
-            removed the datapath an earlier leader left here"),
-        Err(err) => tracing::warn!(error = %err, "standby: removing the datapath left on this \
-            node failed; the next start tries again"),
-    }
+    };
+    elector.campaign_with(stop, cleanup).await
 }
 
 /// How a suspension ended.

@@ -19,7 +19,6 @@ use isthmus_dataplane::{Netns, NsRuntime};
 
 const GATEWAY_NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 
-/// `ip route show proto 154` in `ns`, one route per line, trimmed.
 /// `nft list table inet isthmus-node` in `ns`, empty when absent.
 fn our_table(ns: &str) -> String {
     run(&[
@@ -36,6 +35,7 @@ fn our_table(ns: &str) -> String {
     .unwrap_or_default()
 }
 
+/// `ip route show proto 154` in `ns`, one route per line, trimmed.
 fn our_routes(ns: &str) -> Vec<String> {
     ip(ns, "route show proto 154")
         .unwrap()

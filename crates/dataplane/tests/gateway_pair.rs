@@ -5,6 +5,7 @@ use crate::common;
 
 use common::*;
 use isthmus_dataplane::firewall::Applied;
+use isthmus_dataplane::firewall::delta::MapDelta;
 
 fn pair() -> (isthmus_dataplane::lab::Lab, Vec<Cluster>) {
     let (lab, mut c) = clusters(&["10.0.0.0/24", "10.1.0.0/24"]);
@@ -78,14 +79,35 @@ fn restart_converges_without_duplicates_and_repairs_an_outside_flush() {
 }
 
 /// An element deleted from our DNAT map, or a rule replaced in place (same rule count): the next
-/// reconcile sees the difference (an exact comparison) and rebuilds the table.
+/// reconcile sees the difference (an exact comparison) and rebuilds the table. The element is
+/// deleted while the check is answered by the ruleset generation (no listing since our own
+/// last commits, a NAT delta among them), so that shortcut must notice the outside commit.
 #[test]
 fn an_outside_edit_of_one_element_or_rule_is_repaired() {
     let (lab, mut c) = pair();
     let mut b = peer(&lab, &c[1], &["10.1.0.0/24"], &[]);
     b.mappings = vec![mapping(v4("10.0.0.200"), v4("10.0.0.10"))];
-    let spec_a = spec(&lab, &c[0], vec![b]);
+    let mut spec_a = spec(&lab, &c[0], vec![b]);
     c[0].gateway.reconcile(&spec_a).unwrap();
+    c[0].gateway.reconcile(&spec_a).unwrap(); // lists the table once: known clean
+    let listed = c[0].gateway.firewall.listings();
+    let delta = MapDelta {
+        peer: c[1].name.clone(),
+        entries: vec![(v4("10.0.0.201"), Some(v4("10.0.0.11")))],
+    };
+    c[0].gateway.reconcile_nat_delta(&[delta]).unwrap();
+    spec_a.peers[0]
+        .mappings
+        .push(mapping(v4("10.0.0.201"), v4("10.0.0.11")));
+    assert_eq!(
+        c[0].gateway.reconcile(&spec_a).unwrap().firewall,
+        Applied::Unchanged
+    );
+    assert_eq!(
+        c[0].gateway.firewall.listings(),
+        listed,
+        "only our own commits since the listing: the generation answers"
+    );
     let before = kernel_state(&lab.sites[0]);
     assert!(before.0.contains("10.0.0.200 : 10.0.0.10"), "{}", before.0);
     let nft = |args: &[&str]| {

@@ -91,7 +91,8 @@ pub struct GatewayConfig {
     pub probe_interval: Duration,
     /// How long one probe waits for its reply.
     pub probe_timeout: Duration,
-    /// How long a burst of watch events is collected before one reconcile.
+    /// How long a burst of TunnelEndpoint events is collected before one full reconcile
+    /// (NatMapping changes do not wait).
     pub batch_window: Duration,
     /// Status rules.
     pub connection: ConnectionPolicy,

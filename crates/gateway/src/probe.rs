@@ -140,15 +140,33 @@ fn echo(
 }
 
 /// A prober answering what the test sets per address (unset: the default answer, none unless
-/// [`FakeProber::answer_every`] set one); records every probe.
-#[derive(Debug, Clone, Default)]
+/// [`FakeProber::answer_every`] set one); records every probe. While [`FakeProber::hold`] is
+/// on, probes do not return (a peer that never answers, as long as the test likes).
+#[derive(Debug, Clone)]
 pub struct FakeProber {
     answers: Arc<Mutex<BTreeMap<Ipv4Addr, Duration>>>,
     every: Arc<Mutex<Option<Duration>>>,
     probes: Arc<Mutex<Vec<Ipv4Addr>>>,
+    held: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for FakeProber {
+    fn default() -> Self {
+        FakeProber {
+            answers: Arc::default(),
+            every: Arc::default(),
+            probes: Arc::default(),
+            held: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
 }
 
 impl FakeProber {
+    /// `true`: probes from now on (and those waiting) do not return until it is `false` again.
+    pub fn hold(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
     /// `target` answers after `rtt` (`None`: stops answering).
     pub fn answer(&self, target: Ipv4Addr, rtt: Option<Duration>) {
         let mut answers = self.answers.lock().expect("fake prober lock");
@@ -179,7 +197,12 @@ impl Prober for FakeProber {
             .get(&target)
             .copied()
             .or(*self.every.lock().expect("fake prober lock"));
-        Box::pin(async move { answer })
+        let mut held = self.held.subscribe();
+        Box::pin(async move {
+            // the sender lives as long as the prober; gone, nothing holds the probe any more
+            let _ = held.wait_for(|held| !held).await;
+            answer
+        })
     }
 }
 

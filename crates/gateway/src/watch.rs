@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::StreamExt;
 use isthmus_api::{NatMapping, TunnelEndpoint, TunnelEndpointSpec};
@@ -30,21 +31,28 @@ pub enum Trigger {
     Full,
 }
 
-/// NatMapping deltas the watch saw and the controller has not sent yet, in order.
+/// NatMapping deltas the watch saw and the controller has not sent yet, in order, with when the
+/// oldest of them arrived (for `isthmus_nat_mapping_lag_seconds`).
 #[derive(Debug, Clone, Default)]
-pub struct NatDeltas(Arc<Mutex<Vec<MapDelta>>>);
+pub struct NatDeltas(Arc<Mutex<Pending>>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    deltas: Vec<MapDelta>,
+    since: Option<Instant>,
+}
 
 impl NatDeltas {
-    /// Takes every queued delta.
-    pub fn take(&self) -> Vec<MapDelta> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Takes every queued delta, and the instant the oldest of them was queued.
+    pub fn take(&self) -> (Vec<MapDelta>, Option<Instant>) {
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut pending.deltas), pending.since.take())
     }
 
     fn push(&self, deltas: Vec<MapDelta>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(deltas);
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pending.since.get_or_insert_with(Instant::now);
+        pending.deltas.extend(deltas);
     }
 
     fn clear(&self) {

@@ -127,6 +127,45 @@ async fn a_natmapping_change_takes_the_fast_path() {
     gw.stop().await.unwrap();
 }
 
+/// A probe round runs beside the loop: while a peer's probe does not return, NatMapping
+/// changes still reach the kernel (the loop used to wait for every probe of a tick).
+#[tokio::test]
+async fn a_probe_that_does_not_return_holds_no_natmapping_change_back() {
+    let (_kube, client) = cluster().await;
+    let prober = FakeProber::default();
+    prober.answer_every(Some(Duration::from_millis(1)));
+    let gw = start(&client, config("gw-0"), prober.clone());
+    create_tep(&client, &tep("b", 1, &PrivateKey::generate())).await;
+    wait_for("peer configured", LIMIT, || async { gw.peers() == 1 }).await;
+    prober.hold(true);
+    let probed = prober.probes().len();
+    wait_for("a probe round in flight", LIMIT, || async {
+        prober.probes().len() > probed
+    })
+    .await;
+
+    let api: Api<NatMapping> = Api::namespaced(client.clone(), NS);
+    api.create(
+        &PostParams::default(),
+        &nat_mapping("b", &[("10.200.0.7", "10.102.0.10")]),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "DNAT entry applied while the probe hangs",
+        LIMIT,
+        || async {
+            gw.handle.inspect(|g| {
+                use isthmus_dataplane::firewall::FirewallDriver;
+                g.firewall.applied().is_some_and(|p| p.mapping_count() == 1)
+            })
+        },
+    )
+    .await;
+    prober.hold(false);
+    gw.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn deleting_a_tunnel_endpoint_removes_its_peer() {
     let (_kube, client) = cluster().await;

@@ -1,6 +1,11 @@
 //! The Linux firewall driver: JSON batches through the `nft` binary, run inside the namespace,
 //! for whole tables and plan-driven element changes; NatMapping deltas as one netlink batch
 //! ([`super::netlink`]) unless told to use `nft` for them too ([`ElementPath`]).
+//!
+//! The repair check ([`FirewallDriver::intact`]) lists the whole table only when it must: the
+//! namespace's ruleset generation (one netlink request) grows with every commit to any table,
+//! so when it is still the one at which the table was last known to equal the record, and every
+//! commit since was one of ours that kept it so, nothing can have changed.
 
 use crate::firewall::view::{TableView, diff};
 use std::sync::Arc;
@@ -33,6 +38,10 @@ pub struct NftFirewall {
     applied: Option<NatPlan>,
     path: ElementPath,
     socket: Option<ElementSocket>,
+    /// The ruleset generation at which the kernel's table was known to equal `applied`.
+    clean: Option<u32>,
+    /// How many repair checks listed the whole table.
+    listings: u64,
 }
 
 impl NftFirewall {
@@ -45,6 +54,8 @@ impl NftFirewall {
             applied: None,
             path: ElementPath::default(),
             socket: None,
+            clean: None,
+            listings: 0,
         }
     }
 
@@ -53,23 +64,69 @@ impl NftFirewall {
         self.path = path;
     }
 
+    /// How many repair checks had to list the whole table (the others were answered by the
+    /// ruleset generation).
+    pub fn listings(&self) -> u64 {
+        self.listings
+    }
+
+    /// The netfilter socket, opened in the namespace on first use.
+    fn socket(&mut self) -> Result<&mut ElementSocket> {
+        let socket = match self.socket.take() {
+            Some(socket) => socket,
+            None => self.ns.run_blocking(ElementSocket::open)?,
+        };
+        Ok(self.socket.insert(socket))
+    }
+
+    /// The namespace's ruleset generation, or `None` when it cannot be read (the socket is
+    /// dropped, to be reopened; the repair check then lists the table).
+    fn generation(&mut self) -> Option<u32> {
+        match self.socket().map(ElementSocket::generation) {
+            Ok(Ok(generation)) => Some(generation),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "ruleset generation unreadable");
+                self.socket = None;
+                None
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "ruleset generation unreadable");
+                None
+            }
+        }
+    }
+
+    /// Runs one commit of ours and keeps the table known clean only if it was before and the
+    /// generation moved by exactly this one commit.
+    fn committed(&mut self, commit: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        let before = self.clean.take().and_then(|clean| {
+            let now = self.generation()?;
+            (now == clean).then_some(now)
+        });
+        commit(self)?;
+        if let Some(before) = before
+            && self.generation() == Some(before.wrapping_add(1))
+        {
+            self.clean = Some(before.wrapping_add(1));
+        }
+        Ok(())
+    }
+
     /// Sends element changes the way [`ElementPath`] says. A batch too large for one netlink
     /// send goes through `nft`; a socket error drops the socket so the next delta reopens it.
     fn send_elements(&mut self, table: &str, changes: &[ElementChange]) -> Result<()> {
+        self.committed(|this| this.send_elements_now(table, changes))
+    }
+
+    fn send_elements_now(&mut self, table: &str, changes: &[ElementChange]) -> Result<()> {
         if self.path == ElementPath::Nft {
-            return self.send(&render::render_elements(table, changes));
+            return self.send_now(&render::render_elements(table, changes));
         }
-        let socket = match &mut self.socket {
-            Some(socket) => socket,
-            None => self
-                .socket
-                .insert(self.ns.run_blocking(ElementSocket::open)?),
-        };
-        match socket.apply(table, changes) {
+        match self.socket()?.apply(table, changes) {
             Ok(()) => Ok(()),
             Err(NlNftError::TooLarge { bytes }) => {
                 tracing::debug!(bytes, "element batch too large for netlink; using nft");
-                self.send(&render::render_elements(table, changes))
+                self.send_now(&render::render_elements(table, changes))
             }
             Err(err) => {
                 if matches!(err, NlNftError::Io { .. }) {
@@ -80,7 +137,12 @@ impl NftFirewall {
         }
     }
 
-    fn send(&self, batch: &Value) -> Result<()> {
+    /// One `nft -j -f -` batch: one commit.
+    fn send(&mut self, batch: &Value) -> Result<()> {
+        self.committed(|this| this.send_now(batch))
+    }
+
+    fn send_now(&self, batch: &Value) -> Result<()> {
         let payload = batch.to_string();
         self.ns
             .run_blocking(move || helper::apply_ruleset_raw(&payload, DEFAULT_NFT, DEFAULT_ARGS))
@@ -133,12 +195,23 @@ impl FirewallDriver for NftFirewall {
 
     /// Exact: the kernel's table (chains, rules, maps and every element) compared with what
     /// the applied plan renders to. A rule edited in place or one DNAT element deleted from
-    /// outside counts as a change, and the next apply rebuilds the table.
+    /// outside counts as a change, and the next apply rebuilds the table. The listing is
+    /// skipped while the ruleset generation shows no commit but ours since the last one.
     fn intact(&mut self) -> Result<bool> {
-        let Some(plan) = &self.applied else {
+        if self.applied.is_none() {
+            return Ok(false);
+        }
+        // read before the listing: a commit between the two only makes the next check list again
+        let generation = self.generation();
+        if generation.is_some() && generation == self.clean {
+            return Ok(true);
+        }
+        self.clean = None;
+        self.listings += 1;
+        let Some(listing) = read_table(&self.ns, &self.table)? else {
             return Ok(false);
         };
-        let Some(listing) = read_table(&self.ns, &self.table)? else {
+        let Some(plan) = &self.applied else {
             return Ok(false);
         };
         let want = TableView::from_batch(&render::render(plan), &self.table);
@@ -146,8 +219,10 @@ impl FirewallDriver for NftFirewall {
         let diff = diff(&want, &have);
         if !diff.is_empty() {
             tracing::debug!(?diff, "our nftables table differs from what was applied");
+            return Ok(false);
         }
-        Ok(diff.is_empty())
+        self.clean = generation;
+        Ok(true)
     }
 
     fn applied(&self) -> Option<&NatPlan> {
@@ -156,6 +231,7 @@ impl FirewallDriver for NftFirewall {
 
     fn forget(&mut self) {
         self.applied = None;
+        self.clean = None;
     }
 
     fn remove(&mut self) -> Result<()> {

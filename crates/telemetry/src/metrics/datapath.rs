@@ -1,7 +1,8 @@
 //! The gateway's datapath: `isthmus_nftables_apply_duration_seconds{path="full"|"nat",
 //! outcome="unchanged"|"incremental"|"replaced"}` (one atomic nft batch each),
-//! `isthmus_datapath_errors_total{operation}` and `isthmus_gateway_leader` (1 on the replica
-//! that holds the lease and programs the kernel).
+//! `isthmus_nat_mapping_lag_seconds` (a NatMapping change seen by the gateway's watch → its
+//! DNAT elements in the kernel by the fast path), `isthmus_datapath_errors_total{operation}` and
+//! `isthmus_gateway_leader` (1 on the replica that holds the lease and programs the kernel).
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ struct Operation {
 #[derive(Clone, Debug)]
 pub struct Datapath {
     nft_apply: Family<Apply, Histogram, fn() -> Histogram>,
+    nat_lag: Histogram,
     errors: Family<Operation, Counter>,
     leader: Gauge,
 }
@@ -37,6 +39,7 @@ impl Default for Datapath {
     fn default() -> Self {
         Datapath {
             nft_apply: Family::new_with_constructor(duration_histogram),
+            nat_lag: duration_histogram(),
             errors: Family::default(),
             leader: Gauge::default(),
         }
@@ -50,6 +53,12 @@ impl Datapath {
             "isthmus_nftables_apply_duration_seconds",
             "Time of one nftables apply of our table (path full or nat fast path; outcome)",
             self.nft_apply.clone(),
+        );
+        registry.register(
+            "isthmus_nat_mapping_lag_seconds",
+            "Time from a NatMapping change seen by the gateway's watch to its DNAT elements in \
+             the kernel (NAT fast path: batch window, waiting for the controller, apply)",
+            self.nat_lag.clone(),
         );
         registry.register(
             "isthmus_datapath_errors",
@@ -68,6 +77,11 @@ impl Datapath {
         self.nft_apply
             .get_or_create(&Apply { path, outcome })
             .observe(took.as_secs_f64());
+    }
+
+    /// NatMapping changes first seen `lag` ago are now in the kernel.
+    pub fn nat_lag(&self, lag: Duration) {
+        self.nat_lag.observe(lag.as_secs_f64());
     }
 
     /// A datapath `operation` failed.

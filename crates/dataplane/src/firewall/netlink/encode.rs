@@ -4,7 +4,8 @@
 //! `nfgenmsg` and attributes padded to 4 bytes. Element messages carry the table and map names
 //! (NUL-terminated) and a nested list of elements, each a key and, for an add, its data, both
 //! `NFTA_DATA_VALUE` with the 4 address bytes in network order — what libnftnl sends for
-//! `nft add element` / `nft delete element`.
+//! `nft add element` / `nft delete element`. Also the ruleset generation request
+//! (`NFT_MSG_GETGEN`) and its answer, which the driver's repair check reads.
 
 use std::net::Ipv4Addr;
 
@@ -23,6 +24,9 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 const NFPROTO_INET: u8 = 1;
 const AF_UNSPEC: u8 = 0;
 
@@ -120,6 +124,64 @@ pub fn encode_batch(table: &str, changes: &[ElementChange], first_seq: u32) -> B
         frame_seqs: (begin, end),
         messages,
     }
+}
+
+/// A request for the namespace's nf_tables ruleset generation (`NFT_MSG_GETGEN`), answered by
+/// one `NFT_MSG_NEWGEN` message with sequence number `seq`.
+pub fn encode_get_generation(seq: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let start = header(
+        &mut out,
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN,
+        NLM_F_REQUEST,
+        seq,
+    );
+    nfgenmsg(&mut out, AF_UNSPEC, 0);
+    finish(&mut out, start);
+    out
+}
+
+/// The answer to the generation request `seq` in one datagram: `Some(Ok(id))`, `Some(Err(errno))`
+/// when the kernel refused it, `None` when the datagram does not answer it.
+pub fn parse_generation(mut buf: &[u8], seq: u32) -> Option<Result<u32, i32>> {
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+        let kind = u16::from_ne_bytes(buf[4..6].try_into().expect("2 bytes"));
+        let this = u32::from_ne_bytes(buf[8..12].try_into().expect("4 bytes"));
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return None;
+        }
+        let body = &buf[NLMSG_HDRLEN..len];
+        if this == seq && kind == NLMSG_ERROR && body.len() >= 4 {
+            let code = i32::from_ne_bytes(body[0..4].try_into().expect("4 bytes"));
+            return Some(Err(-code));
+        }
+        if this == seq && kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+            // after the 4-byte nfgenmsg: attributes, NFTA_GEN_ID a big-endian u32
+            return attributes(body.get(4..)?)
+                .find(|(kind, _)| *kind == NFTA_GEN_ID)
+                .and_then(|(_, v)| Some(Ok(u32::from_be_bytes(v.try_into().ok()?))));
+        }
+        buf = buf.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+    None
+}
+
+/// The attributes of a message body: (type without flags, payload).
+fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = usize::from(u16::from_ne_bytes(buf[0..2].try_into().expect("2 bytes")));
+        let kind = u16::from_ne_bytes(buf[2..4].try_into().expect("2 bytes")) & !NLA_F_NESTED;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let payload = &buf[4..len];
+        buf = buf.get(len.next_multiple_of(4)..).unwrap_or_default();
+        Some((kind, payload))
+    })
 }
 
 /// A batch begin or end message: `res_id` names the nf_tables subsystem.

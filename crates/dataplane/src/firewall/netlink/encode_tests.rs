@@ -122,3 +122,55 @@ fn acks_are_read_with_their_sequence_and_errno() {
     );
     assert!(parse_acks(&[0; 8]).is_empty());
 }
+
+/// A `NFT_MSG_NEWGEN` answer as the kernel sends it: header, nfgenmsg, then `NFTA_GEN_ID`
+/// (big-endian) and `NFTA_GEN_PROC_PID`.
+fn newgen(seq: u32, id: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let start = header(&mut out, (10 << 8) | 15, 0, seq);
+    nfgenmsg(&mut out, 0, 0);
+    attr(&mut out, 1, &id.to_be_bytes());
+    attr(&mut out, 2, &77u32.to_be_bytes());
+    finish(&mut out, start);
+    out
+}
+
+#[test]
+fn a_generation_request_is_one_getgen_message() {
+    let bytes = encode_get_generation(9);
+    assert_eq!(bytes.len(), 20);
+    assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 20);
+    assert_eq!(
+        u16::from_ne_bytes(bytes[4..6].try_into().unwrap()),
+        (10 << 8) | 16
+    );
+    assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), 9);
+}
+
+#[test]
+fn the_generation_answer_is_read_only_for_its_own_request() {
+    assert_eq!(
+        parse_generation(&newgen(9, 0x0102_0304), 9),
+        Some(Ok(0x0102_0304))
+    );
+    assert_eq!(
+        parse_generation(&newgen(8, 5), 9),
+        None,
+        "another request's answer"
+    );
+    // two answers in one datagram: the second is ours
+    let mut two = newgen(8, 5);
+    two.extend(newgen(9, 6));
+    assert_eq!(parse_generation(&two, 9), Some(Ok(6)));
+    // a refusal
+    let mut error = Vec::new();
+    let start = header(&mut error, 2, 0, 9);
+    error.extend_from_slice(&(-1i32).to_ne_bytes());
+    finish(&mut error, start);
+    assert_eq!(parse_generation(&error, 9), Some(Err(1)));
+    // truncated: no answer, no panic
+    let whole = newgen(9, 6);
+    for cut in 0..whole.len() {
+        assert_eq!(parse_generation(&whole[..cut], 9), None, "cut at {cut}");
+    }
+}

@@ -80,6 +80,33 @@ impl ElementSocket {
         self.await_acks(table, &batch)
     }
 
+    /// The namespace's nf_tables ruleset generation: it grows by one with every committed
+    /// batch, ours or anyone's, on any table of the namespace.
+    pub fn generation(&mut self) -> Result<u32, NlNftError> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let request = encode::encode_get_generation(seq);
+        let io = |step| move |source| NlNftError::Io { step, source };
+        self.socket
+            .send(&request)
+            .map_err(io("send generation request"))?;
+        loop {
+            let len = match (&self.socket).read(&mut self.buf) {
+                Ok(len) => len,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(io("read generation")(source)),
+            };
+            match encode::parse_generation(&self.buf[..len], seq) {
+                Some(Ok(generation)) => return Ok(generation),
+                Some(Err(errno)) => {
+                    let source = io::Error::from_raw_os_error(errno);
+                    return Err(io("generation refused")(source));
+                }
+                None => continue,
+            }
+        }
+    }
+
     /// Reads answers until every element message of `batch` was answered (answers to earlier
     /// batches, left over after a timeout, are skipped).
     fn await_acks(&mut self, table: &str, batch: &Batch) -> Result<(), NlNftError> {

@@ -16,7 +16,9 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 
 use crate::grpc::pb::{MapRequest, UnmapRequest};
-use crate::lab::bench_hops::{NatWatch, mean_between, reconcile_totals};
+use crate::lab::bench_hops::{
+    NatWatch, histogram, mean_between, quantile_between, reconcile_totals,
+};
 use crate::lab::cluster::NAMESPACE;
 use crate::lab::plan::Shape;
 use crate::lab::runner::{Lab, LabOptions};
@@ -76,6 +78,9 @@ pub struct Hops {
     pub publisher: Option<(Duration, u64)>,
     /// The gateway's NAT fast path (watch deltas → nft): mean per run, runs.
     pub gateway_nat: Option<(Duration, u64)>,
+    /// The gateway's own NatMapping lag (its watch event → elements in the kernel), upper
+    /// bounds of p50, p90 and p99 from its histogram's buckets.
+    pub gateway_lag: Option<[Duration; 3]>,
 }
 
 impl fmt::Display for Hops {
@@ -119,9 +124,26 @@ impl fmt::Display for Hops {
             f,
             "  gateway NAT fast path, mean               {}",
             mean(self.gateway_nat)
-        )
+        )?;
+        let bound = |d: Duration| match d {
+            Duration::MAX => "> last bucket".to_owned(),
+            d => format!("≤ {}", ms(d)),
+        };
+        match self.gateway_lag {
+            Some([p50, p90, p99]) => writeln!(
+                f,
+                "  gateway: its watch event → in the kernel  p50 {}  p90 {}  p99 {} (buckets)",
+                bound(p50),
+                bound(p90),
+                bound(p99)
+            ),
+            None => writeln!(f, "  gateway: its watch event → in the kernel  not scraped"),
+        }
     }
 }
+
+/// The gateway's histogram of NatMapping changes seen by its watch → in the kernel.
+const LAG: &str = "isthmus_nat_mapping_lag_seconds";
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -319,6 +341,8 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
     };
     let nm_before = totals(nm_metrics, "nat-mappings").await;
     let gw_before = totals(gw_metrics, "gateway-nat").await;
+    let lag = |addr: Option<std::net::SocketAddr>| async move { histogram(addr?, LAG).await.ok() };
+    let lag_before = lag(gw_metrics).await;
     let mut hops = Hops::default();
     for _ in 0..options.mappings {
         let sent = Instant::now();
@@ -357,6 +381,10 @@ async fn measure(lab: &mut Lab, options: &LabBenchOptions) -> anyhow::Result<Lab
     };
     hops.publisher = between(nm_before, totals(nm_metrics, "nat-mappings").await);
     hops.gateway_nat = between(gw_before, totals(gw_metrics, "gateway-nat").await);
+    if let (Some(before), Some(after)) = (lag_before, lag(gw_metrics).await) {
+        let q = |q| quantile_between(&before, &after, q).unwrap_or(Duration::MAX);
+        hops.gateway_lag = Some([q(0.5), q(0.9), q(0.99)]);
+    }
     hops.to_api.sort();
     hops.to_packets.sort();
     let (bulk_acked, bulk_active) = bulk(lab, options.bulk).await?;

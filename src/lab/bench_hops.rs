@@ -115,6 +115,49 @@ pub fn mean_between(before: (f64, f64), after: (f64, f64)) -> Option<(Duration, 
     })
 }
 
+/// The cumulative buckets of histogram `name` (no labels) from `/metrics` at `addr`: (upper
+/// bound, count) in ascending order, `+Inf` last.
+pub async fn histogram(addr: SocketAddr, name: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = scrape(addr)
+        .await?
+        .into_iter()
+        .filter_map(|(series, count)| {
+            let le = series.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(buckets)
+}
+
+/// The bucket bound under which fraction `q` of the observations between two [`histogram`]
+/// scrapes fell (an upper bound of the quantile), or `None` with no observation or only past
+/// the last finite bound.
+pub fn quantile_between(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<Duration> {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let earlier = before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - earlier)
+        })
+        .collect();
+    let total = counts.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let (le, _) = counts.iter().find(|(_, n)| *n >= q * total)?;
+    le.is_finite().then(|| Duration::from_secs_f64(*le))
+}
+
 /// Every sample of a scrape: `name{labels}` → value.
 async fn scrape(addr: SocketAddr) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;

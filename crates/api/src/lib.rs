@@ -16,6 +16,7 @@ mod ipam_storage;
 mod nat_mapping;
 mod network_config;
 mod peer_namespace;
+mod schema;
 mod tunnel_endpoint;
 mod validate;
 

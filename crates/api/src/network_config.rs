@@ -91,6 +91,7 @@ pub struct NetworkConfigStatus {
     )]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<crate::schema::Condition>")]
     pub conditions: Vec<Condition>,
 }
 

@@ -94,7 +94,9 @@ pub struct ConnectionStatus {
     pub status: ConnectionState,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When the last WireGuard handshake with the peer completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::Time>")]
     pub last_handshake: Option<Time>,
     #[serde(default)]
     pub rx_bytes: u64,
@@ -131,5 +133,6 @@ pub struct TunnelEndpointStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<crate::schema::Condition>")]
     pub conditions: Vec<Condition>,
 }

@@ -75,6 +75,25 @@ async fn a_tunnel_endpoint_becomes_a_peer_and_reports_connected() {
     gw.stop().await.unwrap();
 }
 
+/// NatMapping `b` with one entry, 10.200.0.7 → 10.102.0.10.
+async fn create_one_mapping(client: &kube::Client) {
+    let api: Api<NatMapping> = Api::namespaced(client.clone(), NS);
+    api.create(
+        &PostParams::default(),
+        &nat_mapping("b", &[("10.200.0.7", "10.102.0.10")]),
+    )
+    .await
+    .unwrap();
+}
+
+/// Whether the gateway's firewall record holds exactly one DNAT entry.
+fn one_mapping_applied(gw: &Running) -> bool {
+    gw.handle.inspect(|g| {
+        use isthmus_dataplane::firewall::FirewallDriver;
+        g.firewall.applied().is_some_and(|p| p.mapping_count() == 1)
+    })
+}
+
 #[tokio::test]
 async fn a_natmapping_change_takes_the_fast_path() {
     let (_kube, client) = cluster().await;
@@ -97,19 +116,8 @@ async fn a_natmapping_change_takes_the_fast_path() {
     };
     let before = ensures();
 
-    let api: Api<NatMapping> = Api::namespaced(client.clone(), NS);
-    api.create(
-        &PostParams::default(),
-        &nat_mapping("b", &[("10.200.0.7", "10.102.0.10")]),
-    )
-    .await
-    .unwrap();
-    let mapped = || {
-        gw.handle.inspect(|g| {
-            use isthmus_dataplane::firewall::FirewallDriver;
-            g.firewall.applied().is_some_and(|p| p.mapping_count() == 1)
-        })
-    };
+    create_one_mapping(&client).await;
+    let mapped = || one_mapping_applied(&gw);
     let took = wait_for("DNAT entry applied", LIMIT, || async { mapped() }).await;
     assert!(
         took < Duration::from_secs(1),
@@ -144,22 +152,11 @@ async fn a_probe_that_does_not_return_holds_no_natmapping_change_back() {
     })
     .await;
 
-    let api: Api<NatMapping> = Api::namespaced(client.clone(), NS);
-    api.create(
-        &PostParams::default(),
-        &nat_mapping("b", &[("10.200.0.7", "10.102.0.10")]),
-    )
-    .await
-    .unwrap();
+    create_one_mapping(&client).await;
     wait_for(
         "DNAT entry applied while the probe hangs",
         LIMIT,
-        || async {
-            gw.handle.inspect(|g| {
-                use isthmus_dataplane::firewall::FirewallDriver;
-                g.firewall.applied().is_some_and(|p| p.mapping_count() == 1)
-            })
-        },
+        || async { one_mapping_applied(&gw) },
     )
     .await;
     prober.hold(false);

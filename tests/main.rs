@@ -7,6 +7,7 @@ mod peer_common;
 
 mod chart;
 mod chart_rbac;
+mod chart_rbac_ipam;
 mod crash;
 mod crash_kube;
 mod crds;

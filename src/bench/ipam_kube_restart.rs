@@ -6,15 +6,15 @@
 //! its first answered `MapEndpointIP` and its resident memory (VmRSS) once serving.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::Context;
 use isthmus_ipam_store::{DurableIpam, KubeStore};
 use isthmus_kubetarget::ApiServer;
 
 use super::ipam_kube::{KubeBenchOptions, config, fill, stored_objects};
-use super::ipam_state::{KillOnDrop, first_answer, rss_kib};
+use super::ipam_state::restart;
 use crate::daemons::network_manager::IPAM_STORAGE_NAME;
 
 const NAMESPACE: &str = "isthmus";
@@ -74,14 +74,8 @@ pub async fn run(options: KubeBenchOptions, binary: PathBuf) -> anyhow::Result<R
     std::fs::write(&kubeconfig, server.admin_kubeconfig()?)?;
     let peers = dir.path().join("peers.yaml");
     std::fs::write(&peers, PEERS)?;
-    let addr = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-    );
-    let start = Instant::now();
-    let child = Command::new(&binary)
+    let mut server = Command::new(&binary);
+    server
         .args(["network-manager", "--standalone"])
         .args([
             "--pod-cidr",
@@ -91,17 +85,11 @@ pub async fn run(options: KubeBenchOptions, binary: PathBuf) -> anyhow::Result<R
         ])
         .arg("--peers")
         .arg(&peers)
-        .args(["--listen", &addr, "--ipam-store", "kubernetes"])
+        .args(["--ipam-store", "kubernetes"])
         .args(["--namespace", NAMESPACE])
         .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start the server")?;
-    let child = KillOnDrop(child);
-    let answered = first_answer(&addr, start).await?;
-    let rss = rss_kib(child.0.id())?;
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    let (answered, rss) = restart(server).await?;
     Ok(RestartReport {
         mappings: options.mappings,
         fill: fill_time,

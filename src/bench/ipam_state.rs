@@ -129,12 +129,8 @@ pub async fn run(opts: StateBenchOptions) -> anyhow::Result<StateBenchReport> {
     let fill_time = fill(&opts).await?;
     let peers = opts.state_dir.join("bench-peers.yaml");
     std::fs::write(&peers, PEERS)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    let child = Command::new(&opts.binary)
+    let mut server = Command::new(&opts.binary);
+    server
         .args([
             "network-manager",
             "--standalone",
@@ -146,15 +142,8 @@ pub async fn run(opts: StateBenchOptions) -> anyhow::Result<StateBenchReport> {
         .arg("--state-dir")
         .arg(&opts.state_dir)
         .arg("--peers")
-        .arg(&peers)
-        .args(["--listen", &addr])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start the server")?;
-    let child = KillOnDrop(child);
-    let answered = first_answer(&addr, start).await?;
-    let rss = rss_kib(child.0.id())?;
+        .arg(&peers);
+    let (answered, rss) = restart(server).await?;
     Ok(StateBenchReport {
         mappings: opts.mappings,
         fill: fill_time,
@@ -163,8 +152,27 @@ pub async fn run(opts: StateBenchOptions) -> anyhow::Result<StateBenchReport> {
     })
 }
 
+/// Starts the network-manager `server` (its arguments but `--listen`) on a free port; the time
+/// from the start to its first answer for an existing mapping, and its resident memory then (KiB).
+pub(super) async fn restart(mut server: Command) -> anyhow::Result<(Duration, u64)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    let child = server
+        .args(["--listen", &addr])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start the server")?;
+    let child = KillOnDrop(child);
+    let answered = first_answer(&addr, start).await?;
+    Ok((answered, rss_kib(child.0.id())?))
+}
+
 /// Asks the server at `addr` for an existing mapping until it answers; the time since `start`.
-pub(super) async fn first_answer(addr: &str, start: Instant) -> anyhow::Result<Duration> {
+async fn first_answer(addr: &str, start: Instant) -> anyhow::Result<Duration> {
     let probe = MapRequest {
         cluster_id: "bench-peer".into(),
         ip: endpoint(0).to_string(),

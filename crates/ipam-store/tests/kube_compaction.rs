@@ -10,7 +10,7 @@ use http::Method;
 use isthmus_ipam_store::{CompactionPolicy, DurableIpam};
 
 use crate::faulty_api::FaultyApi;
-use crate::kube_store::{config, ep, id, objects, open, peer, store};
+use crate::kube_store::{config, ep, id, objects, peer, recovers_exactly, store};
 
 /// The path of the root object's writes (a replace names it; a create does not).
 const ROOT: &str = "/ipamstorages/ipam";
@@ -55,12 +55,7 @@ async fn commits_go_on_while_a_compaction_is_written() {
         beside > 0,
         "no segment was created while a compaction was being written"
     );
-    let before = ipam.read(|i| i.snapshot()).unwrap();
-    ipam.close().await;
-    assert_eq!(
-        open(&api).await.unwrap().read(|i| i.snapshot()).unwrap(),
-        before
-    );
+    recovers_exactly(&api, ipam).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,10 +89,5 @@ async fn a_slow_compaction_holds_the_journal_to_its_bound() {
         worst >= 3,
         "the compactions never lagged ({worst}): nothing tested"
     );
-    let before = ipam.read(|i| i.snapshot()).unwrap();
-    ipam.close().await;
-    assert_eq!(
-        open(&api).await.unwrap().read(|i| i.snapshot()).unwrap(),
-        before
-    );
+    recovers_exactly(&api, ipam).await;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use isthmus_ipam_store::{CompactionPolicy, DurableIpam, Options, ServiceError, StoreHealth};
 
 use crate::faulty_api::{Fault, FaultyApi};
-use crate::kube_store::{config, ep, id, open, peer, store};
+use crate::kube_store::{config, ep, id, open, peer, recovers_exactly, store};
 
 fn quick() -> Options {
     Options {
@@ -50,12 +50,7 @@ async fn a_write_whose_answer_was_lost_is_recognised_as_ours() {
         ipam.map_endpoint_ip(&id("b"), ep(i)).await.unwrap();
     }
     assert!(ipam.is_healthy(), "{:?}", ipam.health());
-    let before = ipam.read(|i| i.snapshot()).unwrap();
-    ipam.close().await;
-    assert_eq!(
-        open(&api).await.unwrap().read(|i| i.snapshot()).unwrap(),
-        before
-    );
+    recovers_exactly(&api, ipam).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

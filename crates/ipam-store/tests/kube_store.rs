@@ -46,6 +46,16 @@ pub async fn peer(ipam: &DurableIpam, name: &str) {
     ipam.set_peer_view(&id(name), None, None).await.unwrap();
 }
 
+/// Closes `ipam` and checks that a new open of the same objects recovers exactly its state.
+pub async fn recovers_exactly(api: &FaultyApi, ipam: DurableIpam) {
+    let before = ipam.read(|i| i.snapshot()).unwrap();
+    ipam.close().await;
+    assert_eq!(
+        open(api).await.unwrap().read(|i| i.snapshot()).unwrap(),
+        before
+    );
+}
+
 pub fn ep(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 20, 0, 0)) + i)
 }

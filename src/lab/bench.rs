@@ -37,9 +37,34 @@ pub struct LabBenchOptions {
     /// (about 3 ms is what etcd's fsync costs a real API server on this kind of machine).
     #[arg(long, default_value_t = 0.0)]
     pub api_write_latency_ms: f64,
-    /// B1 points, `CLIENTSxREQUESTS` (empty: none).
-    #[arg(long, value_delimiter = ',', default_value = "5x100,5x200,64x200")]
-    pub b1: Vec<String>,
+    /// B1 points, `CLIENTSxREQUESTS` separated by commas (empty: none).
+    #[arg(long, default_value = "5x100,5x200,64x200", value_parser = parse_b1_points)]
+    pub b1: B1Points,
+}
+
+/// The B1 points to run: (clients, requests per client), checked before the lab starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct B1Points(pub Vec<(usize, usize)>);
+
+/// `5x100,64x200` → [(5, 100), (64, 200)]; the empty string is no point at all.
+pub fn parse_b1_points(text: &str) -> Result<B1Points, String> {
+    let mut points = Vec::new();
+    for point in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = point
+            .split_once('x')
+            .and_then(|(c, r)| Some((c.parse::<usize>().ok()?, r.parse::<usize>().ok()?)));
+        match parsed {
+            Some((clients, requests)) if clients > 0 && requests > 0 => {
+                points.push((clients, requests))
+            }
+            _ => {
+                return Err(format!(
+                    "`{point}`: expected CLIENTSxREQUESTS with both above zero, e.g. 5x100"
+                ));
+            }
+        }
+    }
+    Ok(B1Points(points))
 }
 
 /// The figures.
@@ -274,14 +299,10 @@ async fn idle_rss(lab: &Lab) -> Vec<(String, String, u64)> {
 /// The B1 points against the hub's IPAM, for peer a.
 async fn b1(
     lab: &Lab,
-    points: &[String],
+    points: &B1Points,
 ) -> anyhow::Result<Vec<(usize, usize, crate::bench::ipam::IpamBenchReport)>> {
     let mut out = Vec::new();
-    for (k, point) in points.iter().enumerate() {
-        let (clients, requests) = point
-            .split_once('x')
-            .and_then(|(c, r)| Some((c.parse().ok()?, r.parse().ok()?)))
-            .with_context(|| format!("--b1 {point}: expected CLIENTSxREQUESTS"))?;
+    for (k, &(clients, requests)) in points.0.iter().enumerate() {
         let options = crate::bench::ipam::IpamBenchOptions {
             target: lab.clusters[1].grpc.to_string(),
             cluster_id: lab.clusters[0].site.id.to_string(),
@@ -525,4 +546,36 @@ async fn kernel_entries(
         .filter(|target| (lo..=hi).contains(&u32::from(*target)))
         .count();
     Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: LabBenchOptions,
+    }
+
+    fn parse(args: &[&str]) -> Result<LabBenchOptions, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+    }
+
+    #[test]
+    fn b1_points_are_checked_before_anything_starts_and_empty_means_none() {
+        let default = parse(&[]).unwrap().b1;
+        assert_eq!(default, B1Points(vec![(5, 100), (5, 200), (64, 200)]));
+        assert_eq!(parse(&["--b1", ""]).unwrap().b1, B1Points(vec![]));
+        assert_eq!(
+            parse(&["--b1", "2x3, 4x5"]).unwrap().b1,
+            B1Points(vec![(2, 3), (4, 5)])
+        );
+        for bad in ["5x", "x5", "0x10", "5x0", "five"] {
+            let err = parse(&["--b1", bad]).unwrap_err().to_string();
+            assert!(err.contains("expected CLIENTSxREQUESTS"), "{bad}: {err}");
+        }
+    }
 }

@@ -16,6 +16,7 @@
 //!    markers); equal values stay shared with their other owners.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use serde_json::Value;
 
@@ -95,8 +96,41 @@ pub fn apply(
     Ok(object)
 }
 
-fn overlaps(a: &FieldPath, b: &FieldPath) -> bool {
-    a.starts_with(b) || b.starts_with(a)
+/// The first path of a sorted set that `path` extends or that extends `path` (in the set's
+/// order), by lookups instead of a scan: the paths extending `path` sort right after it, and
+/// the ones it extends are its own prefixes. A scan made every new map key cost the size of
+/// the object, and an apply that adds k keys to an object of n, k × n comparisons.
+fn first_overlap<'a, I, R>(path: &FieldPath, contains: I, from: R) -> Option<&'a FieldPath>
+where
+    I: Fn(&[Seg]) -> Option<&'a FieldPath>,
+    R: FnOnce(&FieldPath) -> Option<&'a FieldPath>,
+{
+    (0..=path.len())
+        .find_map(|len| contains(&path[..len]))
+        .or_else(|| from(path).filter(|k| k.starts_with(path)))
+}
+
+fn overlap_in_leaves<'a>(live: &'a managed::Leaves, path: &FieldPath) -> Option<&'a FieldPath> {
+    first_overlap(
+        path,
+        |prefix| live.get_key_value(prefix).map(|(k, _)| k),
+        |p| {
+            live.range::<[Seg], _>((Bound::Included(&p[..]), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| k)
+        },
+    )
+}
+
+fn overlap_in_set<'a>(set: &'a BTreeSet<FieldPath>, path: &FieldPath) -> Option<&'a FieldPath> {
+    first_overlap(
+        path,
+        |prefix| set.get(prefix),
+        |p| {
+            set.range::<[Seg], _>((Bound::Included(&p[..]), Bound::Unbounded))
+                .next()
+        },
+    )
 }
 
 fn find_conflicts(
@@ -109,13 +143,13 @@ fn find_conflicts(
     for (path, value) in cfg {
         let differs = match live.get(path) {
             Some(live_value) => live_value != value,
-            None => live.keys().any(|p| overlaps(p, path)),
+            None => overlap_in_leaves(live, path).is_some(),
         };
         if !differs {
             continue;
         }
         for e in entries.iter().filter(|e| e.manager != manager) {
-            if let Some(owned) = e.fields.iter().find(|f| overlaps(f, path)) {
+            if let Some(owned) = overlap_in_set(&e.fields, path) {
                 out.push(Conflict {
                     path: owned.clone(),
                     manager: e.manager.clone(),
@@ -388,5 +422,41 @@ mod tests {
         .unwrap_err();
         assert_eq!(err[0].field(), r#".metadata.ownerReferences[uid="u1"]"#);
         assert_eq!(err[0].manager, "alice");
+    }
+
+    #[test]
+    fn overlap_lookups_find_what_a_scan_finds() {
+        let p = |s: &str| -> FieldPath {
+            s.split('.')
+                .filter(|f| !f.is_empty())
+                .map(|f| Seg::Field(f.into()))
+                .collect()
+        };
+        let set: BTreeSet<FieldPath> = ["spec.a", "spec.b.c", "spec.b.d", "spec.ba", "status"]
+            .iter()
+            .map(|s| p(s))
+            .collect();
+        let leaves: managed::Leaves = set.iter().map(|k| (k.clone(), json!(1))).collect();
+        let scan = |path: &FieldPath| {
+            set.iter()
+                .find(|k| k.starts_with(path) || path.starts_with(k))
+        };
+        let queries = [
+            "",
+            "spec",
+            "spec.a",
+            "spec.a.x",
+            "spec.b",
+            "spec.b.c.d",
+            "spec.bb",
+            "spec.c",
+            "status.x",
+            "t",
+        ];
+        for q in queries {
+            let q = p(q);
+            assert_eq!(overlap_in_set(&set, &q), scan(&q), "{q:?}");
+            assert_eq!(overlap_in_leaves(&leaves, &q), scan(&q), "{q:?}");
+        }
     }
 }

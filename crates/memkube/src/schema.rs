@@ -13,6 +13,9 @@
 mod declared;
 mod format;
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use serde_json::{Map, Value};
 
 pub use declared::undeclared_fields;
@@ -191,10 +194,10 @@ fn check_scalar_bounds(schema: &Value, value: &Value, path: &str, causes: &mut V
             invalid(format!("may not be more than {max} characters"));
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            match regex::Regex::new(pattern) {
-                Ok(re) if !re.is_match(s) => invalid(format!("should match '{pattern}'")),
-                Ok(_) => {}
-                Err(_) => invalid(format!("cannot be checked: invalid pattern '{pattern}'")),
+            match compiled(pattern) {
+                Some(re) if !re.is_match(s) => invalid(format!("should match '{pattern}'")),
+                Some(_) => {}
+                None => invalid(format!("cannot be checked: invalid pattern '{pattern}'")),
             }
         }
     }
@@ -383,6 +386,26 @@ fn check_array(
             check(item_schema, item, &format!("{path}[{i}]"), causes, prune);
         }
     }
+}
+
+/// A schema `pattern`, compiled once: compiling `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$` costs
+/// far more than matching it, and it was done for every string of every write. The cache holds
+/// what the installed CRDs declare; past 1,024 patterns it starts again (a bound, not an LRU).
+fn compiled(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
+        LazyLock::new(Mutex::default);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(re) = cache.get(pattern) {
+        return re.clone();
+    }
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    let re = regex::Regex::new(pattern).ok();
+    cache.insert(pattern.to_string(), re.clone());
+    re
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `NatMapping`: per peer cluster, the IPAM's endpoint reflections published in **shards**, one
-//! object per IPAM block (1,024 addresses of our ExternalCIDR, `isthmus_ipam::BLOCK_SIZE`)
-//! that holds any mapping, so an object stays ~60 KiB stored whatever the scale.
+//! object per NAT block (256 addresses of our ExternalCIDR, `isthmus_ipam::NAT_BLOCK_SIZE`)
+//! that holds any mapping, so an object stays ~15 KiB stored whatever the scale.
 //! Each entry maps an address the peer uses (in its view of our ExternalCIDR) to the real
 //! endpoint; the gateway turns the union of a peer's shards into a DNAT map for packets from
 //! that peer.
@@ -40,9 +40,10 @@ pub struct NatMappingSpec {
     /// The peer the packets come from.
     #[serde(rename = "clusterID")]
     pub cluster_id: ClusterId,
-    /// The block of our ExternalCIDR this shard covers (addresses `block × 1024` to
-    /// `block × 1024 + 1023` from its first address, in the peer's view). Absent on the older
-    /// layout, whose one object held every mapping of the peer.
+    /// The block of our ExternalCIDR this shard covers (addresses `block × 256` to
+    /// `block × 256 + 255` from its first address, in the peer's view; shards named
+    /// `<peer>.block-<i>`, of earlier versions, covered 1,024). Absent on the older layout, whose
+    /// one object held every mapping of the peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<u32>,
     /// New IP (as the peer addresses it) → endpoint IP.

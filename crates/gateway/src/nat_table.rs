@@ -3,10 +3,10 @@
 //! whose effective target changed. Pure: the watch feeds it, the controller sends the deltas.
 //!
 //! A peer's entries are the union of its objects (its shards, and during an upgrade the older
-//! whole-peer object). Should two objects of a peer name the same new IP, **the object with the
-//! greatest name wins**: a shard `<peer>.block-<i>` sorts after the older object `<peer>`, so
-//! the shard, written from the IPAM more recently, is believed. [`merge`] applies the same rule
-//! for the full plan.
+//! objects: the whole-peer object, or the 1,024-address shards `<peer>.block-<i>`). Should two
+//! objects of a peer name the same new IP, **the object with the greatest name wins**: a shard
+//! `<peer>.block256-<i>` sorts after both older kinds, so the shard, written from the IPAM more
+//! recently, is believed. [`merge`] applies the same rule for the full plan.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;

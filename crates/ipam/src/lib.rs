@@ -28,6 +28,6 @@ pub use endpoint_class::{ForbiddenEndpoint, forbidden_endpoint};
 pub use endpoints::{MapOutcome, UnmapOutcome};
 pub use error::IpamError;
 pub use isthmus_addr::{Cidr, ClusterId};
-pub use nat_blocks::{BLOCK_SIZE, NatDirty, NatTouch};
+pub use nat_blocks::{BLOCK_SIZE, NAT_BLOCK_SIZE, NatDirty, NatTouch};
 pub use network_set::{NetworkOwner, NetworkSet};
 pub use state::{Ipam, IpamConfig, Usage, default_pools};

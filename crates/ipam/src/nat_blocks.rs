@@ -4,17 +4,26 @@
 //! ([`Ipam::nat_blocks`]), and the set of changed blocks a publisher has not written yet
 //! ([`NatDirty`]).
 //!
-//! A block is [`BLOCK_SIZE`] consecutive addresses of the ExternalCIDR, counted from its first
-//! address. The peer's view of our ExternalCIDR has the same prefix length, so a new IP and its
-//! ExternalCIDR address have the same offset: a block is the same whatever the view.
+//! A NAT block is [`NAT_BLOCK_SIZE`] consecutive addresses of the ExternalCIDR, counted from its
+//! first address. The peer's view of our ExternalCIDR has the same prefix length, so a new IP and
+//! its ExternalCIDR address have the same offset: a block is the same whatever the view. It is
+//! not the `IpamStorage` block ([`BLOCK_SIZE`], four times larger): that one bounds what a
+//! compaction rewrites, this one what every batch's NatMapping write and watch event carry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::{ClusterId, Effect, Ipam};
 
-/// Addresses per block (a /22): at most 1,024 mappings per published object.
+/// Addresses per `IpamStorage` block (a /22): the unit of the persisted layout.
 pub const BLOCK_SIZE: u32 = 1024;
+
+/// Addresses per NAT block (a /24): at most 256 mappings per published NatMapping shard. A
+/// server-side apply costs the API server the size of the whole object, and every watcher
+/// decodes the whole object, for each batch that touches it; at 1,024 entries a shard cost a
+/// lab bulk run several times what 256 do (`docs/BENCHMARKS.md`). Kubernetes' EndpointSlices
+/// hold 100 endpoints by default for the same reason.
+pub const NAT_BLOCK_SIZE: u32 = 256;
 
 /// The part of the NAT mappings one effect changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +78,9 @@ impl NatDirty {
 }
 
 impl Ipam {
-    /// The block `external` (an ExternalCIDR address) lies in.
+    /// The NAT block `external` (an ExternalCIDR address) lies in.
     pub fn block_of(&self, external: Ipv4Addr) -> u32 {
-        u32::from(external).wrapping_sub(self.local.external_cidr.first_u32()) / BLOCK_SIZE
+        u32::from(external).wrapping_sub(self.local.external_cidr.first_u32()) / NAT_BLOCK_SIZE
     }
 
     /// What `effect` changes in the NAT mappings. Ask before applying it: an unreflection
@@ -134,11 +143,11 @@ impl Ipam {
         let ext = &self.local.external_cidr;
         let first = ext
             .first_u32()
-            .checked_add(block.checked_mul(BLOCK_SIZE)?)?;
+            .checked_add(block.checked_mul(NAT_BLOCK_SIZE)?)?;
         if first > ext.last_u32() {
             return None;
         }
-        let last = first.saturating_add(BLOCK_SIZE - 1).min(ext.last_u32());
+        let last = first.saturating_add(NAT_BLOCK_SIZE - 1).min(ext.last_u32());
         Some((Ipv4Addr::from(first), Ipv4Addr::from(last)))
     }
 }
@@ -196,12 +205,12 @@ mod tests {
             NatTouch::Block(id("b"), 0)
         );
         assert_eq!(
-            reflect(&mut i, "10.77.0.2", "10.1.4.0"),
+            reflect(&mut i, "10.77.0.2", "10.1.1.0"),
             NatTouch::Block(id("b"), 1)
         );
         assert_eq!(
             reflect(&mut i, "10.77.0.3", "10.1.255.254"),
-            NatTouch::Block(id("b"), 63)
+            NatTouch::Block(id("b"), 255)
         );
         let unmap = Effect::Unreflected {
             endpoint: "10.77.0.2".parse().unwrap(),
@@ -220,13 +229,13 @@ mod tests {
     #[test]
     fn a_block_reads_only_its_range_in_the_peer_view() {
         let mut i = ipam();
-        reflect(&mut i, "10.77.0.1", "10.1.3.255");
-        reflect(&mut i, "10.77.0.2", "10.1.4.0");
-        reflect(&mut i, "10.77.0.3", "10.1.7.255");
-        reflect(&mut i, "10.77.0.4", "10.1.8.0");
+        reflect(&mut i, "10.77.0.1", "10.1.0.255");
+        reflect(&mut i, "10.77.0.2", "10.1.1.0");
+        reflect(&mut i, "10.77.0.3", "10.1.1.255");
+        reflect(&mut i, "10.77.0.4", "10.1.2.0");
         let block1 = i.nat_block(&id("b"), 1);
         let want: BTreeMap<Ipv4Addr, Ipv4Addr> =
-            [("10.9.4.0", "10.77.0.2"), ("10.9.7.255", "10.77.0.3")]
+            [("10.9.1.0", "10.77.0.2"), ("10.9.1.255", "10.77.0.3")]
                 .iter()
                 .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
                 .collect();

@@ -5,7 +5,7 @@
 //! our NetworkConfig in peer P's API is named after us (in our namespace there,
 //! `<namespace>-peer-<us>`); in our API the NetworkConfig P sent (in P's namespace,
 //! `<namespace>-peer-<P>`) and the TunnelEndpoint for P are named after P, and P's NatMapping
-//! shards `P.block-<i>` (a cluster ID has no dot, so no shard name is ever another peer's
+//! shards `P.block256-<i>` (a cluster ID has no dot, so no shard name is ever another peer's
 //! object name).
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use isthmus_api::{
     LABEL_ORIGIN_CLUSTER, LABEL_REMOTE_CLUSTER, NatMapping, NatMappingSpec, NetworkConfig,
     NetworkConfigSpec, TunnelEndpoint, TunnelEndpointSpec,
 };
-use isthmus_ipam::{LocalNetworks, PeerNetworks};
+use isthmus_ipam::{LocalNetworks, NAT_BLOCK_SIZE, PeerNetworks};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
@@ -41,9 +41,13 @@ pub fn peer_selector(peer: &ClusterId) -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_REMOTE_CLUSTER}={peer}")
 }
 
-/// The name of `peer`'s NatMapping shard for IPAM block `block`.
+/// The name of `peer`'s NatMapping shard for NAT block `block`: `<peer>.block256-<i>`, the
+/// block size in the name. Shards of another size (the 1,024-address `<peer>.block-<i>` of
+/// earlier versions) never share a name with these, so the full pass at start retires them
+/// after writing these, and, sorting before them, they lose any contested address at the
+/// gateway meanwhile.
 pub fn nat_shard_name(peer: &ClusterId, block: u32) -> String {
-    format!("{peer}.block-{block}")
+    format!("{peer}.block{NAT_BLOCK_SIZE}-{block}")
 }
 
 fn labels(origin: Option<&ClusterId>, remote: &ClusterId) -> BTreeMap<String, String> {

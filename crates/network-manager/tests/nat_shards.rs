@@ -1,7 +1,7 @@
 //! NatMapping shards: a batch of mappings writes only the shards of the blocks it touched (API
 //! requests counted), every shard stays far below the object size limit with managedFields,
-//! an emptied shard is deleted, and the older one-object-per-peer layout is replaced by shards
-//! at start (shards first, then the old object deleted).
+//! an emptied shard is deleted, and the older layouts (one object per peer; shards of 1,024
+//! addresses) are replaced by shards at start (shards first, then the old objects deleted).
 
 use crate::common;
 
@@ -62,16 +62,16 @@ async fn shard_names(a: &Cluster, peer: &Cluster) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_writes_only_the_shards_it_touched() {
     let (mut a, mut b, _peers, log) = logged_pair().await;
-    // 2,500 mappings fill block 0 (1,022 addresses: the network and transit addresses are
-    // never handed out) and block 1, and start block 2
-    map(&a, &b, 0..2500).await;
-    eventually("2,500 entries in three shards", || async {
-        a.nat_entries(&b).await.len() == 2500 && a.nat_objects(&b).await.len() == 3
+    // 600 mappings fill block 0 (254 addresses: the network and transit addresses are never
+    // handed out) and block 1 (256), and start block 2
+    map(&a, &b, 0..600).await;
+    eventually("600 entries in three shards", || async {
+        a.nat_entries(&b).await.len() == 600 && a.nat_objects(&b).await.len() == 3
     })
     .await;
     assert_eq!(
         shard_names(&a, &b).await,
-        ["b.block-0", "b.block-1", "b.block-2"]
+        ["b.block256-0", "b.block256-1", "b.block256-2"]
     );
     let whole = a.ipam().read(|i| i.nat_mapping(&b.id)).unwrap().unwrap();
     assert_eq!(a.nat_entries(&b).await, whole);
@@ -90,9 +90,9 @@ async fn a_batch_writes_only_the_shards_it_touched() {
 
     // five more mappings land in block 2: only that shard is written, nothing is listed
     log.clear();
-    map(&a, &b, 2500..2505).await;
-    eventually("2,505 entries", || async {
-        a.nat_entries(&b).await.len() == 2505
+    map(&a, &b, 600..605).await;
+    eventually("605 entries", || async {
+        a.nat_entries(&b).await.len() == 605
     })
     .await;
     let writes = log.writes_of("natmappings");
@@ -100,7 +100,7 @@ async fn a_batch_writes_only_the_shards_it_touched() {
     assert!(
         writes
             .iter()
-            .all(|(m, name)| *m == Method::PATCH && name == "b.block-2"),
+            .all(|(m, name)| *m == Method::PATCH && name == "b.block256-2"),
         "{writes:?}"
     );
     assert_eq!(log.lists_of("natmappings"), 0);
@@ -111,28 +111,93 @@ async fn a_batch_writes_only_the_shards_it_touched() {
         .ipam()
         .read(|i| i.nat_block(&b.id, 0).into_values().collect())
         .unwrap();
-    assert_eq!(block0.len(), 1022);
+    assert_eq!(block0.len(), 254);
     let unmaps = block0.iter().map(|e| a.ipam().unmap_endpoint_ip(&b.id, *e));
     for r in join_all(unmaps).await {
         r.unwrap();
     }
     eventually("block 0's shard deleted", || async {
-        shard_names(&a, &b).await == ["b.block-1", "b.block-2"]
+        shard_names(&a, &b).await == ["b.block256-1", "b.block256-2"]
     })
     .await;
     let writes = log.writes_of("natmappings");
     assert!(
-        writes.iter().all(|(_, name)| name == "b.block-0"),
+        writes.iter().all(|(_, name)| name == "b.block256-0"),
         "{writes:?}"
     );
     assert_eq!(writes.last().map(|(m, _)| m), Some(&Method::DELETE));
-    assert_eq!(a.nat_entries(&b).await.len(), 2505 - 1022);
+    assert_eq!(a.nat_entries(&b).await.len(), 605 - 254);
     a.stop().await;
     b.stop().await;
 }
 
+/// The shards of 1,500 mappings once the layout is current.
+const CURRENT: [&str; 6] = [
+    "b.block256-0",
+    "b.block256-1",
+    "b.block256-2",
+    "b.block256-3",
+    "b.block256-4",
+    "b.block256-5",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_whole_peer_natmapping_is_replaced_by_shards_at_start() {
+    replaced_at_start(|peer, mappings, labels| {
+        let mut old = NatMapping::new(
+            "b",
+            NatMappingSpec {
+                cluster_id: peer.clone(),
+                block: None,
+                cluster_mappings: mappings,
+            },
+        );
+        old.metadata.labels = Some(labels);
+        vec![old]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_shards_of_1024_addresses_are_replaced_by_current_shards_at_start() {
+    replaced_at_start(|peer, mappings, labels| {
+        let mut blocks: BTreeMap<u32, BTreeMap<Ipv4Addr, Ipv4Addr>> = BTreeMap::new();
+        for (new_ip, ep) in mappings {
+            // the offset in b's view of a's ExternalCIDR, a /16
+            let block = (u32::from(new_ip) & 0xffff) / 1024;
+            blocks.entry(block).or_default().insert(new_ip, ep);
+        }
+        blocks
+            .into_iter()
+            .map(|(block, entries)| {
+                let mut old = NatMapping::new(
+                    &format!("b.block-{block}"),
+                    NatMappingSpec {
+                        cluster_id: peer.clone(),
+                        block: Some(block),
+                        cluster_mappings: entries,
+                    },
+                );
+                let mut labels = labels.clone();
+                labels.insert(LABEL_NAT_SHARD.to_owned(), block.to_string());
+                old.metadata.labels = Some(labels);
+                old
+            })
+            .collect()
+    })
+    .await;
+}
+
+/// a maps 1,500 endpoints to b, stops, and its API is put back in an older layout: the objects
+/// `older` builds from every mapping (and a stale one), labelled as a peer's objects are. The
+/// network-manager started again writes the current shards, then deletes the older objects.
+async fn replaced_at_start(
+    older: impl Fn(
+        &isthmus_api::ClusterId,
+        BTreeMap<Ipv4Addr, Ipv4Addr>,
+        BTreeMap<String, String>,
+    ) -> Vec<NatMapping>,
+) {
     let (mut a, mut b, peers, log) = logged_pair().await;
     map(&a, &b, 0..1500).await;
     eventually("1,500 entries", || async {
@@ -143,8 +208,6 @@ async fn an_older_whole_peer_natmapping_is_replaced_by_shards_at_start() {
     let mut labels = a.nat_objects(&b).await[0].labels().clone();
     labels.remove(LABEL_NAT_SHARD);
 
-    // a stops and its API is put back in the older layout: one object named after the peer,
-    // without the shard label, holding every mapping (and a stale one)
     a.stop().await;
     for nm in a.nat_objects(&b).await {
         a.nms()
@@ -157,39 +220,34 @@ async fn an_older_whole_peer_natmapping_is_replaced_by_shards_at_start() {
         "10.1.255.200".parse().unwrap(),
         "10.99.0.1".parse().unwrap(),
     );
-    let mut old = NatMapping::new(
-        "b",
-        NatMappingSpec {
-            cluster_id: b.id.clone(),
-            block: None,
-            cluster_mappings: old_entries,
-        },
-    );
-    old.metadata.labels = Some(labels);
-    a.nms().create(&PostParams::default(), &old).await.unwrap();
+    let old = older(&b.id, old_entries, labels);
+    let old_names: Vec<String> = old.iter().map(ResourceExt::name_any).collect();
+    for nm in &old {
+        a.nms().create(&PostParams::default(), nm).await.unwrap();
+    }
 
     log.clear();
     a.open_ipam().await;
     a.start(peers.clone());
-    eventually("the older object replaced by shards", || async {
-        a.nms().get_opt("b").await.unwrap().is_none()
-            && shard_names(&a, &b).await == ["b.block-0", "b.block-1"]
-            && a.nat_entries(&b).await == want
+    eventually("the older objects replaced by shards", || async {
+        shard_names(&a, &b).await == CURRENT && a.nat_entries(&b).await == want
     })
     .await;
     let writes = log.writes_of("natmappings");
-    let deleted = writes
-        .iter()
-        .position(|w| *w == (Method::DELETE, "b".to_owned()))
-        .expect("the older object was deleted");
     let last_shard = writes
         .iter()
-        .rposition(|(m, name)| *m == Method::PATCH && name.starts_with("b.block-"))
+        .rposition(|(m, name)| *m == Method::PATCH && name.starts_with("b.block256-"))
         .expect("shards written");
-    assert!(
-        last_shard < deleted,
-        "shards first, then the old object: {writes:?}"
-    );
+    for name in &old_names {
+        let deleted = writes
+            .iter()
+            .position(|w| *w == (Method::DELETE, name.clone()))
+            .unwrap_or_else(|| panic!("{name} was not deleted: {writes:?}"));
+        assert!(
+            last_shard < deleted,
+            "shards first, then the old objects: {writes:?}"
+        );
+    }
     a.stop().await;
     b.stop().await;
 }

@@ -1,6 +1,6 @@
 //! NatMapping publishing: the IPAM is the one source of truth of every peer's NAT mapping, and
 //! the NatMapping objects are a projection of it with one writer, cut into bounded shards (one
-//! object per peer and IPAM block of 1,024 addresses), the way Kubernetes' EndpointSlice
+//! object per peer and NAT block of 256 addresses), the way Kubernetes' EndpointSlice
 //! controller publishes a Service's endpoints.
 //!
 //! - `plan` (pure): the shards to write or delete for a set of changed blocks, or for a full

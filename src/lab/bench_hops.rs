@@ -97,10 +97,20 @@ fn keys(nm: &NatMapping) -> BTreeSet<Ipv4Addr> {
 
 /// `isthmus_reconcile_duration_seconds{controller=…}`'s sum and count, from `/metrics` at `addr`.
 pub async fn reconcile_totals(addr: SocketAddr, controller: &str) -> anyhow::Result<(f64, f64)> {
+    let labels = format!("controller=\"{controller}\"");
+    histogram_totals(addr, "isthmus_reconcile_duration_seconds", &labels).await
+}
+
+/// The sum and count of histogram `name`'s series with exactly `labels` (as rendered, e.g.
+/// `method="MapEndpointIP",code="OK"`), from `/metrics` at `addr`.
+pub async fn histogram_totals(
+    addr: SocketAddr,
+    name: &str,
+    labels: &str,
+) -> anyhow::Result<(f64, f64)> {
     let samples = scrape(addr).await?;
     let series = |suffix: &str| {
-        let name =
-            format!("isthmus_reconcile_duration_seconds_{suffix}{{controller=\"{controller}\"}}");
+        let name = format!("{name}_{suffix}{{{labels}}}");
         samples.get(&name).copied().unwrap_or(0.0)
     };
     Ok((series("sum"), series("count")))

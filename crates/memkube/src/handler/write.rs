@@ -123,6 +123,8 @@ pub fn patch(
         &body,
         &write_ctx(req),
     )?;
+    // the answer is rendered without the lock: every other request of this API waits on it
+    drop(state);
     let code = if existed {
         StatusCode::OK
     } else {

@@ -35,6 +35,10 @@ pub struct NatShardsBenchOptions {
     /// Concurrent callers.
     #[arg(long, default_value_t = 64)]
     pub clients: u32,
+    /// Latency added to every write of the memkube, in milliseconds (about 3 ms is what etcd's
+    /// fsync costs a real API server on this kind of machine).
+    #[arg(long, default_value_t = 0.0)]
+    pub write_latency_ms: f64,
 }
 
 /// One measured batch.
@@ -96,6 +100,8 @@ pub async fn run(o: NatShardsBenchOptions) -> anyhow::Result<Vec<BatchFigures>> 
         },
     ));
     let mut published = follow(Api::namespaced(client.clone(), NS));
+    let latency = Duration::from_secs_f64(o.write_latency_ms.max(0.0) / 1e3);
+    kube.faults().set_write_latency(latency);
     let mut out = Vec::new();
     let mut state = 0u32;
     let marks = [1_000, 10_000, 50_000, 100_000, o.mappings];
@@ -193,11 +199,12 @@ async fn batch(
 /// The figures as a table.
 pub fn render(o: &NatShardsBenchOptions, rows: &[BatchFigures]) -> String {
     let mut s = format!(
-        "bench nat-shards: {} mappings for one peer, batches of {}, {} clients\n\
+        "bench nat-shards: {} mappings for one peer, batches of {}, {} clients, {} ms per API write\n\
          {:>9} {:>9} {:>12} {:>7} {:>11} {:>20}\n",
         o.mappings,
         o.batch,
         o.clients,
+        o.write_latency_ms,
         "state",
         "map ms",
         "publish ms",

@@ -251,3 +251,31 @@ async fn replaced_at_start(
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_whose_writes_failed_are_written_by_a_later_pass() {
+    let (mut a, mut b, _peers, log) = logged_pair().await;
+    // half of a's API writes answer 503 while 1,300 mappings (six shards) are made: some
+    // shards of a pass are written and some not, in whatever order the calls complete
+    a.kube.faults().fail_randomly(
+        isthmus_memkube::Verbs::WRITES,
+        0.5,
+        isthmus_memkube::ServerError::Unavailable,
+    );
+    map(&a, &b, 0..1300).await;
+    eventually("a NatMapping pass failed", || async {
+        a.telemetry.reconciles.count("nat-mappings", false) > 0
+    })
+    .await;
+    assert!(!log.writes_of("natmappings").is_empty());
+    a.kube.faults().clear_failures();
+    let want = a.ipam().read(|i| i.nat_mapping(&b.id)).unwrap().unwrap();
+    assert_eq!(want.len(), 1300);
+    eventually(
+        "every shard written once the API accepts writes",
+        || async { shard_names(&a, &b).await == CURRENT[..6] && a.nat_entries(&b).await == want },
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::{StreamExt, stream};
 use isthmus_api::{ClusterId, ForeignCluster, NatMapping};
 use isthmus_ipam::NatDirty;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -20,6 +21,9 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::foreign_cluster::ignore_not_found;
 use crate::objects::{self, FIELD_MANAGER};
+
+/// API calls of one step of a plan in flight at once.
+const IN_FLIGHT: usize = 8;
 
 /// The one writer of the NatMapping shards and what it knows it published.
 #[derive(Debug, Default)]
@@ -125,27 +129,67 @@ impl Publisher {
         Ok(())
     }
 
-    /// Writes, then deletes, then retires older objects; records each success as it happens.
+    /// Writes, then deletes, then retires older objects, each step [`IN_FLIGHT`] calls at a
+    /// time (a full pass or a peer's change of view writes hundreds of shards, and each write is
+    /// a round trip and an fsync on a real API server); records each success as it happens, and
+    /// goes on to the next step only if every call of this one succeeded.
     async fn carry_out(&mut self, ctx: &Context, plan: &ShardPlan) -> Result<()> {
         let api: Api<NatMapping> = Api::namespaced(ctx.local.clone(), &ctx.config.namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        for ((peer, block), m) in &plan.write {
-            let owner = self.owners.get(peer).cloned().flatten();
-            let nm = objects::nat_shard(&ctx.config, peer, *block, m.clone(), owner);
-            let name = objects::nat_shard_name(peer, *block);
-            api.patch(&name, &params, &Patch::Apply(&nm)).await?;
-            self.published.wrote(&(peer.clone(), *block), m);
+        let writes: Vec<_> = plan
+            .write
+            .iter()
+            .map(|((peer, block), m)| {
+                let owner = self.owners.get(peer).cloned().flatten();
+                let nm = objects::nat_shard(&ctx.config, peer, *block, m.clone(), owner);
+                let name = objects::nat_shard_name(peer, *block);
+                let (api, params, key) = (api.clone(), params.clone(), (peer.clone(), *block));
+                async move {
+                    let result = api.patch(&name, &params, &Patch::Apply(&nm)).await;
+                    (key, nm.spec.cluster_mappings, result)
+                }
+            })
+            .collect();
+        let mut first_error = None;
+        let mut done = stream::iter(writes).buffer_unordered(IN_FLIGHT);
+        while let Some((key, m, result)) = done.next().await {
+            match result {
+                Ok(_) => self.published.wrote(&key, &m),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e.into());
         }
         let dp = DeleteParams::default();
-        for key in &plan.delete {
-            let name = objects::nat_shard_name(&key.0, key.1);
-            ignore_not_found(api.delete(&name, &dp).await)?;
-            self.published.removed(key);
+        let deletes: Vec<_> = plan
+            .delete
+            .iter()
+            .map(|key| {
+                let name = objects::nat_shard_name(&key.0, key.1);
+                let (api, dp, key) = (api.clone(), dp.clone(), key.clone());
+                async move { (key, ignore_not_found(api.delete(&name, &dp).await)) }
+            })
+            .collect();
+        let mut done = stream::iter(deletes).buffer_unordered(IN_FLIGHT);
+        let mut first_error = None;
+        while let Some((key, result)) = done.next().await {
+            match result {
+                Ok(()) => self.published.removed(&key),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e.into());
         }
         for name in &plan.retire {
             ignore_not_found(api.delete(name, &dp).await)?;
             tracing::info!(cluster = %ctx.config.cluster_id, natmapping = %name,
-                "older whole-peer NatMapping replaced by shards and deleted");
+                "older NatMapping replaced by shards and deleted");
         }
         Ok(())
     }

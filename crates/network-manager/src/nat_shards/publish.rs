@@ -146,23 +146,11 @@ impl Publisher {
                 let (api, params, key) = (api.clone(), params.clone(), (peer.clone(), *block));
                 async move {
                     let result = api.patch(&name, &params, &Patch::Apply(&nm)).await;
-                    (key, nm.spec.cluster_mappings, result)
+                    ((key, nm.spec.cluster_mappings), result.map(drop))
                 }
             })
             .collect();
-        let mut first_error = None;
-        let mut done = stream::iter(writes).buffer_unordered(IN_FLIGHT);
-        while let Some((key, m, result)) = done.next().await {
-            match result {
-                Ok(_) => self.published.wrote(&key, &m),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e.into());
-        }
+        in_flight(writes, |(key, m)| self.published.wrote(&key, &m)).await?;
         let dp = DeleteParams::default();
         let deletes: Vec<_> = plan
             .delete
@@ -173,19 +161,7 @@ impl Publisher {
                 async move { (key, ignore_not_found(api.delete(&name, &dp).await)) }
             })
             .collect();
-        let mut done = stream::iter(deletes).buffer_unordered(IN_FLIGHT);
-        let mut first_error = None;
-        while let Some((key, result)) = done.next().await {
-            match result {
-                Ok(()) => self.published.removed(&key),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e.into());
-        }
+        in_flight(deletes, |key| self.published.removed(&key)).await?;
         for name in &plan.retire {
             ignore_not_found(api.delete(name, &dp).await)?;
             tracing::info!(cluster = %ctx.config.cluster_id, natmapping = %name,
@@ -193,6 +169,25 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// Runs `calls` [`IN_FLIGHT`] at a time, handing each success's value to `done`; once all have
+/// ended, the first error if any failed.
+async fn in_flight<T, F>(calls: Vec<F>, mut done: impl FnMut(T)) -> Result<()>
+where
+    F: Future<Output = (T, kube::Result<()>)>,
+{
+    let mut first_error = None;
+    let mut results = stream::iter(calls).buffer_unordered(IN_FLIGHT);
+    while let Some((value, result)) = results.next().await {
+        match result {
+            Ok(()) => done(value),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// Our NatMappings, split into shards and older whole-peer objects.

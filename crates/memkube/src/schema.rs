@@ -14,7 +14,7 @@ mod declared;
 mod format;
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::{Map, Value};
 
@@ -389,10 +389,11 @@ fn check_array(
 }
 
 /// A schema `pattern`, compiled once: compiling `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$` costs
-/// far more than matching it, and it was done for every string of every write. The cache holds
-/// what the installed CRDs declare; past 1,024 patterns it starts again (a bound, not an LRU).
-fn compiled(pattern: &str) -> Option<regex::Regex> {
-    static CACHE: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
+/// far more than matching it, and it was done for every string of every write. Shared as an
+/// `Arc`: a cloned `Regex` starts with empty match caches of its own. The cache holds what the
+/// installed CRDs declare; past 1,024 patterns it starts again (a bound, not an LRU).
+fn compiled(pattern: &str) -> Option<Arc<regex::Regex>> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Option<Arc<regex::Regex>>>>> =
         LazyLock::new(Mutex::default);
     let mut cache = CACHE
         .lock()
@@ -403,7 +404,7 @@ fn compiled(pattern: &str) -> Option<regex::Regex> {
     if cache.len() >= 1024 {
         cache.clear();
     }
-    let re = regex::Regex::new(pattern).ok();
+    let re = regex::Regex::new(pattern).ok().map(Arc::new);
     cache.insert(pattern.to_string(), re.clone());
     re
 }

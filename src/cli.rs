@@ -11,9 +11,17 @@ use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use isthmus_ipam::Cidr;
 
+/// `isthmus --version`: the version and the Cargo profile that built the binary.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ISTHMUS_BUILD_PROFILE"),
+    " build)"
+);
+
 /// isthmus: a multi-cluster network overlay for Kubernetes.
 #[derive(Debug, Parser)]
-#[command(name = "isthmus", version, about)]
+#[command(name = "isthmus", version = VERSION, about)]
 pub struct Cli {
     /// Log format on stderr (level from RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -252,6 +260,18 @@ async fn bench_ipam(args: IpamBenchArgs) -> anyhow::Result<()> {
 
 /// Runs one parsed command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
+    let benchmarks = matches!(
+        &command,
+        Command::Bench(_)
+            | Command::Lab(
+                crate::lab::LabCommand::Bench(_)
+                    | crate::lab::LabCommand::Overlay(_)
+                    | crate::lab::LabCommand::Failover(_)
+            )
+    );
+    if let Some(note) = crate::bench::profile_warning().filter(|_| benchmarks) {
+        eprintln!("{note}");
+    }
     match command {
         Command::NetworkManager(args) => crate::daemons::network_manager::main(*args).await,
         Command::Gateway(args) => crate::daemons::gateway::main(args).await,

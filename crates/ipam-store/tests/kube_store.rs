@@ -259,3 +259,33 @@ async fn a_second_writer_is_stopped() {
     assert!(matches!(err, ServiceError::Unavailable(_)));
     assert!(second.is_healthy());
 }
+
+/// A map and an unmap of the same endpoint that land in one group commit (queued while the
+/// commit before them was being written): the unmap's journal entry must find the address the
+/// map, earlier in the same segment, gave; the IPAM goes on serving and recovers exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_and_an_unmap_of_one_endpoint_in_one_commit() {
+    let api = FaultyApi::new();
+    let ipam = open(&api).await.unwrap();
+    peer(&ipam, "b").await;
+    api.set_write_latency(std::time::Duration::from_millis(50));
+    let b = id("b");
+    // holds the committer in a slow write while the next two queue behind it
+    let first = {
+        let (ipam, b) = (ipam.clone(), b.clone());
+        tokio::spawn(async move { ipam.map_endpoint_ip(&b, ep(100)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let (map, unmap) = tokio::join!(ipam.map_endpoint_ip(&b, ep(1)), async {
+        tokio::task::yield_now().await;
+        ipam.unmap_endpoint_ip(&b, ep(1)).await
+    });
+    first.await.unwrap().unwrap();
+    map.expect("the map is answered");
+    unmap.expect("the unmap is answered");
+    api.set_write_latency(std::time::Duration::ZERO);
+    ipam.map_endpoint_ip(&b, ep(2))
+        .await
+        .expect("the IPAM still serves after the shared commit");
+    recovers_exactly(&api, ipam).await;
+}

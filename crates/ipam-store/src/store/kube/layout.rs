@@ -16,7 +16,7 @@
 //! plan ([`Layout::compaction`]) is exact at the commit it was taken at, and those segments
 //! lie past it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use isthmus_api::{
@@ -34,6 +34,36 @@ pub const BLOCK_SIZE: u32 = isthmus_ipam::BLOCK_SIZE;
 
 /// The layout version written in the root.
 pub const LAYOUT_VERSION: u32 = 2;
+
+/// What the earlier effects of one commit did to the mappings, as [`Layout::entries`] reads
+/// them before the commit is applied.
+#[derive(Debug, Default)]
+struct Earlier {
+    /// (cluster, endpoint) → its external address now, `None` once unreflected.
+    mappings: HashMap<(ClusterId, Ipv4Addr), Option<Ipv4Addr>>,
+    /// Peers removed (their mappings with them).
+    removed: HashSet<ClusterId>,
+}
+
+impl Earlier {
+    fn record(&mut self, e: &JournalEntry) {
+        match e.op {
+            JournalOp::Reflected | JournalOp::Unreflected => {
+                if let Some(endpoint) = e.endpoint {
+                    let now = (e.op == JournalOp::Reflected)
+                        .then_some(e.external)
+                        .flatten();
+                    self.mappings.insert((e.cluster.clone(), endpoint), now);
+                }
+            }
+            JournalOp::PeerRemoved => {
+                self.mappings.retain(|(c, _), _| c != &e.cluster);
+                self.removed.insert(e.cluster.clone());
+            }
+            JournalOp::PeerSet => {}
+        }
+    }
+}
 
 /// A block: one peer, one block index.
 pub type BlockKey = (ClusterId, u32);
@@ -144,8 +174,40 @@ impl Layout {
         Ipv4Addr::from(self.networks.external_cidr.first_u32() + index * BLOCK_SIZE)
     }
 
-    /// The journal entry recording `effect` (an unreflection carries the address it frees).
-    pub fn entry(&self, effect: &Effect) -> Result<JournalEntry, StoreError> {
+    /// The journal entries recording `effects`, one commit's worth, in order. An unreflection
+    /// carries the address it frees, which an earlier effect of the same commit may have given
+    /// (a map and an unmap of one endpoint queued together), so each effect sees the ones
+    /// before it.
+    pub fn entries(&self, effects: &[Effect]) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut earlier = Earlier::default();
+        effects
+            .iter()
+            .map(|e| {
+                let entry = self.entry(e, &earlier)?;
+                earlier.record(&entry);
+                Ok(entry)
+            })
+            .collect()
+    }
+
+    /// The external address `cluster`'s mapping of `endpoint` has, after the `earlier` effects of
+    /// the same commit.
+    fn external_of(
+        &self,
+        earlier: &Earlier,
+        cluster: &ClusterId,
+        endpoint: Ipv4Addr,
+    ) -> Option<Ipv4Addr> {
+        let key = (cluster.clone(), endpoint);
+        match earlier.mappings.get(&key) {
+            Some(changed) => *changed,
+            None if earlier.removed.contains(cluster) => None,
+            None => self.index.get(&key).copied(),
+        }
+    }
+
+    /// The journal entry recording `effect`, after the `earlier` ones of its commit.
+    fn entry(&self, effect: &Effect, earlier: &Earlier) -> Result<JournalEntry, StoreError> {
         let entry = |op, cluster: &ClusterId| JournalEntry {
             op,
             cluster: cluster.clone(),
@@ -169,7 +231,7 @@ impl Layout {
                 ..entry(JournalOp::Reflected, cluster)
             },
             Effect::Unreflected { endpoint, cluster } => {
-                let external = self.index.get(&(cluster.clone(), *endpoint)).copied();
+                let external = self.external_of(earlier, cluster, *endpoint);
                 let Some(external) = external else {
                     return Err(StoreError::Other(format!(
                         "unreflecting {endpoint} from {cluster}: the stored layout has no such mapping"

@@ -64,10 +64,7 @@ impl Sim {
 
     /// One group commit of `effects`: one segment.
     fn commit(&mut self, effects: &[Effect]) {
-        let entries: Vec<JournalEntry> = effects
-            .iter()
-            .map(|e| self.layout.entry(e).unwrap())
-            .collect();
+        let entries: Vec<JournalEntry> = self.layout.entries(effects).unwrap();
         let commit = self.layout.commit + 1;
         let spec = self.layout.segment(commit, entries.clone(), "w");
         self.objects.insert(self.layout.segment_name(commit), spec);
@@ -214,7 +211,7 @@ fn a_crash_between_blocks_and_root_then_more_commits_recovers() {
         .effect
         .unwrap();
     sim.ipam.apply(&e).unwrap();
-    let entry = layout.entry(&e).unwrap();
+    let entry = layout.entries(std::slice::from_ref(&e)).unwrap().remove(0);
     let commit = layout.commit + 1;
     sim.objects.insert(
         layout.segment_name(commit),
@@ -389,4 +386,28 @@ fn objects_stay_far_below_256_kib() {
     );
     let bytes = serde_json::to_vec(&spec).unwrap().len();
     assert!(bytes < 256 * 1024, "the largest segment is {bytes} bytes");
+}
+
+/// One commit that maps an endpoint, unmaps it and maps it again, and maps one of a peer it
+/// then removes: each unmap's entry finds the address given earlier in the same commit, and the
+/// objects recover exactly.
+#[test]
+fn a_commit_may_unmap_what_it_maps() {
+    let mut sim = Sim::new();
+    let mut planner = sim.ipam.clone();
+    let mut effects = Vec::new();
+    let steps: [&dyn Fn(&Ipam) -> Effect; 5] = [
+        &|i| i.plan_map(&id("b"), endpoint(7)).unwrap().effect.unwrap(),
+        &|i| i.plan_unmap(&id("b"), endpoint(7)).unwrap().effect.unwrap(),
+        &|i| i.plan_map(&id("b"), endpoint(7)).unwrap().effect.unwrap(),
+        &|i| i.plan_map(&id("c"), endpoint(8)).unwrap().effect.unwrap(),
+        &|i| i.plan_remove_peer(&id("c")).unwrap(),
+    ];
+    for step in steps {
+        let e = step(&planner);
+        planner.apply(&e).unwrap();
+        effects.push(e);
+    }
+    sim.commit(&effects);
+    assert_eq!(recovered(&sim.objects).unwrap(), sim.ipam.snapshot());
 }

@@ -372,10 +372,7 @@ impl Store for KubeStore {
         let writer = self.objects.writer.clone();
         let layout = self.layout()?;
         let commit = layout.commit + 1;
-        let entries = effects
-            .iter()
-            .map(|e| layout.entry(e))
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = layout.entries(effects)?;
         let spec = layout.segment(commit, entries.clone(), &writer);
         let name = layout.segment_name(commit);
         let keep = self.first_commit.is_none();

@@ -151,8 +151,14 @@ async fn run(
     connections.shutdown().await;
 }
 
-/// Serves one accepted connection, after the TLS handshake when there is TLS.
+/// Serves one accepted connection, after the TLS handshake when there is TLS. Small writes go
+/// out at once (`TCP_NODELAY`, as Go's net/http, hence kube-apiserver, sets on every
+/// connection): with Nagle's algorithm a watch event written while the previous one is not yet
+/// acknowledged waited for the peer's delayed ACK, tens of milliseconds.
 async fn accept(kube: MemKube, stream: tokio::net::TcpStream, tls: Option<TlsAcceptor>) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "memkube: TCP_NODELAY not set");
+    }
     match tls {
         None => serve_connection(kube, stream).await,
         Some(acceptor) => match acceptor.accept(stream).await {

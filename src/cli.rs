@@ -411,3 +411,16 @@ fn exit_with_parent() {
         eprintln!("warning: cannot watch the parent process: {e}");
     }
 }
+
+/// Parses `argv` (without the program name) into the flags `T` of one subcommand, as the
+/// command line would: what the subcommands' flag tests share.
+#[cfg(test)]
+pub(crate) fn parse_flags<T: clap::Args>(argv: &[&str]) -> Result<T, clap::Error> {
+    #[derive(Parser)]
+    struct Flags<T: clap::Args> {
+        #[command(flatten)]
+        flags: T,
+    }
+    Flags::<T>::try_parse_from(std::iter::once("isthmus").chain(argv.iter().copied()))
+        .map(|f| f.flags)
+}

@@ -574,18 +574,10 @@ async fn kernel_entries(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: LabBenchOptions,
-    }
-
-    fn parse(args: &[&str]) -> Result<LabBenchOptions, clap::Error> {
-        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+    fn parse(argv: &[&str]) -> Result<LabBenchOptions, clap::Error> {
+        crate::cli::parse_flags(argv)
     }
 
     #[test]

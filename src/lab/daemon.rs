@@ -327,19 +327,12 @@ async fn stop_daemon(pid: u32) {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
     use isthmus_lab::exposure::Exposure;
 
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        up: UpArgs,
-    }
-
-    fn parse(args: &[&str]) -> Result<UpArgs, clap::Error> {
-        Cli::try_parse_from(std::iter::once("lab").chain(args.iter().copied())).map(|c| c.up)
+    fn parse(argv: &[&str]) -> Result<UpArgs, clap::Error> {
+        crate::cli::parse_flags(argv)
     }
 
     #[test]

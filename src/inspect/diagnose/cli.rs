@@ -182,18 +182,10 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
-        Cli::try_parse_from(std::iter::once("diagnose").chain(argv.iter().copied())).map(|c| c.args)
+        crate::cli::parse_flags(argv)
     }
 
     #[test]

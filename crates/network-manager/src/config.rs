@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use isthmus_api::{ClusterId, peer_namespace, validate_endpoint};
 
+pub use crate::nat_shards::Pacing;
+
 /// The local gateway's public connection parameters, advertised to every peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalGateway {
@@ -50,8 +52,8 @@ pub struct NetworkManagerConfig {
     pub pending_recheck: Duration,
     /// How often a settled peering is re-checked.
     pub resync: Duration,
-    /// How long NatMapping sync waits after an IPAM change to batch further changes.
-    pub nat_debounce: Duration,
+    /// How the NatMapping publisher batches a burst of IPAM changes into fewer writes.
+    pub nat_pacing: Pacing,
 }
 
 /// Why a configuration was refused.
@@ -81,7 +83,7 @@ impl NetworkManagerConfig {
             },
             pending_recheck: Duration::from_secs(5),
             resync: Duration::from_secs(300),
-            nat_debounce: Duration::ZERO,
+            nat_pacing: Pacing::default(),
         }
     }
 

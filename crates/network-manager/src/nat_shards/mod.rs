@@ -7,12 +7,17 @@
 //!   comparison with what the API lists;
 //! - `publish` (I/O): the [`Publisher`](publish::Publisher) that reads the IPAM block by block
 //!   and talks to the API;
-//! - [`run`] (this file): the loop. A durable IPAM batch wakes it (after `nat_debounce`), and it
-//!   publishes just the blocks that batch changed; every `resync`, and first at start, it runs
-//!   the full pass, which heals drift and retires the older one-object-per-peer layout.
+//! - `pacing` (pure): how long a burst's next pass waits, so that it writes fewer, fuller shards;
+//! - [`run`] (this file): the loop. A durable IPAM batch wakes it (at once after a lone change,
+//!   paced under a burst), and it publishes just the blocks changed since its last pass; every
+//!   `resync`, and first at start, it runs the full pass, which heals drift and retires the
+//!   older one-object-per-peer layout.
 
+mod pacing;
 mod plan;
 mod publish;
+
+pub use pacing::Pacing;
 
 pub use plan::{Listed, Mappings, Published, ShardKey, ShardPlan, plan_dirty, plan_full};
 pub use publish::Publisher;
@@ -28,7 +33,10 @@ use crate::context::Context;
 pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     const KEY: &str = "natmapping-sync";
     let mut changes = ctx.ipam.subscribe();
-    changes.borrow_and_update();
+    // IPAM effects made durable: as of the pass being run, and as of the one before
+    let mut effects = *changes.borrow_and_update();
+    let mut effects_before = effects;
+    let mut not_before = Instant::now();
     let health = &ctx.telemetry.health;
     let gate = health.gate("nat-mappings", "the first NatMapping sync has not run");
     let heartbeat = health.heartbeat("nat-sync", ctx.config.resync * 3 + Duration::from_secs(30));
@@ -50,7 +58,14 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             Ok(plan) => {
                 if full {
                     next_full = Some(Instant::now() + ctx.config.resync);
+                } else if !plan.is_empty() {
+                    let pause = ctx
+                        .config
+                        .nat_pacing
+                        .pause(started.elapsed(), effects.saturating_sub(effects_before));
+                    not_before = Instant::now() + pause;
                 }
+                effects_before = effects;
                 gate.open();
                 ctx.succeeded(KEY);
                 if !plan.is_empty() {
@@ -77,11 +92,13 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                     return;
                 }
                 // Leading edge: publish at once; changes arriving meanwhile are picked up
-                // together by the next pass (natural batching under load).
-                if !ctx.config.nat_debounce.is_zero() {
-                    tokio::time::sleep(ctx.config.nat_debounce).await;
+                // together by the next pass, which waits out its pacing under a burst.
+                // (only a pause in the future: tokio rounds a deadline up to its next 1 ms
+                // tick, so even one just past could cost up to a millisecond)
+                if not_before > Instant::now() {
+                    tokio::time::sleep_until(not_before.into()).await;
                 }
-                changes.borrow_and_update();
+                effects = *changes.borrow_and_update();
             }
             _ = tokio::time::sleep(wait) => {}
             _ = stopped(&mut shutdown) => {

@@ -178,7 +178,12 @@ impl State {
             .and_then(|m| m.get(okey))
             .cloned();
         let gone = self.commit(&ty.key(), EventKind::Deleted, last, old);
-        self.collect_dependents(now);
+        // Only the dependents of what just went can have lost their last owner, so the whole
+        // collection runs only when there are some (most objects own nothing).
+        let uid = meta::meta_str(&gone, "uid").unwrap_or_default();
+        if self.all_objects().any(|(_, _, o)| meta::is_owned_by(o, uid)) {
+            self.collect_dependents(now);
+        }
         self.release_foreground_owners(&meta::owner_uids(&gone), now);
         if ty.namespaced {
             self.finish_namespace_if_empty(&okey.0, now);

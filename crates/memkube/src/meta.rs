@@ -95,7 +95,10 @@ pub fn owner_uids(obj: &Value) -> Vec<String> {
 pub fn is_owned_by(obj: &Value, uid: &str) -> bool {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+        })
 }
 
 /// Everything except `apiVersion`, `kind`, `metadata` and `status`: what `generation` tracks.

@@ -181,7 +181,10 @@ impl State {
         // Only the dependents of what just went can have lost their last owner, so the whole
         // collection runs only when there are some (most objects own nothing).
         let uid = meta::meta_str(&gone, "uid").unwrap_or_default();
-        if self.all_objects().any(|(_, _, o)| meta::is_owned_by(o, uid)) {
+        if self
+            .all_objects()
+            .any(|(_, _, o)| meta::is_owned_by(o, uid))
+        {
             self.collect_dependents(now);
         }
         self.release_foreground_owners(&meta::owner_uids(&gone), now);

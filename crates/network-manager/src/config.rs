@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use isthmus_api::{ClusterId, peer_namespace, validate_endpoint};
 
-pub use crate::nat_shards::Pacing;
+use crate::nat_shards::Pacing;
 
 /// The local gateway's public connection parameters, advertised to every peer.
 #[derive(Debug, Clone, PartialEq, Eq)]

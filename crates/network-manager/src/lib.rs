@@ -40,6 +40,7 @@ use tokio::sync::watch;
 
 pub use config::{Backoff, ConfigError, LocalGateway, NetworkManagerConfig};
 pub use error::{Error, Result};
+pub use nat_shards::Pacing;
 pub use peers::{KubeconfigPeers, LabPeers, PeerClient, PeerResolver, ResolveError};
 pub use telemetry::NetworkManagerTelemetry;
 

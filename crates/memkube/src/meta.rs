@@ -91,16 +91,6 @@ pub fn owner_uids(obj: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Whether `obj` has an ownerReference to `uid` (without allocating: asked of every object).
-pub fn is_owned_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-        })
-}
-
 /// Everything except `apiVersion`, `kind`, `metadata` and `status`: what `generation` tracks.
 pub fn spec_part(obj: &Value) -> Map<String, Value> {
     let mut map = obj.as_object().cloned().unwrap_or_default();

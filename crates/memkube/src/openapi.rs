@@ -40,10 +40,11 @@ fn schema_name(ty: &ResourceType, version: &str) -> String {
 }
 
 fn kind_schema(ty: &ResourceType, version: &str, gvk: &Value) -> Value {
-    let mut schema =
-        ty.schemas.get(version).cloned().unwrap_or_else(
-            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        );
+    let mut schema = ty
+        .schemas
+        .get(version)
+        .map(|s| Value::clone(s))
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         props.insert("apiVersion".into(), json!({"type": "string"}));
         props.insert("kind".into(), json!({"type": "string"}));

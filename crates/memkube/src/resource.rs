@@ -3,6 +3,7 @@
 //! built-in table and from registered CustomResourceDefinitions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion,
@@ -60,8 +61,9 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// Whether this is a custom resource (schema validation, resourceVersion required on update).
     pub custom: bool,
-    /// `openAPIV3Schema` per version (custom resources only).
-    pub schemas: BTreeMap<String, Value>,
+    /// `openAPIV3Schema` per version (custom resources only); shared, as every request
+    /// carries a copy of its type.
+    pub schemas: BTreeMap<String, Arc<Value>>,
     /// Printer columns per version (custom resources only).
     pub printer_columns: BTreeMap<String, Vec<PrinterColumn>>,
 }
@@ -147,7 +149,7 @@ impl ResourceType {
             .and_then(|s| s.open_api_v3_schema.as_ref())
         {
             let value = serde_json::to_value(schema).map_err(|e| e.to_string())?;
-            self.schemas.insert(v.name.clone(), value);
+            self.schemas.insert(v.name.clone(), Arc::new(value));
         }
         let columns = v
             .additional_printer_columns

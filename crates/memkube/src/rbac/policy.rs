@@ -167,8 +167,8 @@ pub struct Binding {
 impl Binding {
     /// Reads a stored binding object.
     pub fn from_json(obj: &Value) -> Self {
-        let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);
-        let role_ref = obj.get("roleRef").cloned().unwrap_or(Value::Null);
+        let meta = obj.get("metadata").unwrap_or(&Value::Null);
+        let role_ref = obj.get("roleRef").unwrap_or(&Value::Null);
         let subjects = obj
             .get("subjects")
             .and_then(Value::as_array)
@@ -184,10 +184,10 @@ impl Binding {
             })
             .unwrap_or_default();
         Self {
-            name: text(&meta, "name"),
-            namespace: text(&meta, "namespace"),
-            role_kind: text(&role_ref, "kind"),
-            role_name: text(&role_ref, "name"),
+            name: text(meta, "name"),
+            namespace: text(meta, "namespace"),
+            role_kind: text(role_ref, "kind"),
+            role_name: text(role_ref, "name"),
             subjects,
         }
     }

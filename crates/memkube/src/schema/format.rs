@@ -35,7 +35,12 @@ fn uuid_re(version: &str) -> Regex {
 
 /// Whether `value` is valid in `format` (formats memkube does not check are valid).
 pub fn valid(format: &str, value: &str) -> bool {
-    match format.replace('-', "").as_str() {
+    let format = if format.contains('-') {
+        std::borrow::Cow::Owned(format.replace('-', ""))
+    } else {
+        std::borrow::Cow::Borrowed(format)
+    };
+    match format.as_ref() {
         "ipv4" => {
             ipv4_sloppy(value).is_some()
                 || (value.contains('.') && value.parse::<Ipv6Addr>().is_ok())

@@ -10,7 +10,7 @@ fn ty(schema: Value) -> ResourceType {
     let mut ty = crate::builtin::builtin_types().remove(0);
     ty.custom = true;
     ty.kind = "Thing".into();
-    ty.schemas.insert("v1".into(), schema);
+    ty.schemas.insert("v1".into(), std::sync::Arc::new(schema));
     ty
 }
 

@@ -57,7 +57,14 @@ impl State {
         if let Ok(defined) = parse(obj) {
             let key: TypeKey = defined.key();
             self.registry.remove(&key);
-            self.objects.remove(&key);
+            for obj in self
+                .objects
+                .remove(&key)
+                .into_iter()
+                .flat_map(|o| o.into_values())
+            {
+                self.count_owners(&obj, false);
+            }
         }
     }
 }

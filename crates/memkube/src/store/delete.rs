@@ -180,11 +180,7 @@ impl State {
         let gone = self.commit(&ty.key(), EventKind::Deleted, last, old);
         // Only the dependents of what just went can have lost their last owner, so the whole
         // collection runs only when there are some (most objects own nothing).
-        let uid = meta::meta_str(&gone, "uid").unwrap_or_default();
-        if self
-            .all_objects()
-            .any(|(_, _, o)| meta::is_owned_by(o, uid))
-        {
+        if self.has_dependents(meta::meta_str(&gone, "uid").unwrap_or_default()) {
             self.collect_dependents(now);
         }
         self.release_foreground_owners(&meta::owner_uids(&gone), now);
@@ -228,11 +224,7 @@ impl State {
 
     /// Removes ownerReferences to `uid` from every dependent.
     fn orphan_dependents(&mut self, uid: &str) {
-        let dependents: Vec<(TypeKey, Arc<Value>)> = self
-            .all_objects()
-            .filter(|(_, _, o)| meta::owner_uids(o).iter().any(|u| u == uid))
-            .map(|(k, _, o)| (k.clone(), o.clone()))
-            .collect();
+        let dependents = self.dependents_of(uid);
         for (key, old) in dependents {
             let mut new = (*old).clone();
             if let Some(refs) = new

@@ -20,6 +20,9 @@ pub(super) const FOREGROUND: &str = "foregroundDeletion";
 impl State {
     /// Objects with an ownerReference to `uid`.
     pub(super) fn dependents_of(&self, uid: &str) -> Vec<(TypeKey, Arc<Value>)> {
+        if !self.has_dependents(uid) {
+            return Vec::new();
+        }
         self.all_objects()
             .filter(|(_, _, o)| meta::owner_uids(o).iter().any(|u| u == uid))
             .map(|(k, _, o)| (k.clone(), o.clone()))

@@ -73,6 +73,9 @@ pub struct State {
     pub registry: Registry,
     rv: u64,
     objects: BTreeMap<TypeKey, BTreeMap<ObjKey, Arc<Value>>>,
+    /// How many stored objects have an ownerReference to each uid, kept by [`State::commit`]:
+    /// garbage collection asks it on every removal instead of scanning every object.
+    owned: BTreeMap<String, usize>,
     /// Events per type (see `history`).
     history: BTreeMap<TypeKey, history::TypeHistory>,
     /// Events each type's history keeps.
@@ -111,6 +114,7 @@ impl State {
             registry: Registry::with_builtins(),
             rv: 0,
             objects: BTreeMap::new(),
+            owned: BTreeMap::new(),
             history: BTreeMap::new(),
             history_limit: history_limit.max(1),
             compacted: 0,
@@ -227,10 +231,16 @@ impl State {
         let obj = Arc::new(obj);
         let okey = object_key(&obj);
         let objs = self.objects.entry(key.clone()).or_default();
-        if kind == EventKind::Deleted {
-            objs.remove(&okey);
+        let replaced = if kind == EventKind::Deleted {
+            objs.remove(&okey)
         } else {
-            objs.insert(okey, obj.clone());
+            objs.insert(okey, obj.clone())
+        };
+        if let Some(replaced) = replaced {
+            self.count_owners(&replaced, false);
+        }
+        if kind != EventKind::Deleted {
+            self.count_owners(&obj, true);
         }
         let event = HistoryEvent {
             rv: self.rv,
@@ -242,6 +252,25 @@ impl State {
         self.notify(&event);
         self.record(event);
         obj
+    }
+
+    /// Counts (or uncounts) the ownerReferences of a stored (or no longer stored) object.
+    fn count_owners(&mut self, obj: &Value, stored: bool) {
+        for uid in crate::meta::owner_uids(obj) {
+            if stored {
+                *self.owned.entry(uid).or_default() += 1;
+            } else if let Some(n) = self.owned.get_mut(&uid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.owned.remove(&uid);
+                }
+            }
+        }
+    }
+
+    /// Whether some stored object has an ownerReference to `uid`.
+    fn has_dependents(&self, uid: &str) -> bool {
+        self.owned.contains_key(uid)
     }
 
     /// All objects of every type (for garbage collection and namespace cleanup).

@@ -274,6 +274,49 @@ fn cluster_scoped_owner_collects_namespaced_dependents() {
 }
 
 #[test]
+fn ownership_changed_by_an_update_is_what_collection_follows() {
+    let mut st = state();
+    let nodes = ty(&st, "", "nodes");
+    let cms = ty(&st, "", "configmaps");
+    let owner_ref = |name: &str, st: &mut State| {
+        let node = st
+            .create(&nodes, None, json!({"metadata": {"name": name}}), &ctx("t"))
+            .unwrap();
+        json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}])
+    };
+    let gains = owner_ref("gains", &mut st);
+    let loses = owner_ref("loses", &mut st);
+    st.create(&cms, Some("default"), cm("adopted", json!({})), &ctx("t"))
+        .unwrap();
+    let mut released = cm("released", json!({}));
+    released["metadata"]["ownerReferences"] = loses;
+    st.create(&cms, Some("default"), released, &ctx("t"))
+        .unwrap();
+    let set_owners = |st: &mut State, name: &str, refs: Value| {
+        let patch = json!({"metadata": {"ownerReferences": refs}});
+        st.patch(
+            &cms,
+            Some("default"),
+            name,
+            PatchKind::Merge,
+            &patch,
+            &ctx("t"),
+        )
+        .unwrap();
+    };
+    set_owners(&mut st, "adopted", gains);
+    set_owners(&mut st, "released", Value::Null);
+    let opts = DeleteOptions {
+        now: "2026-01-01T00:00:00Z".into(),
+        ..Default::default()
+    };
+    st.delete(&nodes, None, "gains", &opts).unwrap();
+    st.delete(&nodes, None, "loses", &opts).unwrap();
+    assert!(st.get(&cms, Some("default"), "adopted").is_err());
+    assert!(st.get(&cms, Some("default"), "released").is_ok());
+}
+
+#[test]
 fn apply_creates_and_status_apply_needs_an_object() {
     let mut st = state();
     let cms = ty(&st, "", "configmaps");
